@@ -1,0 +1,21 @@
+# cytotrial: FCS files of an immunotherapy trial -> gated immune populations -> what treatment did.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/gate.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/stats.smk"
+include: "workflow/rules/plots.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

@@ -1,0 +1,133 @@
+"""Channel harmonisation: find, in each file, the channel that carries what the strategy gates on.
+
+Sites and instruments name the same marker differently (``CD8``, ``CD8 APC-H7``, ``Comp-APC-H7-A``,
+``APC-H7-A``). The workflow config's ``panels:`` maps each marker to the names it may carry; a
+strategy dimension is resolved to a file channel by, in order:
+
+1. the file's ``$PnN`` equal to the dimension name (FlowJo's ``Comp-`` prefix ignored);
+2. the alias group (marker and its names) that contains the dimension name: the file channel whose
+   ``$PnN`` or ``$PnS`` is one of the group's names.
+
+Matching ignores case and surrounding white space.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from .errors import ConfigError, MissingMarkerError
+
+__all__ = ["resolve_channels", "alias_groups"]
+
+
+def _norm(name: str) -> str:
+    return " ".join(str(name).split()).casefold()
+
+
+def _strip_comp(name: str) -> str:
+    return name[5:] if name.casefold().startswith("comp-") else name
+
+
+def alias_groups(panels: Mapping[str, Sequence[str]] | None) -> list[tuple[str, frozenset[str]]]:
+    """Normalised alias groups ``(marker, names)`` from the config's ``panels:`` mapping.
+
+    Raises
+    ------
+    ConfigError
+        When a name is claimed by two markers (it could not say which marker a channel carries).
+    """
+    groups: list[tuple[str, frozenset[str]]] = []
+    owner: dict[str, str] = {}
+    for marker, names in (panels or {}).items():
+        if isinstance(names, str):
+            names = [names]
+        group = {_norm(marker)} | {_norm(n) for n in names or []}
+        for name in group:
+            if name in owner and owner[name] != marker:
+                raise ConfigError(
+                    f"config panels: the name {name!r} is listed under both {owner[name]!r} and "
+                    f"{marker!r}; a channel name may belong to one marker only"
+                )
+            owner[name] = marker
+        groups.append((str(marker), frozenset(group)))
+    return groups
+
+
+def resolve_channels(
+    channels: Sequence[str],
+    markers: Sequence[str],
+    needed: Iterable[str],
+    *,
+    panels: Mapping[str, Sequence[str]] | None = None,
+    file: str = "",
+) -> dict[str, str]:
+    """Map each needed strategy dimension to a channel of the file.
+
+    Parameters
+    ----------
+    channels
+        The file's ``$PnN`` names.
+    markers
+        The file's ``$PnS`` labels (``""`` where absent), aligned with ``channels``.
+    needed
+        The channel names the gating strategy reads.
+    panels
+        The config's marker -> channel names mapping.
+    file
+        The file name, for the error message.
+
+    Returns
+    -------
+    dict
+        Strategy dimension name -> file channel name (``$PnN``).
+
+    Raises
+    ------
+    MissingMarkerError
+        Listing every dimension the file cannot supply, with the names tried, in one line.
+    """
+    by_pnn = {_norm(c): c for c in channels}
+    by_any: dict[str, list[str]] = {}
+    for channel, marker in zip(channels, markers):
+        for label in {_norm(channel), _norm(_strip_comp(channel)), _norm(marker or "")} - {""}:
+            by_any.setdefault(label, []).append(channel)
+    groups = alias_groups(panels)
+
+    mapping: dict[str, str] = {}
+    missing: list[str] = []
+    for dim in needed:
+        key = _norm(dim)
+        bare = _norm(_strip_comp(dim))
+        if key in by_pnn:
+            mapping[dim] = by_pnn[key]
+            continue
+        if bare in by_pnn:
+            mapping[dim] = by_pnn[bare]
+            continue
+        found: list[str] = []
+        tried: set[str] = {dim}
+        for marker, names in groups:
+            if key in names or bare in names:
+                tried |= {marker}
+                for name in sorted(names):
+                    for channel in by_any.get(name, []):
+                        if channel not in found:
+                            found.append(channel)
+        if len(found) == 1:
+            mapping[dim] = found[0]
+        elif len(found) > 1:
+            raise MissingMarkerError(
+                f"{file}: strategy channel {dim!r} matches several channels of the file "
+                f"({', '.join(found)}); make the config panels: names specific to one channel"
+            )
+        else:
+            missing.append(f"{dim} (as {'/'.join(sorted(tried))})" if len(tried) > 1 else dim)
+    if missing:
+        present = ", ".join(
+            f"{c}[{m}]" if m else c for c, m in zip(channels, markers)
+        )
+        raise MissingMarkerError(
+            f"{file}: lacks {len(missing)} channel(s) the gating strategy needs: "
+            f"{'; '.join(missing)}; file has: {present}; add the file's names under config panels:"
+        )
+    return mapping

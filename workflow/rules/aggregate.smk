@@ -1,0 +1,30 @@
+# Aggregation: every batch's counts -> samples x populations AnnData, tidy table and QC.
+
+
+rule aggregate:
+    input:
+        counts=lambda w: gated_batches("counts"),
+        qc=lambda w: gated_batches("qc"),
+        sheet=config["samples"],
+    output:
+        h5ad="results/counts/populations.h5ad",
+        tsv=report(
+            "results/counts/populations.tsv",
+            caption="../report/populations.rst",
+            category="Counts",
+        ),
+        qc=report(
+            "results/qc/samples.tsv",
+            caption="../report/qc_samples.rst",
+            category="Quality control",
+        ),
+    params:
+        strategies=config["strategies"],
+        min_events=config["qc"]["min_events"],
+        arms=list(config["arms"]),
+    log:
+        "logs/aggregate.log",
+    benchmark:
+        "benchmarks/aggregate.tsv"
+    script:
+        "../scripts/aggregate.py"

@@ -1,0 +1,22 @@
+# The embedded demo: a simulated two-arm trial with ground truth, written when it is missing.
+if DEMO:
+
+    checkpoint simulate_demo:
+        output:
+            sheet=DEMO_SHEET,
+            patients="resources/demo/patients.tsv",
+            truth="resources/demo/truth/populations.tsv",
+            effects="resources/demo/truth/effects.tsv",
+        params:
+            out=str(DEMO_SHEET.parent),
+            patients_per_arm=config["demo"]["patients_per_arm"],
+            events=config["demo"]["events"],
+            tumor_events=config["demo"]["tumor_events"],
+            seed=config["demo"]["seed"],
+        log:
+            "logs/demo/simulate.log",
+        threads: 2
+        shell:
+            "cytotrial simulate --out {params.out} --patients-per-arm {params.patients_per_arm}"
+            " --events {params.events} --tumor-events {params.tumor_events}"
+            " --seed {params.seed} --jobs {threads} > {log} 2>&1"

@@ -1,0 +1,27 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir)))
+from _log import rule_log  # noqa: E402
+
+from cytotrial.sheet import read_sample_sheet  # noqa: E402
+from cytotrial.steps import run_aggregate  # noqa: E402
+
+with rule_log(snakemake) as log:
+    sheet = read_sample_sheet(
+        snakemake.input.sheet,
+        arms=snakemake.params.arms,
+        panels=list(snakemake.params.strategies),
+    )
+    adata = run_aggregate(
+        counts=snakemake.input.counts,
+        qc=snakemake.input.qc,
+        sheet=sheet,
+        strategies=snakemake.params.strategies,
+        min_events=snakemake.params.min_events,
+        config=snakemake.config,
+        h5ad_out=snakemake.output.h5ad,
+        tsv_out=snakemake.output.tsv,
+        qc_out=snakemake.output.qc,
+    )
+    log.write(f"{adata.n_obs} samples x {adata.n_vars} populations\n")

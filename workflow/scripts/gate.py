@@ -1,0 +1,21 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir)))
+from _log import rule_log  # noqa: E402
+
+from cytotrial.steps import run_gate_batch  # noqa: E402
+
+with rule_log(snakemake) as log:
+    counts, qc = run_gate_batch(
+        snakemake.params.samples,
+        strategies=snakemake.params.strategies,
+        panels=snakemake.params.panels,
+        compensation=snakemake.params.compensation,
+        counts_out=snakemake.output.counts,
+        qc_out=snakemake.output.qc,
+    )
+    excluded = qc[qc["status"] != "ok"]
+    log.write(f"gated {len(qc) - len(excluded)} of {len(qc)} samples\n")
+    for row in excluded.itertuples():
+        log.write(f"excluded {row.sample_id}: {row.message}\n")
