@@ -1,0 +1,187 @@
+"""``cytotrial bench``: how fast and how lean the workflow is at a given trial size.
+
+It simulates a trial, runs the workflow's gating and aggregation on it with Snakemake and prints
+files, events, wall time, events/s, per-rule times from Snakemake's ``benchmark:`` files and peak
+memory; then, on one simulated file of ``--flowkit-events`` events, the side-by-side of cytotrial's
+gating against FlowKit's own ``Session`` analysis with the same strategy (ratio and whether the counts
+are identical). ``--scales 1 4 16`` repeats the workflow run at multiples of the trial size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+__all__ = ["run_benchmark", "run_workflow", "machine_description"]
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def machine_description() -> str:
+    """One line naming the machine: CPU model, cores, memory."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        memory = f", {pages / 2**30:.0f} GiB"
+    except (ValueError, OSError, AttributeError):
+        pass
+    return f"{model}, {os.cpu_count()} cores{memory}, Python {platform.python_version()}"
+
+
+def _bench_config(sheet: Path, *, batch_size: int | None) -> dict:
+    with open(PROJECT_ROOT / "config" / "config.yaml", encoding="utf-8") as handle:
+        config = yaml.safe_load(handle)
+    config["samples"] = str(sheet.resolve())
+    config["patients"] = ""
+    for spec in config["strategies"].values():
+        spec["strategy"] = str((PROJECT_ROOT / spec["strategy"]).resolve())
+    if batch_size:
+        config["gating"]["batch_size"] = batch_size
+    return config
+
+
+def run_workflow(
+    trial: Path, *, cores: int, batch_size: int | None = None, targets: tuple[str, ...] = ("results/counts/populations.h5ad",)
+) -> dict:
+    """Run the workflow's gating and aggregation on a simulated trial; wall time, peak memory, rule times."""
+    workdir = trial / "run"
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    config_path = workdir / "config.yaml"
+    config = _bench_config(trial / "samples.tsv", batch_size=batch_size)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    command = [
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(PROJECT_ROOT / "Snakefile"),
+        "--directory", str(workdir),
+        "--configfile", str(config_path),
+        "--cores", str(cores),
+        "--quiet", "all",
+        *targets,
+    ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    peak_children_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if result.returncode != 0:
+        tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-5:])
+        raise RuntimeError(f"the workflow failed on {trial}: {tail}")
+    rules = []
+    for path in sorted((workdir / "benchmarks").rglob("*.tsv")):
+        frame = pd.read_csv(path, sep="\t")
+        rule = path.parent.name if path.parent.name != "benchmarks" else path.stem
+        rules.append({"rule": rule, "seconds": float(frame["s"].iloc[0]), "max_rss_mb": float(frame["max_rss"].iloc[0])})
+    rule_table = pd.DataFrame(rules, columns=["rule", "seconds", "max_rss_mb"])
+    per_rule = (
+        rule_table.groupby("rule")
+        .agg(jobs=("seconds", "size"), total_s=("seconds", "sum"), mean_s=("seconds", "mean"), max_rss_mb=("max_rss_mb", "max"))
+        .reset_index()
+    )
+    return {
+        "wall_s": wall,
+        "peak_rss_mb": max(per_rule["max_rss_mb"].max() if len(per_rule) else 0.0, 0.0),
+        "peak_process_mb": peak_children_mb if peak_children_mb > before / 1024 else float("nan"),
+        "per_rule": per_rule,
+    }
+
+
+def _simulate(out: Path, *, per_arm, events: int, tumor_events: int, seed: int, jobs: int):
+    from .simulate import simulate_trial
+
+    if out.exists():
+        shutil.rmtree(out)
+    return simulate_trial(out, patients_per_arm=per_arm, events=events, tumor_events=tumor_events, seed=seed, jobs=jobs)
+
+
+def _flowkit_side_by_side(workdir: Path, *, events: int) -> dict:
+    from .gating import benchmark_gating
+    from .simulate import simulate_trial
+    from .strategy import load_strategy
+
+    out = workdir / "flowkit_file"
+    if out.exists():
+        shutil.rmtree(out)
+    simulate_trial(out, patients_per_arm=1, events=events, tumor_events=1000, seed=7, jobs=1)
+    sheet = pd.read_csv(out / "samples.tsv", sep="\t")
+    first = sheet[sheet["compartment"] == "blood"].iloc[0]
+    strategy = load_strategy(PROJECT_ROOT / "resources" / "gating" / "blood.xml")
+    return benchmark_gating(out / first["fcs"], strategy, repeats=3)
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    """Body of ``cytotrial bench`` (see the module docstring); prints a report, returns the exit code."""
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    per_arm = args.patients_per_arm
+    tumor_events = args.tumor_events or args.events
+    print(f"machine: {machine_description()}")
+    rows = []
+    for scale in args.scales or [1.0]:
+        arms = [max(1, round(n * scale)) for n in per_arm]
+        trial = workdir / f"trial_x{scale:g}"
+        sim = _simulate(
+            trial,
+            per_arm=arms[0] if len(arms) == 1 else tuple(arms),
+            events=args.events,
+            tumor_events=tumor_events,
+            seed=11,
+            jobs=args.cores,
+        )
+        print(
+            f"\n[x{scale:g}] simulated {sim.n_files} files, {sim.n_events:,} events in {sim.seconds:.1f} s "
+            f"({sim.n_files / sim.seconds:.1f} files/s, {sim.n_events / sim.seconds:,.0f} events/s)"
+        )
+        run = run_workflow(trial, cores=args.cores, batch_size=args.batch_size)
+        print(
+            f"[x{scale:g}] workflow (gating + aggregation): {run['wall_s']:.1f} s wall, "
+            f"{sim.n_events / run['wall_s']:,.0f} events/s, {sim.n_files / run['wall_s']:.1f} files/s, "
+            f"peak job memory {run['peak_rss_mb']:.0f} MB"
+        )
+        print(run["per_rule"].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        rows.append(
+            {
+                "scale": scale,
+                "patients": sum(arms),
+                "files": sim.n_files,
+                "events": sim.n_events,
+                "wall_s": run["wall_s"],
+                "events_per_s": sim.n_events / run["wall_s"],
+                "s_per_million_events": run["wall_s"] / (sim.n_events / 1e6),
+                "peak_job_mb": run["peak_rss_mb"],
+            }
+        )
+        if not args.keep:
+            shutil.rmtree(trial, ignore_errors=True)
+    table = pd.DataFrame(rows)
+    print("\nscaling:")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
+
+    if not args.skip_flowkit:
+        result = _flowkit_side_by_side(workdir, events=args.flowkit_events)
+        print(f"\nside by side on one {args.flowkit_events:,}-event file, default blood strategy:")
+        for key, value in result.items():
+            print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+        if not args.keep:
+            shutil.rmtree(workdir / "flowkit_file", ignore_errors=True)
+    return 0
