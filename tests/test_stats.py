@@ -1,0 +1,773 @@
+"""Longitudinal statistics (cytotrial.stats) on a tiny simulated trial with planted effects.
+
+The trial is built here (``make_trial``, also used by test_plots.py): per-patient baseline counts
+times ``2 ** (planted effect + noise)``, layers per the populations.h5ad contract. Expected values
+come from the planted effects or from independent computations (scipy, direct formulas), never
+from the code under test.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from cytotrial import stats
+from cytotrial.errors import ConfigError, SampleSheetError
+
+ARM_A = "BEMPEG+NIVO"
+ARM_B = "NIVO"
+POPULATIONS = [
+    "lymphocytes",
+    "singlets",
+    "live",
+    "leukocytes",
+    "cd3",
+    "cd4",
+    "cd8",
+    "treg",
+    "nk",
+    "cd8_ki67",
+]
+PARENTS = {
+    "lymphocytes": "",
+    "singlets": "lymphocytes",
+    "live": "singlets",
+    "leukocytes": "live",
+    "cd3": "live",
+    "cd4": "cd3",
+    "cd8": "cd3",
+    "treg": "cd4",
+    "nk": "live",
+    "cd8_ki67": "cd8",
+}
+VISITS = {"C1D1": (1, 1), "C1D8": (1, 8), "C2D1": (2, 1)}
+COMPARTMENT_VISITS = {"blood": ["C1D1", "C1D8", "C2D1"], "tumor": ["C1D1", "C2D1"]}
+# per-patient baseline counts: base + step * patient index
+BASE = {
+    "cd4": (4000, 100),
+    "cd8": (2000, 150),
+    "treg": (400, 10),
+    "nk": (2500, 50),
+    "cd8_ki67": (200, 5),
+}
+
+
+def make_trial(
+    *,
+    n_per_arm: int = 10,
+    effects: Mapping[tuple[str, str, str, str], float] | None = None,
+    noise_sd: float = 0.15,
+    noise_free: Sequence[str] = ("cd4",),
+    patient_effects: Mapping[tuple[str, str, str, str], float] | None = None,
+    drop: Sequence[tuple[str, str, str]] = (),
+    qc_flags: Mapping[str, str] | None = None,
+    seed: int = 0,
+) -> ad.AnnData:
+    """Simulated populations.h5ad.
+
+    Parameters
+    ----------
+    effects
+        (arm, compartment, population, visit) -> planted log2 fold change from baseline.
+    noise_free
+        Populations without noise: their log2 fold change equals the planted effect exactly.
+    patient_effects
+        (patient_id, compartment, population, visit) -> extra log2 change for one patient.
+    drop
+        (patient_id, compartment, visit) samples to leave out.
+    qc_flags
+        sample_id -> qc flag text.
+    """
+    effects = dict(effects or {})
+    patient_effects = dict(patient_effects or {})
+    rng = np.random.default_rng(seed)
+    obs_rows, x_rows = [], []
+    patients = [
+        (f"P{i + 1:02d}", ARM_A if i < n_per_arm else ARM_B, i % n_per_arm)
+        for i in range(2 * n_per_arm)
+    ]
+    for patient, arm, k in patients:
+        lymph_per_ul = 1200.0 + 20 * k
+        for compartment, visits in COMPARTMENT_VISITS.items():
+            for visit in visits:
+                if (patient, compartment, visit) in drop:
+                    continue
+                sample_id = f"{patient}_{compartment}_{visit}"
+                cycle, day = VISITS[visit]
+                counts = {"lymphocytes": 60000.0, "singlets": 55000.0, "live": 50000.0}
+                counts["leukocytes"] = 30000.0 if compartment == "tumor" else np.nan
+                counts["cd3"] = 20000.0
+                for population, (base, step) in BASE.items():
+                    effect = effects.get((arm, compartment, population, visit), 0.0)
+                    effect += patient_effects.get((patient, compartment, population, visit), 0.0)
+                    noise = (
+                        0.0
+                        if population in noise_free or visit == "C1D1"
+                        else rng.normal(0, noise_sd)
+                    )
+                    value = (base + step * k) * 2.0 ** (effect + noise)
+                    counts[population] = (
+                        value if population in noise_free else float(np.round(value))
+                    )
+                obs_rows.append(
+                    dict(
+                        sample_id=sample_id,
+                        patient_id=patient,
+                        arm=arm,
+                        visit=visit,
+                        cycle=cycle,
+                        day=day,
+                        compartment=compartment,
+                        panel=compartment,
+                        batch="b1",
+                        fcs=f"{sample_id}.fcs",
+                        lymphocytes_per_ul=lymph_per_ul if compartment == "blood" else np.nan,
+                        qc_flags=(qc_flags or {}).get(sample_id, ""),
+                    )
+                )
+                x_rows.append([counts[p] for p in POPULATIONS])
+    obs = pd.DataFrame(obs_rows).set_index("sample_id", drop=False)
+    obs.index.name = None
+    x = np.asarray(x_rows, dtype=float)
+    col = {p: i for i, p in enumerate(POPULATIONS)}
+    freq_parent = np.full_like(x, np.nan)
+    for p, parent in PARENTS.items():
+        denominator = np.full(len(x), 100000.0) if not parent else x[:, col[parent]].copy()
+        if p == "cd3":  # in the tumor panel CD3 sits under CD45+ leukocytes
+            tumor = (obs["compartment"] == "tumor").to_numpy()
+            denominator[tumor] = x[tumor, col["leukocytes"]]
+        freq_parent[:, col[p]] = x[:, col[p]] / denominator
+    freq_live = x / x[:, [col["live"]]]
+    per_ul = freq_live * obs["lymphocytes_per_ul"].to_numpy()[:, None]
+    var = pd.DataFrame({"parent": [PARENTS[p] for p in POPULATIONS]}, index=POPULATIONS)
+    adata = ad.AnnData(X=x, obs=obs, var=var)
+    adata.layers["freq_parent"] = freq_parent
+    adata.layers["freq_live"] = freq_live
+    adata.layers["per_ul"] = per_ul
+    adata.uns["provenance"] = {"strategy_sha256": {"blood": "0" * 64, "tumor": "1" * 64}}
+    return adata
+
+
+# --------------------------------------------------------------------------------------------
+# the planted trial
+# --------------------------------------------------------------------------------------------
+ANALYSIS = {"populations": ["cd4", "cd8"], "reference_arm": ARM_B, "baseline_visit": "C1D1"}
+EFFECTS = {
+    (ARM_A, "blood", "cd8", "C1D8"): 2.0,  # strong early rise of blood CD8 under the combination
+    (ARM_A, "tumor", "cd8", "C2D1"): 1.5,  # and of intratumoral CD8 at the on-treatment biopsy
+    (ARM_A, "blood", "cd4", "C2D1"): 1.0,  # noise-free: log2fc must be exactly 1
+}
+RESPONDERS = {"P01": "CR", "P02": "PR", "P04": "PR", "P05": "PR", "P11": "PR", "P12": "CR"}
+# responders of the combination arm rise one more log2 unit at C1D8
+PATIENT_EFFECTS = {(p, "blood", "cd8", "C1D8"): 1.0 for p in ("P01", "P02", "P04", "P05")}
+DROPPED = [("P03", "blood", "C1D1")]
+FLAGS = {"P05_blood_C1D8": "low_events"}
+
+
+def planted_trial() -> ad.AnnData:
+    return make_trial(
+        effects=EFFECTS, patient_effects=PATIENT_EFFECTS, drop=DROPPED, qc_flags=FLAGS, seed=1
+    )
+
+
+def patients_table() -> pd.DataFrame:
+    rows = []
+    for i in range(20):
+        patient = f"P{i + 1:02d}"
+        response = RESPONDERS.get(patient, "NE" if patient == "P20" else ("SD" if i % 2 else "PD"))
+        rows.append(
+            dict(
+                patient_id=patient,
+                arm=ARM_A if i < 10 else ARM_B,
+                best_response=response,
+                pfs_months=6.0,
+                pfs_event=1,
+                os_months=12.0,
+                os_event=0,
+            )
+        )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def trial() -> ad.AnnData:
+    return planted_trial()
+
+
+@pytest.fixture(scope="module")
+def patients_path(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("clinical") / "patients.tsv"
+    patients_table().to_csv(path, sep="\t", index=False)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tables(trial, patients_path) -> dict[str, pd.DataFrame]:
+    return stats.compute_tables(
+        trial, analysis=ANALYSIS, patients=stats.read_patients(patients_path)
+    )
+
+
+def _row(table: pd.DataFrame, **where) -> pd.Series:
+    mask = np.ones(len(table), dtype=bool)
+    for key, value in where.items():
+        mask &= (table[key] == value).to_numpy()
+    assert mask.sum() == 1, f"expected one row for {where}, found {mask.sum()}"
+    return table.loc[mask].iloc[0]
+
+
+def _bh(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg written out: q_(i) = min over j >= i of p_(j) * m / j."""
+    order = np.argsort(p)
+    m = len(p)
+    ranked = p[order] * m / np.arange(1, m + 1)
+    q_sorted = np.minimum.accumulate(ranked[::-1])[::-1]
+    q = np.empty(m)
+    q[order] = np.minimum(q_sorted, 1.0)
+    return q
+
+
+# --------------------------------------------------------------------------------------------
+# change from baseline values
+# --------------------------------------------------------------------------------------------
+def test_log2fc_equals_planted_value_where_noise_free(tables):
+    fc = tables["log2fc"]
+    cd4 = fc[(fc["population"] == "cd4") & (fc["compartment"] == "blood")]
+    expected = np.where(
+        (cd4["arm"] == ARM_A) & (cd4["visit"] == "C2D1"),
+        EFFECTS[(ARM_A, "blood", "cd4", "C2D1")],
+        0.0,
+    )
+    np.testing.assert_allclose(cd4["log2fc"].to_numpy(), expected, atol=1e-12)
+    # 10 + 10 patients x 3 visits, minus P03 who has no blood baseline
+    assert len(cd4) == 19 * 3
+
+
+def test_log2fc_is_the_log2_ratio_of_the_measure_to_the_own_baseline(trial, tables):
+    fc = tables["log2fc"]
+    per_ul = pd.Series(
+        trial.layers["per_ul"][:, list(trial.var_names).index("cd8")], index=trial.obs_names
+    )
+    freq = pd.Series(
+        trial.layers["freq_parent"][:, list(trial.var_names).index("cd8")], index=trial.obs_names
+    )
+    for compartment, layer in (("blood", per_ul), ("tumor", freq)):
+        rows = fc[(fc["population"] == "cd8") & (fc["compartment"] == compartment)]
+        assert set(rows["measure"]) == {"per_ul" if compartment == "blood" else "freq_parent"}
+        for _, row in rows.iterrows():
+            own = f"{row['patient_id']}_{compartment}_{row['visit']}"
+            base = f"{row['patient_id']}_{compartment}_C1D1"
+            assert row["sample_id"] == own and row["baseline_sample_id"] == base
+            assert row["log2fc"] == pytest.approx(math.log2(layer[own] / layer[base]), abs=1e-9)
+
+
+def test_qc_flags_are_kept_in_the_long_table(tables):
+    fc = tables["log2fc"]
+    flagged = fc[fc["sample_id"] == "P05_blood_C1D8"]
+    assert len(flagged) == 2 and set(flagged["qc_flags"]) == {"low_events"}
+    assert set(fc.loc[fc["sample_id"] != "P05_blood_C1D8", "qc_flags"]) == {""}
+    assert "baseline_qc_flags" in fc.columns
+
+
+def test_patient_without_baseline_is_reported_not_dropped_silently(tables):
+    missing = tables["missing_baseline"]
+    row = _row(missing, patient_id="P03", compartment="blood")
+    assert row["arm"] == ARM_A
+    assert row["visits_available"] == "C1D8,C2D1"
+    assert "no C1D1 sample" in row["reason"]
+    assert len(missing) == 1  # P03 has a tumor baseline
+    fc = tables["log2fc"]
+    assert not ((fc["patient_id"] == "P03") & (fc["compartment"] == "blood")).any()
+    assert ((fc["patient_id"] == "P03") & (fc["compartment"] == "tumor")).any()
+    # the mixed model still uses P03's two blood samples: 20 x 3 - 1 observations
+    mm = tables["mixed_model"]
+    assert set(mm.loc[mm["compartment"] == "blood", "n_obs"]) == {59}
+
+
+def test_baseline_without_value_is_reported(trial):
+    adata = trial.copy()
+    adata.layers["per_ul"][adata.obs_names.get_loc("P07_blood_C1D1"), :] = np.nan
+    out = stats.compute_tables(adata, analysis=ANALYSIS, tables=["missing_baseline", "log2fc"])
+    row = _row(out["missing_baseline"], patient_id="P07", compartment="blood")
+    assert "P07_blood_C1D1" in row["reason"] and "lymphocytes_per_ul" in row["reason"]
+    assert not (
+        (out["log2fc"]["patient_id"] == "P07") & (out["log2fc"]["compartment"] == "blood")
+    ).any()
+
+
+def test_zero_values_stay_finite(trial):
+    adata = trial.copy()
+    j = list(adata.var_names).index("cd8")
+    adata.layers["freq_parent"][adata.obs_names.get_loc("P12_tumor_C2D1"), j] = 0.0
+    adata.X[adata.obs_names.get_loc("P12_blood_C1D8"), j] = 0.0
+    out = stats.compute_tables(
+        adata,
+        analysis={**ANALYSIS, "measure": {"blood": "count"}, "pseudocount": 1.0},
+        tables=["log2fc"],
+    )["log2fc"]
+    tumor = _row(out, patient_id="P12", compartment="tumor", population="cd8", visit="C2D1")
+    positive = adata.layers["freq_parent"][(adata.obs["compartment"] == "tumor").to_numpy(), j]
+    floor = positive[positive > 0].min() / 2
+    assert tumor["log2_value"] == pytest.approx(math.log2(floor))
+    blood = _row(out, patient_id="P12", compartment="blood", population="cd8", visit="C1D8")
+    assert blood["log2_value"] == pytest.approx(0.0)  # log2(0 + pseudocount 1)
+    base = adata.X[adata.obs_names.get_loc("P12_blood_C1D1"), j]
+    assert blood["log2fc"] == pytest.approx(-math.log2(base + 1.0))
+
+
+# --------------------------------------------------------------------------------------------
+# tests and estimates
+# --------------------------------------------------------------------------------------------
+def test_change_from_baseline_finds_the_planted_rise_in_one_arm_only(tables):
+    cfb = tables["change_from_baseline"]
+    for compartment, visit in (("blood", "C1D8"), ("tumor", "C2D1")):
+        treated = _row(cfb, population="cd8", compartment=compartment, arm=ARM_A, visit=visit)
+        control = _row(cfb, population="cd8", compartment=compartment, arm=ARM_B, visit=visit)
+        assert treated["q_value"] < 0.05 and treated["hl_log2fc"] > 1.0
+        assert treated["ci_low"] > 0.5
+        assert control["q_value"] >= 0.05
+        assert abs(control["hl_log2fc"]) < 0.3
+    # tumor: no responder effect, so the estimate is the planted 1.5 up to noise
+    tumor = _row(cfb, population="cd8", compartment="tumor", arm=ARM_A, visit="C2D1")
+    assert tumor["ci_low"] < EFFECTS[(ARM_A, "tumor", "cd8", "C2D1")] < tumor["ci_high"]
+    assert tumor["n"] == 10
+    # the noise-free population: every patient exactly +1
+    cd4 = _row(cfb, population="cd4", compartment="blood", arm=ARM_A, visit="C2D1")
+    assert (cd4["median_log2fc"], cd4["ci_low"], cd4["ci_high"]) == pytest.approx((1.0, 1.0, 1.0))
+    assert cd4["n"] == 9
+
+
+def test_change_from_baseline_p_values_are_wilcoxon_signed_rank(tables):
+    fc, cfb = tables["log2fc"], tables["change_from_baseline"]
+    row = _row(cfb, population="cd8", compartment="blood", arm=ARM_B, visit="C2D1")
+    d = fc[
+        (fc["population"] == "cd8")
+        & (fc["compartment"] == "blood")
+        & (fc["arm"] == ARM_B)
+        & (fc["visit"] == "C2D1")
+    ]["log2fc"]
+    assert row["p_value"] == pytest.approx(sps.wilcoxon(d.to_numpy()).pvalue)
+    assert row["median_log2fc"] == pytest.approx(np.median(d))
+
+
+def test_arm_comparison_finds_the_difference_with_the_right_sign(trial, tables):
+    arm = tables["arm_comparison"]
+    assert set(arm["reference_arm"]) == {ARM_B} and set(arm["arm"]) == {ARM_A}
+    for compartment, visit in (("blood", "C1D8"), ("tumor", "C2D1")):
+        row = _row(arm, population="cd8", compartment=compartment, visit=visit)
+        assert row["estimate"] > 1.0 and row["ci_low"] > 0 and row["q_value"] < 0.05
+    later = _row(arm, population="cd8", compartment="blood", visit="C2D1")
+    assert later["q_value"] >= 0.05 and later["ci_low"] < 0 < later["ci_high"]
+    row = _row(arm, population="cd8", compartment="blood", visit="C1D8")
+    assert (row["n_arm"], row["n_reference"]) == (9, 10)
+    # swapping the reference arm flips the sign exactly
+    swapped = stats.compute_tables(
+        trial, analysis={**ANALYSIS, "reference_arm": ARM_A}, tables=["arm_comparison"]
+    )["arm_comparison"]
+    flipped = _row(swapped, population="cd8", compartment="blood", visit="C1D8")
+    assert flipped["arm"] == ARM_B and flipped["estimate"] == pytest.approx(-row["estimate"])
+    assert (flipped["ci_low"], flipped["ci_high"]) == pytest.approx(
+        (-row["ci_high"], -row["ci_low"])
+    )
+    assert flipped["p_value"] == pytest.approx(row["p_value"])
+
+
+def test_mixed_model_interaction_is_positive_and_significant(tables):
+    mm = tables["mixed_model"]
+    blood = mm[(mm["population"] == "cd8") & (mm["compartment"] == "blood")]
+    assert list(blood["term"]) == [
+        "Intercept", f"arm[{ARM_A}]", "visit[C1D8]", "visit[C2D1]",
+        f"arm[{ARM_A}]:visit[C1D8]", f"arm[{ARM_A}]:visit[C2D1]",
+    ]  # fmt: skip
+    inter = _row(blood, term=f"arm[{ARM_A}]:visit[C1D8]")
+    assert inter["estimate"] > 1.5 and inter["ci_low"] > 0 and inter["q_value"] < 0.05
+    assert bool(inter["converged"]) and inter["n_patients"] == 20
+    assert (
+        _row(blood, term="visit[C1D8]")["q_value"] >= 0.05
+    )  # nothing planted in the reference arm
+    assert _row(blood, term=f"arm[{ARM_A}]")["q_value"] >= 0.05  # same baseline in both arms
+    tumor = _row(mm, population="cd8", compartment="tumor", term=f"arm[{ARM_A}]:visit[C2D1]")
+    assert tumor["ci_low"] < 1.5 < tumor["ci_high"] and tumor["q_value"] < 0.05
+    intercepts = mm[mm["term"] == "Intercept"]
+    assert intercepts["p_value"].isna().all() and intercepts["q_value"].isna().all()
+
+
+def test_mixed_model_survives_degenerate_data(trial):
+    adata = trial.copy()
+    drop = [f"P{i}_blood_C1D8" for i in range(11, 21)]  # reference arm never seen at C1D8 ...
+    adata = adata[~adata.obs_names.isin(drop)].copy()
+    j = list(adata.var_names).index("treg")
+    adata.layers["per_ul"][:, j] = 5.0  # ... and a population that never varies
+    adata.layers["freq_parent"][:, j] = 0.1
+    mm = stats.compute_tables(
+        adata, analysis={**ANALYSIS, "populations": ["cd8", "treg"]}, tables=["mixed_model"]
+    )["mixed_model"]
+    flat = mm[mm["population"] == "treg"]
+    assert list(flat["term"]) == ["model", "model"]
+    assert not flat["converged"].any() and flat["note"].str.contains("do not vary").all()
+    blood = mm[(mm["population"] == "cd8") & (mm["compartment"] == "blood")]
+    assert f"arm[{ARM_A}]:visit[C1D8]" not in set(blood["term"])
+    assert blood["note"].str.contains(f"not estimable: arm[{ARM_A}]:visit[C1D8]", regex=False).all()
+    assert np.isfinite(_row(blood, term=f"arm[{ARM_A}]:visit[C2D1]")["p_value"])
+
+
+def test_summary_counts_and_intervals(trial, tables):
+    summary, fc = tables["summary"], tables["log2fc"]
+    row = _row(summary, population="cd8", compartment="blood", arm=ARM_A, visit="C1D8")
+    assert row["n_patients"] == 10 and row["n_log2fc"] == 9 and row["unit"] == "cells/µL"
+    j = list(trial.var_names).index("cd8")
+    mask = (
+        (trial.obs["arm"] == ARM_A)
+        & (trial.obs["visit"] == "C1D8")
+        & (trial.obs["compartment"] == "blood")
+    ).to_numpy()
+    values = trial.layers["per_ul"][mask, j]
+    assert row["median"] == pytest.approx(np.median(values))
+    assert (row["q1"], row["q3"]) == pytest.approx(tuple(np.percentile(values, [25, 75])))
+    d = fc[
+        (fc["population"] == "cd8")
+        & (fc["compartment"] == "blood")
+        & (fc["arm"] == ARM_A)
+        & (fc["visit"] == "C1D8")
+    ]["log2fc"]
+    low, high = sps.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=sps.sem(d))
+    assert (row["mean_log2fc"], row["ci_low"], row["ci_high"]) == pytest.approx(
+        (d.mean(), low, high)
+    )
+    base = _row(summary, population="cd8", compartment="blood", arm=ARM_A, visit="C1D1")
+    assert base["n_patients"] == 9 and base["mean_log2fc"] == 0
+
+
+def test_response_rates_and_early_change(tables):
+    resp = tables["response"]
+    orr = resp[resp["analysis"] == "objective_response_rate"]
+    assert list(orr["arm"]) == [ARM_A, ARM_B]
+    for arm, k in ((ARM_A, 4), (ARM_B, 2)):
+        row = _row(orr, arm=arm)
+        ci = sps.binomtest(k, 10).proportion_ci(confidence_level=0.95, method="exact")
+        assert (row["n"], row["n_responders"]) == (10, k)  # NE counted as no response
+        assert row["estimate"] == pytest.approx(k / 10)
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-12)
+    early = resp[resp["analysis"] == "early_change"]
+    assert set(early["visit"]) == {"C1D8"} and set(early["compartment"]) == {"blood"}
+    row = _row(early, arm=ARM_A, population="cd8")
+    assert (row["n_responders"], row["n_non_responders"]) == (4, 5)  # P03 has no baseline
+    assert row["estimate"] > 0.5 and row["ci_low"] > 0
+    pooled = _row(early, arm="all", population="cd8")
+    assert pooled["n"] == 18  # P03 without baseline and P20 (NE) left out
+
+
+# --------------------------------------------------------------------------------------------
+# contracts: columns, q-values, order, determinism
+# --------------------------------------------------------------------------------------------
+COLUMNS = {
+    "missing_baseline": ["patient_id", "arm", "compartment", "visits_available", "reason"],
+    "summary": [
+        "arm",
+        "compartment",
+        "population",
+        "visit",
+        "n_patients",
+        "median",
+        "q1",
+        "q3",
+        "mean_log2fc",
+        "ci_low",
+        "ci_high",
+    ],
+    "change_from_baseline": [
+        "population",
+        "compartment",
+        "arm",
+        "visit",
+        "n",
+        "median_log2fc",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "q_value",
+    ],
+    "arm_comparison": [
+        "population",
+        "compartment",
+        "visit",
+        "arm",
+        "reference_arm",
+        "n_arm",
+        "n_reference",
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "q_value",
+    ],
+    "mixed_model": [
+        "population",
+        "compartment",
+        "term",
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "q_value",
+        "n_obs",
+        "n_patients",
+        "converged",
+    ],
+    "response": [
+        "analysis",
+        "arm",
+        "n",
+        "n_responders",
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "q_value",
+    ],
+    "log2fc": [
+        "patient_id",
+        "arm",
+        "compartment",
+        "population",
+        "visit",
+        "sample_id",
+        "log2fc",
+        "qc_flags",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(COLUMNS))
+def test_tables_have_the_named_columns(tables, name):
+    assert set(COLUMNS[name]) <= set(tables[name].columns)
+    assert len(tables[name]) > 0
+
+
+@pytest.mark.parametrize(
+    "name", ["change_from_baseline", "arm_comparison", "mixed_model", "response"]
+)
+def test_q_values_are_benjamini_hochberg(tables, name):
+    table = tables[name]
+    tested = table[np.isfinite(table["p_value"].to_numpy(dtype=float))]
+    p, q = tested["p_value"].to_numpy(dtype=float), tested["q_value"].to_numpy(dtype=float)
+    assert len(p) >= 4
+    assert np.all(q >= p - 1e-15)
+    order = np.argsort(p, kind="mergesort")
+    assert np.all(np.diff(q[order]) >= -1e-15)  # monotone in p
+    np.testing.assert_allclose(q, _bh(p), rtol=1e-12)
+    assert table.loc[~np.isfinite(table["p_value"].to_numpy(dtype=float)), "q_value"].isna().all()
+
+
+def test_visits_are_in_clinical_order_not_alphabetical(trial):
+    adata = trial.copy()
+    relabel = {
+        "C1D8": ("C1D15", 1, 15),
+        "C2D1": ("C10D1", 10, 1),
+    }  # alphabetical: C10D1 < C1D1 < C1D15
+    obs = adata.obs.copy()
+    for old, (new, cycle, day) in relabel.items():
+        mask = obs["visit"] == old
+        obs.loc[mask, "visit"], obs.loc[mask, "cycle"], obs.loc[mask, "day"] = new, cycle, day
+    adata.obs = obs
+    assert stats.visit_order(adata.obs) == ["C1D1", "C1D15", "C10D1"]
+    out = stats.compute_tables(
+        adata,
+        analysis={**ANALYSIS, "response_visit": "C1D15"},
+        tables=["summary", "change_from_baseline", "mixed_model"],
+    )
+    cell = out["summary"][
+        (out["summary"]["population"] == "cd8")
+        & (out["summary"]["compartment"] == "blood")
+        & (out["summary"]["arm"] == ARM_A)
+    ]
+    assert list(cell["visit"]) == ["C1D1", "C1D15", "C10D1"]
+    cfb = out["change_from_baseline"]
+    assert list(
+        cfb[(cfb["population"] == "cd8") & (cfb["compartment"] == "blood") & (cfb["arm"] == ARM_A)][
+            "visit"
+        ]
+    ) == ["C1D15", "C10D1"]
+    terms = out["mixed_model"].query("population == 'cd8' and compartment == 'blood'")["term"]
+    assert list(terms)[2:4] == ["visit[C1D15]", "visit[C10D1]"]
+
+
+def test_write_stats_is_deterministic_and_tidy(tmp_path, trial, patients_path):
+    path = tmp_path / "populations.h5ad"
+    trial.write_h5ad(path)
+    first = stats.write_stats(
+        path, outdir=tmp_path / "a", analysis=ANALYSIS, patients_path=patients_path
+    )
+    second = stats.write_stats(
+        path, outdir=tmp_path / "b", analysis=ANALYSIS, patients_path=patients_path
+    )
+    assert sorted(first) == sorted(stats.STAT_TABLES)
+    for name, file in first.items():
+        assert file.name == f"{name}.tsv"
+        assert file.read_bytes() == second[name].read_bytes()
+        table = pd.read_csv(file, sep="\t")
+        assert len(table) > 0 and "\t" not in "".join(table.columns)
+    # named outputs, and no clinical table: response has its header only
+    only = stats.write_stats(
+        path,
+        outputs={"response": tmp_path / "r.tsv", "summary": tmp_path / "s.tsv"},
+        analysis=ANALYSIS,
+    )
+    assert sorted(only) == ["response", "summary"]
+    header = only["response"].read_text().splitlines()
+    assert len(header) == 1 and header[0].startswith("analysis\tarm\t")
+
+
+def test_hodges_lehmann_intervals_invert_the_exact_tests():
+    rng = np.random.default_rng(7)
+    outcomes = set()
+    for trial_no in range(60):
+        n, m = int(rng.integers(6, 16)), int(rng.integers(4, 14))
+        x = rng.normal(rng.uniform(-1.5, 1.5), 1.0, n)
+        y = rng.normal(0.0, 1.0, m)
+        _, low, high = stats.hodges_lehmann_ci(x, alpha=0.05)
+        p = sps.wilcoxon(x, method="exact").pvalue
+        assert (not low <= 0 <= high) == (p <= 0.05), (trial_no, p, low, high)
+        _, low2, high2 = stats.hodges_lehmann_shift_ci(x, y, alpha=0.05)
+        p2 = sps.mannwhitneyu(x, y, method="exact").pvalue
+        assert (not low2 <= 0 <= high2) == (p2 <= 0.05), (trial_no, p2, low2, high2)
+        outcomes.add(p <= 0.05)
+    assert outcomes == {True, False}  # both sides of the threshold were exercised
+
+
+def test_hodges_lehmann_estimates_and_small_samples():
+    x = np.array([0.1, 0.4, -0.2, 0.9, 1.3, 0.5, 0.7])
+    walsh = [(x[i] + x[j]) / 2 for i in range(len(x)) for j in range(i, len(x))]
+    assert stats.hodges_lehmann_ci(x)[0] == pytest.approx(np.median(walsh))
+    y = np.array([0.0, -0.3, 0.2])
+    assert stats.hodges_lehmann_shift_ci(x, y)[0] == pytest.approx(
+        np.median(np.subtract.outer(x, y))
+    )
+    # 5 values cannot give a 95% signed-rank interval (smallest two-sided p is 1/16)
+    assert np.isnan(stats.hodges_lehmann_ci(x[:5])[1:]).all()
+    # large samples use the normal approximation: HL variance is pi/3 sigma^2 / n for normal data
+    big = np.random.default_rng(3).normal(0.0, 1.0, 400)
+    est, low, high = stats.hodges_lehmann_ci(big)
+    expected = 2 * 1.96 * math.sqrt(math.pi / 3 / 400)
+    assert low < est < high and (high - low) == pytest.approx(expected, rel=0.15)
+    a, b = np.random.default_rng(4).normal(0.5, 1.0, (2, 250))
+    est, low, high = stats.hodges_lehmann_shift_ci(a, b)
+    assert (high - low) == pytest.approx(2 * 1.96 * math.sqrt(math.pi / 3 * 2 / 250), rel=0.15)
+
+
+def test_t_interval_matches_scipy():
+    x = np.array([0.3, 1.2, -0.4, 0.8, 0.5])
+    low, high = sps.t.interval(0.9, len(x) - 1, loc=x.mean(), scale=sps.sem(x))
+    assert stats.t_interval(x, alpha=0.1) == pytest.approx((x.mean(), low, high))
+    assert np.isnan(stats.t_interval([1.0])[1])
+
+
+# --------------------------------------------------------------------------------------------
+# errors a user can cause
+# --------------------------------------------------------------------------------------------
+def _without_obs_column(adata: ad.AnnData, column: str) -> ad.AnnData:
+    adata = adata.copy()
+    adata.obs = adata.obs.drop(columns=[column])
+    return adata
+
+
+def _with_obs_value(adata: ad.AnnData, sample: str, column: str, value) -> ad.AnnData:
+    adata = adata.copy()
+    obs = adata.obs.copy()
+    obs[column] = obs[column].astype(object)
+    obs.loc[sample, column] = value
+    adata.obs = obs
+    return adata
+
+
+BAD_INPUTS = {
+    "unknown population": (lambda a: a, {"populations": ["cd8", "cd99"]}, ConfigError, "cd99"),
+    "baseline absent": (lambda a: a, {"baseline_visit": "SCREEN"}, ConfigError, "SCREEN"),
+    "reference arm absent": (lambda a: a, {"reference_arm": "PLACEBO"}, ConfigError, "PLACEBO"),
+    "unknown measure": (lambda a: a, {"measure": {"blood": "median"}}, ConfigError, "median"),
+    "compartment without measure": (
+        lambda a: _with_obs_value(a, "P01_blood_C1D8", "compartment", "marrow"),
+        {},
+        ConfigError,
+        "marrow",
+    ),
+    "bad alpha": (lambda a: a, {"alpha": 5}, ConfigError, "alpha"),
+    "missing obs column": (
+        lambda a: _without_obs_column(a, "cycle"),
+        {},
+        SampleSheetError,
+        "cycle",
+    ),
+    "non-integer day": (
+        lambda a: _with_obs_value(a, "P02_blood_C1D8", "day", "eight"),
+        {},
+        SampleSheetError,
+        "P02_blood_C1D8",
+    ),
+    "visit with two days": (
+        lambda a: _with_obs_value(a, "P02_blood_C1D8", "day", 9),
+        {},
+        SampleSheetError,
+        "C1D8",
+    ),
+    "patient in two arms": (
+        lambda a: _with_obs_value(a, "P02_tumor_C2D1", "arm", ARM_B),
+        {},
+        SampleSheetError,
+        "P02",
+    ),
+    "two samples one visit": (
+        lambda a: _with_obs_value(a, "P02_tumor_C2D1", "visit", "C1D1"),
+        {},
+        SampleSheetError,
+        "P02",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_gives_one_line_error(trial, case):
+    change, analysis, error, named = BAD_INPUTS[case]
+    with pytest.raises(error) as caught:
+        stats.compute_tables(change(trial), analysis={**ANALYSIS, **analysis}, tables=["summary"])
+    message = str(caught.value)
+    assert "\n" not in message and named in message
+
+
+def test_per_ul_without_lymphocyte_counts_is_a_config_error(trial):
+    adata = trial.copy()
+    adata.layers["per_ul"][:] = np.nan
+    with pytest.raises(ConfigError, match="lymphocytes_per_ul"):
+        stats.compute_tables(adata, analysis=ANALYSIS, tables=["log2fc"])
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (
+            lambda t: t.assign(best_response=t["best_response"].replace("PD", "progressive")),
+            "progressive",
+        ),
+        (lambda t: t.drop(columns=["best_response"]), "best_response"),
+        (lambda t: pd.concat([t, t.iloc[[0]]]), "P01"),
+    ],
+)
+def test_bad_patients_table_gives_one_line_error(tmp_path, edit, named):
+    path = tmp_path / "patients.tsv"
+    edit(patients_table()).to_csv(path, sep="\t", index=False)
+    with pytest.raises(SampleSheetError) as caught:
+        stats.read_patients(path)
+    assert "\n" not in str(caught.value) and named in str(caught.value)
+
+
+def test_patient_arm_must_agree_with_the_samples(trial, tmp_path):
+    table = patients_table()
+    table.loc[table["patient_id"] == "P01", "arm"] = ARM_B
+    with pytest.raises(SampleSheetError, match="P01"):
+        stats.compute_tables(trial, analysis=ANALYSIS, patients=table, tables=["response"])

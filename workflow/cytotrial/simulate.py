@@ -1,0 +1,1289 @@
+"""A simulated immunotherapy trial: FCS files whose every event has a known identity.
+
+The simulator writes what a trial's flow cytometry core would hand over for the model case
+(bempegaldesleukin + nivolumab, ``BEMPEG+NIVO``, versus nivolumab alone, ``NIVO``; 21-day cycles;
+blood at C1D1, C1D8, C2D1, C3D1, C5D1; tumor biopsies at C1D1 and C2D1), together with the truth
+that real data never has.
+
+Layout written by :func:`simulate_trial` into ``DIR``::
+
+    fcs/<sample_id>.fcs        FCS 3.1, float32, one file per sample (panels ``blood``/``tumor``)
+    samples.tsv                the sample sheet (contract columns, ``fcs`` relative to DIR)
+    patients.tsv               clinical outcome per patient (RECIST 1.1 best response, PFS, OS)
+    truth/populations.tsv      true event count of every canonical population in every sample
+    truth/effects.tsv          the effect model: true fold change versus baseline
+
+Signal model
+------------
+Every event is drawn as one cell type (:data:`CELL_TYPES`): lymphocyte subsets (conventional
+CD4 T, Treg, Ki67- CD8 T, Ki67+ CD8 T, NK, B, other T cells), monocytes, granulocytes, debris and,
+in tumor, large and small CD45- tumor cells. Independently, each cell (not debris) is dead with
+the sample's dead rate and a doublet with the sample's doublet rate. Scatter is log-normal per
+type (doublets: FSC-A and SSC-A grow by part of a partner's, FSC-H barely; dead cells: lower FSC,
+higher SSC). Each marker is either negative or a log-normal cloud (a Gaussian cloud on a logicle
+scale); negatives sit near 0 with spread from electronic noise, autofluorescence and spillover
+spreading, so compensated values go below 0 as in real data. Dead cells are viability-dye
+bright. The unmixed signal is then mixed with the panel's spillover matrix ``S`` (FCS convention:
+``observed = unmixed @ S``, row ``i`` of ``S`` is how fluorochrome ``i`` spills into every
+detector), which is written as ``$SPILLOVER``, so ``observed @ inv(S)`` recovers the unmixed
+signal. Acquisition batches shift intensities by a few percent.
+
+Truth
+-----
+A population's true count is the number of events whose labels satisfy every criterion on the
+population's gate path in the default gating trees (``resources/gating/blood.xml``,
+``tumor.xml``):
+
+- ``lymphocytes``: events of lymphocyte scatter, i.e. lymphocyte subsets and, in tumor, small
+  tumor cells that scatter like lymphocytes, including their dead cells and doublets;
+- ``singlets``: lymphocytes that are not doublets;
+- ``live``: singlets that are not dead;
+- ``leukocytes`` (tumor only): live events of a CD45+ lymphocyte subset;
+- ``cd3``: live (tumor: leukocytes) conventional CD4, Treg, CD8 and other T cells;
+- ``cd4``: live conventional CD4 T cells and Tregs; ``treg``: live Tregs;
+- ``cd8``: live CD8 T cells, Ki67- and Ki67+; ``cd8_ki67``: live Ki67+ CD8 T cells;
+- ``nk``: live NK cells.
+
+Trial model
+-----------
+Blood: each patient has baseline abundances per microlitre of every lymphocyte subset (published
+blood values for the typical patient: CD8 ~30% of CD3, Treg ~7% of CD4, NK ~13% of
+lymphocytes), spread between patients. At each visit the abundance is
+``baseline x fold_change ** responsiveness x visit noise``, with the arm's fold change of
+:data:`BLOOD_EFFECTS`; ``lymphocytes_per_ul`` is the sum over lymphocyte subsets, and the file's
+event composition follows (plus monocytes, granulocytes, debris, dead cells and doublets).
+Tumor: relative abundances of infiltrating subsets, myeloid cells and tumor cells, with the same
+on-treatment change in both arms (:data:`TUMOR_EFFECTS`). Patients get a RECIST best response
+(objective response rate about a third, equal in both arms), progression-free and overall
+survival; patients stop at progression (mostly progressive disease, early) or for toxicity, so
+later visits have fewer samples. ``truth/effects.tsv`` gives, for the typical noise-free
+patient, the fold change versus baseline of ``per_ul`` (blood: count / live x
+lymphocytes_per_ul) and ``freq_parent`` (count / count of the parent population: the nearest
+canonical population above it on the gate path, all events for ``lymphocytes``; so ``nk`` is a
+frequency of ``live`` in blood and of ``leukocytes`` in tumor).
+
+Identifiers: the TEXT segment carries keywords a site would leave (``$SRC`` with a made-up
+patient name, ``$OP``, ``$FIL``, ``$INST``, ``$COM``, ``$SMNO``, ``PATIENT ID``), each value
+containing :data:`CANARY` so that any leak into outputs is easy to find; ``$DATE``/``$BTIM``/
+``$ETIM`` are valid FCS dates and times derived from the seed. None of them reaches the tables.
+
+Randomness: one :class:`numpy.random.SeedSequence` per trial; the trial design draws from one
+child, and every sample from its own spawned child, so files are byte-identical for the same
+arguments whatever the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from multiprocessing import get_all_start_methods, get_context
+from pathlib import Path
+
+import flowio
+import numpy as np
+import pandas as pd
+
+from cytotrial.errors import ConfigError
+
+__all__ = [
+    "CANARY",
+    "ARMS",
+    "PANELS",
+    "POPULATIONS",
+    "CELL_TYPES",
+    "VISITS",
+    "BLOOD_EFFECTS",
+    "TUMOR_EFFECTS",
+    "IDENTIFYING_KEYWORDS",
+    "SimulatedSample",
+    "TrialSummary",
+    "spillover_matrix",
+    "typical_composition",
+    "simulate_sample",
+    "write_fcs",
+    "effect_model",
+    "simulate_trial",
+]
+
+#: Substring of every identifying TEXT value written to the FCS files.
+CANARY = "CANARY"
+
+#: Treatment arms, in the order of ``patients_per_arm`` when it is a pair.
+ARMS: tuple[str, str] = ("BEMPEG+NIVO", "NIVO")
+
+#: Demo panels: ``($PnN, $PnS)`` of every channel, in file order.
+PANELS: dict[str, tuple[tuple[str, str], ...]] = {
+    "blood": (
+        ("FSC-A", ""),
+        ("FSC-H", ""),
+        ("SSC-A", ""),
+        ("FITC-A", "CD3"),
+        ("PE-A", "CD25"),
+        ("PerCP-Cy5-5-A", "CD4"),
+        ("PE-Cy7-A", "CD56"),
+        ("APC-A", "Ki67"),
+        ("APC-H7-A", "CD8"),
+        ("BV421-A", "CD127"),
+        ("BV510-A", "Viability"),
+        ("BV605-A", "CD16"),
+        ("Time", ""),
+    ),
+}
+PANELS["tumor"] = PANELS["blood"][:-1] + (("BV786-A", "CD45"), ("Time", ""))
+
+#: Canonical populations per panel, parents before children.
+POPULATIONS: dict[str, tuple[str, ...]] = {
+    "blood": ("lymphocytes", "singlets", "live", "cd3", "cd4", "cd8", "treg", "nk", "cd8_ki67"),
+    "tumor": (
+        "lymphocytes",
+        "singlets",
+        "live",
+        "leukocytes",
+        "cd3",
+        "cd4",
+        "cd8",
+        "treg",
+        "nk",
+        "cd8_ki67",
+    ),
+}
+
+#: Nearest canonical population above each population on the default gate paths.
+_CANONICAL_PARENT: dict[str, dict[str, str | None]] = {
+    "blood": {
+        "lymphocytes": None,
+        "singlets": "lymphocytes",
+        "live": "singlets",
+        "cd3": "live",
+        "cd4": "cd3",
+        "cd8": "cd3",
+        "treg": "cd4",
+        "nk": "live",
+        "cd8_ki67": "cd8",
+    },
+}
+_CANONICAL_PARENT["tumor"] = {
+    **_CANONICAL_PARENT["blood"],
+    "leukocytes": "live",
+    "cd3": "leukocytes",
+    "nk": "leukocytes",
+}
+
+#: Every label an event can have (index = code in :attr:`SimulatedSample.cell_type`).
+CELL_TYPES: tuple[str, ...] = (
+    "debris",
+    "cd4_conv",
+    "treg",
+    "cd8_ki67neg",
+    "cd8_ki67pos",
+    "nk",
+    "b",
+    "t_other",
+    "monocyte",
+    "granulocyte",
+    "tumor_large",
+    "tumor_small",
+)
+_LYMPHOID = ("cd4_conv", "treg", "cd8_ki67neg", "cd8_ki67pos", "nk", "b", "t_other")
+_LYMPH_SCATTER = _LYMPHOID + ("tumor_small",)
+
+#: Cell types making up each population (among live singlets of lymphocyte scatter).
+_POPULATION_TYPES: dict[str, tuple[str, ...]] = {
+    "leukocytes": _LYMPHOID,
+    "cd3": ("cd4_conv", "treg", "cd8_ki67neg", "cd8_ki67pos", "t_other"),
+    "cd4": ("cd4_conv", "treg"),
+    "cd8": ("cd8_ki67neg", "cd8_ki67pos"),
+    "treg": ("treg",),
+    "nk": ("nk",),
+    "cd8_ki67": ("cd8_ki67pos",),
+}
+
+#: Visits per compartment: (visit, cycle, day); the first is baseline.
+VISITS: dict[str, tuple[tuple[str, int, int], ...]] = {
+    "blood": (("C1D1", 1, 1), ("C1D8", 1, 8), ("C2D1", 2, 1), ("C3D1", 3, 1), ("C5D1", 5, 1)),
+    "tumor": (("C1D1", 1, 1), ("C2D1", 2, 1)),
+}
+_CYCLE_DAYS = 21
+
+#: Typical baseline blood abundances, cells per microlitre (lymphocyte subsets sum to ~1,400).
+_BLOOD_BASELINE: dict[str, float] = {
+    "cd4_conv": 590.0,
+    "treg": 45.0,
+    "cd8_ki67neg": 300.0,
+    "cd8_ki67pos": 12.0,
+    "nk": 180.0,
+    "b": 200.0,
+    "t_other": 90.0,
+    "monocyte": 450.0,
+    "granulocyte": 120.0,  # residual after density separation
+}
+
+#: Fold change of the typical patient's abundance per microlitre, by arm and visit (1 if absent).
+BLOOD_EFFECTS: dict[str, dict[str, dict[str, float]]] = {
+    "BEMPEG+NIVO": {
+        "C1D8": {
+            "cd4_conv": 1.3,
+            "treg": 3.2,
+            "cd8_ki67neg": 2.4,
+            "cd8_ki67pos": 12.0,
+            "nk": 3.0,
+            "t_other": 1.6,
+            "monocyte": 1.2,
+        },
+        "C2D1": {
+            "cd4_conv": 1.15,
+            "treg": 2.6,
+            "cd8_ki67neg": 1.5,
+            "cd8_ki67pos": 3.0,
+            "nk": 1.8,
+            "t_other": 1.2,
+        },
+        "C3D1": {
+            "cd4_conv": 1.1,
+            "treg": 2.5,
+            "cd8_ki67neg": 1.2,
+            "cd8_ki67pos": 1.8,
+            "nk": 1.5,
+            "t_other": 1.1,
+        },
+        "C5D1": {
+            "cd4_conv": 1.1,
+            "treg": 2.4,
+            "cd8_ki67neg": 1.1,
+            "cd8_ki67pos": 1.5,
+            "nk": 1.4,
+            "t_other": 1.05,
+        },
+    },
+    "NIVO": {
+        "C1D8": {"cd8_ki67neg": 1.05, "cd8_ki67pos": 1.5},
+        "C2D1": {"cd8_ki67neg": 1.05, "cd8_ki67pos": 1.4},
+        "C3D1": {"cd8_ki67pos": 1.3},
+        "C5D1": {"cd8_ki67pos": 1.2},
+    },
+}
+
+#: Typical baseline tumor composition, relative units (tumor cells 100, infiltrate ~25% of cells).
+_TUMOR_BASELINE: dict[str, float] = {
+    "cd4_conv": 7.3,
+    "treg": 2.0,
+    "cd8_ki67neg": 7.6,
+    "cd8_ki67pos": 0.9,
+    "nk": 0.9,
+    "b": 1.3,
+    "t_other": 1.1,
+    "monocyte": 11.0,
+    "granulocyte": 1.5,
+    "tumor_large": 75.0,
+    "tumor_small": 25.0,
+}
+
+#: Fold change of the typical tumor composition on treatment, the same in both arms.
+TUMOR_EFFECTS: dict[str, dict[str, float]] = {
+    "C2D1": {
+        "cd4_conv": 1.1,
+        "cd8_ki67neg": 1.8,
+        "cd8_ki67pos": 3.0,
+        "nk": 1.4,
+        "t_other": 1.2,
+        "monocyte": 1.2,
+        "tumor_large": 0.85,
+        "tumor_small": 0.85,
+    },
+}
+
+#: Sample-level rates: (low, high) of a uniform draw; the typical patient has the midpoint.
+_RATES: dict[str, dict[str, tuple[float, float]]] = {
+    "blood": {"debris": (0.04, 0.12), "dead": (0.02, 0.10), "doublet": (0.015, 0.045)},
+    "tumor": {"debris": (0.10, 0.25), "dead": (0.08, 0.20), "doublet": (0.03, 0.06)},
+}
+
+#: TEXT keywords whose values identify a person or site; each contains :data:`CANARY`.
+IDENTIFYING_KEYWORDS: tuple[str, ...] = (
+    "$SRC",
+    "$OP",
+    "$FIL",
+    "$INST",
+    "$COM",
+    "$SMNO",
+    "PATIENT ID",
+)
+
+# --- signal model ---------------------------------------------------------------------------
+
+# Scatter per cell type: FSC-A median, natural-log sd, SSC-A median, natural-log sd.
+_SCATTER: dict[str, tuple[float, float, float, float]] = {
+    "debris": (7000.0, 0.45, 5000.0, 0.6),
+    "cd4_conv": (52000.0, 0.10, 16000.0, 0.15),
+    "treg": (53000.0, 0.10, 16500.0, 0.15),
+    "cd8_ki67neg": (52000.0, 0.10, 16000.0, 0.15),
+    "cd8_ki67pos": (56000.0, 0.10, 17500.0, 0.15),
+    "nk": (57000.0, 0.10, 18000.0, 0.15),
+    "b": (50000.0, 0.10, 14500.0, 0.15),
+    "t_other": (52000.0, 0.10, 16000.0, 0.15),
+    "monocyte": (90000.0, 0.12, 76000.0, 0.15),
+    "granulocyte": (115000.0, 0.12, 150000.0, 0.15),
+    "tumor_large": (175000.0, 0.18, 140000.0, 0.20),
+    "tumor_small": (54000.0, 0.10, 17000.0, 0.15),
+}
+_SINGLET_HEIGHT_RATIO = 0.85  # FSC-H / FSC-A of single cells
+_SINGLET_RATIO_SD = 0.035  # natural-log sd of that ratio
+_SCATTER_MAX = 262143.0
+
+# Marker expression per cell type: marker -> (median, log10 sd, fraction positive). Absent = negative.
+_EXPRESSION: dict[str, dict[str, tuple[float, float, float]]] = {
+    "debris": {"Viability": (6000.0, 0.35, 0.5)},
+    "cd4_conv": {
+        "CD3": (4000.0, 0.18, 1.0),
+        "CD4": (5500.0, 0.18, 1.0),
+        "CD127": (3000.0, 0.20, 0.85),
+        "CD25": (80.0, 0.30, 1.0),
+        "CD45": (12000.0, 0.18, 1.0),
+    },
+    "treg": {
+        "CD3": (4000.0, 0.18, 1.0),
+        "CD4": (5000.0, 0.18, 1.0),
+        "CD25": (5000.0, 0.20, 1.0),
+        "CD127": (60.0, 0.25, 1.0),
+        "CD45": (12000.0, 0.18, 1.0),
+    },
+    "cd8_ki67neg": {
+        "CD3": (4500.0, 0.18, 1.0),
+        "CD8": (8000.0, 0.20, 1.0),
+        "CD127": (2000.0, 0.25, 0.7),
+        "CD56": (2500.0, 0.25, 0.05),
+        "CD45": (13000.0, 0.18, 1.0),
+    },
+    "cd8_ki67pos": {
+        "CD3": (4500.0, 0.18, 1.0),
+        "CD8": (8000.0, 0.20, 1.0),
+        "Ki67": (3000.0, 0.22, 1.0),
+        "CD25": (300.0, 0.30, 1.0),
+        "CD127": (800.0, 0.30, 0.5),
+        "CD45": (13000.0, 0.18, 1.0),
+    },
+    "nk": {
+        "CD56": (4000.0, 0.22, 1.0),
+        "CD16": (6000.0, 0.25, 0.9),
+        "CD8": (800.0, 0.30, 0.35),
+        "CD45": (11000.0, 0.18, 1.0),
+    },
+    "b": {"CD45": (10000.0, 0.18, 1.0)},
+    "t_other": {
+        "CD3": (4000.0, 0.18, 1.0),
+        "CD56": (3000.0, 0.25, 0.2),
+        "CD127": (2000.0, 0.25, 0.8),
+        "CD45": (12000.0, 0.18, 1.0),
+    },
+    "monocyte": {
+        "CD4": (1200.0, 0.20, 1.0),
+        "CD16": (3000.0, 0.30, 0.15),
+        "CD45": (9000.0, 0.18, 1.0),
+    },
+    "granulocyte": {"CD16": (20000.0, 0.25, 0.95), "CD45": (5000.0, 0.20, 1.0)},
+    "tumor_large": {"CD56": (2500.0, 0.30, 0.3)},
+    "tumor_small": {"CD56": (2500.0, 0.30, 0.3)},
+}
+_DEAD_VIABILITY = (15000.0, 0.22)  # median, log10 sd of the dye in dead cells
+_DEAD_MARKER_DIMMING = 0.7
+_DEAD_SCATTER = (0.9, 1.05)  # FSC, SSC factors
+_AUTOFLUORESCENCE_SCALE: dict[str, float] = {
+    "debris": 0.5,
+    "monocyte": 3.0,
+    "granulocyte": 5.0,
+    "tumor_large": 5.0,
+    "tumor_small": 3.0,
+}  # lymphocytes 1
+
+# Per fluorescence detector: electronic noise sd, lymphocyte autofluorescence.
+_DETECTOR: dict[str, tuple[float, float]] = {
+    "FITC-A": (35.0, 40.0),
+    "PE-A": (45.0, 25.0),
+    "PerCP-Cy5-5-A": (40.0, 20.0),
+    "PE-Cy7-A": (45.0, 10.0),
+    "APC-A": (25.0, 8.0),
+    "APC-H7-A": (35.0, 6.0),
+    "BV421-A": (30.0, 35.0),
+    "BV510-A": (40.0, 45.0),
+    "BV605-A": (40.0, 20.0),
+    "BV786-A": (50.0, 10.0),
+}
+_SPREADING = 1.5  # photon-counting variance per unit of spilled signal
+
+# Spillover of each fluorochrome's detector into the others (diagonal 1), a four-laser analyser.
+_SPILL: dict[str, dict[str, float]] = {
+    "FITC-A": {"PE-A": 0.18, "PerCP-Cy5-5-A": 0.03, "PE-Cy7-A": 0.005},
+    "PE-A": {"FITC-A": 0.01, "PerCP-Cy5-5-A": 0.12, "PE-Cy7-A": 0.02, "BV605-A": 0.03},
+    "PerCP-Cy5-5-A": {"PE-Cy7-A": 0.15, "APC-A": 0.02, "APC-H7-A": 0.04, "BV786-A": 0.02},
+    "PE-Cy7-A": {"PerCP-Cy5-5-A": 0.03, "APC-H7-A": 0.05, "BV786-A": 0.08},
+    "APC-A": {"PerCP-Cy5-5-A": 0.01, "APC-H7-A": 0.12},
+    "APC-H7-A": {"APC-A": 0.03, "PE-Cy7-A": 0.08, "BV786-A": 0.04},
+    "BV421-A": {"FITC-A": 0.02, "BV510-A": 0.25, "BV605-A": 0.03},
+    "BV510-A": {"BV421-A": 0.01, "FITC-A": 0.05, "BV605-A": 0.10},
+    "BV605-A": {"PE-A": 0.05, "PerCP-Cy5-5-A": 0.02, "BV510-A": 0.01, "BV786-A": 0.06},
+    "BV786-A": {"PE-Cy7-A": 0.05, "APC-H7-A": 0.02, "BV605-A": 0.01},
+}
+_VOLTAGES = {"FSC": 350, "SSC": 260, "FITC-A": 480, "PE-A": 520, "PerCP-Cy5-5-A": 600}
+_EVENT_RATE = 2500.0  # events per second
+_TIMESTEP = 0.01  # seconds per unit of the Time channel
+
+
+def _check_panel(panel: str) -> None:
+    if panel not in PANELS:
+        raise ConfigError(f"unknown panel {panel!r}: use one of {', '.join(PANELS)}")
+
+
+def _fluorescence_channels(panel: str) -> list[str]:
+    return [name for name, marker in PANELS[panel] if marker]
+
+
+def spillover_matrix(panel: str = "blood") -> pd.DataFrame:
+    """The panel's spillover matrix, as written to ``$SPILLOVER``.
+
+    Parameters
+    ----------
+    panel
+        ``"blood"`` or ``"tumor"``.
+
+    Returns
+    -------
+    Square DataFrame over the fluorescence detectors (``$PnN``); row ``i`` is how the
+    fluorochrome read in detector ``i`` spills into every detector (``observed = unmixed @ S``).
+    """
+    _check_panel(panel)
+    detectors = _fluorescence_channels(panel)
+    matrix = pd.DataFrame(np.eye(len(detectors)), index=detectors, columns=detectors)
+    for source in detectors:
+        for target, value in _SPILL[source].items():
+            if target in detectors:
+                matrix.loc[source, target] = value
+    return matrix
+
+
+@dataclass(frozen=True)
+class _PanelModel:
+    """Per-panel parameter arrays indexed by cell type code (rows) and fluorescence channel."""
+
+    channels: tuple[str, ...]
+    markers: tuple[str, ...]
+    fluorescence: tuple[str, ...]
+    spill: np.ndarray
+    spill_off_diagonal: np.ndarray
+    median: np.ndarray
+    log_sd: np.ndarray
+    fraction_positive: np.ndarray
+    autofluorescence: np.ndarray
+    noise_var: np.ndarray
+    scatter: np.ndarray
+    lymph_scatter: np.ndarray
+    viability: int
+
+
+@lru_cache(maxsize=None)
+def _panel_model(panel: str) -> _PanelModel:
+    _check_panel(panel)
+    fluorescence = _fluorescence_channels(panel)
+    markers = [dict(PANELS[panel])[channel] for channel in fluorescence]
+    spill = spillover_matrix(panel).to_numpy(dtype=np.float32)
+    n_types, n_fluor = len(CELL_TYPES), len(fluorescence)
+    median = np.zeros((n_types, n_fluor), dtype=np.float32)
+    log_sd = np.zeros((n_types, n_fluor), dtype=np.float32)
+    fraction = np.zeros((n_types, n_fluor), dtype=np.float32)
+    for t, cell_type in enumerate(CELL_TYPES):
+        for j, marker in enumerate(markers):
+            if marker in _EXPRESSION[cell_type]:
+                median[t, j], log_sd[t, j], fraction[t, j] = _EXPRESSION[cell_type][marker]
+    base_af = np.array([_DETECTOR[c][1] for c in fluorescence], dtype=np.float32)
+    scale = np.array([_AUTOFLUORESCENCE_SCALE.get(t, 1.0) for t in CELL_TYPES], dtype=np.float32)
+    off_diagonal = spill.copy()
+    np.fill_diagonal(off_diagonal, 0.0)
+    return _PanelModel(
+        channels=tuple(name for name, _ in PANELS[panel]),
+        markers=tuple(marker for _, marker in PANELS[panel]),
+        fluorescence=tuple(fluorescence),
+        spill=spill,
+        spill_off_diagonal=off_diagonal * _SPREADING,
+        median=median,
+        log_sd=log_sd * np.float32(np.log(10.0)),
+        fraction_positive=fraction,
+        autofluorescence=scale[:, None] * base_af[None, :],
+        noise_var=np.array([_DETECTOR[c][0] ** 2 for c in fluorescence], dtype=np.float32),
+        scatter=np.array([_SCATTER[t] for t in CELL_TYPES], dtype=np.float32),
+        lymph_scatter=np.array([t in _LYMPH_SCATTER for t in CELL_TYPES]),
+        viability=markers.index("Viability"),
+    )
+
+
+@dataclass
+class SimulatedSample:
+    """One simulated sample: the file's events, the signal before spillover and every label.
+
+    Attributes
+    ----------
+    panel
+        ``"blood"`` or ``"tumor"``.
+    channels, markers
+        ``$PnN`` and ``$PnS`` (``""`` for scatter and time) in file order.
+    events
+        ``(n_events, n_channels)`` float32 as written to the file (fluorescence with spillover).
+    unmixed
+        Same shape: the signal before spillover (scatter and time identical to ``events``).
+    spill
+        The spillover matrix written as ``$SPILLOVER``.
+    cell_type
+        Code of each event's cell type (index into :data:`CELL_TYPES`).
+    dead, doublet
+        Whether each event is a dead cell / a doublet.
+    """
+
+    panel: str
+    channels: list[str]
+    markers: list[str]
+    events: np.ndarray
+    unmixed: np.ndarray
+    spill: pd.DataFrame
+    cell_type: np.ndarray
+    dead: np.ndarray
+    doublet: np.ndarray = field(repr=False)
+
+    @property
+    def n_events(self) -> int:
+        return int(self.events.shape[0])
+
+    def truth_membership(self) -> dict[str, np.ndarray]:
+        """Boolean true membership of every event in each canonical population of the panel."""
+        lymph = _panel_model(self.panel).lymph_scatter[self.cell_type]
+        singlets = lymph & ~self.doublet
+        live = singlets & ~self.dead
+        membership = {"lymphocytes": lymph, "singlets": singlets, "live": live}
+        for population in POPULATIONS[self.panel][3:]:
+            codes = [CELL_TYPES.index(t) for t in _POPULATION_TYPES[population]]
+            membership[population] = live & np.isin(self.cell_type, codes)
+        return membership
+
+    def truth_counts(self) -> dict[str, int]:
+        """True event count of each canonical population of the panel (see module docstring)."""
+        return _truth_counts(self.panel, self.cell_type, self.dead, self.doublet)
+
+
+def _truth_counts(
+    panel: str, cell_type: np.ndarray, dead: np.ndarray, doublet: np.ndarray
+) -> dict[str, int]:
+    n_types = len(CELL_TYPES)
+    # one bincount over (type, dead, doublet) gives every population as a sum of cells
+    table = np.bincount(
+        cell_type.astype(np.int64) * 4 + dead * 2 + doublet, minlength=n_types * 4
+    ).reshape(n_types, 4)
+    all_events = table.sum(axis=1)
+    live_singlets = table[:, 0]
+    lymph = _panel_model(panel).lymph_scatter
+    counts = {
+        "lymphocytes": int(all_events[lymph].sum()),
+        "singlets": int(table[lymph][:, [0, 2]].sum()),
+        "live": int(live_singlets[lymph].sum()),
+    }
+    for population in POPULATIONS[panel][3:]:
+        codes = [CELL_TYPES.index(t) for t in _POPULATION_TYPES[population]]
+        counts[population] = int(live_singlets[codes].sum())
+    return counts
+
+
+def typical_composition(panel: str = "blood") -> dict[str, float]:
+    """Probability of each cell type among the events of the typical baseline sample.
+
+    Parameters
+    ----------
+    panel
+        ``"blood"`` or ``"tumor"``.
+
+    Returns
+    -------
+    Mapping cell type -> probability (sums to 1, includes ``"debris"``).
+    """
+    _check_panel(panel)
+    baseline = _BLOOD_BASELINE if panel == "blood" else _TUMOR_BASELINE
+    debris = float(np.mean(_RATES[panel]["debris"]))
+    return _composition(baseline, debris)
+
+
+def _composition(abundance: Mapping[str, float], debris: float) -> dict[str, float]:
+    total = float(sum(abundance.values()))
+    probabilities = {t: 0.0 for t in CELL_TYPES}
+    probabilities["debris"] = debris
+    for cell_type, value in abundance.items():
+        probabilities[cell_type] = (1.0 - debris) * float(value) / total
+    return probabilities
+
+
+def _as_generator(seed: int | np.random.SeedSequence | np.random.Generator) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(seed)
+
+
+def simulate_sample(
+    *,
+    panel: str = "blood",
+    n_events: int = 20_000,
+    composition: Mapping[str, float] | None = None,
+    dead_rate: float | None = None,
+    doublet_rate: float | None = None,
+    gains: Mapping[str, float] | None = None,
+    seed: int | np.random.SeedSequence | np.random.Generator = 0,
+) -> SimulatedSample:
+    """Simulate the events of one sample, fully vectorized.
+
+    Parameters
+    ----------
+    panel
+        ``"blood"`` or ``"tumor"`` (channels of :data:`PANELS`).
+    n_events
+        Number of events.
+    composition
+        Probability of each cell type of :data:`CELL_TYPES` (missing types: 0; normalised).
+        Default: :func:`typical_composition`.
+    dead_rate, doublet_rate
+        Probability that a cell is dead / a doublet. Default: the typical rates of the panel.
+    gains
+        Intensity factor per channel name (acquisition batch shift); scatter channels scale both
+        FSC-A/FSC-H or SSC-A. Default: 1.
+    seed
+        Seed, SeedSequence or Generator of this sample's random stream.
+
+    Returns
+    -------
+    SimulatedSample
+    """
+    model = _panel_model(panel)
+    if n_events < 1:
+        raise ConfigError(f"n_events must be a positive number of events, not {n_events}")
+    rng = _as_generator(seed)
+    rates = _RATES[panel]
+    dead_rate = float(np.mean(rates["dead"])) if dead_rate is None else dead_rate
+    doublet_rate = float(np.mean(rates["doublet"])) if doublet_rate is None else doublet_rate
+    composition = typical_composition(panel) if composition is None else composition
+    unknown = set(composition) - set(CELL_TYPES)
+    if unknown:
+        raise ConfigError(f"unknown cell type(s) {sorted(unknown)}: use those of CELL_TYPES")
+    p = np.array([max(float(composition.get(t, 0.0)), 0.0) for t in CELL_TYPES])
+    if p.sum() <= 0:
+        raise ConfigError("composition must give a positive probability to some cell type")
+    gains = dict(gains or {})
+
+    # labels: exact multinomial counts, then shuffled into acquisition order
+    cell_type = np.repeat(
+        np.arange(len(CELL_TYPES), dtype=np.int8), rng.multinomial(n_events, p / p.sum())
+    )
+    rng.shuffle(cell_type)
+    is_cell = cell_type != 0
+    dead = is_cell & (rng.random(n_events, dtype=np.float32) < dead_rate)
+    doublet = is_cell & (rng.random(n_events, dtype=np.float32) < doublet_rate)
+
+    fsc_a, fsc_h, ssc_a = _scatter(model, rng, cell_type, dead)
+    fluorescence = _fluorescence(model, rng, cell_type, dead)
+    _add_doublet_partners(model, rng, cell_type, doublet, fsc_a, fsc_h, ssc_a, fluorescence)
+
+    fsc_gain, ssc_gain = gains.get("FSC-A", 1.0), gains.get("SSC-A", 1.0)
+    fsc_a = np.clip(fsc_a * fsc_gain, 0.0, _SCATTER_MAX)
+    fsc_h = np.clip(fsc_h * fsc_gain, 0.0, _SCATTER_MAX)
+    ssc_a = np.clip(ssc_a * ssc_gain, 0.0, _SCATTER_MAX)
+    fluorescence *= np.array([gains.get(c, 1.0) for c in model.fluorescence], dtype=np.float32)
+    observed = fluorescence @ model.spill
+    clock = np.cumsum(rng.exponential(1.0 / (_EVENT_RATE * _TIMESTEP), n_events)).astype(np.float32)
+
+    scatter = {"FSC-A": fsc_a, "FSC-H": fsc_h, "SSC-A": ssc_a, "Time": clock}
+    events = np.empty((n_events, len(model.channels)), dtype=np.float32)
+    unmixed = np.empty_like(events)
+    j = 0
+    for i, channel in enumerate(model.channels):
+        if channel in scatter:
+            events[:, i] = unmixed[:, i] = scatter[channel]
+        else:
+            events[:, i], unmixed[:, i] = observed[:, j], fluorescence[:, j]
+            j += 1
+    return SimulatedSample(
+        panel=panel,
+        channels=list(model.channels),
+        markers=list(model.markers),
+        events=events,
+        unmixed=unmixed,
+        spill=spillover_matrix(panel),
+        cell_type=cell_type,
+        dead=dead,
+        doublet=doublet,
+    )
+
+
+def _scatter(
+    model: _PanelModel, rng: np.random.Generator, cell_type: np.ndarray, dead: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    params = model.scatter[cell_type]  # (n, 4)
+    z = rng.standard_normal((cell_type.size, 3), dtype=np.float32)
+    # larger cells scatter more to the side too: correlate FSC and SSC within a population
+    fsc_a = params[:, 0] * np.exp(params[:, 1] * z[:, 0])
+    ssc_a = params[:, 2] * np.exp(params[:, 3] * (0.5 * z[:, 0] + 0.866 * z[:, 1]))
+    fsc_a[dead] *= _DEAD_SCATTER[0]
+    ssc_a[dead] *= _DEAD_SCATTER[1]
+    fsc_h = fsc_a * (_SINGLET_HEIGHT_RATIO * np.exp(_SINGLET_RATIO_SD * z[:, 2]))
+    return fsc_a, fsc_h, ssc_a
+
+
+def _fluorescence(
+    model: _PanelModel, rng: np.random.Generator, cell_type: np.ndarray, dead: np.ndarray
+) -> np.ndarray:
+    n, m = cell_type.size, len(model.fluorescence)
+    z = rng.standard_normal((n, m), dtype=np.float32)
+    positive = rng.random((n, m), dtype=np.float32) < model.fraction_positive[cell_type]
+    signal = np.where(
+        positive, model.median[cell_type] * np.exp(model.log_sd[cell_type] * z), np.float32(0.0)
+    )
+    # dead cells: bright viability dye, dimmer antibody staining
+    signal[dead] *= np.float32(_DEAD_MARKER_DIMMING)
+    v = model.viability
+    signal[dead, v] = _DEAD_VIABILITY[0] * np.exp(
+        np.float32(_DEAD_VIABILITY[1] * np.log(10.0)) * z[dead, v]
+    )
+    # autofluorescence: one brightness per event, shared by all detectors
+    brightness = np.exp(np.float32(0.35) * rng.standard_normal(n, dtype=np.float32))
+    autofluorescence = model.autofluorescence[cell_type] * brightness[:, None]
+    # noise: electronic, plus spreading from photons of other fluorochromes spilling in
+    variance = model.noise_var + signal @ model.spill_off_diagonal
+    noise = np.sqrt(variance) * rng.standard_normal((n, m), dtype=np.float32)
+    return signal + autofluorescence + noise
+
+
+def _add_doublet_partners(
+    model: _PanelModel,
+    rng: np.random.Generator,
+    cell_type: np.ndarray,
+    doublet: np.ndarray,
+    fsc_a: np.ndarray,
+    fsc_h: np.ndarray,
+    ssc_a: np.ndarray,
+    fluorescence: np.ndarray,
+) -> None:
+    """Give each doublet part of a partner cell's light (lymphocytes pair with lymphocytes)."""
+    lymph = model.lymph_scatter[cell_type]
+    cells = np.flatnonzero(cell_type != 0)
+    for group, pool in ((doublet & lymph, np.flatnonzero(lymph)), (doublet & ~lymph, cells)):
+        index = np.flatnonzero(group)
+        if index.size == 0 or pool.size == 0:
+            continue
+        partner = pool[rng.integers(0, pool.size, index.size)]
+        overlap = rng.uniform(0.5, 1.0, index.size).astype(np.float32)
+        fsc_h[index] = np.maximum(fsc_h[index], overlap * fsc_h[partner]) * (1 + 0.1 * overlap)
+        fsc_a[index] += overlap * fsc_a[partner]
+        ssc_a[index] += overlap * ssc_a[partner]
+        fluorescence[index] += overlap[:, None] * fluorescence[partner]
+
+
+def _spill_keyword(spill: pd.DataFrame) -> str:
+    values = ",".join(f"{v:.6g}" for v in spill.to_numpy().ravel())
+    return f"{spill.shape[0]},{','.join(spill.columns)},{values}"
+
+
+def write_fcs(
+    sample: SimulatedSample, path: str | Path, *, keywords: Mapping[str, str] | None = None
+) -> Path:
+    """Write a simulated sample as FCS 3.1 (float32, little-endian) with FlowIO.
+
+    Parameters
+    ----------
+    sample
+        From :func:`simulate_sample`.
+    path
+        File to write (parent folders are created).
+    keywords
+        Extra TEXT keywords (``$`` keywords and others), e.g. the site's identifiers.
+
+    Returns
+    -------
+    The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"$SPILLOVER": _spill_keyword(sample.spill), "$TIMESTEP": f"{_TIMESTEP:g}"}
+    for i, channel in enumerate(sample.channels, start=1):
+        metadata[f"$P{i}R"] = "262144"
+        if channel != "Time":
+            metadata[f"$P{i}V"] = str(_VOLTAGES.get(channel[:3], _VOLTAGES.get(channel, 450)))
+    metadata.update(keywords or {})
+    data = array("f")
+    data.frombytes(np.ascontiguousarray(sample.events, dtype="<f4").tobytes())
+    with open(path, "wb") as handle:
+        flowio.create_fcs(
+            handle,
+            data,
+            sample.channels,
+            opt_channel_names=sample.markers,
+            metadata_dict=metadata,
+        )
+    return path
+
+
+# --- effect model -----------------------------------------------------------------------------
+
+
+def _visit_abundance(compartment: str, arm: str, visit: str) -> dict[str, float]:
+    """Typical (noise-free) abundances at a visit."""
+    if compartment == "blood":
+        effect = BLOOD_EFFECTS[arm].get(visit, {})
+        baseline = _BLOOD_BASELINE
+    else:
+        effect = TUMOR_EFFECTS.get(visit, {})
+        baseline = _TUMOR_BASELINE
+    return {t: v * effect.get(t, 1.0) for t, v in baseline.items()}
+
+
+def _expected_fractions(
+    panel: str, composition: Mapping[str, float], dead_rate: float, doublet_rate: float
+) -> dict[str, float]:
+    """Expected fraction of all events in each canonical population (mirrors the sampler)."""
+    lymph = sum(composition.get(t, 0.0) for t in _LYMPH_SCATTER)
+    kept = (1.0 - doublet_rate) * (1.0 - dead_rate)
+    fractions = {"lymphocytes": lymph, "singlets": lymph * (1.0 - doublet_rate), "live": lymph * kept}
+    for population in POPULATIONS[panel][3:]:
+        fractions[population] = kept * sum(
+            composition.get(t, 0.0) for t in _POPULATION_TYPES[population]
+        )
+    return fractions
+
+
+def effect_model() -> pd.DataFrame:
+    """True fold change versus baseline of the typical noise-free patient.
+
+    Returns
+    -------
+    Tidy DataFrame with columns arm, compartment, population, visit, measure, fold_change:
+    measure ``per_ul`` (blood; count / live x lymphocytes_per_ul) and ``freq_parent`` (both
+    compartments; count / count of the nearest canonical population above on the gate path,
+    all events for lymphocytes). Baseline rows have fold change 1.
+    """
+    rows = []
+    for arm in ARMS:
+        for compartment in ("blood", "tumor"):
+            rates = {k: float(np.mean(v)) for k, v in _RATES[compartment].items()}
+            measures: dict[str, dict[str, dict[str, float]]] = {}
+            for visit, _, _ in VISITS[compartment]:
+                abundance = _visit_abundance(compartment, arm, visit)
+                composition = _composition(abundance, rates["debris"])
+                fractions = _expected_fractions(
+                    compartment, composition, rates["dead"], rates["doublet"]
+                )
+                parents = _CANONICAL_PARENT[compartment]
+                by_measure = {
+                    "freq_parent": {
+                        p: f / (fractions[parents[p]] if parents[p] else 1.0)
+                        for p, f in fractions.items()
+                    }
+                }
+                if compartment == "blood":
+                    per_ul = sum(abundance[t] for t in _LYMPHOID) / fractions["live"]
+                    by_measure["per_ul"] = {p: f * per_ul for p, f in fractions.items()}
+                measures[visit] = by_measure
+            baseline = VISITS[compartment][0][0]
+            for measure in ("per_ul", "freq_parent"):
+                if measure not in measures[baseline]:
+                    continue
+                for population in POPULATIONS[compartment]:
+                    reference = measures[baseline][measure][population]
+                    for visit, _, _ in VISITS[compartment]:
+                        value = measures[visit][measure][population] / reference
+                        rows.append((arm, compartment, population, visit, measure, round(value, 6)))
+    return pd.DataFrame(
+        rows, columns=["arm", "compartment", "population", "visit", "measure", "fold_change"]
+    )
+
+
+# --- trial design ---------------------------------------------------------------------------
+
+_FIRST_NAMES = (
+    "Jane", "John", "Maria", "Ahmed", "Wei", "Olga", "Pierre", "Aiko", "Carlos", "Fatima",
+    "Lars", "Priya", "Tomas", "Grace", "Kofi", "Ingrid", "Mateo", "Yuki", "Sara", "Noah",
+)  # fmt: skip
+_LAST_NAMES = (
+    "Doe", "Roe", "Smith", "Garcia", "Chen", "Ivanova", "Martin", "Tanaka", "Silva", "Khan",
+    "Larsen", "Patel", "Novak", "Okafor", "Berg", "Rossi", "Kowalski", "Murphy", "Haddad", "Moreau",
+)  # fmt: skip
+_SITES = ("Northbridge", "Lakeside", "Riverside", "Hillcrest", "Westbay", "Eastgate")
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_RESPONSES = ("CR", "PR", "SD", "PD")
+_RESPONSE_PROBABILITY = (0.08, 0.25, 0.27, 0.40)  # objective response rate 0.33
+_DAYS_PER_MONTH = 30.4375
+_BATCH_DAYS = 42  # samples are acquired in six-weekly batches
+
+
+@dataclass(frozen=True)
+class _SampleTask:
+    """Everything one worker needs to write one file (small and picklable)."""
+
+    sample_id: str
+    panel: str
+    n_events: int
+    composition: tuple[float, ...]
+    dead_rate: float
+    doublet_rate: float
+    gains: tuple[tuple[str, float], ...]
+    keywords: tuple[tuple[str, str], ...]
+    path: str
+    seed: np.random.SeedSequence
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    """What :func:`simulate_trial` wrote and how fast."""
+
+    out: Path
+    n_files: int
+    n_events: int
+    seconds: float
+
+    @property
+    def files_per_second(self) -> float:
+        return self.n_files / self.seconds if self.seconds > 0 else float("inf")
+
+    @property
+    def events_per_second(self) -> float:
+        return self.n_events / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _patients_per_arm(value: int | Sequence[int]) -> tuple[int, int]:
+    counts = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(counts) != 2 or any(int(c) != c or c < 1 for c in counts):
+        raise ConfigError(
+            f"patients_per_arm must be a positive integer or a pair of them, not {value!r}"
+        )
+    return int(counts[0]), int(counts[1])
+
+
+def _clinical(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """Best response, progression-free and overall survival, and the day each patient stops."""
+    response = rng.choice(len(_RESPONSES), size=n, p=_RESPONSE_PROBABILITY)
+    u = rng.random(n)
+    pfs_true = np.select(
+        [response == 0, response == 1, response == 2],
+        [8.0 + rng.exponential(40.0, n), 4.0 + rng.exponential(16.0, n), 2.8 + rng.exponential(5.0, n)],
+        default=0.6 + 2.0 * u,  # progression at or before the first scans
+    )
+    os_true = pfs_true + np.choose(response, [
+        rng.exponential(80.0, n), rng.exponential(30.0, n), rng.exponential(14.0, n),
+        rng.exponential(8.0, n),
+    ])  # fmt: skip
+    follow_up = rng.uniform(12.0, 36.0, n)
+    toxicity_stop = np.where(rng.random(n) < 0.08, rng.uniform(10.0, 150.0, n), np.inf)
+    off_study = np.minimum(np.minimum(pfs_true, follow_up) * _DAYS_PER_MONTH, toxicity_stop)
+    return pd.DataFrame(
+        {
+            "best_response": np.array(_RESPONSES)[response],
+            "pfs_months": np.round(np.minimum(pfs_true, follow_up), 2),
+            "pfs_event": (pfs_true <= follow_up).astype(int),
+            "os_months": np.round(np.minimum(os_true, follow_up), 2),
+            "os_event": (os_true <= follow_up).astype(int),
+            "off_study_day": off_study,
+        }
+    )
+
+
+def _names(rng: np.random.Generator, n: int) -> list[tuple[str, str, int]]:
+    first = rng.integers(0, len(_FIRST_NAMES), n)
+    last = rng.integers(0, len(_LAST_NAMES), n)
+    number = rng.integers(0, 10000, n)
+    return [(_FIRST_NAMES[f], _LAST_NAMES[s], int(k)) for f, s, k in zip(first, last, number)]
+
+
+def _patient_factors(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Between-patient log-factors per cell type and compartment, and responsiveness."""
+    blood_shared = 0.25 * rng.standard_normal(n)
+    tumor_shared = 0.6 * rng.standard_normal(n)
+    blood, tumor = {}, {}
+    for cell_type in CELL_TYPES[1:]:
+        individual = rng.standard_normal((2, n))
+        if cell_type in _LYMPHOID:
+            blood[cell_type] = blood_shared + 0.30 * individual[0]
+            tumor[cell_type] = tumor_shared + 0.40 * individual[1]
+        elif cell_type in ("monocyte", "granulocyte"):
+            blood[cell_type] = (0.3 if cell_type == "monocyte" else 0.5) * individual[0]
+            tumor[cell_type] = tumor_shared + 0.40 * individual[1]
+        else:
+            tumor[cell_type] = 0.2 * individual[1]
+    return {
+        "blood": blood,
+        "tumor": tumor,
+        "responsiveness": np.exp(0.3 * rng.standard_normal(n)),
+    }
+
+
+def _sample_abundance(
+    rng: np.random.Generator,
+    compartment: str,
+    arm: str,
+    visit: str,
+    patient_log_factor: Mapping[str, float],
+    responsiveness: float,
+) -> dict[str, float]:
+    if compartment == "blood":
+        baseline, effect = _BLOOD_BASELINE, BLOOD_EFFECTS[arm].get(visit, {})
+    else:
+        baseline, effect = _TUMOR_BASELINE, TUMOR_EFFECTS.get(visit, {})
+    visit_sd = 0.15 if compartment == "blood" else 0.25
+    abundance = {}
+    for cell_type, value in baseline.items():
+        noise = (0.4 if cell_type == "granulocyte" else visit_sd) * rng.standard_normal()
+        fold = effect.get(cell_type, 1.0) ** responsiveness
+        abundance[cell_type] = value * fold * np.exp(patient_log_factor[cell_type] + noise)
+    return abundance
+
+
+def _date(day_number: int) -> str:
+    day = pd.Timestamp("2019-01-01") + pd.Timedelta(days=int(day_number))
+    return f"{day.day:02d}-{_MONTHS[day.month - 1]}-{day.year}"
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds) % 86400
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _site_keywords(
+    rng: np.random.Generator,
+    *,
+    name: tuple[str, str, int],
+    operator: tuple[str, str, int],
+    site: str,
+    visit: str,
+    compartment: str,
+    date_number: int,
+    n_events: int,
+) -> dict[str, str]:
+    first, last, number = name
+    start = int(rng.integers(8 * 3600, 17 * 3600))
+    return {
+        "$CYT": "BD LSRFortessa",
+        "$CYTSN": "H647800" + str(1 + (date_number // 365) % 3),
+        "$SRC": f"{CANARY}-PATIENT-{first}-{last}-{number:04d}",
+        "$OP": f"{CANARY}-OPERATOR-{operator[0]}-{operator[1]}",
+        "$FIL": f"{CANARY}-{last}_{first}_{visit}_{compartment}.fcs",
+        "$INST": f"{CANARY}-SITE-{site} Cancer Center",
+        "$COM": f"{CANARY} {first} {last}, MRN {number:04d}{date_number % 1000:03d}, {visit}",
+        "$SMNO": f"{CANARY}-SPECIMEN-{last[:3].upper()}{number:04d}-{visit}",
+        "PATIENT ID": f"{CANARY}-MRN-{number:04d}{date_number % 1000:03d}",
+        "$DATE": _date(date_number),
+        "$BTIM": _clock(start),
+        "$ETIM": _clock(start + n_events / _EVENT_RATE + 5),
+        "CREATOR": "BD FACSDiva Software Version 8.0.1",
+        "TUBE NAME": f"{compartment} panel",
+        "APPLY COMPENSATION": "TRUE",
+    }
+
+
+def _design_trial(
+    counts: tuple[int, int], *, events: int, tumor_events: int, seed: int, out: Path
+) -> tuple[pd.DataFrame, pd.DataFrame, list[_SampleTask]]:
+    root = np.random.SeedSequence(seed)
+    design_seed, samples_seed = root.spawn(2)
+    rng = np.random.default_rng(design_seed)
+    n = sum(counts)
+    width = max(3, len(str(n)))
+    patient_ids = [f"P{i + 1:0{width}d}" for i in range(n)]
+    arms = rng.permutation(np.repeat(np.array(ARMS), counts))
+    patients = pd.DataFrame({"patient_id": patient_ids, "arm": arms})
+    clinical = _clinical(rng, n)
+    patients = pd.concat([patients, clinical], axis=1)
+    factors = _patient_factors(rng, n)
+    enrolment = np.sort(rng.uniform(0.0, max(180.0, float(n)), n)).astype(int)
+    names = _names(rng, n)
+    operators = _names(rng, 4)
+    site_of_patient = rng.integers(0, len(_SITES), n)
+    first_day = int(rng.integers(0, 365))
+
+    sheet_rows, tasks_pending = [], []
+    for i, patient in patients.iterrows():
+        for compartment in ("blood", "tumor"):
+            for v, (visit, cycle, day) in enumerate(VISITS[compartment]):
+                study_day = (cycle - 1) * _CYCLE_DAYS + day
+                attend = rng.random()
+                if v > 0 and study_day >= patient["off_study_day"]:
+                    continue
+                # missed draws; tumor biopsies are often not done
+                miss = (0.04 if compartment == "blood" else 0.25) if v > 0 else (
+                    0.0 if compartment == "blood" else 0.08
+                )
+                if attend < miss:
+                    continue
+                log_factor = {t: f[i] for t, f in factors[compartment].items()}
+                abundance = _sample_abundance(
+                    rng, compartment, patient["arm"], visit, log_factor,
+                    factors["responsiveness"][i],
+                )  # fmt: skip
+                rates = {k: float(rng.uniform(*r)) for k, r in _RATES[compartment].items()}
+                acquisition_day = int(enrolment[i]) + study_day - 1
+                sample_id = f"{patient['patient_id']}_{visit}_{compartment}"
+                n_events = events if compartment == "blood" else tumor_events
+                keywords = _site_keywords(
+                    rng,
+                    name=names[i],
+                    operator=operators[int(rng.integers(0, len(operators)))],
+                    site=_SITES[site_of_patient[i]],
+                    visit=visit,
+                    compartment=compartment,
+                    date_number=first_day + acquisition_day,
+                    n_events=n_events,
+                )
+                lymphocytes_per_ul = (
+                    round(sum(abundance[t] for t in _LYMPHOID), 1)
+                    if compartment == "blood"
+                    else np.nan
+                )
+                sheet_rows.append(
+                    {
+                        "sample_id": sample_id,
+                        "patient_id": patient["patient_id"],
+                        "arm": patient["arm"],
+                        "visit": visit,
+                        "cycle": cycle,
+                        "day": day,
+                        "compartment": compartment,
+                        "panel": compartment,
+                        "batch": f"B{1 + acquisition_day // _BATCH_DAYS:02d}",
+                        "fcs": f"fcs/{sample_id}.fcs",
+                        "lymphocytes_per_ul": lymphocytes_per_ul,
+                    }
+                )
+                composition = _composition(abundance, rates["debris"])
+                tasks_pending.append(
+                    (sample_id, compartment, n_events, composition, rates, keywords)
+                )
+
+    sheet = pd.DataFrame(sheet_rows)
+    # order: patient, compartment (blood first), visit
+    visit_rank = {f"{c}:{v[0]}": k for c in VISITS for k, v in enumerate(VISITS[c])}
+    order = sorted(
+        range(len(sheet)),
+        key=lambda k: (
+            sheet.at[k, "patient_id"],
+            sheet.at[k, "compartment"],
+            visit_rank[f"{sheet.at[k, 'compartment']}:{sheet.at[k, 'visit']}"],
+        ),
+    )
+    sheet = sheet.iloc[order].reset_index(drop=True)
+    tasks_pending = [tasks_pending[k] for k in order]
+
+    # batch intensity shifts: a few percent per detector, drawn per batch in batch order
+    all_channels = [c for c, _ in PANELS["tumor"] if c not in ("FSC-H", "Time")]
+    batch_gains = {}
+    for batch in sorted(sheet["batch"].unique()):
+        sd = np.array([0.02 if c.startswith(("FSC", "SSC")) else 0.04 for c in all_channels])
+        batch_gains[batch] = dict(zip(all_channels, np.exp(sd * rng.standard_normal(len(sd)))))
+
+    sample_seeds = samples_seed.spawn(len(tasks_pending))
+    tasks = []
+    for (sample_id, panel, n_events, composition, rates, keywords), batch, sample_seed in zip(
+        tasks_pending, sheet["batch"], sample_seeds
+    ):
+        tasks.append(
+            _SampleTask(
+                sample_id=sample_id,
+                panel=panel,
+                n_events=n_events,
+                composition=tuple(composition[t] for t in CELL_TYPES),
+                dead_rate=rates["dead"],
+                doublet_rate=rates["doublet"],
+                gains=tuple((c, float(g)) for c, g in batch_gains[batch].items()),
+                keywords=tuple(keywords.items()),
+                path=str(out / "fcs" / f"{sample_id}.fcs"),
+                seed=sample_seed,
+            )
+        )
+    patients = patients[
+        ["patient_id", "arm", "best_response", "pfs_months", "pfs_event", "os_months", "os_event"]
+    ]
+    return sheet, patients, tasks
+
+
+def _run_task(task: _SampleTask) -> tuple[str, dict[str, int]]:
+    sample = simulate_sample(
+        panel=task.panel,
+        n_events=task.n_events,
+        composition=dict(zip(CELL_TYPES, task.composition)),
+        dead_rate=task.dead_rate,
+        doublet_rate=task.doublet_rate,
+        gains=dict(task.gains),
+        seed=task.seed,
+    )
+    write_fcs(sample, task.path, keywords=dict(task.keywords))
+    return task.sample_id, sample.truth_counts()
+
+
+def simulate_trial(
+    out: str | Path,
+    *,
+    patients_per_arm: int | Sequence[int] = 12,
+    events: int = 20_000,
+    tumor_events: int = 10_000,
+    seed: int = 0,
+    jobs: int = 1,
+) -> TrialSummary:
+    """Write a simulated trial: FCS files, sample sheet, clinical table and the truth.
+
+    Parameters
+    ----------
+    out
+        Output folder (created); see the module docstring for what is written.
+    patients_per_arm
+        Patients in each arm, or a pair ``(BEMPEG+NIVO, NIVO)``, e.g. ``(391, 392)``.
+    events
+        Events per blood file.
+    tumor_events
+        Events per tumor file.
+    seed
+        Seed of the whole trial: the same arguments and seed give byte-identical files.
+    jobs
+        Worker processes writing files (results do not depend on it).
+
+    Returns
+    -------
+    TrialSummary
+        Number of files and events written and the seconds it took.
+    """
+    start = time.perf_counter()
+    counts = _patients_per_arm(patients_per_arm)
+    for label, value in (("events", events), ("tumor_events", tumor_events), ("jobs", jobs)):
+        if int(value) != value or value < 1:
+            raise ConfigError(f"{label} must be a positive integer, not {value!r}")
+    if int(seed) != seed or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, not {seed!r}")
+    out = Path(out)
+    (out / "fcs").mkdir(parents=True, exist_ok=True)
+    (out / "truth").mkdir(parents=True, exist_ok=True)
+    sheet, patients, tasks = _design_trial(
+        counts, events=int(events), tumor_events=int(tumor_events), seed=int(seed), out=out
+    )
+    if jobs == 1:
+        results = [_run_task(task) for task in tasks]
+    else:
+        # fork where the platform has it: workers need nothing from the caller's __main__
+        method = "fork" if "fork" in get_all_start_methods() else "spawn"
+        with ProcessPoolExecutor(max_workers=int(jobs), mp_context=get_context(method)) as pool:
+            results = list(pool.map(_run_task, tasks, chunksize=max(1, len(tasks) // (8 * jobs))))
+
+    truth = [
+        (sample_id, population, count)
+        for sample_id, counts_ in results
+        for population, count in counts_.items()
+    ]
+    pd.DataFrame(truth, columns=["sample_id", "population", "count"]).to_csv(
+        out / "truth" / "populations.tsv", sep="\t", index=False
+    )
+    effect_model().to_csv(out / "truth" / "effects.tsv", sep="\t", index=False)
+    sheet.to_csv(out / "samples.tsv", sep="\t", index=False, na_rep="")
+    patients.to_csv(out / "patients.tsv", sep="\t", index=False)
+    return TrialSummary(
+        out=out,
+        n_files=len(tasks),
+        n_events=int(sum(task.n_events for task in tasks)),
+        seconds=time.perf_counter() - start,
+    )

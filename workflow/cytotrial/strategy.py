@@ -1,0 +1,374 @@
+"""Gating strategies: GatingML 2.0 files and FlowJo 10 workspaces as one gate tree.
+
+A :class:`Strategy` wraps FlowKit's ``GatingStrategy`` (FlowKit parses both formats) and lists its
+populations as :class:`Gate` records with stable, human-readable paths: gate names joined by ``/``
+from the top of the tree, without FlowKit's ``root``. A path tells apart gates that share a name under
+different parents (FlowJo quadrants ``Q1`` ... ``Q4`` under several parents, for instance).
+
+A quadrant gate is not itself a population: each of its quadrants is, with the path
+``<quadrant gate path>/<quadrant id>`` and, as parent, the population the quadrant gate was drawn on.
+
+Importing this module is cheap; :func:`load_strategy` imports FlowKit (about 1-4 s, once per process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cytotrial.errors import StrategyError
+
+__all__ = ["Gate", "Strategy", "load_strategy"]
+
+_FLOWJO_DEFAULT_GROUP = "All Samples"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One population of a gating strategy.
+
+    Attributes
+    ----------
+    name
+        The gate's own name (FlowKit gate name, or quadrant id for a quadrant).
+    path
+        Gate names from the top of the tree to this gate, joined by ``/`` (no ``root``).
+    parent_path
+        Path of the population this gate is applied to; ``None`` for a top-level gate.
+    dimensions
+        Dimension names the gate reads, in the gate's order (for a ratio dimension, the id of its
+        ratio transformation; for a quadrant, the dividers' dimensions; empty for a Boolean gate).
+    fk_gate
+        The FlowKit gate object (for a quadrant: the whole ``QuadrantGate``).
+    kind
+        ``"rectangle"``, ``"polygon"``, ``"ellipsoid"``, ``"quadrant"`` or ``"boolean"``.
+    quadrant
+        The quadrant id within ``fk_gate`` for a quadrant, else ``None``.
+    references
+        For a Boolean gate: ``(gate path, use complement)`` of each referenced gate.
+    """
+
+    name: str
+    path: str
+    parent_path: str | None
+    dimensions: tuple[str, ...]
+    fk_gate: Any = field(compare=False, repr=False)
+    kind: str = ""
+    quadrant: str | None = None
+    references: tuple[tuple[str, bool], ...] = ()
+
+
+@dataclass
+class Strategy:
+    """A loaded gating strategy.
+
+    Attributes
+    ----------
+    path
+        The GatingML (``.xml``) or FlowJo workspace (``.wsp``) file.
+    kind
+        ``"gatingml"`` or ``"flowjo"``.
+    sha256
+        SHA-256 of the file's bytes (provenance).
+    gating_strategy
+        FlowKit's ``GatingStrategy`` (compensation matrices, transformations, gate tree).
+    gates
+        Every population, each after its parent and after the gates a Boolean gate refers to.
+    sample_id
+        For a FlowJo workspace: the sample whose gate tree was taken.
+    """
+
+    path: Path
+    kind: str
+    sha256: str
+    gating_strategy: Any = field(repr=False)
+    gates: list[Gate] = field(default_factory=list)
+    sample_id: str | None = None
+
+    def __post_init__(self) -> None:
+        self._by_path = {gate.path: gate for gate in self.gates}
+
+    def __iter__(self) -> Iterator[Gate]:
+        return iter(self.gates)
+
+    def __len__(self) -> int:
+        return len(self.gates)
+
+    @property
+    def paths(self) -> list[str]:
+        """Every gate path, in :attr:`gates` order."""
+        return [gate.path for gate in self.gates]
+
+    def dimensions(self) -> list[str]:
+        """Channel names the strategy reads, each once, in order of first use.
+
+        A ratio dimension contributes the two channels of its ratio; a fluorochrome that a named
+        spillover matrix of the strategy maps to a detector contributes that detector; the detectors
+        of every named matrix a gate uses are included (compensation reads them all).
+        """
+        matrices = getattr(self.gating_strategy, "comp_matrices", {}) or {}
+        transforms = getattr(self.gating_strategy, "transformations", {}) or {}
+        names: list[str] = []
+
+        def add(name: str) -> None:
+            if name and name not in names:
+                names.append(name)
+
+        used_matrices: list[str] = []
+        for gate in self.gates:
+            for dim in _fk_dimensions(gate):
+                ref = getattr(dim, "compensation_ref", None)
+                if ref in matrices and ref not in used_matrices:
+                    used_matrices.append(ref)
+                if type(dim).__name__ == "RatioDimension":
+                    ratio = transforms.get(dim.ratio_ref)
+                    for channel in getattr(ratio, "dimensions", []) or []:
+                        add(channel)
+                    continue
+                name = _dimension_name(dim)
+                matrix = matrices.get(ref)
+                if matrix is not None:
+                    fluorochromes = list(getattr(matrix, "fluorochromes", []) or [])
+                    detectors = list(getattr(matrix, "detectors", []) or [])
+                    if name not in detectors and name in fluorochromes and len(fluorochromes) == len(detectors):
+                        name = detectors[fluorochromes.index(name)]
+                add(name)
+        for ref in used_matrices:
+            for detector in getattr(matrices[ref], "detectors", []) or []:
+                add(detector)
+        return names
+
+    def resolve(self, name_or_path: str) -> Gate:
+        """The gate with this full path, or the only gate with this name.
+
+        Raises
+        ------
+        StrategyError
+            When no gate has this path or name, or several gates share the name.
+        """
+        key = str(name_or_path).strip().strip("/")
+        if key.startswith("root/"):
+            key = key[len("root/"):]
+        if key in self._by_path:
+            return self._by_path[key]
+        matches = [gate for gate in self.gates if gate.name == key]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise StrategyError(
+                f"{self.path.name}: gate name {key!r} is ambiguous; use one of the paths "
+                f"{', '.join(repr(g.path) for g in matches)}"
+            )
+        raise StrategyError(
+            f"{self.path.name}: no gate named {key!r}; available gate paths: "
+            f"{', '.join(repr(p) for p in self.paths) or '(none)'}"
+        )
+
+    def children(self, path: str | None) -> list[Gate]:
+        """Gates applied directly to the population ``path`` (``None``: top-level gates)."""
+        return [gate for gate in self.gates if gate.parent_path == path]
+
+
+def _dimension_name(dim: Any) -> str:
+    if type(dim).__name__ == "RatioDimension":
+        return str(dim.ratio_ref)
+    if type(dim).__name__ == "QuadrantDivider":
+        return str(dim.dimension_ref)
+    return str(dim.id)
+
+
+def _fk_dimensions(gate: Gate) -> list[Any]:
+    return list(getattr(gate.fk_gate, "dimensions", None) or [])
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def _document_kind(path: Path) -> str:
+    """``"gatingml"`` or ``"flowjo"`` from the XML root element; StrategyError otherwise."""
+    from lxml import etree
+
+    try:
+        root = etree.parse(str(path)).getroot()
+    except (etree.XMLSyntaxError, OSError, ValueError) as error:
+        raise StrategyError(
+            f"{path}: not a readable XML file ({_one_line(error)}); give a GatingML 2.0 file or a FlowJo 10 workspace"
+        ) from None
+    tag = etree.QName(root).localname
+    if tag == "Workspace" or "flowJoVersion" in root.attrib:
+        return "flowjo"
+    if tag == "Gating-ML":
+        return "gatingml"
+    raise StrategyError(
+        f"{path}: XML root element <{tag}> is neither GatingML 2.0 (<Gating-ML>) nor a FlowJo workspace (<Workspace>)"
+    )
+
+
+def _flowjo_gating_strategy(path: Path, *, sample_group: str | None, sample_id: str | None) -> tuple[Any, str]:
+    import warnings
+
+    import flowkit as fk
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            workspace = fk.parse_wsp(str(path))
+        except Exception as error:  # FlowKit raises ValueError, KeyError, lxml errors, ...
+            raise StrategyError(f"{path}: cannot read the FlowJo workspace: {_one_line(error)}") from None
+    samples = workspace.get("samples", {})
+    groups = workspace.get("groups", {})
+    if sample_id is not None:
+        if sample_id not in samples:
+            raise StrategyError(
+                f"{path}: no sample {sample_id!r} in the workspace; samples: {', '.join(map(repr, samples)) or '(none)'}"
+            )
+        chosen = sample_id
+    else:
+        group = sample_group or _FLOWJO_DEFAULT_GROUP
+        if group not in groups:
+            raise StrategyError(
+                f"{path}: no sample group {group!r} in the workspace; groups: {', '.join(map(repr, groups)) or '(none)'}"
+            )
+        members = [s for s in groups[group].get("samples", []) if s in samples]
+        if not members:
+            raise StrategyError(f"{path}: sample group {group!r} has no sample with a gate tree; name a sample_id instead")
+        chosen = members[0]
+    return samples[chosen]["gating_strategy"], chosen
+
+
+def _gates_of(gating_strategy: Any) -> list[Gate]:
+    """Gate records from FlowKit's gate tree: tree order, then Boolean references first."""
+    from anytree import PreOrderIter
+
+    tree = gating_strategy._gate_tree  # FlowKit keeps its tree private; the layout is stable in 1.x
+    records: list[Gate] = []
+    for node in PreOrderIter(tree):
+        if node is tree:
+            continue
+        names = [n.name for n in node.path[1:]]
+        path = "/".join(names)
+        gate = node.gate
+        gate_type = type(gate).__name__
+        if gate_type == "QuadrantGate":
+            continue  # its quadrants are the populations
+        parent_node = node.parent
+        if gate_type == "Quadrant":
+            quad_gate = parent_node.gate
+            owner = parent_node.parent
+            parent_path = "/".join(n.name for n in owner.path[1:]) or None
+            records.append(
+                Gate(
+                    name=str(node.name),
+                    path=path,
+                    parent_path=parent_path,
+                    dimensions=tuple(_dimension_name(d) for d in quad_gate.dimensions),
+                    fk_gate=quad_gate,
+                    kind="quadrant",
+                    quadrant=str(node.name),
+                )
+            )
+            continue
+        parent_path = "/".join(n.name for n in parent_node.path[1:]) or None
+        if gate_type == "BooleanGate":
+            refs = []
+            for ref in gate.gate_refs:
+                ref_names = [p for p in ref["path"] if p != "root"] + [ref["ref"]]
+                refs.append(("/".join(ref_names), bool(ref.get("complement", False))))
+            records.append(
+                Gate(name=str(node.name), path=path, parent_path=parent_path, dimensions=(), fk_gate=gate, kind="boolean", references=tuple(refs))
+            )
+            continue
+        kind = {"RectangleGate": "rectangle", "PolygonGate": "polygon", "EllipsoidGate": "ellipsoid"}.get(gate_type, gate_type)
+        records.append(
+            Gate(
+                name=str(node.name),
+                path=path,
+                parent_path=parent_path,
+                dimensions=tuple(_dimension_name(d) for d in gate.dimensions),
+                fk_gate=gate,
+                kind=kind,
+            )
+        )
+    return _dependency_order(records)
+
+
+def _dependency_order(records: list[Gate]) -> list[Gate]:
+    """Tree order, moved only where a Boolean gate refers to a gate that comes later."""
+    by_path = {g.path: g for g in records}
+    done: set[str] = set()
+    ordered: list[Gate] = []
+    visiting: set[str] = set()
+
+    def visit(gate: Gate) -> None:
+        if gate.path in done:
+            return
+        if gate.path in visiting:
+            raise StrategyError(f"gate {gate.path!r} depends on itself through Boolean references")
+        visiting.add(gate.path)
+        deps = [gate.parent_path] + [ref for ref, _ in gate.references]
+        for dep in deps:
+            if dep is not None and dep in by_path:
+                visit(by_path[dep])
+        visiting.discard(gate.path)
+        done.add(gate.path)
+        ordered.append(gate)
+
+    for gate in records:
+        visit(gate)
+    return ordered
+
+
+def load_strategy(path: str | Path, *, sample_group: str | None = None, sample_id: str | None = None) -> Strategy:
+    """Load a GatingML 2.0 file or a FlowJo 10 workspace as a :class:`Strategy`.
+
+    Parameters
+    ----------
+    path
+        ``.xml`` (GatingML 2.0) or ``.wsp`` (FlowJo 10); the format is read from the XML itself.
+    sample_group
+        FlowJo only: take the gate tree of the first sample of this group (default ``"All Samples"``).
+    sample_id
+        FlowJo only: take the gate tree of this sample (its name in the workspace); overrides
+        ``sample_group``.
+
+    Raises
+    ------
+    StrategyError
+        One line naming the file: missing, not XML, not GatingML/FlowJo, invalid, unknown sample or group.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StrategyError(f"{path}: gating strategy file not found")
+    kind = _document_kind(path)
+    chosen = None
+    if kind == "gatingml":
+        if sample_group is not None or sample_id is not None:
+            raise StrategyError(f"{path}: sample_group/sample_id apply to FlowJo workspaces only, not to GatingML files")
+        import flowkit as fk
+
+        try:
+            gating_strategy = fk.parse_gating_xml(str(path))
+        except Exception as error:  # FlowKit raises ValueError, KeyError, lxml errors, ...
+            raise StrategyError(f"{path}: not a valid GatingML 2.0 file: {_one_line(error)}") from None
+    else:
+        gating_strategy, chosen = _flowjo_gating_strategy(path, sample_group=sample_group, sample_id=sample_id)
+    try:
+        gates = _gates_of(gating_strategy)
+    except StrategyError as error:
+        raise StrategyError(f"{path}: {error}") from None
+    if not gates:
+        raise StrategyError(f"{path}: the strategy has no gates")
+    return Strategy(path=path, kind=kind, sha256=_file_sha256(path), gating_strategy=gating_strategy, gates=gates, sample_id=chosen)
