@@ -105,7 +105,7 @@ def subsample_events(
             continue
         pick = np.sort(rng.choice(index, size=min(per_sample, index.size), replace=False))
         dims = _marker_dimensions(gating.strategy, data, channel_map)
-        values = transformed_events(data, gating.strategy, [d for d, _ in dims], channel_map=channel_map)[pick]
+        values = transformed_events(data, gating.strategy, [d for d, _ in dims], channel_map=channel_map, events=pick)
         obs = pd.DataFrame({c: getattr(row, c) for c in obs_columns if hasattr(row, c)}, index=range(pick.size))
         obs["population"] = event_labels({k: v[pick] for k, v in memberships.items()}, gating.populations, pick.size)
         obs.index = [f"{row.sample_id}:{i}" for i in pick]
@@ -298,7 +298,7 @@ def plot_gating_qc(
             ax = axes[i, j]
             parent = memberships[gate.parent_path] if gate.parent_path else np.ones(data.n_events, dtype=bool)
             fk_dims = list(gate.fk_gate.dimensions)
-            values = transformed_events(data, gating.strategy, fk_dims, channel_map=channel_map)[parent]
+            values = transformed_events(data, gating.strategy, fk_dims, channel_map=channel_map, events=parent)
             names = [getattr(d, "id", None) or getattr(d, "dimension_ref", "?") for d in fk_dims]
             labels = []
             for name in names:

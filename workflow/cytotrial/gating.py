@@ -126,6 +126,8 @@ class _Engine:
         self._ratio_values: dict[_Dim, np.ndarray] = {}  # ratio before its transformation
         self._conditions: dict[tuple[_Dim, str, float], np.ndarray] = {}
         self._comp_needs: dict[str, set[int]] = {}
+        self._raw_columns: dict[int, np.ndarray] = {}
+        self._prepared = False
         self._all = np.ones(self.n, dtype=bool)
         self.plans: dict[str, list[_Dim]] = {}
         self._plan()
@@ -283,41 +285,69 @@ class _Engine:
         self._compensations[ref] = compensation
         return compensation
 
-    def _approx_comp(self, ref: str, column: int) -> tuple[np.ndarray, float]:
-        """Compensated values of ``column`` for all events, from the inverse matrix, and an error bound."""
-        key = (ref, column)
-        if key in self._approx:
-            return self._approx[key]
-        comp = self._compensations[ref]
-        if comp.spectral:
-            self._spectral_all(comp)
-            return self._approx[key]
-        wanted = sorted(self._comp_needs.get(ref, set()) | {column})
-        positions = [comp.position[c] for c in wanted]
-        lo, hi = int(comp.columns.min()), int(comp.columns.max()) + 1
-        weights = np.zeros((hi - lo, len(wanted)))
-        weights[comp.columns - lo] = comp.inverse[:, positions]
-        block = self.events[:, lo:hi]
-        out = block @ weights
-        peaks = np.zeros(hi - lo)
-        for c in comp.columns:
-            col = self.events[:, c]
-            peaks[c - lo] = max(abs(float(col.max(initial=0.0))), abs(float(col.min(initial=0.0))))
-        scale = _COMP_ERROR * max(1.0, comp.condition)
-        for j, c in enumerate(wanted):
-            values = out[:, j]
-            err = scale * float(peaks @ np.abs(weights[:, j]))
-            if not (math.isfinite(float(values.sum())) and math.isfinite(err)):
+    def _prepare(self) -> None:
+        """Contiguous fast columns in one pass over the events: raw channels and compensated ones.
+
+        A single matrix product reads the events once and writes, per needed raw channel, an exact
+        copy (unit weight; checked finite) and, per detector of each matrix, its compensated values
+        from the inverse matrix with an error bound against ``solve``.
+        """
+        if self._prepared:
+            return
+        self._prepared = True
+        raw_columns = sorted(
+            {d.column for plan in self.plans.values() for d in plan if d.column is not None and d.comp is None}
+        )
+        blocks: list[tuple[str | None, list[int], np.ndarray]] = []  # (ref, output columns, weights over all channels)
+        p = self.events.shape[1]
+        if raw_columns:
+            unit = np.zeros((p, len(raw_columns)))
+            unit[raw_columns, np.arange(len(raw_columns))] = 1.0
+            blocks.append((None, raw_columns, unit))
+        for ref in sorted(self._comp_needs):
+            comp = self._compensations[ref]
+            if comp.spectral:
+                self._spectral_all(comp)
+                continue
+            weights = np.zeros((p, len(comp.columns)))
+            weights[comp.columns] = comp.inverse
+            blocks.append((ref, [int(c) for c in comp.columns], weights))
+        if not blocks:
+            return
+        weights = np.concatenate([w for _, _, w in blocks], axis=1)
+        used = np.flatnonzero(np.any(weights != 0, axis=1))
+        lo, hi = int(used.min()), int(used.max()) + 1
+        out = weights[lo:hi].T @ self.events[:, lo:hi].T  # (outputs, events), each row contiguous
+        sums = out.sum(axis=1)
+        offset = 0
+        for ref, columns, _ in blocks:
+            part = out[offset:offset + len(columns)]
+            finite = np.isfinite(sums[offset:offset + len(columns)])
+            offset += len(columns)
+            if ref is None:
+                for j, column in enumerate(columns):
+                    self._raw_columns[column] = part[j] if finite[j] else np.ascontiguousarray(self.events[:, column])
+                continue
+            comp = self._compensations[ref]
+            if not finite.all():
                 rows = np.arange(self.n)
-                values = self._exact_comp_rows(comp, rows)[:, comp.position[c]].copy()
-                err = 0.0
-            self._approx[(ref, c)] = (values, err)
-        return self._approx[key]
+                exact = self._exact_comp_rows(comp, rows)
+                for j, column in enumerate(columns):
+                    self._approx[(ref, column)] = (exact[:, j].copy(), 0.0)
+                continue
+            # max |detector value| from the compensated values: d = x S, with x within the bound below
+            peak_out = np.maximum(part.max(axis=1), -part.min(axis=1))
+            peaks = (peak_out @ np.abs(comp.matrix)) * (1.0 + 1e-6)
+            scale = _COMP_ERROR * max(1.0, comp.condition)
+            bounds = scale * (peaks @ np.abs(comp.inverse))
+            for j, column in enumerate(columns):
+                self._approx[(ref, column)] = (part[j], float(bounds[j]))
 
     def _spectral_all(self, comp: _Compensation) -> None:
+        """A spectral (OLS) matrix: FlowKit's own unmixing of every event (no fast path)."""
         from flowutils.compensate import compensate_spectral_ols
 
-        full = compensate_spectral_ols(self.events, comp.matrix, list(comp.columns))
+        full = compensate_spectral_ols(self.events, comp.matrix, [int(c) for c in comp.columns])
         for column in comp.position:
             self._approx[(comp.ref, column)] = (np.ascontiguousarray(full[:, column]), 0.0)
 
@@ -339,17 +369,15 @@ class _Engine:
 
     # ----------------------------------------------------------------------------- values
     def _raw_fast(self, dim: _Dim) -> tuple[np.ndarray, float]:
-        """Untransformed values for all events (possibly a strided view) and their error bound."""
+        """Untransformed values for all events (contiguous) and the bound of their error."""
         if dim.ratio is not None:
             if dim not in self._ratio_values:
                 self._ratio_values[dim] = self._ratio(dim, None)
             return self._ratio_values[dim], 0.0
+        self._prepare()
         if dim.comp is None:
-            return self.events[:, dim.column], 0.0
-        comp = self._compensations[dim.comp]
-        if comp.spectral:
-            return self._approx_comp(dim.comp, dim.column)
-        return self._approx_comp(dim.comp, dim.column)
+            return self._raw_columns[dim.column], 0.0
+        return self._approx[(dim.comp, dim.column)]
 
     def _ratio(self, dim: _Dim, rows: np.ndarray | None) -> np.ndarray:
         ratio = self.transforms[dim.ratio]
@@ -381,7 +409,8 @@ class _Engine:
             else:
                 comp = self._compensations[dim.comp]
                 if comp.spectral:
-                    raw = self._approx_comp(dim.comp, dim.column)[0][todo]
+                    self._prepare()
+                    raw = self._approx[(dim.comp, dim.column)][0][todo]
                 else:
                     raw = self._exact_comp_rows(comp, todo)[:, comp.position[dim.column]]
             store[todo] = self._apply(dim.xform, raw)
@@ -887,9 +916,7 @@ def benchmark_gating(path: str | Path, strategy: Any, *, repeats: int = 3) -> di
     def read_and_compensate():
         fresh = read_fcs(path)
         engine = _Engine(fresh, strategy, None)
-        for ref, columns in engine._comp_needs.items():
-            for column in sorted(columns):
-                engine._approx_comp(ref, column)
+        engine._prepare()
         return engine
 
     compensate_s, _ = _timed(read_and_compensate, repeats)

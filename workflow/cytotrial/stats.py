@@ -529,7 +529,10 @@ def missing_baselines(values: pd.DataFrame, *, baseline_visit: str) -> pd.DataFr
                 if measure == "per_ul":
                     reason += " (lymphocytes_per_ul missing)"
             else:
-                reason = f"{baseline_visit} sample {sample} has no {measure} value for {', '.join(lacking)}"
+                reason = (
+                    f"{baseline_visit} sample {sample} has no {measure} value for "
+                    f"{', '.join(lacking)}"
+                )
         rows.append((patient, arm, compartment, visits, reason))
     return pd.DataFrame(rows, columns=columns)
 
@@ -581,7 +584,7 @@ _EXACT_RANK_SUM_MAX_MN = 40_000
 
 
 def _signed_rank_cdf(n: int) -> np.ndarray:
-    """``P(T+ <= t)`` for ``t = 0 .. n(n+1)/2`` under H0 (no ties); normal approximation for big n."""
+    """``P(T+ <= t)``, ``t = 0 .. n(n+1)/2``, under H0 (no ties); normal approximation for big n."""
     total = n * (n + 1) // 2
     if n > _EXACT_SIGNED_RANK_MAX_N:
         mean = total / 2.0
@@ -663,7 +666,7 @@ def hodges_lehmann_ci(
 def hodges_lehmann_shift_ci(
     x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, *, alpha: float = 0.05
 ) -> tuple[float, float, float]:
-    """Two-sample Hodges-Lehmann shift ``x - y`` (median of pairwise differences) and exact interval.
+    """Two-sample Hodges-Lehmann shift ``x - y`` (median of pairwise differences) and interval.
 
     The interval inverts the Mann-Whitney test: the ``c``-th smallest and ``c``-th largest
     pairwise difference, ``c`` from the exact null distribution of U (ignoring ties; normal
@@ -931,7 +934,7 @@ _MIXED_COLUMNS = [
 def _design(
     data: pd.DataFrame, *, reference_arm: str, baseline_visit: str, visits: Sequence[str]
 ) -> tuple[np.ndarray, list[str], list[str]]:
-    """Treatment-coded design matrix: intercept, arm, visit, arm x visit; drops what is not estimable."""
+    """Treatment-coded design: intercept, arm, visit, arm x visit; drops what is not estimable."""
     arms = sorted(set(data["arm"]) - {reference_arm}) if reference_arm in set(data["arm"]) else []
     present = set(data["visit"])
     later = [v for v in visits if v in present and v != baseline_visit]
@@ -1175,7 +1178,8 @@ def read_patients(path: str | Path) -> pd.DataFrame:
     dup = table["patient_id"].duplicated()
     if dup.any():
         raise SampleSheetError(
-            f"{path}: patient {table.loc[dup, 'patient_id'].iloc[0]} appears twice; keep one row per patient"
+            f"{path}: patient {table.loc[dup, 'patient_id'].iloc[0]} appears twice; keep one row "
+            "per patient"
         )
     return table
 

@@ -153,3 +153,86 @@ def _qc_table(sheet: pd.DataFrame, qc: pd.DataFrame, adata) -> pd.DataFrame:
     table["qc_flags"] = table["sample_id"].map(flags).fillna("")
     table.loc[(table["status"] == "ok") & (table["qc_flags"] != ""), "status"] = "flagged"
     return table.sort_values("sample_id", kind="stable").reset_index(drop=True)
+
+
+def _gated_samples(h5ad: str | Path) -> pd.DataFrame:
+    """The samples that were gated (obs of populations.h5ad), without loading the counts."""
+    import anndata as ad
+
+    adata = ad.read_h5ad(h5ad, backed="r")
+    obs = adata.obs.copy()
+    adata.file.close()
+    return obs
+
+
+def _panel_gatings(strategies: Mapping[str, Mapping], panels_used) -> dict:
+    return {panel: load_panel_gating(panel, strategies[panel]) for panel in sorted(set(panels_used))}
+
+
+def run_gating_qc(
+    h5ad: str | Path,
+    *,
+    strategies: Mapping[str, Mapping],
+    panels: Mapping[str, Sequence[str]] | None,
+    compensation: str,
+    per_batch: int,
+    out_png: str | Path,
+    out_pdf: str | Path,
+) -> list[str]:
+    """The gating QC figure for ``per_batch`` gated samples of each panel and acquisition batch."""
+    from .events import plot_gating_qc
+
+    obs = _gated_samples(h5ad)
+    matrix = None if str(compensation).lower() == "fcs" else read_compensation(compensation)
+    return plot_gating_qc(
+        obs,
+        _panel_gatings(strategies, obs["panel"]),
+        panels=panels,
+        compensation=matrix,
+        per_batch=per_batch,
+        out_png=out_png,
+        out_pdf=out_pdf,
+    )
+
+
+def run_event_crosscheck(
+    h5ad: str | Path,
+    *,
+    strategies: Mapping[str, Mapping],
+    panels: Mapping[str, Sequence[str]] | None,
+    compensation: str,
+    options: Mapping,
+    arm_colors: Mapping[str, str],
+    h5ad_out: str | Path,
+    table_out: str | Path,
+    out_png: Sequence[str | Path],
+    out_pdf: Sequence[str | Path],
+) -> float:
+    """Subsample events of every gated sample, UMAP + Leiden, agreement with the gates, figures.
+
+    ``options`` is the config's ``events:`` section (``per_sample``, ``max_events``,
+    ``leiden_resolution``, ``seed``). Returns the adjusted Rand index.
+    """
+    from .events import cluster_events, cluster_gate_agreement, plot_umaps, subsample_events
+
+    obs = _gated_samples(h5ad)
+    matrix = None if str(compensation).lower() == "fcs" else read_compensation(compensation)
+    per_sample = int(options.get("per_sample", 300))
+    cap = int(options.get("max_events", 60000))
+    per_sample = max(10, min(per_sample, cap // max(1, len(obs))))
+    events = subsample_events(
+        obs,
+        _panel_gatings(strategies, obs["panel"]),
+        panels=panels,
+        compensation=matrix,
+        per_sample=per_sample,
+        seed=int(options.get("seed", 0)),
+    )
+    cluster_events(events, resolution=float(options.get("leiden_resolution", 0.6)), seed=int(options.get("seed", 0)))
+    ari, table = cluster_gate_agreement(events)
+    events.uns["adjusted_rand_index"] = ari
+    Path(h5ad_out).parent.mkdir(parents=True, exist_ok=True)
+    events.write_h5ad(h5ad_out)
+    _write_tsv(table, table_out)
+    plot_umaps(events, arm_colors=arm_colors, out_png=out_png, out_pdf=out_pdf, ari=ari)
+    return ari

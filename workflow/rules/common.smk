@@ -89,3 +89,19 @@ def compensation_files():
 # Check a user's own sheet at once, before any work (the demo sheet is checked once simulated).
 if not DEMO or DEMO_SHEET.exists():
     samples()
+
+
+def final_outputs():
+    """Everything `snakemake` builds by default."""
+    outputs = [
+        "results/counts/populations.h5ad",
+        "results/counts/populations.tsv",
+        "results/qc/samples.tsv",
+        "results/qc/cluster_vs_gate.tsv",
+        "results/figures/gating_qc.png",
+        "results/figures/umap_population.png",
+        "results/figures/umap_arm.png",
+    ]
+    outputs += [f"results/stats/{name}.tsv" for name in STAT_TABLES]
+    outputs += [f"results/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")]
+    return outputs

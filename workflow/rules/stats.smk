@@ -1,0 +1,33 @@
+# Statistics: change from baseline, arm comparison, mixed models, outcome link.
+STAT_TABLES = [
+    "log2fc",
+    "missing_baseline",
+    "summary",
+    "change_from_baseline",
+    "arm_comparison",
+    "mixed_model",
+    "response",
+]
+
+
+rule stats:
+    input:
+        h5ad="results/counts/populations.h5ad",
+        patients=[PATIENTS] if PATIENTS else [],
+    output:
+        **{
+            name: report(
+                f"results/stats/{name}.tsv",
+                caption=f"../report/{name}.rst",
+                category="Statistics",
+            )
+            for name in STAT_TABLES
+        },
+    params:
+        analysis=config["analysis"],
+    log:
+        "logs/stats.log",
+    benchmark:
+        "benchmarks/stats.tsv"
+    script:
+        "../scripts/stats.py"

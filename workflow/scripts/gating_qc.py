@@ -1,0 +1,19 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir)))
+from _log import rule_log  # noqa: E402
+
+from cytotrial.steps import run_gating_qc  # noqa: E402
+
+with rule_log(snakemake) as log:
+    drawn = run_gating_qc(
+        snakemake.input.h5ad,
+        strategies=snakemake.params.strategies,
+        panels=snakemake.params.panels,
+        compensation=snakemake.params.compensation,
+        per_batch=snakemake.params.per_batch,
+        out_png=snakemake.output.png,
+        out_pdf=snakemake.output.pdf,
+    )
+    log.write(f"drew the gates of {len(drawn)} samples: {', '.join(drawn)}\n")

@@ -1,0 +1,17 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir)))
+from _log import rule_log  # noqa: E402
+
+from cytotrial.stats import write_stats  # noqa: E402
+
+with rule_log(snakemake) as log:
+    outputs = {name: path for name, path in snakemake.output.items()}
+    written = write_stats(
+        snakemake.input.h5ad,
+        outputs=outputs,
+        analysis=snakemake.params.analysis,
+        patients_path=snakemake.input.patients[0] if snakemake.input.patients else None,
+    )
+    log.write(f"wrote {len(written)} tables\n")
