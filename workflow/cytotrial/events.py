@@ -124,7 +124,8 @@ def cluster_events(events, *, resolution: float = 0.6, seed: int = 0, n_neighbor
 
     events.layers["gated_scale"] = events.X.copy()
     sc.pp.scale(events, max_value=10)
-    sc.pp.neighbors(events, n_neighbors=n_neighbors, use_rep="X", random_state=seed)
+    # Exact neighbours (scikit-learn): deterministic, and fast enough at the capped event count.
+    sc.pp.neighbors(events, n_neighbors=n_neighbors, use_rep="X", random_state=seed, transformer="sklearn")
     sc.tl.umap(events, random_state=seed)
     sc.tl.leiden(events, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False)
     return events
@@ -251,6 +252,7 @@ def plot_gating_qc(
     panels: Mapping[str, Sequence[str]] | None = None,
     compensation: pd.DataFrame | None = None,
     per_batch: int = 1,
+    max_samples: int = 8,
     out_png: str | Path,
     out_pdf: str | Path,
 ) -> list[str]:
@@ -258,7 +260,8 @@ def plot_gating_qc(
 
     One row per sample, one panel per gate: a log-scaled 2D density (a histogram for 1D gates) of the
     gate's channels, as compensated and transformed for gating, with the gate outline and the
-    percentage of the parent inside. Returns the sample ids drawn.
+    percentage of the parent inside. At most ``max_samples`` samples are drawn, spread evenly over
+    the (panel, batch) groups. Returns the sample ids drawn.
     """
     import matplotlib
 
@@ -271,7 +274,9 @@ def plot_gating_qc(
     from .gating import gate_events, transformed_events
     from .panels import resolve_channels
 
-    chosen = samples.sort_values(["panel", "batch", "sample_id"]).groupby(["panel", "batch"], sort=True).head(per_batch)
+    chosen = samples.sort_values(["panel", "batch", "sample_id"]).groupby(["panel", "batch"], sort=True, observed=True).head(per_batch)
+    if len(chosen) > max_samples:
+        chosen = chosen.iloc[np.linspace(0, len(chosen) - 1, max_samples).round().astype(int)]
     rows = []
     for row in chosen.itertuples(index=False):
         gating = gatings[row.panel]
@@ -312,10 +317,10 @@ def plot_gating_qc(
                 lo = np.nanpercentile(values, 0.5, axis=0)
                 hi = np.nanpercentile(values, 99.5, axis=0)
                 pad = (hi - lo) * 0.08
-                ax.hist2d(values[:, 0], values[:, 1], bins=90, range=[[lo[0] - pad[0], hi[0] + pad[0]], [lo[1] - pad[1], hi[1] + pad[1]]], norm=LogNorm(), cmap="viridis")
+                ax.hist2d(values[:, 0], values[:, 1], bins=90, range=[[lo[0] - pad[0], hi[0] + pad[0]], [lo[1] - pad[1], hi[1] + pad[1]]], norm=LogNorm(), cmap="viridis", rasterized=True)
                 ax.set_ylabel(labels[1], fontsize=7)
             else:
-                ax.hist(values[:, 0], bins=120, color="0.4")
+                ax.hist(values[:, 0], bins=120, color="0.4", histtype="stepfilled")
                 ax.set_ylabel("events", fontsize=7)
             ax.set_xlabel(labels[0], fontsize=7)
             _draw_gate(ax, gate.fk_gate, names)

@@ -6,8 +6,8 @@ and gates every event for every gate. Here the same decisions are taken with che
 and FlowKit's own arithmetic is used only for the events whose decision the cheaper arithmetic
 cannot guarantee:
 
-* Compensation is a product with the inverse spillover matrix, computed once per matrix for the
-  channels the strategy reads. It differs from ``solve`` by rounding only; an error bound per
+* Compensation is a product with the inverse spillover matrix, one pass over the events that also
+  copies the raw channels the strategy reads. It differs from ``solve`` by rounding only; a bound per
   channel (from the matrix condition number and the largest detector values) marks the events
   whose decision that rounding could change.
 * A threshold on a logicle or hyperlog axis (rectangles, ranges, quadrants) is compared in the
@@ -21,13 +21,20 @@ cannot guarantee:
   so identical to the last bit), the FlowKit transform object itself, FlowUtils' polygon and
   ellipsoid tests. Gates are evaluated only where their parent holds.
 
+Taken on the exact path for the events of the parent (no fast path): ellipsoids; polygons on a log
+(``flog``, FlowJo log) axis, with non-finite values, on fewer than 4,096 events (200,000 when no
+axis is compensated or logicle/hyperlog: there the exact path is as fast). A threshold on
+a transform of unknown kind is decided exactly for every event, and a spectral (OLS) matrix or a
+matrix whose condition number exceeds 1e6 is applied exactly to every event. NaN and infinite
+values take FlowKit's decisions too (FlowUtils' logicle maps them to -1).
+
 The semantics are FlowKit's, including its quirks: one compensation per gate (the matrix any of its
 dimensions names applies to all of them), ratio dimensions computed from uncompensated data,
 channels found by ``$PnN``, then ``$PnS``, then FlowJo's ``/`` -> ``_`` spelling, then through a
-named matrix's fluorochromes. A spectral (OLS) matrix is applied exactly to all events (no fast path).
+named matrix's fluorochromes.
 
-This module imports neither FlowKit nor pandas-heavy code at import time; :func:`flowkit_session_counts`
-and :func:`benchmark_gating` import FlowKit when called.
+Importing this module does not import FlowKit; :func:`flowkit_session_counts` and
+:func:`benchmark_gating` import it when called (the strategy, loaded by FlowKit, carries its objects).
 """
 
 from __future__ import annotations
@@ -64,8 +71,10 @@ _GRID_TRANSFORMS = {None, "LinearTransform", "LogicleTransform", "HyperlogTransf
 
 _THRESHOLD_BAND = 1e-9  # half-width, on the transformed axis, of the band re-done exactly
 _COMP_ERROR = 1e-11  # relative bound on |inverse product - solve|, times the condition number
-_GRID_CELLS = 256
+_MAX_CONDITION = 1e6  # beyond this a spillover matrix is applied exactly (solve) to every event
+_GRID_CELLS = 256  # cells per polygon axis, at most
 _GRID_MIN_EVENTS = 4096  # below this a polygon is tested exactly on every event of its parent
+_GRID_MIN_EVENTS_CHEAP = 200_000  # the same, when its exact values are cheap (raw, linear, asinh)
 
 
 @dataclass(frozen=True)
@@ -88,10 +97,6 @@ class _Compensation:
     spectral: bool
     position: dict[int, int]
     condition: float
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 class _Engine:
@@ -125,6 +130,7 @@ class _Engine:
         self._full_values: dict[_Dim, np.ndarray] = {}  # transformed, every event
         self._ratio_values: dict[_Dim, np.ndarray] = {}  # ratio before its transformation
         self._conditions: dict[tuple[_Dim, str, float], np.ndarray] = {}
+        self._finite_flags: dict[_Dim, bool] = {}
         self._comp_needs: dict[str, set[int]] = {}
         self._raw_columns: dict[int, np.ndarray] = {}
         self._prepared = False
@@ -200,7 +206,8 @@ class _Engine:
             pair = (cols[0], cols[1]) if None not in cols else None
             return _Dim(column=None, comp=None, xform=xform, ratio=dim.ratio_ref, ratio_columns=pair)
         name = dim.dimension_ref if kind == "QuadrantDivider" else dim.id
-        column = self._column(name, comp_ref, missing)
+        own_ref = getattr(dim, "compensation_ref", None)  # FlowKit looks fluorochromes up in the dimension's own matrix
+        column = self._column(name, own_ref if own_ref in self.matrices else None, missing)
         comp = None
         if column is not None and comp_ref is not None:
             compensation = self._compensation(comp_ref, missing)
@@ -317,8 +324,9 @@ class _Engine:
         weights = np.concatenate([w for _, _, w in blocks], axis=1)
         used = np.flatnonzero(np.any(weights != 0, axis=1))
         lo, hi = int(used.min()), int(used.max()) + 1
-        out = weights[lo:hi].T @ self.events[:, lo:hi].T  # (outputs, events), each row contiguous
-        sums = out.sum(axis=1)
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite values are caught below
+            out = weights[lo:hi].T @ self.events[:, lo:hi].T  # (outputs, events), each row contiguous
+            sums = out.sum(axis=1)
         offset = 0
         for ref, columns, _ in blocks:
             part = out[offset:offset + len(columns)]
@@ -329,15 +337,16 @@ class _Engine:
                     self._raw_columns[column] = part[j] if finite[j] else np.ascontiguousarray(self.events[:, column])
                 continue
             comp = self._compensations[ref]
-            if not finite.all():
+            if not finite.all() or comp.condition > _MAX_CONDITION:
                 rows = np.arange(self.n)
                 exact = self._exact_comp_rows(comp, rows)
                 for j, column in enumerate(columns):
                     self._approx[(ref, column)] = (exact[:, j].copy(), 0.0)
                 continue
-            # max |detector value| from the compensated values: d = x S, with x within the bound below
+            # Largest |detector value| from the compensated values: d = x S exactly for the true x,
+            # and x differs from these by far less than their size (the factor 2 covers it).
             peak_out = np.maximum(part.max(axis=1), -part.min(axis=1))
-            peaks = (peak_out @ np.abs(comp.matrix)) * (1.0 + 1e-6)
+            peaks = 2.0 * (peak_out @ np.abs(comp.matrix))
             scale = _COMP_ERROR * max(1.0, comp.condition)
             bounds = scale * (peaks @ np.abs(comp.inverse))
             for j, column in enumerate(columns):
@@ -417,10 +426,11 @@ class _Engine:
             done[todo] = True
         return store[rows]
 
-    def _is_exact_cheap(self, dim: _Dim) -> bool:
-        if dim.comp is not None and not self._compensations[dim.comp].spectral:
-            return False
-        return dim.xform is None or type(self.transforms[dim.xform]).__name__ not in _INVERTIBLE
+    def _finite(self, dim: _Dim, raw: np.ndarray) -> bool:
+        """Whether every untransformed value of ``dim`` is finite (cached per dimension)."""
+        if dim not in self._finite_flags:
+            self._finite_flags[dim] = math.isfinite(float(np.add.reduce(raw)))
+        return self._finite_flags[dim]
 
     # ----------------------------------------------------------------------------- 1-D decisions
     def condition(self, dim: _Dim, op: str, threshold: float) -> np.ndarray:
@@ -449,7 +459,10 @@ class _Engine:
                 x0, band = cut
                 band += err
                 result = self._compare(raw, op, x0)
-                self._settle(result, (raw >= x0 - band) & (raw <= x0 + band), dim, op, threshold)
+                unsure = (raw >= x0 - band) & (raw <= x0 + band)
+                if not self._finite(dim, raw):
+                    unsure |= ~np.isfinite(raw)  # FlowUtils maps NaN and +/-inf to -1
+                self._settle(result, unsure, dim, op, threshold)
                 return result
         elif kind in _CHEAP_MONOTONE and self._non_decreasing(xform):
             if err == 0:
@@ -532,15 +545,25 @@ class _Engine:
         from flowutils.gating import points_in_polygon
 
         vertices = np.asarray(gate.fk_gate.vertices, dtype=np.float64)
-        rows = np.flatnonzero(parent)
+        everyone = parent is self._all
+        rows = None if everyone else np.flatnonzero(parent)
+        size = self.n if everyone else rows.size
         inside = None
-        if rows.size >= _GRID_MIN_EVENTS:
-            inside = self._polygon_grid(vertices, dims, rows)
+        cheap = all(self._cheap_exact(dim) for dim in dims)
+        if size >= (_GRID_MIN_EVENTS_CHEAP if cheap else _GRID_MIN_EVENTS):
+            inside = self._polygon_grid(vertices, dims, rows, size)
         if inside is None:
-            points = np.column_stack([self.exact(dim, rows) for dim in dims]) if rows.size else np.empty((0, 2))
-            inside = points_in_polygon(vertices, points) if rows.size else np.zeros(0, dtype=bool)
+            if rows is None:
+                rows = np.arange(self.n)
+            if size:
+                points = np.column_stack([self.exact(dim, rows) for dim in dims])
+                inside = points_in_polygon(vertices, points)
+            else:
+                inside = np.zeros(0, dtype=bool)
         if gate.fk_gate.use_complement:
-            inside = ~inside
+            np.logical_not(inside, out=inside)
+        if rows is None:
+            return inside
         result = np.zeros(self.n, dtype=bool)
         result[rows] = inside
         return result
@@ -557,15 +580,20 @@ class _Engine:
         return result
 
     # ----------------------------------------------------------------------------- polygon grid
-    def _axis(self, dim: _Dim, low: float, high: float, rows: np.ndarray):
-        """Cell of each event on one polygon axis and the exact transformed bounds of each cell."""
+    def _axis(self, dim: _Dim, low: float, high: float, rows: np.ndarray | None, cells: int):
+        """One polygon axis on a grid: each event's cell (as float) and each cell's exact bounds.
+
+        Cells are uniform in ``u`` (the raw value, or ``asinh(raw / scale)`` for log-like
+        transforms); their corners are transformed exactly. An event computed to lie in cell ``c``
+        lies, allowing for rounding and the compensation bound (both far below a cell), in cells
+        ``c-1 .. c+1``, so its exact transformed value is within the corners of those three cells:
+        the returned bounds of cell ``c`` span them (open-ended at the grid's ends).
+        """
         xform = self.transforms[dim.xform] if dim.xform else None
         kind = type(xform).__name__ if xform is not None else None
         if kind not in _GRID_TRANSFORMS:
             return None
         if kind is not None and kind not in _INVERTIBLE and not self._non_decreasing(xform):
-            return None
-        if kind == "LinearTransform" and not self._non_decreasing(xform):
             return None
         extent = (high - low) or max(1.0, abs(high))
         t_low, t_high = low - 0.05 * extent, high + 0.05 * extent
@@ -573,16 +601,13 @@ class _Engine:
             a, b = t_low, t_high
         else:
             with np.errstate(all="ignore"):
-                a, b = (float(v) for v in np.asarray(xform.inverse(np.array([[t_low], [t_high]])), dtype=np.float64).reshape(-1))
+                ends = np.asarray(xform.inverse(np.array([[t_low], [t_high]])), dtype=np.float64).reshape(-1)
+            a, b = float(ends[0]), float(ends[1])
         if not (math.isfinite(a) and math.isfinite(b) and a < b):
             return None
         linear = xform is None or kind == "LinearTransform"
         scale = 1.0 if linear else self._asinh_scale(xform, a, b)
-        if linear:
-            u_a, u_b = a, b
-        else:
-            u_a, u_b = math.asinh(a / scale), math.asinh(b / scale)
-        cells = _GRID_CELLS
+        u_a, u_b = (a, b) if linear else (math.asinh(a / scale), math.asinh(b / scale))
         step = (u_b - u_a) / cells
         if not step > 1e-9 * max(abs(u_a), abs(u_b), 1e-300):
             return None
@@ -594,19 +619,23 @@ class _Engine:
         raw, err = self._raw_fast(dim)
         if err > 0.25 * float(np.min(np.diff(nodes_x))):
             return None
-        x = raw[rows]
-        with np.errstate(all="ignore"):
-            u = x if linear else np.arcsinh(x / scale)
-            q = (u - u_a) / step
-        np.clip(q, -1.0, float(cells), out=q)
-        cell = np.floor(q).astype(np.int64)
-        np.clip(cell, 0, cells - 1, out=cell)
-        if not np.all(np.isfinite(x)):
-            return None
+        x = raw if rows is None else raw[rows]
+        if not math.isfinite(float(np.add.reduce(x))):
+            return None  # non-finite values: decide every event exactly
+        if linear:
+            q = x - u_a
+        else:
+            q = np.divide(x, scale)
+            np.arcsinh(q, out=q)
+            q -= u_a
+        q *= 1.0 / step
+        np.fmax(q, 0.0, out=q)
+        np.fmin(q, float(cells - 1), out=q)
+        np.floor(q, out=q)
         idx = np.arange(cells)
         lo = np.where(idx >= 1, nodes_t[np.maximum(idx - 1, 0)], -np.inf)
         hi = np.where(idx + 2 <= cells, nodes_t[np.minimum(idx + 2, cells)], np.inf)
-        return cell, lo, hi
+        return q, lo, hi
 
     @staticmethod
     def _asinh_scale(xform: Any, a: float, b: float) -> float:
@@ -626,24 +655,35 @@ class _Engine:
             scale = max(abs(a), abs(b), 1.0) / 1000.0
         return float(scale)
 
-    def _polygon_grid(self, vertices: np.ndarray, dims: list[_Dim], rows: np.ndarray) -> np.ndarray | None:
+    def _cheap_exact(self, dim: _Dim) -> bool:
+        """Exact values of ``dim`` cost no more than reading them (raw, no root-finding transform)."""
+        if dim.comp is not None and not self._compensations[dim.comp].spectral:
+            return False
+        return dim.xform is None or type(self.transforms[dim.xform]).__name__ not in _INVERTIBLE
+
+    def _polygon_grid(self, vertices: np.ndarray, dims: list[_Dim], rows: np.ndarray | None, size: int) -> np.ndarray | None:
+        """Polygon membership of ``rows`` (``None``: every event) by grid cell; edge cells exactly."""
         from flowutils.gating import points_in_polygon
 
         if len(dims) != 2 or vertices.ndim != 2 or vertices.shape[1] != 2 or len(vertices) < 3:
             return None
+        # about sqrt(events)/2 cells per axis: the table costs no more than the events it serves
+        cells = int(min(_GRID_CELLS, max(32, math.sqrt(size) / 2)))
         axes = []
         for d, dim in enumerate(dims):
-            axis = self._axis(dim, float(vertices[:, d].min()), float(vertices[:, d].max()), rows)
+            axis = self._axis(dim, float(vertices[:, d].min()), float(vertices[:, d].max()), rows, cells)
             if axis is None:
                 return None
             axes.append(axis)
         (cell_x, lo_x, hi_x), (cell_y, lo_y, hi_y) = axes
         table = _classify_cells(vertices, lo_x, hi_x, lo_y, hi_y, points_in_polygon)
-        cls = table[cell_x, cell_y]
+        cell_x *= float(table.shape[1])
+        cell_x += cell_y
+        cls = table.ravel().take(cell_x.astype(np.intp))
         inside = cls == 1
         unsure = np.flatnonzero(cls == 2)
         if unsure.size:
-            sub = rows[unsure]
+            sub = unsure if rows is None else rows[unsure]
             points = np.column_stack([self.exact(dim, sub) for dim in dims])
             inside[unsure] = points_in_polygon(vertices, points)
         return inside

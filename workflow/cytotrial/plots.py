@@ -357,15 +357,16 @@ def plot_effect_heatmap(
     limit = float(np.max(np.abs(finite))) if len(finite) else 1.0
     limit = limit if limit > 0 else 1.0
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
-    n_visits = max(arm_comparison.groupby("compartment")["visit"].nunique())
+    per_compartment = arm_comparison.groupby("compartment")["visit"].nunique()
+    widths = [max(1.5, float(per_compartment.get(c, 1))) for c in comps]
     fig = Figure(
-        figsize=(
-            max(3.0, 0.9 * n_visits + 2.2) * len(comps) + 1.2,
-            0.42 * len(pops) * len(arms) + 1.8,
-        ),
+        figsize=(0.95 * sum(widths) + 2.4 + 1.2, 0.42 * len(pops) * len(arms) + 1.8),
         layout="constrained",
     )
-    axes = np.asarray(fig.subplots(len(arms), len(comps), squeeze=False))
+    # panel widths follow the number of visits, so cells have the same size in every panel
+    axes = np.asarray(
+        fig.subplots(len(arms), len(comps), squeeze=False, width_ratios=widths, sharey=True)
+    )
     image = None
     for r, arm in enumerate(arms):
         for c, compartment in enumerate(comps):

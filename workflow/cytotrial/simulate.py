@@ -47,7 +47,7 @@ population's gate path in the default gating trees (``resources/gating/blood.xml
 Trial model
 -----------
 Blood: each patient has baseline abundances per microlitre of every lymphocyte subset (published
-blood values for the typical patient: CD8 ~30% of CD3, Treg ~7% of CD4, NK ~13% of
+blood values for the typical patient: CD8 ~32% of CD3, Treg ~7% of CD4, NK ~12% of
 lymphocytes), spread between patients. At each visit the abundance is
 ``baseline x fold_change ** responsiveness x visit noise``, with the arm's fold change of
 :data:`BLOOD_EFFECTS`; ``lymphocytes_per_ul`` is the sum over lymphocyte subsets, and the file's
@@ -78,7 +78,7 @@ import time
 from array import array
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
@@ -209,12 +209,12 @@ VISITS: dict[str, tuple[tuple[str, int, int], ...]] = {
 }
 _CYCLE_DAYS = 21
 
-#: Typical baseline blood abundances, cells per microlitre (lymphocyte subsets sum to ~1,400).
+#: Typical baseline blood abundances, cells per microlitre (lymphocyte subsets sum to ~1,450).
 _BLOOD_BASELINE: dict[str, float] = {
     "cd4_conv": 590.0,
     "treg": 45.0,
-    "cd8_ki67neg": 300.0,
-    "cd8_ki67pos": 12.0,
+    "cd8_ki67neg": 330.0,
+    "cd8_ki67pos": 13.0,
     "nk": 180.0,
     "b": 200.0,
     "t_other": 90.0,
@@ -427,7 +427,21 @@ _SPILL: dict[str, dict[str, float]] = {
     "BV605-A": {"PE-A": 0.05, "PerCP-Cy5-5-A": 0.02, "BV510-A": 0.01, "BV786-A": 0.06},
     "BV786-A": {"PE-Cy7-A": 0.05, "APC-H7-A": 0.02, "BV605-A": 0.01},
 }
-_VOLTAGES = {"FSC": 350, "SSC": 260, "FITC-A": 480, "PE-A": 520, "PerCP-Cy5-5-A": 600}
+_VOLTAGES: dict[str, int] = {
+    "FSC-A": 350,
+    "FSC-H": 350,
+    "SSC-A": 260,
+    "FITC-A": 480,
+    "PE-A": 520,
+    "PerCP-Cy5-5-A": 600,
+    "PE-Cy7-A": 560,
+    "APC-A": 610,
+    "APC-H7-A": 580,
+    "BV421-A": 420,
+    "BV510-A": 440,
+    "BV605-A": 470,
+    "BV786-A": 520,
+}
 _EVENT_RATE = 2500.0  # events per second
 _TIMESTEP = 0.01  # seconds per unit of the Time channel
 
@@ -438,6 +452,7 @@ def _check_panel(panel: str) -> None:
 
 
 def _fluorescence_channels(panel: str) -> list[str]:
+    _check_panel(panel)
     return [name for name, marker in PANELS[panel] if marker]
 
 
@@ -454,29 +469,37 @@ def spillover_matrix(panel: str = "blood") -> pd.DataFrame:
     Square DataFrame over the fluorescence detectors (``$PnN``); row ``i`` is how the
     fluorochrome read in detector ``i`` spills into every detector (``observed = unmixed @ S``).
     """
-    _check_panel(panel)
     detectors = _fluorescence_channels(panel)
-    matrix = pd.DataFrame(np.eye(len(detectors)), index=detectors, columns=detectors)
-    for source in detectors:
+    return pd.DataFrame(_spill_array(panel), index=detectors, columns=detectors)
+
+
+@lru_cache(maxsize=None)
+def _spill_array(panel: str) -> np.ndarray:
+    detectors = _fluorescence_channels(panel)
+    matrix = np.eye(len(detectors))
+    for i, source in enumerate(detectors):
         for target, value in _SPILL[source].items():
             if target in detectors:
-                matrix.loc[source, target] = value
+                matrix[i, detectors.index(target)] = value
+    matrix.flags.writeable = False
     return matrix
 
 
 @dataclass(frozen=True)
 class _PanelModel:
-    """Per-panel parameter arrays indexed by cell type code (rows) and fluorescence channel."""
+    """Per-panel parameters; fluorescence tables are (channel, cell type code)."""
 
     channels: tuple[str, ...]
     markers: tuple[str, ...]
     fluorescence: tuple[str, ...]
+    fluorescence_rows: slice
     spill: np.ndarray
     spill_off_diagonal: np.ndarray
     median: np.ndarray
     log_sd: np.ndarray
     fraction_positive: np.ndarray
-    autofluorescence: np.ndarray
+    autofluorescence_base: np.ndarray
+    autofluorescence_scale: np.ndarray
     noise_var: np.ndarray
     scatter: np.ndarray
     lymph_scatter: np.ndarray
@@ -488,7 +511,10 @@ def _panel_model(panel: str) -> _PanelModel:
     _check_panel(panel)
     fluorescence = _fluorescence_channels(panel)
     markers = [dict(PANELS[panel])[channel] for channel in fluorescence]
-    spill = spillover_matrix(panel).to_numpy(dtype=np.float32)
+    first = [name for name, _ in PANELS[panel]].index(fluorescence[0])
+    rows = slice(first, first + len(fluorescence))  # fluorescence channels are consecutive
+    assert [name for name, _ in PANELS[panel]][rows] == fluorescence
+    spill = _spill_array(panel).astype(np.float32)
     n_types, n_fluor = len(CELL_TYPES), len(fluorescence)
     median = np.zeros((n_types, n_fluor), dtype=np.float32)
     log_sd = np.zeros((n_types, n_fluor), dtype=np.float32)
@@ -505,13 +531,15 @@ def _panel_model(panel: str) -> _PanelModel:
         channels=tuple(name for name, _ in PANELS[panel]),
         markers=tuple(marker for _, marker in PANELS[panel]),
         fluorescence=tuple(fluorescence),
+        fluorescence_rows=rows,
         spill=spill,
         spill_off_diagonal=off_diagonal * _SPREADING,
-        median=median,
-        log_sd=log_sd * np.float32(np.log(10.0)),
-        fraction_positive=fraction,
-        autofluorescence=scale[:, None] * base_af[None, :],
-        noise_var=np.array([_DETECTOR[c][0] ** 2 for c in fluorescence], dtype=np.float32),
+        median=np.ascontiguousarray(median.T),
+        log_sd=np.ascontiguousarray(log_sd.T) * np.float32(np.log(10.0)),
+        fraction_positive=np.ascontiguousarray(fraction.T),
+        autofluorescence_base=base_af[:, None],
+        autofluorescence_scale=scale,
+        noise_var=np.array([[_DETECTOR[c][0] ** 2] for c in fluorescence], dtype=np.float32),
         scatter=np.array([_SCATTER[t] for t in CELL_TYPES], dtype=np.float32),
         lymph_scatter=np.array([t in _LYMPH_SCATTER for t in CELL_TYPES]),
         viability=markers.index("Viability"),
@@ -548,7 +576,7 @@ class SimulatedSample:
     spill: pd.DataFrame
     cell_type: np.ndarray
     dead: np.ndarray
-    doublet: np.ndarray = field(repr=False)
+    doublet: np.ndarray
 
     @property
     def n_events(self) -> int:
@@ -622,7 +650,8 @@ def _composition(abundance: Mapping[str, float], debris: float) -> dict[str, flo
 def _as_generator(seed: int | np.random.SeedSequence | np.random.Generator) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
-    return np.random.default_rng(seed)
+    # SFC64: the fastest of numpy's generators for the millions of normals a file needs
+    return np.random.Generator(np.random.SFC64(seed))
 
 
 def simulate_sample(
@@ -649,8 +678,8 @@ def simulate_sample(
     dead_rate, doublet_rate
         Probability that a cell is dead / a doublet. Default: the typical rates of the panel.
     gains
-        Intensity factor per channel name (acquisition batch shift); scatter channels scale both
-        FSC-A/FSC-H or SSC-A. Default: 1.
+        Intensity factor per channel (acquisition batch shift): fluorescence by detector
+        ``$PnN``, ``"FSC-A"`` scales FSC-A and FSC-H, ``"SSC-A"`` scales SSC-A. Default: 1.
     seed
         Seed, SeedSequence or Generator of this sample's random stream.
 
@@ -663,8 +692,11 @@ def simulate_sample(
         raise ConfigError(f"n_events must be a positive number of events, not {n_events}")
     rng = _as_generator(seed)
     rates = _RATES[panel]
-    dead_rate = float(np.mean(rates["dead"])) if dead_rate is None else dead_rate
-    doublet_rate = float(np.mean(rates["doublet"])) if doublet_rate is None else doublet_rate
+    dead_rate = float(np.mean(rates["dead"])) if dead_rate is None else float(dead_rate)
+    doublet_rate = float(np.mean(rates["doublet"])) if doublet_rate is None else float(doublet_rate)
+    for label, rate in (("dead_rate", dead_rate), ("doublet_rate", doublet_rate)):
+        if not 0.0 <= rate < 1.0:
+            raise ConfigError(f"{label} must be a probability in [0, 1), not {rate}")
     composition = typical_composition(panel) if composition is None else composition
     unknown = set(composition) - set(CELL_TYPES)
     if unknown:
@@ -674,43 +706,49 @@ def simulate_sample(
         raise ConfigError("composition must give a positive probability to some cell type")
     gains = dict(gains or {})
 
-    # labels: exact multinomial counts, then shuffled into acquisition order
-    cell_type = np.repeat(
-        np.arange(len(CELL_TYPES), dtype=np.int8), rng.multinomial(n_events, p / p.sum())
-    )
-    rng.shuffle(cell_type)
+    # Events are generated grouped by cell type (exact multinomial counts), so per-type
+    # parameters broadcast instead of being gathered per event, then shuffled into
+    # acquisition order.
+    counts = rng.multinomial(n_events, p / p.sum())
+    cell_type = np.repeat(np.arange(len(CELL_TYPES), dtype=np.int8), counts)
     is_cell = cell_type != 0
     dead = is_cell & (rng.random(n_events, dtype=np.float32) < dead_rate)
     doublet = is_cell & (rng.random(n_events, dtype=np.float32) < doublet_rate)
 
-    fsc_a, fsc_h, ssc_a = _scatter(model, rng, cell_type, dead)
-    fluorescence = _fluorescence(model, rng, cell_type, dead)
+    blocks = _blocks(counts)
+    fsc_a, fsc_h, ssc_a = _scatter(model, rng, blocks, dead)
+    fluorescence = _fluorescence(model, rng, blocks, cell_type, dead)
     _add_doublet_partners(model, rng, cell_type, doublet, fsc_a, fsc_h, ssc_a, fluorescence)
 
-    fsc_gain, ssc_gain = gains.get("FSC-A", 1.0), gains.get("SSC-A", 1.0)
-    fsc_a = np.clip(fsc_a * fsc_gain, 0.0, _SCATTER_MAX)
-    fsc_h = np.clip(fsc_h * fsc_gain, 0.0, _SCATTER_MAX)
-    ssc_a = np.clip(ssc_a * ssc_gain, 0.0, _SCATTER_MAX)
-    fluorescence *= np.array([gains.get(c, 1.0) for c in model.fluorescence], dtype=np.float32)
-    observed = fluorescence @ model.spill
-    clock = np.cumsum(rng.exponential(1.0 / (_EVENT_RATE * _TIMESTEP), n_events)).astype(np.float32)
-
-    scatter = {"FSC-A": fsc_a, "FSC-H": fsc_h, "SSC-A": ssc_a, "Time": clock}
-    events = np.empty((n_events, len(model.channels)), dtype=np.float32)
+    # shuffle into acquisition order while assembling the channel-major file rows, then hand
+    # out (event, channel) views
+    order = rng.permutation(n_events)
+    cell_type, dead, doublet = cell_type[order], dead[order], doublet[order]
+    events = np.empty((len(model.channels), n_events), dtype=np.float32)
     unmixed = np.empty_like(events)
-    j = 0
-    for i, channel in enumerate(model.channels):
-        if channel in scatter:
-            events[:, i] = unmixed[:, i] = scatter[channel]
-        else:
-            events[:, i], unmixed[:, i] = observed[:, j], fluorescence[:, j]
-            j += 1
+    rows = model.fluorescence_rows
+    np.take(fluorescence, order, axis=1, out=unmixed[rows], mode="clip")
+    unmixed[rows] *= np.array([[gains.get(c, 1.0)] for c in model.fluorescence], dtype=np.float32)
+    _mix(unmixed[rows], model.spill, out=events[rows])
+    for channel, values, gain in (
+        ("FSC-A", fsc_a, gains.get("FSC-A", 1.0)),
+        ("FSC-H", fsc_h, gains.get("FSC-A", 1.0)),
+        ("SSC-A", ssc_a, gains.get("SSC-A", 1.0)),
+    ):
+        row = unmixed[model.channels.index(channel)]
+        np.take(values, order, out=row, mode="clip")
+        row *= np.float32(gain)
+        np.clip(row, 0.0, _SCATTER_MAX, out=row)
+    time_row = unmixed[model.channels.index("Time")]
+    np.cumsum(rng.exponential(1.0 / (_EVENT_RATE * _TIMESTEP), n_events), out=time_row)
+    scatter_rows = [i for i in range(len(model.channels)) if not model.markers[i]]
+    events[scatter_rows] = unmixed[scatter_rows]
     return SimulatedSample(
         panel=panel,
         channels=list(model.channels),
         markers=list(model.markers),
-        events=events,
-        unmixed=unmixed,
+        events=events.T,
+        unmixed=unmixed.T,
         spill=spillover_matrix(panel),
         cell_type=cell_type,
         dead=dead,
@@ -718,42 +756,92 @@ def simulate_sample(
     )
 
 
+def _blocks(counts: np.ndarray) -> list[tuple[int, int, int]]:
+    """(cell type code, start, stop) of each non-empty run of the type-sorted events."""
+    stops = np.cumsum(counts)
+    return [(t, int(stops[t] - counts[t]), int(stops[t])) for t in np.flatnonzero(counts)]
+
+
 def _scatter(
-    model: _PanelModel, rng: np.random.Generator, cell_type: np.ndarray, dead: np.ndarray
+    model: _PanelModel,
+    rng: np.random.Generator,
+    blocks: list[tuple[int, int, int]],
+    dead: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    params = model.scatter[cell_type]  # (n, 4)
-    z = rng.standard_normal((cell_type.size, 3), dtype=np.float32)
-    # larger cells scatter more to the side too: correlate FSC and SSC within a population
-    fsc_a = params[:, 0] * np.exp(params[:, 1] * z[:, 0])
-    ssc_a = params[:, 2] * np.exp(params[:, 3] * (0.5 * z[:, 0] + 0.866 * z[:, 1]))
+    n = dead.size
+    z = rng.standard_normal((3, n), dtype=np.float32)
+    fsc_a, ssc_a = np.empty(n, dtype=np.float32), np.empty(n, dtype=np.float32)
+    for t, start, stop in blocks:
+        fsc_median, fsc_sd, ssc_median, ssc_sd = model.scatter[t]
+        z0, z1 = z[0, start:stop], z[1, start:stop]
+        fsc_a[start:stop] = fsc_median * np.exp(fsc_sd * z0)
+        # larger cells scatter more to the side too: correlate FSC and SSC within a population
+        ssc_a[start:stop] = ssc_median * np.exp(ssc_sd * (0.5 * z0 + 0.866 * z1))
     fsc_a[dead] *= _DEAD_SCATTER[0]
     ssc_a[dead] *= _DEAD_SCATTER[1]
-    fsc_h = fsc_a * (_SINGLET_HEIGHT_RATIO * np.exp(_SINGLET_RATIO_SD * z[:, 2]))
+    fsc_h = fsc_a * (_SINGLET_HEIGHT_RATIO * np.exp(_SINGLET_RATIO_SD * z[2]))
     return fsc_a, fsc_h, ssc_a
 
 
 def _fluorescence(
-    model: _PanelModel, rng: np.random.Generator, cell_type: np.ndarray, dead: np.ndarray
+    model: _PanelModel,
+    rng: np.random.Generator,
+    blocks: list[tuple[int, int, int]],
+    cell_type: np.ndarray,
+    dead: np.ndarray,
 ) -> np.ndarray:
+    """Unmixed fluorescence, channel-major ``(n_channels, n_events)``."""
     n, m = cell_type.size, len(model.fluorescence)
-    z = rng.standard_normal((n, m), dtype=np.float32)
-    positive = rng.random((n, m), dtype=np.float32) < model.fraction_positive[cell_type]
-    signal = np.where(
-        positive, model.median[cell_type] * np.exp(model.log_sd[cell_type] * z), np.float32(0.0)
-    )
+    signal = np.zeros((m, n), dtype=np.float32)
+    for t, start, stop in blocks:
+        expressed = np.flatnonzero(model.fraction_positive[:, t])
+        if expressed.size == 0:
+            continue
+        size = stop - start
+        z = rng.standard_normal((expressed.size, size), dtype=np.float32)
+        values = model.median[expressed, t, None] * np.exp(model.log_sd[expressed, t, None] * z)
+        for row, channel in enumerate(expressed):
+            fraction = model.fraction_positive[channel, t]
+            if fraction < 1.0:  # a subset of the type carries the marker
+                values[row] *= rng.random(size, dtype=np.float32) < fraction
+        signal[expressed, start:stop] = values
     # dead cells: bright viability dye, dimmer antibody staining
-    signal[dead] *= np.float32(_DEAD_MARKER_DIMMING)
-    v = model.viability
-    signal[dead, v] = _DEAD_VIABILITY[0] * np.exp(
-        np.float32(_DEAD_VIABILITY[1] * np.log(10.0)) * z[dead, v]
+    signal[:, dead] *= np.float32(_DEAD_MARKER_DIMMING)
+    n_dead = int(np.count_nonzero(dead))
+    signal[model.viability, dead] = _DEAD_VIABILITY[0] * np.exp(
+        np.float32(_DEAD_VIABILITY[1] * np.log(10.0))
+        * rng.standard_normal(n_dead, dtype=np.float32)
     )
     # autofluorescence: one brightness per event, shared by all detectors
     brightness = np.exp(np.float32(0.35) * rng.standard_normal(n, dtype=np.float32))
-    autofluorescence = model.autofluorescence[cell_type] * brightness[:, None]
+    brightness *= model.autofluorescence_scale[cell_type]
+    autofluorescence = model.autofluorescence_base * brightness
     # noise: electronic, plus spreading from photons of other fluorochromes spilling in
-    variance = model.noise_var + signal @ model.spill_off_diagonal
-    noise = np.sqrt(variance) * rng.standard_normal((n, m), dtype=np.float32)
-    return signal + autofluorescence + noise
+    variance = model.noise_var + _mix(signal, model.spill_off_diagonal)
+    noise = np.sqrt(variance) * rng.standard_normal((m, n), dtype=np.float32)
+    signal += autofluorescence
+    signal += noise
+    return signal
+
+
+def _mix(x: np.ndarray, matrix: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """``(x.T @ matrix).T`` for channel-major ``x``, summed in a fixed order without BLAS.
+
+    The matrices are small and sparse; this is faster than a threaded BLAS call on a shared
+    machine and gives the same bits whatever the thread settings. ``out`` must not overlap ``x``.
+    """
+    out = np.empty_like(x) if out is None else out
+    term = np.empty_like(x[0])
+    for j in range(matrix.shape[1]):
+        sources = np.flatnonzero(matrix[:, j])
+        if sources.size == 0:
+            out[j] = 0.0
+            continue
+        np.multiply(x[sources[0]], matrix[sources[0], j], out=out[j])
+        for k in sources[1:]:
+            np.multiply(x[k], matrix[k, j], out=term)
+            out[j] += term
+    return out
 
 
 def _add_doublet_partners(
@@ -778,7 +866,7 @@ def _add_doublet_partners(
         fsc_h[index] = np.maximum(fsc_h[index], overlap * fsc_h[partner]) * (1 + 0.1 * overlap)
         fsc_a[index] += overlap * fsc_a[partner]
         ssc_a[index] += overlap * ssc_a[partner]
-        fluorescence[index] += overlap[:, None] * fluorescence[partner]
+        fluorescence[:, index] += overlap * fluorescence[:, partner]
 
 
 def _spill_keyword(spill: pd.DataFrame) -> str:
@@ -810,10 +898,11 @@ def write_fcs(
     for i, channel in enumerate(sample.channels, start=1):
         metadata[f"$P{i}R"] = "262144"
         if channel != "Time":
-            metadata[f"$P{i}V"] = str(_VOLTAGES.get(channel[:3], _VOLTAGES.get(channel, 450)))
+            metadata[f"$P{i}V"] = str(_VOLTAGES[channel])
     metadata.update(keywords or {})
     data = array("f")
-    data.frombytes(np.ascontiguousarray(sample.events, dtype="<f4").tobytes())
+    # event-major rows, little-endian float32 as $BYTEORD 1,2,3,4 says; no intermediate copy
+    data.frombytes(memoryview(np.ascontiguousarray(sample.events, dtype="<f4")).cast("B"))
     with open(path, "wb") as handle:
         flowio.create_fcs(
             handle,
@@ -845,12 +934,36 @@ def _expected_fractions(
     """Expected fraction of all events in each canonical population (mirrors the sampler)."""
     lymph = sum(composition.get(t, 0.0) for t in _LYMPH_SCATTER)
     kept = (1.0 - doublet_rate) * (1.0 - dead_rate)
-    fractions = {"lymphocytes": lymph, "singlets": lymph * (1.0 - doublet_rate), "live": lymph * kept}
+    fractions = {
+        "lymphocytes": lymph,
+        "singlets": lymph * (1.0 - doublet_rate),
+        "live": lymph * kept,
+    }
     for population in POPULATIONS[panel][3:]:
         fractions[population] = kept * sum(
             composition.get(t, 0.0) for t in _POPULATION_TYPES[population]
         )
     return fractions
+
+
+def _typical_measures(compartment: str, arm: str, visit: str) -> dict[str, dict[str, float]]:
+    """Expected ``freq_parent`` (and, in blood, ``per_ul``) of every population, typical patient."""
+    rates = {k: float(np.mean(v)) for k, v in _RATES[compartment].items()}
+    abundance = _visit_abundance(compartment, arm, visit)
+    fractions = _expected_fractions(
+        compartment, _composition(abundance, rates["debris"]), rates["dead"], rates["doublet"]
+    )
+    parents = _CANONICAL_PARENT[compartment]
+    measures = {
+        "freq_parent": {
+            p: f / (fractions[parents[p]] if parents[p] else 1.0) for p, f in fractions.items()
+        }
+    }
+    if compartment == "blood":
+        # per_ul = count / live x lymphocytes_per_ul, lymphocytes_per_ul = sum of the subsets
+        per_live = sum(abundance[t] for t in _LYMPHOID) / fractions["live"]
+        measures["per_ul"] = {p: f * per_live for p, f in fractions.items()}
+    return measures
 
 
 def effect_model() -> pd.DataFrame:
@@ -866,33 +979,15 @@ def effect_model() -> pd.DataFrame:
     rows = []
     for arm in ARMS:
         for compartment in ("blood", "tumor"):
-            rates = {k: float(np.mean(v)) for k, v in _RATES[compartment].items()}
-            measures: dict[str, dict[str, dict[str, float]]] = {}
-            for visit, _, _ in VISITS[compartment]:
-                abundance = _visit_abundance(compartment, arm, visit)
-                composition = _composition(abundance, rates["debris"])
-                fractions = _expected_fractions(
-                    compartment, composition, rates["dead"], rates["doublet"]
-                )
-                parents = _CANONICAL_PARENT[compartment]
-                by_measure = {
-                    "freq_parent": {
-                        p: f / (fractions[parents[p]] if parents[p] else 1.0)
-                        for p, f in fractions.items()
-                    }
-                }
-                if compartment == "blood":
-                    per_ul = sum(abundance[t] for t in _LYMPHOID) / fractions["live"]
-                    by_measure["per_ul"] = {p: f * per_ul for p, f in fractions.items()}
-                measures[visit] = by_measure
-            baseline = VISITS[compartment][0][0]
+            visits = [visit for visit, _, _ in VISITS[compartment]]
+            measures = {visit: _typical_measures(compartment, arm, visit) for visit in visits}
+            baseline = measures[visits[0]]
             for measure in ("per_ul", "freq_parent"):
-                if measure not in measures[baseline]:
+                if measure not in baseline:
                     continue
                 for population in POPULATIONS[compartment]:
-                    reference = measures[baseline][measure][population]
-                    for visit, _, _ in VISITS[compartment]:
-                        value = measures[visit][measure][population] / reference
+                    for visit in visits:
+                        value = measures[visit][measure][population] / baseline[measure][population]
                         rows.append((arm, compartment, population, visit, measure, round(value, 6)))
     return pd.DataFrame(
         rows, columns=["arm", "compartment", "population", "visit", "measure", "fold_change"]
@@ -966,7 +1061,11 @@ def _clinical(rng: np.random.Generator, n: int) -> pd.DataFrame:
     u = rng.random(n)
     pfs_true = np.select(
         [response == 0, response == 1, response == 2],
-        [8.0 + rng.exponential(40.0, n), 4.0 + rng.exponential(16.0, n), 2.8 + rng.exponential(5.0, n)],
+        [
+            8.0 + rng.exponential(40.0, n),
+            4.0 + rng.exponential(16.0, n),
+            2.8 + rng.exponential(5.0, n),
+        ],
         default=0.6 + 2.0 * u,  # progression at or before the first scans
     )
     os_true = pfs_true + np.choose(response, [
@@ -1003,7 +1102,7 @@ def _patient_factors(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     for cell_type in CELL_TYPES[1:]:
         individual = rng.standard_normal((2, n))
         if cell_type in _LYMPHOID:
-            blood[cell_type] = blood_shared + 0.30 * individual[0]
+            blood[cell_type] = blood_shared + 0.25 * individual[0]
             tumor[cell_type] = tumor_shared + 0.40 * individual[1]
         elif cell_type in ("monocyte", "granulocyte"):
             blood[cell_type] = (0.3 if cell_type == "monocyte" else 0.5) * individual[0]
@@ -1060,6 +1159,7 @@ def _site_keywords(
     n_events: int,
 ) -> dict[str, str]:
     first, last, number = name
+    record = f"{number:04d}{number * 7919 % 1000:03d}"  # a made-up hospital record number
     start = int(rng.integers(8 * 3600, 17 * 3600))
     return {
         "$CYT": "BD LSRFortessa",
@@ -1068,9 +1168,9 @@ def _site_keywords(
         "$OP": f"{CANARY}-OPERATOR-{operator[0]}-{operator[1]}",
         "$FIL": f"{CANARY}-{last}_{first}_{visit}_{compartment}.fcs",
         "$INST": f"{CANARY}-SITE-{site} Cancer Center",
-        "$COM": f"{CANARY} {first} {last}, MRN {number:04d}{date_number % 1000:03d}, {visit}",
+        "$COM": f"{CANARY} {first} {last}, MRN {record}, {visit}",
         "$SMNO": f"{CANARY}-SPECIMEN-{last[:3].upper()}{number:04d}-{visit}",
-        "PATIENT ID": f"{CANARY}-MRN-{number:04d}{date_number % 1000:03d}",
+        "PATIENT ID": f"{CANARY}-MRN-{record}",
         "$DATE": _date(date_number),
         "$BTIM": _clock(start),
         "$ETIM": _clock(start + n_events / _EVENT_RATE + 5),
@@ -1080,69 +1180,90 @@ def _site_keywords(
     }
 
 
+def _attends(
+    rng: np.random.Generator, compartment: str, v: int, study_day: int, off: float
+) -> bool:
+    """Whether a sample exists: on study at the visit and not missed (biopsies often are)."""
+    draw = rng.random()
+    if v > 0 and study_day >= off:
+        return False
+    if compartment == "blood":
+        return v == 0 or draw >= 0.04
+    return draw >= (0.08 if v == 0 else 0.25)
+
+
+def _batch_gains(rng: np.random.Generator, batches: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Intensity factor per acquisition batch and channel: a few percent, scatter less."""
+    channels = [c for c, _ in PANELS["tumor"] if c not in ("FSC-H", "Time")]
+    sd = np.array([0.02 if c.startswith(("FSC", "SSC")) else 0.04 for c in channels])
+    return {
+        batch: dict(zip(channels, np.exp(sd * rng.standard_normal(len(sd))).tolist()))
+        for batch in sorted(batches)
+    }
+
+
 def _design_trial(
     counts: tuple[int, int], *, events: int, tumor_events: int, seed: int, out: Path
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[_SampleTask]]:
-    root = np.random.SeedSequence(seed)
-    design_seed, samples_seed = root.spawn(2)
+    """Patients, their samples (in sheet order: patient, compartment, visit) and one task each."""
+    design_seed, samples_seed = np.random.SeedSequence(seed).spawn(2)
     rng = np.random.default_rng(design_seed)
     n = sum(counts)
     width = max(3, len(str(n)))
-    patient_ids = [f"P{i + 1:0{width}d}" for i in range(n)]
-    arms = rng.permutation(np.repeat(np.array(ARMS), counts))
-    patients = pd.DataFrame({"patient_id": patient_ids, "arm": arms})
-    clinical = _clinical(rng, n)
-    patients = pd.concat([patients, clinical], axis=1)
+    patients = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "patient_id": [f"P{i + 1:0{width}d}" for i in range(n)],
+                    "arm": rng.permutation(np.repeat(np.array(ARMS), counts)),
+                }
+            ),
+            _clinical(rng, n),
+        ],
+        axis=1,
+    )
     factors = _patient_factors(rng, n)
     enrolment = np.sort(rng.uniform(0.0, max(180.0, float(n)), n)).astype(int)
-    names = _names(rng, n)
-    operators = _names(rng, 4)
-    site_of_patient = rng.integers(0, len(_SITES), n)
+    names, operators = _names(rng, n), _names(rng, 4)
+    site = rng.integers(0, len(_SITES), n)
     first_day = int(rng.integers(0, 365))
 
-    sheet_rows, tasks_pending = [], []
-    for i, patient in patients.iterrows():
+    rows, draws = [], []
+    for i, (patient_id, arm, off_day) in enumerate(
+        zip(patients["patient_id"], patients["arm"], patients["off_study_day"])
+    ):
         for compartment in ("blood", "tumor"):
             for v, (visit, cycle, day) in enumerate(VISITS[compartment]):
                 study_day = (cycle - 1) * _CYCLE_DAYS + day
-                attend = rng.random()
-                if v > 0 and study_day >= patient["off_study_day"]:
+                if not _attends(rng, compartment, v, study_day, off_day):
                     continue
-                # missed draws; tumor biopsies are often not done
-                miss = (0.04 if compartment == "blood" else 0.25) if v > 0 else (
-                    0.0 if compartment == "blood" else 0.08
-                )
-                if attend < miss:
-                    continue
-                log_factor = {t: f[i] for t, f in factors[compartment].items()}
                 abundance = _sample_abundance(
-                    rng, compartment, patient["arm"], visit, log_factor,
+                    rng,
+                    compartment,
+                    arm,
+                    visit,
+                    {t: f[i] for t, f in factors[compartment].items()},
                     factors["responsiveness"][i],
-                )  # fmt: skip
+                )
                 rates = {k: float(rng.uniform(*r)) for k, r in _RATES[compartment].items()}
                 acquisition_day = int(enrolment[i]) + study_day - 1
-                sample_id = f"{patient['patient_id']}_{visit}_{compartment}"
+                sample_id = f"{patient_id}_{visit}_{compartment}"
                 n_events = events if compartment == "blood" else tumor_events
                 keywords = _site_keywords(
                     rng,
                     name=names[i],
                     operator=operators[int(rng.integers(0, len(operators)))],
-                    site=_SITES[site_of_patient[i]],
+                    site=_SITES[site[i]],
                     visit=visit,
                     compartment=compartment,
                     date_number=first_day + acquisition_day,
                     n_events=n_events,
                 )
-                lymphocytes_per_ul = (
-                    round(sum(abundance[t] for t in _LYMPHOID), 1)
-                    if compartment == "blood"
-                    else np.nan
-                )
-                sheet_rows.append(
+                rows.append(
                     {
                         "sample_id": sample_id,
-                        "patient_id": patient["patient_id"],
-                        "arm": patient["arm"],
+                        "patient_id": patient_id,
+                        "arm": arm,
                         "visit": visit,
                         "cycle": cycle,
                         "day": day,
@@ -1150,54 +1271,34 @@ def _design_trial(
                         "panel": compartment,
                         "batch": f"B{1 + acquisition_day // _BATCH_DAYS:02d}",
                         "fcs": f"fcs/{sample_id}.fcs",
-                        "lymphocytes_per_ul": lymphocytes_per_ul,
+                        "lymphocytes_per_ul": (
+                            round(sum(abundance[t] for t in _LYMPHOID), 1)
+                            if compartment == "blood"
+                            else np.nan
+                        ),
                     }
                 )
-                composition = _composition(abundance, rates["debris"])
-                tasks_pending.append(
-                    (sample_id, compartment, n_events, composition, rates, keywords)
-                )
+                draws.append((n_events, _composition(abundance, rates["debris"]), rates, keywords))
 
-    sheet = pd.DataFrame(sheet_rows)
-    # order: patient, compartment (blood first), visit
-    visit_rank = {f"{c}:{v[0]}": k for c in VISITS for k, v in enumerate(VISITS[c])}
-    order = sorted(
-        range(len(sheet)),
-        key=lambda k: (
-            sheet.at[k, "patient_id"],
-            sheet.at[k, "compartment"],
-            visit_rank[f"{sheet.at[k, 'compartment']}:{sheet.at[k, 'visit']}"],
-        ),
-    )
-    sheet = sheet.iloc[order].reset_index(drop=True)
-    tasks_pending = [tasks_pending[k] for k in order]
-
-    # batch intensity shifts: a few percent per detector, drawn per batch in batch order
-    all_channels = [c for c, _ in PANELS["tumor"] if c not in ("FSC-H", "Time")]
-    batch_gains = {}
-    for batch in sorted(sheet["batch"].unique()):
-        sd = np.array([0.02 if c.startswith(("FSC", "SSC")) else 0.04 for c in all_channels])
-        batch_gains[batch] = dict(zip(all_channels, np.exp(sd * rng.standard_normal(len(sd)))))
-
-    sample_seeds = samples_seed.spawn(len(tasks_pending))
-    tasks = []
-    for (sample_id, panel, n_events, composition, rates, keywords), batch, sample_seed in zip(
-        tasks_pending, sheet["batch"], sample_seeds
-    ):
-        tasks.append(
-            _SampleTask(
-                sample_id=sample_id,
-                panel=panel,
-                n_events=n_events,
-                composition=tuple(composition[t] for t in CELL_TYPES),
-                dead_rate=rates["dead"],
-                doublet_rate=rates["doublet"],
-                gains=tuple((c, float(g)) for c, g in batch_gains[batch].items()),
-                keywords=tuple(keywords.items()),
-                path=str(out / "fcs" / f"{sample_id}.fcs"),
-                seed=sample_seed,
-            )
+    sheet = pd.DataFrame(rows)
+    gains = _batch_gains(rng, sheet["batch"].unique())
+    tasks = [
+        _SampleTask(
+            sample_id=row["sample_id"],
+            panel=row["panel"],
+            n_events=n_events,
+            composition=tuple(composition[t] for t in CELL_TYPES),
+            dead_rate=rates["dead"],
+            doublet_rate=rates["doublet"],
+            gains=tuple(gains[row["batch"]].items()),
+            keywords=tuple(keywords.items()),
+            path=str(out / row["fcs"]),
+            seed=sample_seed,
         )
+        for row, (n_events, composition, rates, keywords), sample_seed in zip(
+            rows, draws, samples_seed.spawn(len(rows))
+        )
+    ]
     patients = patients[
         ["patient_id", "arm", "best_response", "pfs_months", "pfs_event", "os_months", "os_event"]
     ]

@@ -217,6 +217,26 @@ def _document_kind(path: Path) -> str:
     )
 
 
+def _check_gatingml_schema(path: Path) -> None:
+    """StrategyError with the first schema violation (line and reason) of a GatingML 2.0 file."""
+    from lxml import etree
+
+    try:
+        from flowkit._resources import gml_schema  # the GatingML 2.0 XSD FlowKit validates against
+    except ImportError:  # layout of FlowKit changed: FlowKit's own check still applies
+        return
+    document = etree.parse(str(path))
+    if gml_schema.validate(document):
+        return
+    error = gml_schema.error_log.last_error
+    errors = list(gml_schema.error_log)
+    if errors:
+        error = errors[0]
+    where = f"line {error.line}: " if error is not None else ""
+    reason = _one_line(Exception(error.message)) if error is not None else "schema validation failed"
+    raise StrategyError(f"{path}: not a valid GatingML 2.0 file ({where}{reason})")
+
+
 def _flowjo_gating_strategy(path: Path, *, sample_group: str | None, sample_id: str | None) -> tuple[Any, str]:
     import warnings
 
@@ -359,6 +379,7 @@ def load_strategy(path: str | Path, *, sample_group: str | None = None, sample_i
             raise StrategyError(f"{path}: sample_group/sample_id apply to FlowJo workspaces only, not to GatingML files")
         import flowkit as fk
 
+        _check_gatingml_schema(path)
         try:
             gating_strategy = fk.parse_gating_xml(str(path))
         except Exception as error:  # FlowKit raises ValueError, KeyError, lxml errors, ...

@@ -87,7 +87,7 @@ def compensation_files():
 
 
 # Check a user's own sheet at once, before any work (the demo sheet is checked once simulated).
-if not DEMO or DEMO_SHEET.exists():
+if not DEMO:
     samples()
 
 
