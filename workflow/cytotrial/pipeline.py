@@ -232,7 +232,8 @@ def build_populations(
     gatings
         Per panel, canonical population -> gate path (stored in ``var`` as ``gate_path_<panel>``).
     parents
-        Canonical parent of each canonical population (``var['parent']``).
+        Canonical parent of each canonical population (``var['parent']``): the nearest mapped
+        ancestor. ``var['parent_gate_<panel>']`` names the gate ``freq_parent`` divides by.
     min_events
         Population -> minimum event count; samples below are flagged in ``obs['qc_flags']``.
     provenance
@@ -279,6 +280,8 @@ def build_populations(
     var["parent"] = [parents.get(p, "") for p in var_names]
     for panel, mapping in gatings.items():
         var[f"gate_path_{panel}"] = [mapping.get(p, "") for p in var_names]
+        # freq_parent divides by this gate, which need not be canonical (nk: its parent is CD3-).
+        var[f"parent_gate_{panel}"] = [mapping.get(p, "").rpartition("/")[0] for p in var_names]
 
     adata = ad.AnnData(
         X=count.to_numpy(dtype=float),

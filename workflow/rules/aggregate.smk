@@ -18,13 +18,15 @@ rule aggregate:
             caption="../report/qc_samples.rst",
             category="Quality control",
         ),
-    params:
-        strategies=config["strategies"],
-        min_events=config["qc"]["min_events"],
-        arms=list(config["arms"]),
     log:
         "logs/aggregate.log",
     benchmark:
         "benchmarks/aggregate.tsv"
+    conda:
+        "../envs/cytotrial.yaml"
+    params:
+        strategies=config["strategies"],
+        min_events=config["qc"]["min_events"],
+        arms=list(config["arms"]),
     script:
         "../scripts/aggregate.py"

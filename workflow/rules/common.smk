@@ -10,7 +10,6 @@ from cytotrial.errors import CytotrialError
 from cytotrial.pipeline import assign_batches
 from cytotrial.sheet import read_sample_sheet
 
-
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 DEMO_SHEET = Path("resources/demo/samples.tsv")
@@ -22,7 +21,9 @@ _cache = {}
 
 def _fail(message):
     """Stop with a one-line message per problem (no traceback for a user's mistake)."""
-    sys.stderr.write("".join(f"cytotrial: {line}\n" for line in str(message).splitlines()))
+    sys.stderr.write(
+        "".join(f"cytotrial: {line}\n" for line in str(message).splitlines())
+    )
     sys.exit(1)
 
 
@@ -78,7 +79,9 @@ def batch_strategy_files(wildcards):
 
 
 def gated_batches(kind):
-    return expand("results/gating/batch_{batch}.{kind}.tsv", batch=batch_ids(), kind=kind)
+    return expand(
+        "results/gating/batch_{batch}.{kind}.tsv", batch=batch_ids(), kind=kind
+    )
 
 
 def compensation_files():
@@ -103,5 +106,7 @@ def final_outputs():
         "results/figures/umap_arm.png",
     ]
     outputs += [f"results/stats/{name}.tsv" for name in STAT_TABLES]
-    outputs += [f"results/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")]
+    outputs += [
+        f"results/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")
+    ]
     return outputs

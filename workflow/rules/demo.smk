@@ -7,15 +7,17 @@ if DEMO:
             patients="resources/demo/patients.tsv",
             truth="resources/demo/truth/populations.tsv",
             effects="resources/demo/truth/effects.tsv",
+        log:
+            "logs/demo/simulate.log",
+        conda:
+            "../envs/cytotrial.yaml"
+        threads: 2
         params:
-            out=str(DEMO_SHEET.parent),
+            out=lambda w, output: Path(output.sheet).parent,
             patients_per_arm=config["demo"]["patients_per_arm"],
             events=config["demo"]["events"],
             tumor_events=config["demo"]["tumor_events"],
             seed=config["demo"]["seed"],
-        log:
-            "logs/demo/simulate.log",
-        threads: 2
         shell:
             "cytotrial simulate --out {params.out} --patients-per-arm {params.patients_per_arm}"
             " --events {params.events} --tumor-events {params.tumor_events}"

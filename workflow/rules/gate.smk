@@ -9,16 +9,18 @@ rule gate:
     output:
         counts="results/gating/batch_{batch}.counts.tsv",
         qc="results/gating/batch_{batch}.qc.tsv",
-    params:
-        samples=batch_rows,
-        strategies=batch_strategies,
-        panels=config["panels"],
-        compensation=config["gating"]["compensation"],
     log:
         "logs/gate/batch_{batch}.log",
     benchmark:
         "benchmarks/gate/batch_{batch}.tsv"
     wildcard_constraints:
         batch=r"\d+",
+    conda:
+        "../envs/cytotrial.yaml"
+    params:
+        samples=batch_rows,
+        strategies=batch_strategies,
+        panels=config["panels"],
+        compensation=config["gating"]["compensation"],
     script:
         "../scripts/gate.py"

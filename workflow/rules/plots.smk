@@ -12,21 +12,25 @@ rule figures:
         h5ad="results/counts/populations.h5ad",
     output:
         **{
-            f"{name}_{ext}": report(
-                f"results/figures/{name}.{ext}",
-                caption=f"../report/{name}.rst",
-                category="Figures",
+            f"{name}_{ext}": (
+                report(
+                    f"results/figures/{name}.{ext}",
+                    caption=f"../report/{name}.rst",
+                    category="Figures",
+                )
+                if ext == "png"
+                else f"results/figures/{name}.{ext}"
             )
-            if ext == "png"
-            else f"results/figures/{name}.{ext}"
             for name in FIGURES
             for ext in ("png", "pdf")
         },
+    log:
+        "logs/figures.log",
+    conda:
+        "../envs/cytotrial.yaml"
     params:
         analysis=config["analysis"],
         arms=config["arms"],
-    log:
-        "logs/figures.log",
     script:
         "../scripts/figures.py"
 
@@ -42,13 +46,15 @@ rule gating_qc:
             category="Quality control",
         ),
         pdf="results/figures/gating_qc.pdf",
+    log:
+        "logs/gating_qc.log",
+    conda:
+        "../envs/cytotrial.yaml"
     params:
         strategies=config["strategies"],
         panels=config["panels"],
         compensation=config["gating"]["compensation"],
         per_batch=config["figures"]["gating_qc_per_batch"],
-    log:
-        "logs/gating_qc.log",
     script:
         "../scripts/gating_qc.py"
 
@@ -76,15 +82,17 @@ rule events:
             category="Quality control",
         ),
         umap_arm_pdf="results/figures/umap_arm.pdf",
+    log:
+        "logs/events.log",
+    benchmark:
+        "benchmarks/events.tsv"
+    conda:
+        "../envs/cytotrial.yaml"
     params:
         strategies=config["strategies"],
         panels=config["panels"],
         compensation=config["gating"]["compensation"],
         events=config["events"],
         arms=config["arms"],
-    log:
-        "logs/events.log",
-    benchmark:
-        "benchmarks/events.tsv"
     script:
         "../scripts/events.py"

@@ -23,11 +23,13 @@ rule stats:
             )
             for name in STAT_TABLES
         },
-    params:
-        analysis=config["analysis"],
     log:
         "logs/stats.log",
     benchmark:
         "benchmarks/stats.tsv"
+    conda:
+        "../envs/cytotrial.yaml"
+    params:
+        analysis=config["analysis"],
     script:
         "../scripts/stats.py"

@@ -1,0 +1,278 @@
+"""End to end: the workflow on the embedded demo, its outputs against contracts and truth, re-runs.
+
+One run of the default demo (the same trial a user's first `snakemake --cores 2` makes) is shared
+by the tests of this module; other tests run the workflow on small sheets of their own.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+POPULATIONS = ["cd3", "cd4", "cd8", "treg", "nk", "cd8_ki67"]
+pytestmark = pytest.mark.e2e
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), *args]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Rule -> number of jobs a dry run would run."""
+    result = snakemake(workdir, "-n", "--quiet", "rules", *args)
+    jobs = {}
+    for line in (result.stdout + result.stderr).splitlines():
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if match and match.group(1) != "total":
+            jobs[match.group(1)] = int(match.group(2))
+    return jobs
+
+
+def write_config(workdir: Path, **overrides) -> Path:
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for spec in config["strategies"].values():
+        spec["strategy"] = str(ROOT / spec["strategy"])
+    for key, value in overrides.items():
+        config[key] = value
+    path = workdir / "config" / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The default demo run end to end (default config, strategies from the project)."""
+    workdir = tmp_path_factory.mktemp("demo")
+    write_config(workdir)
+    start = time.perf_counter()
+    snakemake(workdir, "--cores", "2")
+    seconds = time.perf_counter() - start
+    print(f"demo workflow: {seconds:.0f} s on 2 cores")
+    return workdir
+
+
+def test_outputs_follow_the_contract(demo):
+    adata = ad.read_h5ad(demo / "results/counts/populations.h5ad")
+    sheet = pd.read_csv(demo / "resources/demo/samples.tsv", sep="\t")
+    for column in list(sheet.columns) + ["qc_flags"]:
+        assert column in adata.obs.columns
+    assert list(adata.obs_names) == sorted(adata.obs_names) or set(adata.obs_names) <= set(sheet["sample_id"])
+    assert list(adata.var_names) == [
+        "lymphocytes", "singlets", "live", "leukocytes", "cd3", "cd4", "cd8", "treg", "nk", "cd8_ki67"
+    ]
+    assert {"freq_parent", "freq_live", "per_ul"} <= set(adata.layers)
+    assert adata.var.loc["treg", "parent"] == "cd4" and adata.var.loc["cd8_ki67", "parent"] == "cd8"
+    assert adata.var.loc["nk", "parent"] == "live" and adata.var.loc["nk", "parent_gate_blood"].endswith("/cd3_neg")
+    blood = (adata.obs["compartment"] == "blood").to_numpy()
+    leuk = list(adata.var_names).index("leukocytes")
+    assert np.isnan(adata.X[blood, leuk]).all() and not np.isnan(adata.X[~blood, leuk]).any()
+    assert np.isnan(adata.layers["per_ul"][~blood]).all()
+    # freq_parent is count over the parent gate: treg / cd4
+    treg, cd4 = (list(adata.var_names).index(p) for p in ("treg", "cd4"))
+    np.testing.assert_allclose(adata.layers["freq_parent"][:, treg], adata.X[:, treg] / adata.X[:, cd4])
+    prov = adata.uns["provenance"]
+    assert set(prov["strategy_sha256"]) == {"blood", "tumor"} and len(prov["strategy_sha256"]["blood"]) == 64
+    assert "flowkit" in prov["versions"] and "samples" in prov["config_json"]
+    tidy = pd.read_csv(demo / "results/counts/populations.tsv", sep="\t")
+    assert len(tidy) == int(np.isfinite(adata.X).sum())
+    qc = pd.read_csv(demo / "results/qc/samples.tsv", sep="\t")
+    assert len(qc) == len(sheet) and set(qc["status"]) <= {"ok", "flagged", "excluded"}
+    for name in ("summary", "change_from_baseline", "arm_comparison", "mixed_model", "response", "missing_baseline"):
+        assert (demo / f"results/stats/{name}.tsv").stat().st_size > 0
+    for name in ("trajectories", "patient_lines", "effect_heatmap", "gating_qc", "umap_population", "umap_arm"):
+        for ext in ("png", "pdf"):
+            assert (demo / f"results/figures/{name}.{ext}").stat().st_size > 10_000
+
+
+def test_gated_counts_match_simulator_truth(demo):
+    counts = pd.read_csv(demo / "results/counts/populations.tsv", sep="\t")
+    truth = pd.read_csv(demo / "resources/demo/truth/populations.tsv", sep="\t")
+    merged = counts.merge(truth, on=["sample_id", "population"], suffixes=("", "_truth"))
+    merged["error"] = (merged["count"] - merged["count_truth"]).abs() / merged["count_truth"]
+    for compartment, table in merged.groupby("compartment"):
+        median = table.groupby("population")["error"].median()
+        for population in POPULATIONS:
+            assert median[population] <= 0.03, (compartment, population, median[population])
+
+
+def test_counts_equal_flowkit_session(demo):
+    from cytotrial.gating import flowkit_session_counts
+    from cytotrial.strategy import load_strategy
+
+    counts = pd.read_csv(demo / "results/counts/populations.tsv", sep="\t")
+    sheet = pd.read_csv(demo / "resources/demo/samples.tsv", sep="\t")
+    for panel in ("blood", "tumor"):
+        row = sheet[sheet["panel"] == panel].iloc[0]
+        reference = flowkit_session_counts(demo / "resources/demo" / row["fcs"], load_strategy(ROOT / f"resources/gating/{panel}.xml"))
+        ours = counts[counts["sample_id"] == row["sample_id"]].set_index("population")["count"]
+        gate_of = {p: p for p in ours.index}
+        by_name = reference.set_index("gate_name")["count"]
+        for population in ours.index:
+            assert ours[population] == by_name[gate_of[population]], (panel, population)
+
+
+def test_no_fcs_identifier_reaches_outputs(demo):
+    from cytotrial.simulate import CANARY
+
+    fcs = next((demo / "resources/demo/fcs").glob("*.fcs"))
+    assert CANARY.encode() in fcs.read_bytes()
+    for path in (demo / "results").rglob("*"):
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
+
+
+def test_demo_recovers_the_true_effects(demo):
+    """Issue acceptance: BEMPEG+NIVO raises cd8, nk, treg at C1D8 (q < 0.05) against baseline and
+    against NIVO; every true blood effect > 1.5x has the right direction; no tumor arm difference."""
+    within = pd.read_csv(demo / "results/stats/change_from_baseline.tsv", sep="\t")
+    between = pd.read_csv(demo / "results/stats/arm_comparison.tsv", sep="\t")
+    effects = pd.read_csv(demo / "resources/demo/truth/effects.tsv", sep="\t")
+    combo = within[(within["arm"] == "BEMPEG+NIVO") & (within["compartment"] == "blood") & (within["visit"] == "C1D8")]
+    combo = combo.set_index("population")
+    versus = between[(between["compartment"] == "blood") & (between["visit"] == "C1D8")].set_index("population")
+    for population in ("cd8", "nk", "treg"):
+        assert combo.loc[population, "q_value"] < 0.05 and combo.loc[population, "median_log2fc"] > 0
+        assert versus.loc[population, "q_value"] < 0.05 and versus.loc[population, "estimate"] > 0
+    measure = {"blood": "per_ul", "tumor": "freq_parent"}
+    checked = 0
+    for row in effects.itertuples():
+        if row.measure != measure[row.compartment] or row.population not in POPULATIONS:
+            continue
+        if abs(np.log2(row.fold_change)) <= np.log2(1.5):
+            continue
+        found = within[
+            (within["arm"] == row.arm) & (within["compartment"] == row.compartment)
+            & (within["population"] == row.population) & (within["visit"] == row.visit)
+        ]
+        assert len(found) == 1
+        assert np.sign(found["median_log2fc"].iloc[0]) == np.sign(np.log2(row.fold_change)), row
+        checked += 1
+    assert checked >= 10
+    tumor = between[between["compartment"] == "tumor"]
+    assert len(tumor) > 0 and (tumor["q_value"] >= 0.05).all()
+
+
+def test_second_run_does_nothing(demo):
+    assert planned_jobs(demo) == {}
+
+
+def test_strategy_or_mapping_change_reruns_gating_and_what_follows_only(demo, tmp_path):
+    # a copy of the demo state with its own strategy file, so edits stay local
+    work = tmp_path / "w"
+    shutil.copytree(demo, work, symlinks=True)
+    strategy = work / "blood.xml"
+    shutil.copy(ROOT / "resources/gating/blood.xml", strategy)
+    config = yaml.safe_load((work / "config/config.yaml").read_text())
+    config["strategies"]["blood"]["strategy"] = str(strategy)
+    (work / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    snakemake(work, "--cores", "2", "--touch", "--rerun-triggers", "mtime", "params", "input", "code")
+    assert planned_jobs(work) == {}
+
+    downstream = {"aggregate", "stats", "figures", "gating_qc", "events", "all"}
+    # a changed gate: the file changes
+    text = strategy.read_text()
+    time.sleep(0.05)
+    strategy.write_text(text.replace("</gating:Gating-ML>", "<!-- moved a gate --></gating:Gating-ML>"))
+    jobs = planned_jobs(work)
+    assert set(jobs) == {"gate"} | downstream and "simulate_demo" not in jobs
+    sheet = pd.read_csv(work / "resources/demo/samples.tsv", sep="\t")
+    blood_batches = jobs["gate"]
+    assert blood_batches >= 1
+
+    # a changed population mapping in config: the same jobs re-run (by the gate rule's params)
+    snakemake(work, "--cores", "2", "--touch")
+    config["strategies"]["blood"]["populations"]["cd8"] = "lymphocytes/singlets/live/cd3/cd8"
+    (work / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    jobs = planned_jobs(work)
+    assert set(jobs) == {"gate"} | downstream
+
+    # a changed sheet row that gating does not read re-runs aggregation onwards, no gating
+    snakemake(work, "--cores", "2", "--touch")
+    sheet.loc[0, "lymphocytes_per_ul"] = 1234.0
+    sheet.to_csv(work / "resources/demo/samples.tsv", sep="\t", index=False)
+    jobs = planned_jobs(work)
+    assert "gate" not in jobs and "aggregate" in jobs
+
+
+def test_lint_is_clean(demo):
+    result = snakemake(demo, "--lint", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Congratulations" in output or output.strip() == "", output
+    files = [str(ROOT / "Snakefile"), *map(str, sorted((ROOT / "workflow/rules").glob("*.smk")))]
+    formatted = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *files], capture_output=True, text=True)
+    assert formatted.returncode == 0, formatted.stderr
+
+
+def test_report_builds(demo):
+    snakemake(demo, "--report", "results/report.html")
+    report = demo / "results/report.html"
+    assert report.stat().st_size > 100_000
+
+
+def test_bad_sheet_stops_before_work_with_one_line_per_problem(demo, tmp_path):
+    sheet = pd.read_csv(demo / "resources/demo/samples.tsv", sep="\t")
+    sheet["fcs"] = [str(demo / "resources/demo" / f) for f in sheet["fcs"]]
+    bad = sheet.head(4).copy()
+    bad.loc[1, "arm"] = "PLACEBO"
+    bad.loc[2, "sample_id"] = bad.loc[3, "sample_id"]
+    bad.loc[3, "fcs"] = "/nowhere/x.fcs"
+    (tmp_path / "samples.tsv").write_text(bad.to_csv(sep="\t", index=False))
+    write_config(tmp_path, samples=str(tmp_path / "samples.tsv"), patients="")
+    result = snakemake(tmp_path, "--cores", "1", check=False)
+    assert result.returncode != 0
+    lines = [l for l in result.stderr.splitlines() if l.startswith("cytotrial:")]
+    assert any("row 3" in l and "PLACEBO" in l for l in lines)
+    assert any("repeats row" in l for l in lines)
+    assert any("not found" in l and "/nowhere/x.fcs" in l for l in lines)
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "results").exists()
+
+    missing = sheet.head(3).drop(columns=["batch"])
+    (tmp_path / "samples.tsv").write_text(missing.to_csv(sep="\t", index=False))
+    result = snakemake(tmp_path, "--cores", "1", check=False)
+    assert result.returncode != 0 and "missing column(s) batch" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_broken_files_are_excluded_and_the_rest_counted(demo, tmp_path):
+    sheet = pd.read_csv(demo / "resources/demo/samples.tsv", sep="\t")
+    sheet = sheet[sheet["compartment"] == "blood"].head(6).reset_index(drop=True)
+    sources = [demo / "resources/demo" / f for f in sheet["fcs"]]
+    broken = tmp_path / "fcs"
+    broken.mkdir()
+    cases = {}
+    data = sources[0].read_bytes()
+    cases[1] = ("truncated.fcs", data[: len(data) - 5000])
+    cases[2] = ("empty.fcs", b"")
+    cases[3] = ("notes.fcs", b"this is a text file, not FCS\n" * 20)
+    for index, (name, content) in cases.items():
+        (broken / name).write_bytes(content)
+        sheet.loc[index, "fcs"] = str(broken / name)
+    for index in set(range(len(sheet))) - set(cases):
+        sheet.loc[index, "fcs"] = str(sources[index])
+    (tmp_path / "samples.tsv").write_text(sheet.to_csv(sep="\t", index=False))
+    write_config(tmp_path, samples=str(tmp_path / "samples.tsv"), patients="")
+    snakemake(tmp_path, "--cores", "2", "results/counts/populations.h5ad")
+    qc = pd.read_csv(tmp_path / "results/qc/samples.tsv", sep="\t").set_index("sample_id")
+    for index, (name, _) in cases.items():
+        row = qc.loc[sheet.loc[index, "sample_id"]]
+        assert row["status"] == "excluded" and name in row["message"] and "\n" not in row["message"]
+    adata = ad.read_h5ad(tmp_path / "results/counts/populations.h5ad")
+    assert adata.n_obs == len(sheet) - len(cases)
+    assert set(adata.obs_names) == set(sheet["sample_id"]) - {sheet.loc[i, "sample_id"] for i in cases}
