@@ -192,19 +192,20 @@ def _document(body: str) -> str:
     )
 
 
-def _tricky_strategy(data, blood_strategy, tmp_path):
+def _tricky_strategy(data, tmp_path):
     """Rectangles, quadrants and polygons whose boundaries pass exactly through events."""
     rng = np.random.default_rng(7)
     x_channel, y_channel = "PerCP-Cy5-5-A", "APC-H7-A"  # CD4 and CD8: both populated and spilled into
     body = []
     pool = np.arange(data.n_events)
-    for name in _TRANSFORMS:
+    for name in [*_TRANSFORMS, "none"]:
+        xform = None if name == "none" else name
         for comp in ("FCS", "uncompensated"):
             tag = f"{name}_{comp[:3]}"
             # values as FlowKit would compute them, taken from a probe strategy on the same axes
             probe = _document(
-                f'<gating:RectangleGate gating:id="p">{_dimension(x_channel, comp, name, low=-1e300)}'
-                f"{_dimension(y_channel, comp, name, low=-1e300)}</gating:RectangleGate>"
+                f'<gating:RectangleGate gating:id="p">{_dimension(x_channel, comp, xform, low=-1e300)}'
+                f"{_dimension(y_channel, comp, xform, low=-1e300)}</gating:RectangleGate>"
             )
             probe_path = tmp_path / f"probe_{tag}.xml"
             probe_path.write_text(probe)
@@ -213,17 +214,18 @@ def _tricky_strategy(data, blood_strategy, tmp_path):
             picks = values[rng.choice(finite if finite.size else pool, 8, replace=False)]
             xs, ys = np.sort(picks[:, 0]), np.sort(picks[:, 1])
             body.append(
-                f'<gating:RectangleGate gating:id="rect_{tag}">{_dimension(x_channel, comp, name, low=xs[1], high=xs[6])}'
-                f"{_dimension(y_channel, comp, name, low=ys[2])}</gating:RectangleGate>"
+                f'<gating:RectangleGate gating:id="rect_{tag}">{_dimension(x_channel, comp, xform, low=xs[1], high=xs[6])}'
+                f"{_dimension(y_channel, comp, xform, low=ys[2])}</gating:RectangleGate>"
             )
             body.append(
                 f'<gating:RectangleGate gating:id="range_{tag}" gating:parent_id="rect_{tag}">'
-                f"{_dimension(y_channel, comp, name, high=ys[5])}</gating:RectangleGate>"
+                f"{_dimension(y_channel, comp, xform, high=ys[5])}</gating:RectangleGate>"
             )
+            xref = f' gating:transformation-ref="{xform}"' if xform else ""
             dividers = (
-                f'<gating:divider gating:id="dx_{tag}" gating:compensation-ref="{comp}" gating:transformation-ref="{name}">'
+                f'<gating:divider gating:id="dx_{tag}" gating:compensation-ref="{comp}"{xref}>'
                 f'<data-type:fcs-dimension data-type:name="{x_channel}"/><gating:value>{float(xs[3])!r}</gating:value></gating:divider>'
-                f'<gating:divider gating:id="dy_{tag}" gating:compensation-ref="{comp}" gating:transformation-ref="{name}">'
+                f'<gating:divider gating:id="dy_{tag}" gating:compensation-ref="{comp}"{xref}>'
                 f'<data-type:fcs-dimension data-type:name="{y_channel}"/><gating:value>{float(ys[4])!r}</gating:value></gating:divider>'
             )
             quadrants = "".join(
@@ -242,8 +244,8 @@ def _tricky_strategy(data, blood_strategy, tmp_path):
                 for vx, vy in corners[order]
             )
             body.append(
-                f'<gating:PolygonGate gating:id="poly_{tag}">{_dimension(x_channel, comp, name)}'
-                f"{_dimension(y_channel, comp, name)}{vertices}</gating:PolygonGate>"
+                f'<gating:PolygonGate gating:id="poly_{tag}">{_dimension(x_channel, comp, xform)}'
+                f"{_dimension(y_channel, comp, xform)}{vertices}</gating:PolygonGate>"
             )
             # a wide polygon (events on both sides of most edges), inverted vertex order
             lo, hi = values[finite].min(axis=0), values[finite].max(axis=0)
@@ -254,22 +256,52 @@ def _tricky_strategy(data, blood_strategy, tmp_path):
                 for vx, vy in wide[::-1]
             )
             body.append(
-                f'<gating:PolygonGate gating:id="wide_{tag}">{_dimension(x_channel, comp, name)}'
-                f"{_dimension(y_channel, comp, name)}{vertices}</gating:PolygonGate>"
+                f'<gating:PolygonGate gating:id="wide_{tag}">{_dimension(x_channel, comp, xform)}'
+                f"{_dimension(y_channel, comp, xform)}{vertices}</gating:PolygonGate>"
             )
     path = tmp_path / "tricky.xml"
     path.write_text(_document("".join(body)))
     return load_strategy(path)
 
 
-def test_boundaries_through_events_equal_flowkit(blood_file, blood_strategy, tmp_path):
+def test_boundaries_through_events_equal_flowkit(blood_file, tmp_path):
     data = read_fcs(blood_file)
-    strategy = _tricky_strategy(data, blood_strategy, tmp_path)
+    strategy = _tricky_strategy(data, tmp_path)
     ours = _assert_same_as_flowkit(data, blood_file, strategy)
     counts = ours.set_index("gate_path")["count"]
     # the boundaries are populated: these gates are neither empty nor everything
     assert (counts > 0).sum() >= 30
     assert (counts < data.n_events).all()
+
+
+def test_raw_scatter_polygons_on_many_events_equal_flowkit(external_data, tmp_path):
+    """Polygons on raw linear axes over 200,000 events (the grid path), vertices on events."""
+    path = external_data / "flowjo-workspaces" / "simple_diamond_example" / "test_data_diamond_01.fcs"
+    data = read_fcs(path)
+    rng = np.random.default_rng(3)
+    points = data.events[rng.choice(data.n_events, 6, replace=False)]
+    lo, hi = data.events.min(axis=0), data.events.max(axis=0)
+    shapes = {
+        "on_events": points[np.argsort(np.arctan2(*(points - points.mean(axis=0)).T[::-1]))],
+        "diamond_half": np.array([[lo[0], lo[1]], [hi[0], lo[1]], [0.5 * (lo[0] + hi[0]), hi[1]]]),
+        "bow_tie": np.array([[lo[0], lo[1]], [hi[0], hi[1]], [hi[0], lo[1]], [lo[0], hi[1]]]),  # self-crossing
+    }
+    body = ""
+    for name, vertices in shapes.items():
+        body += (
+            f'<gating:PolygonGate gating:id="{name}">{_dimension("channel_A", "uncompensated", None)}'
+            f'{_dimension("channel_B", "uncompensated", None)}'
+            + "".join(
+                f'<gating:vertex><gating:coordinate data-type:value="{float(x)!r}"/>'
+                f'<gating:coordinate data-type:value="{float(y)!r}"/></gating:vertex>'
+                for x, y in vertices
+            )
+            + "</gating:PolygonGate>"
+        )
+    strategy_path = tmp_path / "polygons.xml"
+    strategy_path.write_text(_document(body))
+    ours = _assert_same_as_flowkit(data, path, load_strategy(strategy_path)).set_index("gate_path")["count"]
+    assert ((ours > 0) & (ours < data.n_events)).all()
 
 
 def test_non_finite_values_gated_as_flowkit(blood_strategy, tmp_path):

@@ -255,7 +255,13 @@ def test_expected_fractions_of_the_effect_model_mirror_the_sampler():
             doublet_rate=0.05, seed=3,
         )  # fmt: skip
         expected = _expected_fractions(panel, composition, 0.1, 0.05)
-        for population, count in sample.truth_counts().items():
+        counts = sample.truth_counts()
+        # cd3_neg, the parent gate of nk: live (tumor: leukocytes) cells that are not T cells
+        lineage = sample.truth_membership()["leukocytes" if panel == "tumor" else "live"]
+        labels = np.array(CELL_TYPES)[sample.cell_type]
+        counts["cd3_neg"] = int(np.count_nonzero(lineage & np.isin(labels, ["nk", "b"])))
+        assert set(expected) == set(counts)
+        for population, count in counts.items():
             mean = expected[population] * sample.n_events
             assert abs(count - mean) < 5 * np.sqrt(mean) + 1, (panel, population)
 
@@ -297,6 +303,8 @@ def test_effect_model_is_the_one_of_the_issue(effects):
         assert max(later) < peak, population  # the peak is at C1D8
         assert nivo.loc[(population, "C1D8", "per_ul")] < 1.2
     assert bempeg.loc[("cd8_ki67", "C1D8", "freq_parent")] >= 3.0  # Ki67+ fraction of CD8
+    # nk's parent gate is cd3_neg (NK and B cells): NK expand, B cells do not
+    assert 1.2 <= bempeg.loc[("nk", "C1D8", "freq_parent")] < bempeg.loc[("nk", "C1D8", "per_ul")]
     assert 1.3 <= nivo.loc[("cd8_ki67", "C1D8", "freq_parent")] <= 1.7
     # CD8 gains attenuate by C3 while Tregs stay high
     assert bempeg.loc[("cd8", "C3D1", "per_ul")] < 1.5

@@ -58,9 +58,9 @@ on-treatment change in both arms (:data:`TUMOR_EFFECTS`). Patients get a RECIST 
 survival; patients stop at progression (mostly progressive disease, early) or for toxicity, so
 later visits have fewer samples. ``truth/effects.tsv`` gives, for the typical noise-free
 patient, the fold change versus baseline of ``per_ul`` (blood: count / live x
-lymphocytes_per_ul) and ``freq_parent`` (count / count of the parent population: the nearest
-canonical population above it on the gate path, all events for ``lymphocytes``; so ``nk`` is a
-frequency of ``live`` in blood and of ``leukocytes`` in tumor).
+lymphocytes_per_ul) and ``freq_parent`` (count / count of the population's parent gate in the
+default tree, all events for ``lymphocytes``; ``nk`` is a frequency of ``cd3_neg``, the live
+(tumor: CD45+) CD3- cells, i.e. NK and B cells).
 
 Identifiers: the TEXT segment carries keywords a site would leave (``$SRC`` with a made-up
 patient name, ``$OP``, ``$FIL``, ``$INST``, ``$COM``, ``$SMNO``, ``PATIENT ID``), each value
@@ -152,8 +152,8 @@ POPULATIONS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-#: Nearest canonical population above each population on the default gate paths.
-_CANONICAL_PARENT: dict[str, dict[str, str | None]] = {
+#: Parent gate of each population in the default trees (None: top level, parent = all events).
+_PARENT: dict[str, dict[str, str | None]] = {
     "blood": {
         "lymphocytes": None,
         "singlets": "lymphocytes",
@@ -162,15 +162,16 @@ _CANONICAL_PARENT: dict[str, dict[str, str | None]] = {
         "cd4": "cd3",
         "cd8": "cd3",
         "treg": "cd4",
-        "nk": "live",
+        "cd3_neg": "live",
+        "nk": "cd3_neg",
         "cd8_ki67": "cd8",
     },
 }
-_CANONICAL_PARENT["tumor"] = {
-    **_CANONICAL_PARENT["blood"],
+_PARENT["tumor"] = {
+    **_PARENT["blood"],
     "leukocytes": "live",
     "cd3": "leukocytes",
-    "nk": "leukocytes",
+    "cd3_neg": "leukocytes",
 }
 
 #: Every label an event can have (index = code in :attr:`SimulatedSample.cell_type`).
@@ -191,9 +192,11 @@ CELL_TYPES: tuple[str, ...] = (
 _LYMPHOID = ("cd4_conv", "treg", "cd8_ki67neg", "cd8_ki67pos", "nk", "b", "t_other")
 _LYMPH_SCATTER = _LYMPHOID + ("tumor_small",)
 
-#: Cell types making up each population (among live singlets of lymphocyte scatter).
+#: Cell types making up each population (among live singlets of lymphocyte scatter);
+#: ``cd3_neg`` is a gate of the trees, not a canonical population.
 _POPULATION_TYPES: dict[str, tuple[str, ...]] = {
     "leukocytes": _LYMPHOID,
+    "cd3_neg": ("nk", "b"),
     "cd3": ("cd4_conv", "treg", "cd8_ki67neg", "cd8_ki67pos", "t_other"),
     "cd4": ("cd4_conv", "treg"),
     "cd8": ("cd8_ki67neg", "cd8_ki67pos"),
@@ -931,7 +934,7 @@ def _visit_abundance(compartment: str, arm: str, visit: str) -> dict[str, float]
 def _expected_fractions(
     panel: str, composition: Mapping[str, float], dead_rate: float, doublet_rate: float
 ) -> dict[str, float]:
-    """Expected fraction of all events in each canonical population (mirrors the sampler)."""
+    """Expected fraction of all events in each population and cd3_neg (mirrors the sampler)."""
     lymph = sum(composition.get(t, 0.0) for t in _LYMPH_SCATTER)
     kept = (1.0 - doublet_rate) * (1.0 - dead_rate)
     fractions = {
@@ -939,7 +942,7 @@ def _expected_fractions(
         "singlets": lymph * (1.0 - doublet_rate),
         "live": lymph * kept,
     }
-    for population in POPULATIONS[panel][3:]:
+    for population in (*POPULATIONS[panel][3:], "cd3_neg"):
         fractions[population] = kept * sum(
             composition.get(t, 0.0) for t in _POPULATION_TYPES[population]
         )
@@ -953,16 +956,17 @@ def _typical_measures(compartment: str, arm: str, visit: str) -> dict[str, dict[
     fractions = _expected_fractions(
         compartment, _composition(abundance, rates["debris"]), rates["dead"], rates["doublet"]
     )
-    parents = _CANONICAL_PARENT[compartment]
+    parents = _PARENT[compartment]
+    populations = POPULATIONS[compartment]
     measures = {
         "freq_parent": {
-            p: f / (fractions[parents[p]] if parents[p] else 1.0) for p, f in fractions.items()
+            p: fractions[p] / (fractions[parents[p]] if parents[p] else 1.0) for p in populations
         }
     }
     if compartment == "blood":
         # per_ul = count / live x lymphocytes_per_ul, lymphocytes_per_ul = sum of the subsets
         per_live = sum(abundance[t] for t in _LYMPHOID) / fractions["live"]
-        measures["per_ul"] = {p: f * per_live for p, f in fractions.items()}
+        measures["per_ul"] = {p: fractions[p] * per_live for p in populations}
     return measures
 
 
@@ -973,8 +977,8 @@ def effect_model() -> pd.DataFrame:
     -------
     Tidy DataFrame with columns arm, compartment, population, visit, measure, fold_change:
     measure ``per_ul`` (blood; count / live x lymphocytes_per_ul) and ``freq_parent`` (both
-    compartments; count / count of the nearest canonical population above on the gate path,
-    all events for lymphocytes). Baseline rows have fold change 1.
+    compartments; count / count of the parent gate in the default tree, all events for
+    lymphocytes, cd3_neg for nk). Baseline rows have fold change 1.
     """
     rows = []
     for arm in ARMS:
@@ -1046,13 +1050,31 @@ class TrialSummary:
         return self.n_events / self.seconds if self.seconds > 0 else float("inf")
 
 
+def _whole_number(label: str, value: object, *, minimum: int) -> int:
+    """``value`` as an int of at least ``minimum``, or a one-line ConfigError."""
+    try:
+        number = int(value)  # type: ignore[call-overload]
+        ok = number == value and number >= minimum
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"{label} must be {kind}, not {value!r}")
+    return number
+
+
 def _patients_per_arm(value: int | Sequence[int]) -> tuple[int, int]:
-    counts = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(counts) != 2 or any(int(c) != c or c < 1 for c in counts):
+    pair = (value, value) if isinstance(value, (int, np.integer)) else value
+    try:
+        first, second = pair  # type: ignore[misc]
+        return (
+            _whole_number("patients_per_arm", first, minimum=1),
+            _whole_number("patients_per_arm", second, minimum=1),
+        )
+    except (TypeError, ValueError, ConfigError):
         raise ConfigError(
             f"patients_per_arm must be a positive integer or a pair of them, not {value!r}"
-        )
-    return int(counts[0]), int(counts[1])
+        ) from None
 
 
 def _clinical(rng: np.random.Generator, n: int) -> pd.DataFrame:
@@ -1352,23 +1374,22 @@ def simulate_trial(
     """
     start = time.perf_counter()
     counts = _patients_per_arm(patients_per_arm)
-    for label, value in (("events", events), ("tumor_events", tumor_events), ("jobs", jobs)):
-        if int(value) != value or value < 1:
-            raise ConfigError(f"{label} must be a positive integer, not {value!r}")
-    if int(seed) != seed or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, not {seed!r}")
+    events = _whole_number("events", events, minimum=1)
+    tumor_events = _whole_number("tumor_events", tumor_events, minimum=1)
+    jobs = _whole_number("jobs", jobs, minimum=1)
+    seed = _whole_number("seed", seed, minimum=0)
     out = Path(out)
     (out / "fcs").mkdir(parents=True, exist_ok=True)
     (out / "truth").mkdir(parents=True, exist_ok=True)
     sheet, patients, tasks = _design_trial(
-        counts, events=int(events), tumor_events=int(tumor_events), seed=int(seed), out=out
+        counts, events=events, tumor_events=tumor_events, seed=seed, out=out
     )
     if jobs == 1:
         results = [_run_task(task) for task in tasks]
     else:
         # fork where the platform has it: workers need nothing from the caller's __main__
         method = "fork" if "fork" in get_all_start_methods() else "spawn"
-        with ProcessPoolExecutor(max_workers=int(jobs), mp_context=get_context(method)) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context(method)) as pool:
             results = list(pool.map(_run_task, tasks, chunksize=max(1, len(tasks) // (8 * jobs))))
 
     truth = [
