@@ -57,8 +57,12 @@ def test_gatingml_gate_records(all_gates):
 
 
 def test_gatingml_dimensions_are_channels(all_gates):
-    # ratio dimensions give their two channels; MySpill's fluorochromes FITC/PE/PerCP give detectors
-    assert all_gates.dimensions() == ["FSC-H", "FL3-H", "FL4-H", "FL2-H", "SSC-H", "FL1-H", "Time", "FL2-A"]
+    dims = all_gates.dimensions()
+    # every channel of data1.fcs the file gates on; the ratio FL2Rat1 = FL2-H / FL2-A brings FL2-A;
+    # MySpill's fluorochromes FITC, PE, PerCP are its detectors FL1-H, FL2-H, FL3-H
+    assert sorted(dims) == sorted(["FSC-H", "SSC-H", "FL1-H", "FL2-H", "FL3-H", "FL4-H", "FL2-A", "Time"])
+    assert len(dims) == len(set(dims))
+    assert dims[0] == "FSC-H"  # Range1, the file's first gate
 
 
 def test_default_blood_strategy(project_root):

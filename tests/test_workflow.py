@@ -261,11 +261,18 @@ def test_broken_files_are_excluded_and_the_rest_counted(demo, tmp_path):
     cases[1] = ("truncated.fcs", data[: len(data) - 5000])
     cases[2] = ("empty.fcs", b"")
     cases[3] = ("notes.fcs", b"this is a text file, not FCS\n" * 20)
+    # the TEXT promises more events than the data segment holds
+    tot = re.search(rb"\$TOT(.)(\d+)\1", data)
+    promised = data.replace(tot.group(0), b"$TOT" + tot.group(1) + b"9" * len(tot.group(2)) + tot.group(1), 1)
+    cases[4] = ("promises_more.fcs", promised)
     for index, (name, content) in cases.items():
         (broken / name).write_bytes(content)
         sheet.loc[index, "fcs"] = str(broken / name)
     for index in set(range(len(sheet))) - set(cases):
         sheet.loc[index, "fcs"] = str(sources[index])
+    # a readable blood file put on the tumor panel lacks the CD45 channel the tumor strategy needs
+    sheet.loc[5, ["panel", "compartment"]] = ["tumor", "tumor"]
+    cases[5] = (sources[5].name, None)
     (tmp_path / "samples.tsv").write_text(sheet.to_csv(sep="\t", index=False))
     write_config(tmp_path, samples=str(tmp_path / "samples.tsv"), patients="")
     snakemake(tmp_path, "--cores", "2", "results/counts/populations.h5ad")
@@ -273,6 +280,30 @@ def test_broken_files_are_excluded_and_the_rest_counted(demo, tmp_path):
     for index, (name, _) in cases.items():
         row = qc.loc[sheet.loc[index, "sample_id"]]
         assert row["status"] == "excluded" and name in row["message"] and "\n" not in row["message"]
+    assert "BV786-A" in qc.loc[sheet.loc[5, "sample_id"], "message"]
     adata = ad.read_h5ad(tmp_path / "results/counts/populations.h5ad")
     assert adata.n_obs == len(sheet) - len(cases)
     assert set(adata.obs_names) == set(sheet["sample_id"]) - {sheet.loc[i, "sample_id"] for i in cases}
+
+
+def test_aggregation_is_deterministic(demo, tmp_path):
+    """The same batch outputs and sheet give byte-identical tables."""
+    from cytotrial.sheet import read_sample_sheet
+    from cytotrial.steps import run_aggregate
+
+    config = yaml.safe_load((demo / "config/config.yaml").read_text())
+    sheet = read_sample_sheet(demo / "resources/demo/samples.tsv", arms=list(config["arms"]), panels=list(config["strategies"]))
+    batches = sorted((demo / "results/gating").glob("*.counts.tsv"))
+    run_aggregate(
+        counts=batches,
+        qc=[p.with_name(p.name.replace(".counts.", ".qc.")) for p in batches],
+        sheet=sheet,
+        strategies=config["strategies"],
+        min_events=config["qc"]["min_events"],
+        config=config,
+        h5ad_out=tmp_path / "p.h5ad",
+        tsv_out=tmp_path / "p.tsv",
+        qc_out=tmp_path / "q.tsv",
+    )
+    assert (tmp_path / "p.tsv").read_bytes() == (demo / "results/counts/populations.tsv").read_bytes()
+    assert (tmp_path / "q.tsv").read_bytes() == (demo / "results/qc/samples.tsv").read_bytes()
