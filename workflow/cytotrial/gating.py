@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cytotrial.errors import MissingMarkerError, StrategyError
+from cytotrial.errors import FCSReadError, MissingMarkerError, StrategyError
 
 __all__ = [
     "gate_events",
@@ -771,7 +771,7 @@ def _classify_cells(vertices, lo_x, hi_x, lo_y, hi_y, points_in_polygon) -> np.n
 def _check_data(data: Any) -> None:
     events = getattr(data, "events", None)
     if events is None or np.ndim(events) != 2 or np.shape(events)[1] != len(getattr(data, "channels", [])):
-        raise StrategyError(f"{getattr(data, 'path', 'data')}: events must be an (events x channels) array matching the channel list")
+        raise FCSReadError(f"{getattr(data, 'path', 'data')}: events must be an (events x channels) array matching the channel list")
 
 
 def gate_events(data: Any, strategy: Any, *, channel_map: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
