@@ -22,6 +22,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from .errors import CytotrialError
+
 __all__ = ["run_benchmark", "run_workflow", "machine_description"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -76,8 +78,8 @@ def run_workflow(
         "--directory", str(workdir),
         "--configfile", str(config_path),
         "--cores", str(cores),
-        "--quiet", "all",
         *targets,
+        "--quiet", "all",
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
@@ -86,7 +88,7 @@ def run_workflow(
     peak_children_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     if result.returncode != 0:
         tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-5:])
-        raise RuntimeError(f"the workflow failed on {trial}: {tail}")
+        raise CytotrialError(f"the workflow failed on {trial} (see {workdir}/logs): {tail}")
     rules = []
     for path in sorted((workdir / "benchmarks").rglob("*.tsv")):
         frame = pd.read_csv(path, sep="\t")
