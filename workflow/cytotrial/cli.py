@@ -67,12 +67,12 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     import pandas as pd
     import yaml
 
-    from .fcs import read_fcs
     from .gating import count_events
-    from .panels import resolve_channels
+    from .pipeline import PanelGating, read_for_gating
     from .strategy import load_strategy
 
     strategy = load_strategy(args.strategy, sample_group=args.sample_group, sample_id=args.sample_id)
+    gating = PanelGating(panel="", strategy=strategy, populations={})
     panels = None
     if args.config:
         with open(args.config, encoding="utf-8") as handle:
@@ -80,10 +80,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     frames, failed = [], 0
     for path in _expand(args.fcs):
         try:
-            data = read_fcs(path)
-            channel_map = resolve_channels(
-                data.channels, data.markers, strategy.dimensions(), panels=panels, file=path.name
-            )
+            data, channel_map = read_for_gating(path, gating, panels=panels)
             table = count_events(data, strategy, channel_map=channel_map)
         except CytotrialError as error:
             failed += 1

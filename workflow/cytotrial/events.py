@@ -81,21 +81,15 @@ def subsample_events(
     import anndata as ad
 
     from .errors import CytotrialError
-    from .fcs import read_fcs
     from .gating import gate_events, transformed_events
-    from .panels import resolve_channels
+    from .pipeline import read_for_gating
 
     rng = np.random.default_rng(seed)
     parts = []
     for row in samples.sort_values("sample_id").itertuples(index=False):
         gating = gatings[row.panel]
         try:
-            data = read_fcs(row.fcs)
-            if compensation is not None:
-                data.spill = compensation
-            channel_map = resolve_channels(
-                data.channels, data.markers, gating.strategy.dimensions(), panels=panels, file=Path(row.fcs).name
-            )
+            data, channel_map = read_for_gating(row.fcs, gating, panels=panels, compensation=compensation)
             memberships = gate_events(data, gating.strategy, channel_map=channel_map)
         except CytotrialError:
             continue
@@ -270,9 +264,8 @@ def plot_gating_qc(
     from matplotlib.colors import LogNorm
 
     from .errors import CytotrialError
-    from .fcs import read_fcs
     from .gating import gate_events, transformed_events
-    from .panels import resolve_channels
+    from .pipeline import read_for_gating
 
     chosen = samples.sort_values(["panel", "batch", "sample_id"]).groupby(["panel", "batch"], sort=True, observed=True).head(per_batch)
     if len(chosen) > max_samples:
@@ -281,12 +274,7 @@ def plot_gating_qc(
     for row in chosen.itertuples(index=False):
         gating = gatings[row.panel]
         try:
-            data = read_fcs(row.fcs)
-            if compensation is not None:
-                data.spill = compensation
-            channel_map = resolve_channels(
-                data.channels, data.markers, gating.strategy.dimensions(), panels=panels, file=Path(row.fcs).name
-            )
+            data, channel_map = read_for_gating(row.fcs, gating, panels=panels, compensation=compensation)
             memberships = gate_events(data, gating.strategy, channel_map=channel_map)
         except CytotrialError:
             continue

@@ -26,6 +26,7 @@ __all__ = [
     "PanelGating",
     "assign_batches",
     "load_panel_gating",
+    "read_for_gating",
     "read_compensation",
     "gate_samples",
     "qc_flags",
@@ -132,6 +133,32 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+def read_for_gating(
+    fcs: str | Path,
+    gating: PanelGating,
+    *,
+    panels: Mapping[str, Sequence[str]] | None = None,
+    compensation: pd.DataFrame | None = None,
+):
+    """Read a file and find its channels for a panel's strategy: ``(FCSData, channel_map)``.
+
+    Raises
+    ------
+    FCSReadError, MissingMarkerError
+        The file cannot be read, or lacks a channel the strategy needs.
+    """
+    from .fcs import read_fcs
+    from .panels import resolve_channels
+
+    data = read_fcs(fcs)
+    if compensation is not None:
+        data.spill = compensation
+    channel_map = resolve_channels(
+        data.channels, data.markers, gating.strategy.dimensions(), panels=panels, file=Path(fcs).name
+    )
+    return data, channel_map
+
+
 def gate_samples(
     samples: pd.DataFrame,
     gatings: Mapping[str, PanelGating],
@@ -159,9 +186,7 @@ def gate_samples(
         name or ""). ``qc``: one row per sample (``QC_COLUMNS``), ``status`` "ok" or "excluded"
         with the one-line reason in ``message``.
     """
-    from .fcs import read_fcs
     from .gating import count_events
-    from .panels import resolve_channels
 
     counts: list[pd.DataFrame] = []
     qc_rows: list[dict] = []
@@ -169,19 +194,10 @@ def gate_samples(
         gating = gatings[row.panel]
         record = {"sample_id": row.sample_id, "status": "ok", "events_in": 0, "events_stated": 0, "notes": "", "message": ""}
         try:
-            data = read_fcs(row.fcs)
+            data, channel_map = read_for_gating(row.fcs, gating, panels=panels, compensation=compensation)
             record["events_in"] = data.n_events
             record["events_stated"] = data.n_events_stated
             record["notes"] = "; ".join(data.notes)
-            if compensation is not None:
-                data.spill = compensation
-            channel_map = resolve_channels(
-                data.channels,
-                data.markers,
-                gating.strategy.dimensions(),
-                panels=panels,
-                file=Path(row.fcs).name,
-            )
             table = count_events(data, gating.strategy, channel_map=channel_map)
         except CytotrialError as error:
             record["status"] = "excluded"
