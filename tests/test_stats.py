@@ -758,12 +758,14 @@ def test_per_ul_without_lymphocyte_counts_is_a_config_error(trial):
         (lambda t: pd.concat([t, t.iloc[[0]]]), "P01"),
     ],
 )
-def test_bad_patients_table_gives_one_line_error(tmp_path, edit, named):
+def test_bad_patients_table_gives_one_line_per_problem(tmp_path, edit, named):
     path = tmp_path / "patients.tsv"
     edit(patients_table()).to_csv(path, sep="\t", index=False)
     with pytest.raises(SampleSheetError) as caught:
         stats.read_patients(path)
-    assert "\n" not in str(caught.value) and named in str(caught.value)
+    # one line per problem (here: per bad row), each naming what is wrong
+    lines = str(caught.value).splitlines()
+    assert lines and all(named in line and str(path) in line for line in lines)
 
 
 def test_patient_arm_must_agree_with_the_samples(trial, tmp_path):

@@ -110,7 +110,6 @@ RESPONSE_CATEGORIES: tuple[str, ...] = ("CR", "PR", "SD", "PD", "NE")
 _RESPONDERS = ("CR", "PR")
 
 _OBS_REQUIRED = ("patient_id", "arm", "visit", "cycle", "day", "compartment")
-_PATIENT_REQUIRED = ("patient_id", "arm", "best_response")
 _FLOAT_FORMAT = "%.6g"
 _INTERCEPT = "Intercept"
 
@@ -1131,56 +1130,19 @@ def mixed_models(
 # outcome
 # --------------------------------------------------------------------------------------------
 def read_patients(path: str | Path) -> pd.DataFrame:
-    """Read and check the clinical table ``patients.tsv``.
+    """Read and check the clinical table ``patients.tsv`` (see :func:`cytotrial.sheet.read_patients`).
 
-    Parameters
-    ----------
-    path
-        Tab-separated, with at least ``patient_id``, ``arm`` and ``best_response`` (CR, PR, SD,
-        PD or NE; blank = NE). Other columns (``pfs_months``, ...) are kept.
+    ``best_response`` is one of CR, PR, SD, PD or NE; a blank cell counts as NE (not evaluable).
 
     Raises
     ------
     SampleSheetError
-        Unreadable file, missing column, repeated patient or unknown response (names the row).
+        Unreadable file, missing column, repeated patient or a bad value (names the row).
     """
-    path = Path(path)
-    try:
-        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise SampleSheetError(
-            f"{path}: cannot be read as a tab-separated table ({first})"
-        ) from None
-    table.columns = [c.strip() for c in table.columns]
-    missing = [c for c in _PATIENT_REQUIRED if c not in table.columns]
-    if missing:
-        raise SampleSheetError(
-            f"{path}: missing column(s) {', '.join(missing)}; add them (tab-separated)"
-        )
-    for col in table.columns:
-        table[col] = table[col].str.strip()
-    for i, row in table.iterrows():
-        line = int(i) + 2  # header is line 1
-        if not row["patient_id"]:
-            raise SampleSheetError(f"{path}, line {line}: patient_id is empty; fill it in")
-        if not row["arm"]:
-            raise SampleSheetError(
-                f"{path}, line {line}: arm of patient {row['patient_id']} is empty; fill it in"
-            )
-        response = row["best_response"].upper() or "NE"
-        if response not in RESPONSE_CATEGORIES:
-            raise SampleSheetError(
-                f"{path}, line {line}: best_response {row['best_response']!r} of patient "
-                f"{row['patient_id']} is not one of {', '.join(RESPONSE_CATEGORIES)}"
-            )
-        table.loc[i, "best_response"] = response
-    dup = table["patient_id"].duplicated()
-    if dup.any():
-        raise SampleSheetError(
-            f"{path}: patient {table.loc[dup, 'patient_id'].iloc[0]} appears twice; keep one row "
-            "per patient"
-        )
+    from .sheet import read_patients as read_checked
+
+    table = read_checked(path)
+    table["best_response"] = table["best_response"].fillna("NE").astype(str)
     return table
 
 
