@@ -164,7 +164,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         rows.append(
             {
                 "scale": scale,
-                "patients": sum(arms),
+                "patients": arms[0] * 2 if len(arms) == 1 else sum(arms),
                 "files": sim.n_files,
                 "events": sim.n_events,
                 "wall_s": run["wall_s"],
