@@ -158,7 +158,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
         print(
             f"[x{scale:g}] workflow (gating + aggregation): {run['wall_s']:.1f} s wall, "
             f"{sim.n_events / run['wall_s']:,.0f} events/s, {sim.n_files / run['wall_s']:.1f} files/s, "
-            f"peak job memory {run['peak_rss_mb']:.0f} MB"
+            f"peak job memory {run['peak_rss_mb']:.0f} MB, peak of any process (Snakemake included) "
+            f"{run['peak_process_mb']:.0f} MB"
         )
         print(run["per_rule"].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
         rows.append(
@@ -171,6 +172,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 "events_per_s": sim.n_events / run["wall_s"],
                 "s_per_million_events": run["wall_s"] / (sim.n_events / 1e6),
                 "peak_job_mb": run["peak_rss_mb"],
+                "peak_process_mb": run["peak_process_mb"],
             }
         )
         if not args.keep:
