@@ -1,0 +1,70 @@
+"""Library steps behind the rules: batching, compensation from config, QC flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cytotrial.errors import ConfigError
+from cytotrial.pipeline import assign_batches, qc_flags, read_compensation
+from cytotrial.simulate import simulate_sample, spillover_matrix, write_fcs
+from cytotrial.steps import run_gate_batch
+
+ROOT = Path(__file__).resolve().parents[1]
+STRATEGY = {"strategy": str(ROOT / "resources/gating/blood.xml"), "populations": {"cd8": "cd8", "treg": "treg"}}
+
+
+def test_batches_are_stable_when_samples_are_added():
+    ids = [f"P{i:03d}_C1D1_blood" for i in range(100)]
+    before = assign_batches(ids, batch_size=30)  # 4 batches
+    after = assign_batches(ids + ["P999_C1D1_blood"], batch_size=30)  # still 4
+    assert len(set(before.values())) == 4
+    assert all(after[s] == before[s] for s in ids)
+    with pytest.raises(ConfigError):
+        assign_batches(ids, batch_size=0)
+
+
+def _gate(tmp_path, fcs, compensation):
+    counts, qc = run_gate_batch(
+        [{"sample_id": "s", "panel": "blood", "fcs": str(fcs)}],
+        strategies={"blood": STRATEGY},
+        panels=None,
+        compensation=compensation,
+        counts_out=tmp_path / "c.tsv",
+        qc_out=tmp_path / "q.tsv",
+    )
+    assert qc["status"].tolist() == ["ok"], qc["message"].tolist()
+    return counts.set_index("gate_name")["count"]
+
+
+def test_compensation_matrix_from_config_replaces_the_files_own(tmp_path):
+    sample = simulate_sample(panel="blood", n_events=6000, seed=3)
+    fcs = write_fcs(sample, tmp_path / "s.fcs")
+    own = _gate(tmp_path, fcs, "fcs")
+    matrix = spillover_matrix("blood")
+    matrix.to_csv(tmp_path / "same.csv")  # first column = detector names, as FlowJo exports
+    assert read_compensation(tmp_path / "same.csv").equals(matrix.rename_axis(None))
+    assert _gate(tmp_path, fcs, str(tmp_path / "same.csv")).equals(own)
+    identity = pd.DataFrame(np.eye(len(matrix)), index=matrix.index, columns=matrix.columns)
+    identity.to_csv(tmp_path / "identity.csv", index=False)  # header only, no names column
+    uncompensated = _gate(tmp_path, fcs, str(tmp_path / "identity.csv"))
+    assert not uncompensated.equals(own)
+    truth = sample.truth_counts()
+    assert abs(own["treg"] - truth["treg"]) < abs(uncompensated["treg"] - truth["treg"])
+
+
+def test_bad_compensation_files_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        read_compensation(tmp_path / "missing.csv")
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n3,4\n5,6\n")
+    with pytest.raises(ConfigError, match="square"):
+        read_compensation(tmp_path / "bad.csv")
+
+
+def test_qc_flags_name_population_and_minimum():
+    counts = pd.DataFrame({"cd3": [50, 500, np.nan], "cd8": [10, 400, 5]}, index=["a", "b", "c"])
+    flags = qc_flags(counts, min_events={"cd3": 100, "cd8": 20})
+    assert flags.to_dict() == {"a": "too_few_events:cd3<100,too_few_events:cd8<20", "b": "", "c": "too_few_events:cd8<20"}
