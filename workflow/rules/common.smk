@@ -2,21 +2,12 @@
 import sys
 from pathlib import Path
 
-import pandas as pd
-from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from cytotrial.config import config_problems
 from cytotrial.errors import CytotrialError
 from cytotrial.pipeline import assign_batches
 from cytotrial.sheet import read_sample_sheet
-
-validate(config, schema="../schemas/config.schema.yaml", set_default=True)
-
-DEMO_SHEET = Path("resources/demo/samples.tsv")
-DEMO = Path(config["samples"]) == DEMO_SHEET
-PATIENTS = config.get("patients") or ""
-
-_cache = {}
 
 
 def _fail(message):
@@ -25,6 +16,18 @@ def _fail(message):
         "".join(f"cytotrial: {line}\n" for line in str(message).splitlines())
     )
     sys.exit(1)
+
+
+_problems = config_problems(config)
+if _problems:
+    _fail("\n".join(_problems))
+validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+
+DEMO_SHEET = Path("resources/demo/samples.tsv")
+DEMO = Path(config["samples"]) == DEMO_SHEET
+PATIENTS = config.get("patients") or ""
+
+_cache = {}
 
 
 def samples():
