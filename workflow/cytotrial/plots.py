@@ -124,6 +124,12 @@ def _style(ax: Any) -> None:
     ax.tick_params(labelsize=8)
 
 
+def _no_data(ax: Any) -> None:
+    """Mark a panel that has nothing to draw."""
+    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.5")
+    ax.set_xticks([])
+
+
 def _legend(
     fig: Figure, colours: Mapping[str, str], arms: Sequence[str], *, extra: Sequence[Any] = ()
 ) -> None:
@@ -189,16 +195,7 @@ def plot_trajectories(
             _style(ax)
             ax.set_title(f"{population_label(population)} · {compartment}", fontsize=9)
             if cell.empty:
-                ax.text(
-                    0.5,
-                    0.5,
-                    "no data",
-                    ha="center",
-                    va="center",
-                    transform=ax.transAxes,
-                    color="0.5",
-                )
-                ax.set_xticks([])
+                _no_data(ax)
                 continue
             visits = _visit_order(cell)
             pos = {v: i for i, v in enumerate(visits)}
@@ -266,16 +263,7 @@ def plot_patient_lines(
             _style(ax)
             ax.set_title(f"{population_label(population)} · {compartment}", fontsize=9)
             if cell.empty:
-                ax.text(
-                    0.5,
-                    0.5,
-                    "no data",
-                    ha="center",
-                    va="center",
-                    transform=ax.transAxes,
-                    color="0.5",
-                )
-                ax.set_xticks([])
+                _no_data(ax)
                 continue
             visits = _visit_order(cell)
             pos = {v: i for i, v in enumerate(visits)}
