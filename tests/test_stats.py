@@ -19,21 +19,11 @@ from scipy import stats as sps
 
 from cytotrial import stats
 from cytotrial.errors import ConfigError, SampleSheetError
+from cytotrial.pipeline import POPULATIONS as CANONICAL_POPULATIONS
 
 ARM_A = "BEMPEG+NIVO"
 ARM_B = "NIVO"
-POPULATIONS = [
-    "lymphocytes",
-    "singlets",
-    "live",
-    "leukocytes",
-    "cd3",
-    "cd4",
-    "cd8",
-    "treg",
-    "nk",
-    "cd8_ki67",
-]
+POPULATIONS = list(CANONICAL_POPULATIONS)
 PARENTS = {
     "lymphocytes": "",
     "singlets": "lymphocytes",

@@ -88,6 +88,7 @@ import numpy as np
 import pandas as pd
 
 from cytotrial.errors import ConfigError
+from cytotrial.pipeline import POPULATIONS as CANONICAL_POPULATIONS
 
 __all__ = [
     "CANARY",
@@ -137,19 +138,8 @@ PANELS["tumor"] = PANELS["blood"][:-1] + (("BV786-A", "CD45"), ("Time", ""))
 
 #: Canonical populations per panel, parents before children.
 POPULATIONS: dict[str, tuple[str, ...]] = {
-    "blood": ("lymphocytes", "singlets", "live", "cd3", "cd4", "cd8", "treg", "nk", "cd8_ki67"),
-    "tumor": (
-        "lymphocytes",
-        "singlets",
-        "live",
-        "leukocytes",
-        "cd3",
-        "cd4",
-        "cd8",
-        "treg",
-        "nk",
-        "cd8_ki67",
-    ),
+    "blood": tuple(p for p in CANONICAL_POPULATIONS if p != "leukocytes"),
+    "tumor": tuple(CANONICAL_POPULATIONS),
 }
 
 #: Parent gate of each population in the default trees (None: top level, parent = all events).
