@@ -18,7 +18,24 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def trial(tmp_path_factory):
     out = tmp_path_factory.mktemp("trial")
-    assert main(["simulate", "--out", str(out), "--patients-per-arm", "2", "--events", "3000", "--tumor-events", "2000", "--seed", "5"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(out),
+                "--patients-per-arm",
+                "2",
+                "--events",
+                "3000",
+                "--tumor-events",
+                "2000",
+                "--seed",
+                "5",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -28,7 +45,22 @@ def _table(text: str) -> pd.DataFrame:
 
 def test_simulate_prints_speed_and_writes_the_trial(trial, capsys):
     out = trial.parent / "again"
-    assert main(["simulate", "--out", str(out), "--patients-per-arm", "1", "--events", "2000", "--tumor-events", "1000"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(out),
+                "--patients-per-arm",
+                "1",
+                "--events",
+                "2000",
+                "--tumor-events",
+                "1000",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "files/s" in printed and "events/s" in printed
     sheet = pd.read_csv(out / "samples.tsv", sep="\t")
@@ -42,7 +74,15 @@ def test_inspect_reports_every_file_and_fails_on_a_broken_one(trial, tmp_path, c
     code = main(["inspect", *map(str, files), str(broken)])
     table = _table(capsys.readouterr().out)
     assert code == 1
-    assert list(table.columns) == ["file", "events", "channels", "markers", "spillover", "status", "message"]
+    assert list(table.columns) == [
+        "file",
+        "events",
+        "channels",
+        "markers",
+        "spillover",
+        "status",
+        "message",
+    ]
     assert (table["status"].iloc[:3] == "ok").all() and table["spillover"].iloc[0] == "yes"
     assert table["status"].iloc[3] == "error" and "broken.fcs" in table["message"].iloc[3]
     assert "CANARY" not in table.to_csv()
@@ -53,7 +93,19 @@ def test_gate_writes_one_row_per_file_and_gate(trial, tmp_path, capsys):
     sheet = pd.read_csv(trial / "samples.tsv", sep="\t")
     blood = [trial / f for f in sheet.loc[sheet["panel"] == "blood", "fcs"][:2]]
     out = tmp_path / "counts.tsv"
-    assert main(["gate", *map(str, blood), "--strategy", str(ROOT / "resources/gating/blood.xml"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "gate",
+                *map(str, blood),
+                "--strategy",
+                str(ROOT / "resources/gating/blood.xml"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(out, sep="\t")
     assert list(table.columns) == ["file", "gate_path", "population", "count", "parent_count"]
     assert table.groupby("file").size().tolist() == [10, 10]
@@ -69,7 +121,9 @@ def test_gate_a_tumor_file_with_the_blood_strategy_names_what_is_missing(trial, 
     tumor = trial / sheet.loc[sheet["panel"] == "tumor", "fcs"].iloc[0]
     # the tumor strategy needs CD45, which blood files lack
     blood = trial / sheet.loc[sheet["panel"] == "blood", "fcs"].iloc[0]
-    code = main(["gate", str(blood), str(tumor), "--strategy", str(ROOT / "resources/gating/tumor.xml")])
+    code = main(
+        ["gate", str(blood), str(tumor), "--strategy", str(ROOT / "resources/gating/tumor.xml")]
+    )
     captured = capsys.readouterr()
     assert code == 1
     (line,) = [l for l in captured.err.splitlines() if l.startswith("cytotrial:")]

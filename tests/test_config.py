@@ -27,8 +27,12 @@ def test_bad_values_name_their_keys():
     config["analysis"]["measure"]["blood"] = "percent"
     config["qc"]["min_evnts"] = {}
     problems = config_problems(config, base=ROOT)
-    assert any(p.startswith("config gating.batch_size: 0 is less than the minimum of 1") for p in problems)
-    assert any(p.startswith("config analysis.measure.blood: 'percent' is not one of") for p in problems)
+    assert any(
+        p.startswith("config gating.batch_size: 0 is less than the minimum of 1") for p in problems
+    )
+    assert any(
+        p.startswith("config analysis.measure.blood: 'percent' is not one of") for p in problems
+    )
     assert any(p.startswith("config qc:") and "min_evnts" in p for p in problems)
     assert all("\n" not in p for p in problems)
 
@@ -38,7 +42,9 @@ def test_missing_strategy_file_and_unknown_reference_arm():
     config["strategies"]["tumor"]["strategy"] = "resources/gating/nowhere.xml"
     config["analysis"]["reference_arm"] = "PLACEBO"
     problems = config_problems(config, base=ROOT)
-    assert "config strategies.tumor.strategy: file resources/gating/nowhere.xml not found" in problems
+    assert (
+        "config strategies.tumor.strategy: file resources/gating/nowhere.xml not found" in problems
+    )
     assert any("reference_arm: 'PLACEBO' is not one of the arms" in p for p in problems)
 
 
@@ -50,7 +56,16 @@ def test_snakemake_stops_on_a_bad_config_with_one_line_per_problem(tmp_path):
     (tmp_path / "config").mkdir()
     (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(config))
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n"],
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(tmp_path),
+            "-n",
+        ],
         capture_output=True,
         text=True,
     )

@@ -1,5 +1,6 @@
 """The default gating strategies (resources/gating/*.xml): the contract tree, and gated counts
-that match the simulator's truth when FlowKit itself applies them."""
+that match the simulator's truth when FlowKit itself applies them.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cytotrial.simulate import PANELS, simulate_sample, simulate_trial, write_fcs
+from cytotrial.sim import PANELS, simulate_sample, simulate_trial, write_fcs
 
 flowkit = pytest.importorskip("flowkit")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pandas as pd
 import pytest
 
 from cytotrial.errors import FCSReadError, MissingMarkerError
-from cytotrial.fcs import FCSData, channel_index, inspect_fcs, parse_spillover, read_fcs
+from cytotrial.io import FCSData, channel_index, inspect_fcs, parse_spillover, read_fcs
 
 # Every data file of fcs-variety/ plus the GatingML and FlowJo example files.
 VARIETY_FILES = [
@@ -720,7 +719,7 @@ def test_fcs_module_does_not_import_flowkit() -> None:
     import subprocess
     import sys
 
-    code = "import sys, cytotrial.fcs; print('flowkit' in sys.modules, 'scanpy' in sys.modules)"
+    code = "import sys, cytotrial.io; print('flowkit' in sys.modules, 'scanpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 

@@ -14,9 +14,8 @@ import pytest
 from lxml import etree
 
 from cytotrial.errors import StrategyError
-from cytotrial.fcs import read_fcs
 from cytotrial.gating import count_events, flowkit_session_counts
-from cytotrial.strategy import load_strategy
+from cytotrial.io import load_strategy, read_fcs
 
 WORKSPACES = [
     "simple_diamond_example/simple_diamond_example_quad_gate.wsp",
@@ -114,13 +113,25 @@ def test_documented_flowjo_counts(external_data):
 
 def test_nested_gate_names_repeat(external_data, tmp_path):
     """A FlowJo tree with one name under two parents: paths tell them apart, counts follow FlowKit."""
-    source = external_data / "flowjo-workspaces" / "simple_diamond_example" / "test_data_diamond_biex_rect.wsp"
-    quads = external_data / "flowjo-workspaces" / "simple_diamond_example" / "simple_diamond_example_quad_gate.wsp"
+    source = (
+        external_data
+        / "flowjo-workspaces"
+        / "simple_diamond_example"
+        / "test_data_diamond_biex_rect.wsp"
+    )
+    quads = (
+        external_data
+        / "flowjo-workspaces"
+        / "simple_diamond_example"
+        / "simple_diamond_example_quad_gate.wsp"
+    )
     tree = etree.parse(str(source))
     quad_tree = etree.parse(str(quads))
     sample = next(el for el in tree.getroot().iter("SampleNode"))
     upper = next(el for el in sample.iter("Population") if el.get("name") == "upper_right")
-    q2 = next(el for el in quad_tree.getroot().iter("Population") if el.get("name").startswith("Q2"))
+    q2 = next(
+        el for el in quad_tree.getroot().iter("Population") if el.get("name").startswith("Q2")
+    )
     q2 = copy.deepcopy(q2)
     q2.set("name", "Q2")
     # a second rectangle beside upper_right, and the quadrant inside both
@@ -132,7 +143,12 @@ def test_nested_gate_names_repeat(external_data, tmp_path):
     path = tmp_path / "nested.wsp"
     tree.write(str(path))
     strategy = load_strategy(path)
-    assert sorted(g.path for g in strategy.gates) == ["other_rect", "other_rect/Q2", "upper_right", "upper_right/Q2"]
+    assert sorted(g.path for g in strategy.gates) == [
+        "other_rect",
+        "other_rect/Q2",
+        "upper_right",
+        "upper_right/Q2",
+    ]
     with pytest.raises(StrategyError, match="ambiguous") as info:
         strategy.resolve("Q2")
     assert "upper_right/Q2" in str(info.value) and "other_rect/Q2" in str(info.value)

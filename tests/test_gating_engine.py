@@ -17,18 +17,17 @@ import pytest
 from lxml import etree
 
 from cytotrial.errors import MissingMarkerError
-from cytotrial.fcs import read_fcs
 from cytotrial.gating import (
     COUNT_TABLE_COLUMNS,
-    _Engine,
     benchmark_gating,
     count_events,
     flowkit_session_counts,
     gate_events,
     transformed_events,
 )
-from cytotrial.simulate import simulate_sample, write_fcs
-from cytotrial.strategy import load_strategy
+from cytotrial.gating._engine import _Engine
+from cytotrial.io import load_strategy, read_fcs
+from cytotrial.sim import simulate_sample, write_fcs
 
 GML = "http://www.isac-net.org/std/Gating-ML/v2.0/"
 
@@ -73,7 +72,9 @@ def test_default_tumor_strategy_equals_flowkit(tumor_file, project_root):
     assert "lymphocytes/singlets/live/leukocytes" in set(ours["gate_path"])
 
 
-@pytest.mark.parametrize("workspace", ["simple_diamond_example_quad_gate.wsp", "test_data_diamond_biex_rect.wsp"])
+@pytest.mark.parametrize(
+    "workspace", ["simple_diamond_example_quad_gate.wsp", "test_data_diamond_biex_rect.wsp"]
+)
 def test_flowjo_diamond_equals_flowkit(external_data, workspace):
     folder = external_data / "flowjo-workspaces" / "simple_diamond_example"
     strategy = load_strategy(folder / workspace)
@@ -83,12 +84,16 @@ def test_flowjo_diamond_equals_flowkit(external_data, workspace):
 
 def test_flowjo_log_logicle_axes_and_outside_gates_equal_flowkit(external_data, tmp_path):
     """The diamond workspace re-scaled: FlowJo logicle on one axis, FlowJo log on the other,
-    plus the same rectangle with eventsInside="0" (events outside) and a polygon on those axes."""
+    plus the same rectangle with eventsInside="0" (events outside) and a polygon on those axes.
+    """
     folder = external_data / "flowjo-workspaces" / "simple_diamond_example"
     text = (folder / "test_data_diamond_biex_rect.wsp").read_text()
-    biex_a = text[text.index("<transforms:biex"):text.index("</transforms:biex>") + len("</transforms:biex>")]
+    biex_a = text[
+        text.index("<transforms:biex") : text.index("</transforms:biex>")
+        + len("</transforms:biex>")
+    ]
     rest = text.index("<transforms:biex", text.index(biex_a) + len(biex_a))
-    biex_b = text[rest:text.index("</transforms:biex>", rest) + len("</transforms:biex>")]
+    biex_b = text[rest : text.index("</transforms:biex>", rest) + len("</transforms:biex>")]
     logicle = (
         '<transforms:logicle transforms:length="256" transforms:T="262144" transforms:W="0.5" transforms:M="4.5" '
         'transforms:A="0"><data-type:parameter data-type:name="channel_A" /></transforms:logicle>'
@@ -111,10 +116,17 @@ def test_flowjo_log_logicle_axes_and_outside_gates_equal_flowkit(external_data, 
     for name in ("channel_A", "channel_B"):
         dim = etree.SubElement(poly, f"{{{gating}}}dimension")
         etree.SubElement(dim, f"{{{datatype}}}fcs-dimension").set(f"{{{datatype}}}name", name)
-    for vx, vy in ((30000, 30000), (150000, 60000), (120000, 200000), (20000, 120000)):  # raw values
+    for vx, vy in (
+        (30000, 30000),
+        (150000, 60000),
+        (120000, 200000),
+        (20000, 120000),
+    ):  # raw values
         vertex = etree.SubElement(poly, f"{{{gating}}}vertex")
         for value in (vx, vy):
-            etree.SubElement(vertex, f"{{{gating}}}coordinate").set(f"{{{datatype}}}value", str(value))
+            etree.SubElement(vertex, f"{{{gating}}}coordinate").set(
+                f"{{{datatype}}}value", str(value)
+            )
     gate.remove(gate[0])
     sample.find("Subpopulations").append(polygon)
     path = tmp_path / "rescaled.wsp"
@@ -184,7 +196,8 @@ def _dimension(channel, comp, xform, low=None, high=None):
 
 def _document(body: str) -> str:
     transforms = "".join(
-        f'<transforms:transformation transforms:id="{name}">{xml}</transforms:transformation>' for name, xml in _TRANSFORMS.items()
+        f'<transforms:transformation transforms:id="{name}">{xml}</transforms:transformation>'
+        for name, xml in _TRANSFORMS.items()
     )
     return (
         f'<?xml version="1.0" encoding="UTF-8"?><gating:Gating-ML xmlns:gating="{GML}gating" '
@@ -195,7 +208,10 @@ def _document(body: str) -> str:
 def _tricky_strategy(data, tmp_path):
     """Rectangles, quadrants and polygons whose boundaries pass exactly through events."""
     rng = np.random.default_rng(7)
-    x_channel, y_channel = "PerCP-Cy5-5-A", "APC-H7-A"  # CD4 and CD8: both populated and spilled into
+    x_channel, y_channel = (
+        "PerCP-Cy5-5-A",
+        "APC-H7-A",
+    )  # CD4 and CD8: both populated and spilled into
     body = []
     pool = np.arange(data.n_events)
     for name in [*_TRANSFORMS, "none"]:
@@ -232,13 +248,22 @@ def _tricky_strategy(data, tmp_path):
                 f'<gating:Quadrant gating:id="{q}_{tag}"><gating:position gating:divider_ref="dx_{tag}" gating:location="{float(lx)!r}"/>'
                 f'<gating:position gating:divider_ref="dy_{tag}" gating:location="{float(ly)!r}"/></gating:Quadrant>'
                 for q, lx, ly in (
-                    ("pp", xs[7] + 1, ys[7] + 1), ("np", xs[0] - 1, ys[7] + 1), ("nn", xs[0] - 1, ys[0] - 1), ("pn", xs[7] + 1, ys[0] - 1),
+                    ("pp", xs[7] + 1, ys[7] + 1),
+                    ("np", xs[0] - 1, ys[7] + 1),
+                    ("nn", xs[0] - 1, ys[0] - 1),
+                    ("pn", xs[7] + 1, ys[0] - 1),
                 )
             )
-            body.append(f'<gating:QuadrantGate gating:id="quad_{tag}">{dividers}{quadrants}</gating:QuadrantGate>')
+            body.append(
+                f'<gating:QuadrantGate gating:id="quad_{tag}">{dividers}{quadrants}</gating:QuadrantGate>'
+            )
             # polygon vertices on events: its edges go through those events
             corners = picks[[0, 1, 2, 3, 4]]
-            order = np.argsort(np.arctan2(corners[:, 1] - corners[:, 1].mean(), corners[:, 0] - corners[:, 0].mean()))
+            order = np.argsort(
+                np.arctan2(
+                    corners[:, 1] - corners[:, 1].mean(), corners[:, 0] - corners[:, 0].mean()
+                )
+            )
             vertices = "".join(
                 f'<gating:vertex><gating:coordinate data-type:value="{float(vx)!r}"/><gating:coordinate data-type:value="{float(vy)!r}"/></gating:vertex>'
                 for vx, vy in corners[order]
@@ -276,7 +301,9 @@ def test_boundaries_through_events_equal_flowkit(blood_file, tmp_path):
 
 def test_raw_scatter_polygons_on_many_events_equal_flowkit(external_data, tmp_path):
     """Polygons on raw linear axes over 200,000 events (the grid path), vertices on events."""
-    path = external_data / "flowjo-workspaces" / "simple_diamond_example" / "test_data_diamond_01.fcs"
+    path = (
+        external_data / "flowjo-workspaces" / "simple_diamond_example" / "test_data_diamond_01.fcs"
+    )
     data = read_fcs(path)
     rng = np.random.default_rng(3)
     points = data.events[rng.choice(data.n_events, 6, replace=False)]
@@ -284,13 +311,15 @@ def test_raw_scatter_polygons_on_many_events_equal_flowkit(external_data, tmp_pa
     shapes = {
         "on_events": points[np.argsort(np.arctan2(*(points - points.mean(axis=0)).T[::-1]))],
         "diamond_half": np.array([[lo[0], lo[1]], [hi[0], lo[1]], [0.5 * (lo[0] + hi[0]), hi[1]]]),
-        "bow_tie": np.array([[lo[0], lo[1]], [hi[0], hi[1]], [hi[0], lo[1]], [lo[0], hi[1]]]),  # self-crossing
+        "bow_tie": np.array(
+            [[lo[0], lo[1]], [hi[0], hi[1]], [hi[0], lo[1]], [lo[0], hi[1]]]
+        ),  # self-crossing
     }
     body = ""
     for name, vertices in shapes.items():
         body += (
             f'<gating:PolygonGate gating:id="{name}">{_dimension("channel_A", "uncompensated", None)}'
-            f'{_dimension("channel_B", "uncompensated", None)}'
+            f"{_dimension('channel_B', 'uncompensated', None)}"
             + "".join(
                 f'<gating:vertex><gating:coordinate data-type:value="{float(x)!r}"/>'
                 f'<gating:coordinate data-type:value="{float(y)!r}"/></gating:vertex>'
@@ -300,7 +329,9 @@ def test_raw_scatter_polygons_on_many_events_equal_flowkit(external_data, tmp_pa
         )
     strategy_path = tmp_path / "polygons.xml"
     strategy_path.write_text(_document(body))
-    ours = _assert_same_as_flowkit(data, path, load_strategy(strategy_path)).set_index("gate_path")["count"]
+    ours = _assert_same_as_flowkit(data, path, load_strategy(strategy_path)).set_index("gate_path")[
+        "count"
+    ]
     assert ((ours > 0) & (ours < data.n_events)).all()
 
 
@@ -321,9 +352,16 @@ def test_non_finite_values_gated_as_flowkit(blood_strategy, tmp_path):
 
 def _strategy_from(gating_strategy, tmp_path):
     """A Strategy around a GatingStrategy built with FlowKit's API (formats without a file of ours)."""
-    from cytotrial.strategy import Strategy, _gates_of
+    from cytotrial.io import Strategy
+    from cytotrial.io._strategy import _gates_of
 
-    return Strategy(path=tmp_path / "built.xml", kind="gatingml", sha256="", gating_strategy=gating_strategy, gates=_gates_of(gating_strategy))
+    return Strategy(
+        path=tmp_path / "built.xml",
+        kind="gatingml",
+        sha256="",
+        gating_strategy=gating_strategy,
+        gates=_gates_of(gating_strategy),
+    )
 
 
 def test_spectral_and_ill_conditioned_matrices_equal_flowkit(blood_file, tmp_path):
@@ -334,17 +372,25 @@ def test_spectral_and_ill_conditioned_matrices_equal_flowkit(blood_file, tmp_pat
     rng = np.random.default_rng(11)
     spectral = np.hstack([np.eye(8), np.zeros((8, 1))]) + rng.uniform(0, 0.05, (8, 9))
     nearly_singular = np.eye(9)
-    nearly_singular[:, 1] = nearly_singular[:, 0] + 1e-8 * rng.uniform(0.5, 1.0, 9)  # condition > 1e6
+    nearly_singular[:, 1] = nearly_singular[:, 0] + 1e-8 * rng.uniform(
+        0.5, 1.0, 9
+    )  # condition > 1e6
     gs = fk.GatingStrategy()
     gs.add_comp_matrix("spectral", fk.SpectralMatrix(spectral, detectors, detectors[:8]))
     gs.add_comp_matrix("shaky", fk.Matrix(nearly_singular, detectors, detectors))
     gs.add_transform("logicle", fk.transforms.LogicleTransform(262144, 0.5, 4.5, 0))
     for ref in ("spectral", "shaky"):
         gs.add_gate(
-            fk.gates.RectangleGate(f"{ref}_cd3", [fk.Dimension("FITC-A", ref, "logicle", range_min=0.42)]), ("root",)
+            fk.gates.RectangleGate(
+                f"{ref}_cd3", [fk.Dimension("FITC-A", ref, "logicle", range_min=0.42)]
+            ),
+            ("root",),
         )
         vertices = [[0.3, 0.3], [0.9, 0.35], [0.8, 0.9], [0.35, 0.7]]
-        dims = [fk.Dimension("PerCP-Cy5-5-A", ref, "logicle"), fk.Dimension("APC-H7-A", ref, "logicle")]
+        dims = [
+            fk.Dimension("PerCP-Cy5-5-A", ref, "logicle"),
+            fk.Dimension("APC-H7-A", ref, "logicle"),
+        ]
         gs.add_gate(fk.gates.PolygonGate(f"{ref}_t", dims, vertices), ("root", f"{ref}_cd3"))
     strategy = _strategy_from(gs, tmp_path)
     engine = _Engine(data, strategy, None)
@@ -359,7 +405,9 @@ def test_spectral_and_ill_conditioned_matrices_equal_flowkit(blood_file, tmp_pat
 
 def _renamed(data, renames):
     spill = data.spill.rename(index=renames, columns=renames)
-    return dataclasses.replace(data, channels=[renames.get(c, c) for c in data.channels], spill=spill)
+    return dataclasses.replace(
+        data, channels=[renames.get(c, c) for c in data.channels], spill=spill
+    )
 
 
 def test_channel_map_renaming(blood_file, blood_strategy):
@@ -461,12 +509,17 @@ def test_guard_band_of_thresholds(kind):
         xform = make(*params)
         for threshold in (-0.05, 0.0, 0.111, 0.2, 0.42, 0.45, 0.9, 1.0):
             x0, band = _Engine._raw_threshold(None, xform, threshold)
-            offsets = np.concatenate([rng.uniform(-1e4, 1e4, 2000), rng.uniform(-50, 50, 2000)]) * band
+            offsets = (
+                np.concatenate([rng.uniform(-1e4, 1e4, 2000), rng.uniform(-50, 50, 2000)]) * band
+            )
             x = x0 + offsets
             transformed = xform.apply(x.reshape(-1, 1)).reshape(-1)
             outside = np.abs(x - x0) > band
             assert outside.sum() > 3500
-            assert np.array_equal((transformed >= threshold)[outside], (x >= x0)[outside]), (params, threshold)
+            assert np.array_equal((transformed >= threshold)[outside], (x >= x0)[outside]), (
+                params,
+                threshold,
+            )
 
 
 def test_benchmark_reports_identical_counts(blood_file, blood_strategy):

@@ -7,16 +7,15 @@ Each gate of each ``gml/*.xml`` file is applied to ``data1.fcs`` (read and prepr
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cytotrial.errors import StrategyError
-from cytotrial.fcs import read_fcs
 from cytotrial.gating import gate_events
-from cytotrial.strategy import load_strategy
+from cytotrial.io import load_strategy, read_fcs
 
 # The suite's file for this gate names it ParRectangle1 while its truth file is named ParQuadRect.
 TRUTH_ALIASES = {"ParRectangle1": "ParQuadRect"}
@@ -35,7 +34,7 @@ def _cases() -> list[tuple[str, str, str]]:
     suite = _suite_dir()
     if not suite.is_dir():
         return []
-    truth_ids = {p.stem[len("Results_"):] for p in (suite / "truth").glob("Results_*.txt")}
+    truth_ids = {p.stem[len("Results_") :] for p in (suite / "truth").glob("Results_*.txt")}
     cases = []
     for gml in sorted((suite / "gml").glob("*.xml")):
         if gml.name in INVALID_FILES:
@@ -47,19 +46,19 @@ def _cases() -> list[tuple[str, str, str]]:
     return cases
 
 
-@lru_cache(maxsize=None)
+@cache
 def _strategy(path: str):
     return load_strategy(path)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _memberships(gml_name: str) -> dict[str, np.ndarray]:
     suite = _suite_dir()
     data = read_fcs(suite / "data1.fcs")
     return gate_events(data, _strategy(str(suite / "gml" / gml_name)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _truth(truth_id: str) -> np.ndarray:
     values = np.loadtxt(_suite_dir() / "truth" / f"Results_{truth_id}.txt", dtype=np.int64)
     return values.astype(bool)
@@ -68,7 +67,9 @@ def _truth(truth_id: str) -> np.ndarray:
 CASES = _cases()
 
 
-@pytest.mark.parametrize(("gml_name", "gate_path", "truth_id"), CASES, ids=[f"{c[0]}::{c[1]}" for c in CASES])
+@pytest.mark.parametrize(
+    ("gml_name", "gate_path", "truth_id"), CASES, ids=[f"{c[0]}::{c[1]}" for c in CASES]
+)
 def test_gate_matches_truth_event_by_event(external_data, gml_name, gate_path, truth_id):
     membership = _memberships(gml_name)[gate_path]
     truth = _truth(truth_id)
@@ -82,7 +83,10 @@ def test_gate_matches_truth_event_by_event(external_data, gml_name, gate_path, t
 
 def test_every_truth_file_is_checked(external_data):
     """All 51 truth files are reached by some gate of some suite file."""
-    truth_ids = {p.stem[len("Results_"):] for p in (external_data / "gatingml2-compliance" / "truth").glob("Results_*.txt")}
+    truth_ids = {
+        p.stem[len("Results_") :]
+        for p in (external_data / "gatingml2-compliance" / "truth").glob("Results_*.txt")
+    }
     checked = {truth_id for _, _, truth_id in _cases()}
     assert len(truth_ids) == 51
     assert checked == truth_ids
@@ -91,7 +95,15 @@ def test_every_truth_file_is_checked(external_data):
 def test_documented_counts(external_data):
     """The counts the data README quotes, from the all-gates file."""
     counts = {path: int(m.sum()) for path, m in _memberships("gml_all_gates.xml").items()}
-    expected = {"Rectangle1": 252, "Polygon1": 1582, "Ellipse1": 203, "Range1": 440, "And1": 561, "Or2": 8283, "ScaleRange7c": 12478}
+    expected = {
+        "Rectangle1": 252,
+        "Polygon1": 1582,
+        "Ellipse1": 203,
+        "Range1": 440,
+        "And1": 561,
+        "Or2": 8283,
+        "ScaleRange7c": 12478,
+    }
     assert {k: counts[k] for k in expected} == expected
 
 

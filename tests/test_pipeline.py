@@ -9,12 +9,16 @@ import pandas as pd
 import pytest
 
 from cytotrial.errors import ConfigError
-from cytotrial.pipeline import assign_batches, qc_flags, read_compensation
-from cytotrial.simulate import simulate_sample, spillover_matrix, write_fcs
-from cytotrial.steps import run_gate_batch
+from cytotrial.io import read_compensation
+from cytotrial.rules import assign_batches, run_gate_batch
+from cytotrial.sim import simulate_sample, spillover_matrix, write_fcs
+from cytotrial.tl import qc_flags
 
 ROOT = Path(__file__).resolve().parents[1]
-STRATEGY = {"strategy": str(ROOT / "resources/gating/blood.xml"), "populations": {"cd8": "cd8", "treg": "treg"}}
+STRATEGY = {
+    "strategy": str(ROOT / "resources/gating/blood.xml"),
+    "populations": {"cd8": "cd8", "treg": "treg"},
+}
 
 
 def test_batches_are_stable_when_samples_are_added():
@@ -67,4 +71,8 @@ def test_bad_compensation_files_are_config_errors(tmp_path):
 def test_qc_flags_name_population_and_minimum():
     counts = pd.DataFrame({"cd3": [50, 500, np.nan], "cd8": [10, 400, 5]}, index=["a", "b", "c"])
     flags = qc_flags(counts, min_events={"cd3": 100, "cd8": 20})
-    assert flags.to_dict() == {"a": "too_few_events:cd3<100,too_few_events:cd8<20", "b": "", "c": "too_few_events:cd8<20"}
+    assert flags.to_dict() == {
+        "a": "too_few_events:cd3<100,too_few_events:cd8<20",
+        "b": "",
+        "c": "too_few_events:cd8<20",
+    }

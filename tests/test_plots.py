@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_hex
 
-from cytotrial import plots, stats
+from cytotrial import pl as plots
+from cytotrial import tl as stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the planted trial lives in test_stats.py
-from test_stats import ANALYSIS, ARM_A, ARM_B, planted_trial  # noqa: E402
+from test_stats import ANALYSIS, ARM_A, ARM_B, planted_trial
 
 REPORT = Path(__file__).resolve().parents[1] / "workflow" / "report"
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from cytotrial.errors import SampleSheetError
-from cytotrial.sheet import SAMPLE_COLUMNS, read_patients, read_sample_sheet
+from cytotrial.io import SAMPLE_COLUMNS, read_patients, read_sample_sheet
 
 ARMS = ["BEMPEG+NIVO", "NIVO"]
 PANELS = ["blood", "tumor"]

@@ -1,5 +1,6 @@
 """The trial simulator: FCS files as the contracts say, truth that adds up, the effect model of
-the issue, determinism, identifiers that stay in the FCS files."""
+the issue, determinism, identifiers that stay in the FCS files.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 from cytotrial.errors import ConfigError
-from cytotrial.simulate import (
+from cytotrial.sim import (
     ARMS,
     CANARY,
     CELL_TYPES,
@@ -246,7 +247,7 @@ def test_bempeg_raises_blood_counts_at_c1d8_more_than_nivo(truth, population):
 
 def test_expected_fractions_of_the_effect_model_mirror_the_sampler():
     # the effect model is computed from expected fractions; a large sample must agree
-    from cytotrial.simulate import _expected_fractions
+    from cytotrial.sim._simulate import _expected_fractions
 
     for panel in PANELS:
         composition = typical_composition(panel)

@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from cytotrial import stats
+from cytotrial import tl as stats
 from cytotrial.errors import ConfigError, SampleSheetError
-from cytotrial.pipeline import POPULATIONS as CANONICAL_POPULATIONS
+from cytotrial.tl import POPULATIONS as CANONICAL_POPULATIONS
 
 ARM_A = "BEMPEG+NIVO"
 ARM_B = "NIVO"

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from cytotrial.errors import StrategyError
-from cytotrial.strategy import Gate, Strategy, load_strategy
+from cytotrial.io import Gate, Strategy, load_strategy
 
 
 def _assert_one_line_naming(error: pytest.ExceptionInfo, name: str) -> None:
@@ -29,7 +29,10 @@ def test_gatingml_strategy(all_gates, external_data):
     paths = all_gates.paths
     # one population per gate element, except that a quadrant gate gives one per quadrant
     text = path.read_text()
-    n_gates = sum(text.count(f"<gating:{kind} ") for kind in ("RectangleGate", "PolygonGate", "EllipsoidGate", "BooleanGate"))
+    n_gates = sum(
+        text.count(f"<gating:{kind} ")
+        for kind in ("RectangleGate", "PolygonGate", "EllipsoidGate", "BooleanGate")
+    )
     n_quadrants = text.count("<gating:Quadrant ")
     assert len(paths) == len(set(paths)) == n_gates + n_quadrants
     assert not any(p.startswith("root") for p in paths)
@@ -44,10 +47,19 @@ def test_gatingml_strategy(all_gates, external_data):
 
 def test_gatingml_gate_records(all_gates):
     par = all_gates.resolve("ScalePar1")
-    assert (par.path, par.parent_path, par.kind, par.dimensions) == ("ScaleRect1/ScalePar1", "ScaleRect1", "rectangle", ("FITC",))
+    assert (par.path, par.parent_path, par.kind, par.dimensions) == (
+        "ScaleRect1/ScalePar1",
+        "ScaleRect1",
+        "rectangle",
+        ("FITC",),
+    )
     quadrant = all_gates.resolve("FL2P-FL4N")
     assert quadrant.path == "Quadrant1/FL2P-FL4N"
-    assert quadrant.parent_path is None and quadrant.kind == "quadrant" and quadrant.quadrant == "FL2P-FL4N"
+    assert (
+        quadrant.parent_path is None
+        and quadrant.kind == "quadrant"
+        and quadrant.quadrant == "FL2P-FL4N"
+    )
     assert quadrant.dimensions == ("FL2-H", "FL4-H")
     and3 = all_gates.resolve("And3")
     assert and3.kind == "boolean" and and3.dimensions == ()
@@ -60,7 +72,9 @@ def test_gatingml_dimensions_are_channels(all_gates):
     dims = all_gates.dimensions()
     # every channel of data1.fcs the file gates on; the ratio FL2Rat1 = FL2-H / FL2-A brings FL2-A;
     # MySpill's fluorochromes FITC, PE, PerCP are its detectors FL1-H, FL2-H, FL3-H
-    assert sorted(dims) == sorted(["FSC-H", "SSC-H", "FL1-H", "FL2-H", "FL3-H", "FL4-H", "FL2-A", "Time"])
+    assert sorted(dims) == sorted(
+        ["FSC-H", "SSC-H", "FL1-H", "FL2-H", "FL3-H", "FL4-H", "FL2-A", "Time"]
+    )
     assert len(dims) == len(set(dims))
     assert dims[0] == "FSC-H"  # Range1, the file's first gate
 
@@ -68,13 +82,32 @@ def test_gatingml_dimensions_are_channels(all_gates):
 def test_default_blood_strategy(project_root):
     strategy = load_strategy(project_root / "resources" / "gating" / "blood.xml")
     expected = {
-        "lymphocytes", "singlets", "live", "cd3", "cd4", "treg", "cd8", "cd8_ki67", "cd3_neg", "nk",
+        "lymphocytes",
+        "singlets",
+        "live",
+        "cd3",
+        "cd4",
+        "treg",
+        "cd8",
+        "cd8_ki67",
+        "cd3_neg",
+        "nk",
     }
     assert {g.name for g in strategy.gates} == expected
     assert strategy.resolve("cd8_ki67").path == "lymphocytes/singlets/live/cd3/cd8/cd8_ki67"
     assert strategy.resolve("root/lymphocytes/singlets").name == "singlets"
     assert set(strategy.dimensions()) == {
-        "FSC-A", "SSC-A", "FSC-H", "BV510-A", "FITC-A", "PerCP-Cy5-5-A", "APC-H7-A", "PE-A", "BV421-A", "APC-A", "PE-Cy7-A",
+        "FSC-A",
+        "SSC-A",
+        "FSC-H",
+        "BV510-A",
+        "FITC-A",
+        "PerCP-Cy5-5-A",
+        "APC-H7-A",
+        "PE-A",
+        "BV421-A",
+        "APC-A",
+        "PE-Cy7-A",
     }
 
 
@@ -94,13 +127,21 @@ def test_resolve_unknown_gate(all_gates):
 
 
 def test_flowjo_workspace(external_data):
-    path = external_data / "flowjo-workspaces" / "simple_diamond_example" / "simple_diamond_example_quad_gate.wsp"
+    path = (
+        external_data
+        / "flowjo-workspaces"
+        / "simple_diamond_example"
+        / "simple_diamond_example_quad_gate.wsp"
+    )
     strategy = load_strategy(path)
     assert strategy.kind == "flowjo"
     assert strategy.sample_id == "test_data_diamond_01.fcs"
     assert strategy.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert [g.path for g in strategy.gates] == [
-        "Q1: channel_A- , channel_B+", "Q2: channel_A+ , channel_B+", "Q3: channel_A+ , channel_B-", "Q4: channel_A- , channel_B-",
+        "Q1: channel_A- , channel_B+",
+        "Q2: channel_A+ , channel_B+",
+        "Q3: channel_A+ , channel_B-",
+        "Q4: channel_A- , channel_B-",
     ]
     assert all(g.kind == "rectangle" and g.parent_path is None for g in strategy.gates)
     assert strategy.dimensions() == ["channel_A", "channel_B"]
@@ -114,7 +155,10 @@ def test_flowjo_sample_group(external_data):
     path = external_data / "flowjo-workspaces" / "simple_line_example" / "simple_poly_and_rect.wsp"
     strategy = load_strategy(path, sample_group="my_group")
     assert strategy.sample_id == "data_set_simple_line_100.fcs"
-    assert [(g.path, g.kind) for g in strategy.gates] == [("poly1", "polygon"), ("rect1", "rectangle")]
+    assert [(g.path, g.kind) for g in strategy.gates] == [
+        ("poly1", "polygon"),
+        ("rect1", "rectangle"),
+    ]
 
 
 def test_flowjo_unknown_sample_or_group(external_data):

@@ -18,9 +18,8 @@ import pandas as pd
 import pytest
 
 from cytotrial.cli import main
-from cytotrial.fcs import read_fcs
-from cytotrial.steps import run_gate_batch
-
+from cytotrial.io import read_fcs
+from cytotrial.rules import run_gate_batch
 from test_fcs import VARIETY_FILES, raw_keywords
 
 # Files FlowKit 1.3 refuses as they are (several data sets, offset discrepancies, an off-by-one data
@@ -55,14 +54,23 @@ GML = """<?xml version="1.0" encoding="UTF-8"?>
 
 def _strategy_for(path: Path, tmp_path: Path) -> tuple[Path, np.ndarray]:
     data = read_fcs(path)
-    unique = [i for i, c in enumerate(data.channels) if data.channels.count(c) == 1 and "time" not in c.lower()]
+    unique = [
+        i
+        for i, c in enumerate(data.channels)
+        if data.channels.count(c) == 1 and "time" not in c.lower()
+    ]
     varying = [i for i in unique if np.nanstd(data.events[:, i]) > 0]
     x, y = (varying + unique)[:2]
     x_cut = float(np.nanmedian(data.events[:, x]))
     y_cut = float(np.nanmedian(data.events[:, y]))
     strategy = tmp_path / f"{path.stem}.xml"
     strategy.write_text(
-        GML.format(x=quoteattr(data.channels[x]), y=quoteattr(data.channels[y]), x_cut=repr(x_cut), y_cut=repr(y_cut)),
+        GML.format(
+            x=quoteattr(data.channels[x]),
+            y=quoteattr(data.channels[y]),
+            x_cut=repr(x_cut),
+            y_cut=repr(y_cut),
+        ),
         encoding="utf-8",
     )
     expected = (data.events[:, x] >= x_cut) & (data.events[:, y] < y_cut)
@@ -70,7 +78,9 @@ def _strategy_for(path: Path, tmp_path: Path) -> tuple[Path, np.ndarray]:
 
 
 @pytest.mark.parametrize("relative", VARIETY_FILES)
-def test_workflow_gates_every_variety_file(external_data: Path, tmp_path: Path, relative: str) -> None:
+def test_workflow_gates_every_variety_file(
+    external_data: Path, tmp_path: Path, relative: str
+) -> None:
     path = external_data / relative
     strategy, expected = _strategy_for(path, tmp_path)
     counts, qc = run_gate_batch(
@@ -90,7 +100,7 @@ def test_workflow_gates_every_variety_file(external_data: Path, tmp_path: Path, 
 
     # FlowKit's own analysis: equal where FlowKit reads the file; where it refuses, we still gate.
     from cytotrial.gating import flowkit_session_counts
-    from cytotrial.strategy import load_strategy
+    from cytotrial.io import load_strategy
 
     if path.name in FLOWKIT_REFUSES:
         with pytest.raises(Exception):

@@ -25,10 +25,21 @@ pytestmark = pytest.mark.e2e
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(workdir),
+        *args,
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     return result
 
 
@@ -72,30 +83,62 @@ def test_outputs_follow_the_contract(demo):
     sheet = pd.read_csv(demo / "resources/demo/samples.tsv", sep="\t")
     for column in list(sheet.columns) + ["qc_flags"]:
         assert column in adata.obs.columns
-    assert list(adata.obs_names) == sorted(adata.obs_names) or set(adata.obs_names) <= set(sheet["sample_id"])
+    assert list(adata.obs_names) == sorted(adata.obs_names) or set(adata.obs_names) <= set(
+        sheet["sample_id"]
+    )
     assert list(adata.var_names) == [
-        "lymphocytes", "singlets", "live", "leukocytes", "cd3", "cd4", "cd8", "treg", "nk", "cd8_ki67"
+        "lymphocytes",
+        "singlets",
+        "live",
+        "leukocytes",
+        "cd3",
+        "cd4",
+        "cd8",
+        "treg",
+        "nk",
+        "cd8_ki67",
     ]
     assert {"freq_parent", "freq_live", "per_ul"} <= set(adata.layers)
     assert adata.var.loc["treg", "parent"] == "cd4" and adata.var.loc["cd8_ki67", "parent"] == "cd8"
-    assert adata.var.loc["nk", "parent"] == "live" and adata.var.loc["nk", "parent_gate_blood"].endswith("/cd3_neg")
+    assert adata.var.loc["nk", "parent"] == "live" and adata.var.loc[
+        "nk", "parent_gate_blood"
+    ].endswith("/cd3_neg")
     blood = (adata.obs["compartment"] == "blood").to_numpy()
     leuk = list(adata.var_names).index("leukocytes")
     assert np.isnan(adata.X[blood, leuk]).all() and not np.isnan(adata.X[~blood, leuk]).any()
     assert np.isnan(adata.layers["per_ul"][~blood]).all()
     # freq_parent is count over the parent gate: treg / cd4
     treg, cd4 = (list(adata.var_names).index(p) for p in ("treg", "cd4"))
-    np.testing.assert_allclose(adata.layers["freq_parent"][:, treg], adata.X[:, treg] / adata.X[:, cd4])
+    np.testing.assert_allclose(
+        adata.layers["freq_parent"][:, treg], adata.X[:, treg] / adata.X[:, cd4]
+    )
     prov = adata.uns["provenance"]
-    assert set(prov["strategy_sha256"]) == {"blood", "tumor"} and len(prov["strategy_sha256"]["blood"]) == 64
+    assert (
+        set(prov["strategy_sha256"]) == {"blood", "tumor"}
+        and len(prov["strategy_sha256"]["blood"]) == 64
+    )
     assert "flowkit" in prov["versions"] and "samples" in prov["config_json"]
     tidy = pd.read_csv(demo / "results/counts/populations.tsv", sep="\t")
     assert len(tidy) == int(np.isfinite(adata.X).sum())
     qc = pd.read_csv(demo / "results/qc/samples.tsv", sep="\t")
     assert len(qc) == len(sheet) and set(qc["status"]) <= {"ok", "flagged", "excluded"}
-    for name in ("summary", "change_from_baseline", "arm_comparison", "mixed_model", "response", "missing_baseline"):
+    for name in (
+        "summary",
+        "change_from_baseline",
+        "arm_comparison",
+        "mixed_model",
+        "response",
+        "missing_baseline",
+    ):
         assert (demo / f"results/stats/{name}.tsv").stat().st_size > 0
-    for name in ("trajectories", "patient_lines", "effect_heatmap", "gating_qc", "umap_population", "umap_arm"):
+    for name in (
+        "trajectories",
+        "patient_lines",
+        "effect_heatmap",
+        "gating_qc",
+        "umap_population",
+        "umap_arm",
+    ):
         for ext in ("png", "pdf"):
             assert (demo / f"results/figures/{name}.{ext}").stat().st_size > 10_000
 
@@ -113,13 +156,16 @@ def test_gated_counts_match_simulator_truth(demo):
 
 def test_counts_equal_flowkit_session(demo):
     from cytotrial.gating import flowkit_session_counts
-    from cytotrial.strategy import load_strategy
+    from cytotrial.io import load_strategy
 
     counts = pd.read_csv(demo / "results/counts/populations.tsv", sep="\t")
     sheet = pd.read_csv(demo / "resources/demo/samples.tsv", sep="\t")
     for panel in ("blood", "tumor"):
         row = sheet[sheet["panel"] == panel].iloc[0]
-        reference = flowkit_session_counts(demo / "resources/demo" / row["fcs"], load_strategy(ROOT / f"resources/gating/{panel}.xml"))
+        reference = flowkit_session_counts(
+            demo / "resources/demo" / row["fcs"],
+            load_strategy(ROOT / f"resources/gating/{panel}.xml"),
+        )
         ours = counts[counts["sample_id"] == row["sample_id"]].set_index("population")["count"]
         gate_of = {p: p for p in ours.index}
         by_name = reference.set_index("gate_name")["count"]
@@ -128,7 +174,7 @@ def test_counts_equal_flowkit_session(demo):
 
 
 def test_no_fcs_identifier_reaches_outputs(demo):
-    from cytotrial.simulate import CANARY
+    from cytotrial.sim import CANARY
 
     fcs = next((demo / "resources/demo/fcs").glob("*.fcs"))
     assert CANARY.encode() in fcs.read_bytes()
@@ -139,15 +185,24 @@ def test_no_fcs_identifier_reaches_outputs(demo):
 
 def test_demo_recovers_the_true_effects(demo):
     """Issue acceptance: BEMPEG+NIVO raises cd8, nk, treg at C1D8 (q < 0.05) against baseline and
-    against NIVO; every true blood effect > 1.5x has the right direction; no tumor arm difference."""
+    against NIVO; every true blood effect > 1.5x has the right direction; no tumor arm difference.
+    """
     within = pd.read_csv(demo / "results/stats/change_from_baseline.tsv", sep="\t")
     between = pd.read_csv(demo / "results/stats/arm_comparison.tsv", sep="\t")
     effects = pd.read_csv(demo / "resources/demo/truth/effects.tsv", sep="\t")
-    combo = within[(within["arm"] == "BEMPEG+NIVO") & (within["compartment"] == "blood") & (within["visit"] == "C1D8")]
+    combo = within[
+        (within["arm"] == "BEMPEG+NIVO")
+        & (within["compartment"] == "blood")
+        & (within["visit"] == "C1D8")
+    ]
     combo = combo.set_index("population")
-    versus = between[(between["compartment"] == "blood") & (between["visit"] == "C1D8")].set_index("population")
+    versus = between[(between["compartment"] == "blood") & (between["visit"] == "C1D8")].set_index(
+        "population"
+    )
     for population in ("cd8", "nk", "treg"):
-        assert combo.loc[population, "q_value"] < 0.05 and combo.loc[population, "median_log2fc"] > 0
+        assert (
+            combo.loc[population, "q_value"] < 0.05 and combo.loc[population, "median_log2fc"] > 0
+        )
         assert versus.loc[population, "q_value"] < 0.05 and versus.loc[population, "estimate"] > 0
     measure = {"blood": "per_ul", "tumor": "freq_parent"}
     checked = 0
@@ -157,8 +212,10 @@ def test_demo_recovers_the_true_effects(demo):
         if abs(np.log2(row.fold_change)) <= np.log2(1.5):
             continue
         found = within[
-            (within["arm"] == row.arm) & (within["compartment"] == row.compartment)
-            & (within["population"] == row.population) & (within["visit"] == row.visit)
+            (within["arm"] == row.arm)
+            & (within["compartment"] == row.compartment)
+            & (within["population"] == row.population)
+            & (within["visit"] == row.visit)
         ]
         assert len(found) == 1
         assert np.sign(found["median_log2fc"].iloc[0]) == np.sign(np.log2(row.fold_change)), row
@@ -181,14 +238,18 @@ def test_strategy_or_mapping_change_reruns_gating_and_what_follows_only(demo, tm
     config = yaml.safe_load((work / "config/config.yaml").read_text())
     config["strategies"]["blood"]["strategy"] = str(strategy)
     (work / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    snakemake(work, "--cores", "2", "--touch", "--rerun-triggers", "mtime", "params", "input", "code")
+    snakemake(
+        work, "--cores", "2", "--touch", "--rerun-triggers", "mtime", "params", "input", "code"
+    )
     assert planned_jobs(work) == {}
 
     downstream = {"aggregate", "stats", "figures", "gating_qc", "events", "all"}
     # a changed gate: the file changes
     text = strategy.read_text()
     time.sleep(0.05)
-    strategy.write_text(text.replace("</gating:Gating-ML>", "<!-- moved a gate --></gating:Gating-ML>"))
+    strategy.write_text(
+        text.replace("</gating:Gating-ML>", "<!-- moved a gate --></gating:Gating-ML>")
+    )
     jobs = planned_jobs(work)
     assert set(jobs) == {"gate"} | downstream and "simulate_demo" not in jobs
     sheet = pd.read_csv(work / "resources/demo/samples.tsv", sep="\t")
@@ -216,7 +277,9 @@ def test_lint_is_clean(demo):
     assert result.returncode == 0, output
     assert "Congratulations" in output or output.strip() == "", output
     files = [str(ROOT / "Snakefile"), *map(str, sorted((ROOT / "workflow/rules").glob("*.smk")))]
-    formatted = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *files], capture_output=True, text=True)
+    formatted = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", *files], capture_output=True, text=True
+    )
     assert formatted.returncode == 0, formatted.stderr
 
 
@@ -247,7 +310,11 @@ def test_bad_sheet_stops_before_work_with_one_line_per_problem(demo, tmp_path):
     missing = sheet.head(3).drop(columns=["batch"])
     (tmp_path / "samples.tsv").write_text(missing.to_csv(sep="\t", index=False))
     result = snakemake(tmp_path, "--cores", "1", check=False)
-    assert result.returncode != 0 and "missing column(s) batch" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode != 0
+        and "missing column(s) batch" in result.stderr
+        and "Traceback" not in result.stderr
+    )
 
 
 def test_broken_files_are_excluded_and_the_rest_counted(demo, tmp_path):
@@ -263,7 +330,9 @@ def test_broken_files_are_excluded_and_the_rest_counted(demo, tmp_path):
     cases[3] = ("notes.fcs", b"this is a text file, not FCS\n" * 20)
     # the TEXT promises more events than the data segment holds
     tot = re.search(rb"\$TOT(.)(\d+)\1", data)
-    promised = data.replace(tot.group(0), b"$TOT" + tot.group(1) + b"9" * len(tot.group(2)) + tot.group(1), 1)
+    promised = data.replace(
+        tot.group(0), b"$TOT" + tot.group(1) + b"9" * len(tot.group(2)) + tot.group(1), 1
+    )
     cases[4] = ("promises_more.fcs", promised)
     for index, (name, content) in cases.items():
         (broken / name).write_bytes(content)
@@ -283,16 +352,22 @@ def test_broken_files_are_excluded_and_the_rest_counted(demo, tmp_path):
     assert "BV786-A" in qc.loc[sheet.loc[5, "sample_id"], "message"]
     adata = ad.read_h5ad(tmp_path / "results/counts/populations.h5ad")
     assert adata.n_obs == len(sheet) - len(cases)
-    assert set(adata.obs_names) == set(sheet["sample_id"]) - {sheet.loc[i, "sample_id"] for i in cases}
+    assert set(adata.obs_names) == set(sheet["sample_id"]) - {
+        sheet.loc[i, "sample_id"] for i in cases
+    }
 
 
 def test_aggregation_is_deterministic(demo, tmp_path):
     """The same batch outputs and sheet give byte-identical tables."""
-    from cytotrial.sheet import read_sample_sheet
-    from cytotrial.steps import run_aggregate
+    from cytotrial.io import read_sample_sheet
+    from cytotrial.rules import run_aggregate
 
     config = yaml.safe_load((demo / "config/config.yaml").read_text())
-    sheet = read_sample_sheet(demo / "resources/demo/samples.tsv", arms=list(config["arms"]), panels=list(config["strategies"]))
+    sheet = read_sample_sheet(
+        demo / "resources/demo/samples.tsv",
+        arms=list(config["arms"]),
+        panels=list(config["strategies"]),
+    )
     batches = sorted((demo / "results/gating").glob("*.counts.tsv"))
     run_aggregate(
         counts=batches,
@@ -305,5 +380,7 @@ def test_aggregation_is_deterministic(demo, tmp_path):
         tsv_out=tmp_path / "p.tsv",
         qc_out=tmp_path / "q.tsv",
     )
-    assert (tmp_path / "p.tsv").read_bytes() == (demo / "results/counts/populations.tsv").read_bytes()
+    assert (tmp_path / "p.tsv").read_bytes() == (
+        demo / "results/counts/populations.tsv"
+    ).read_bytes()
     assert (tmp_path / "q.tsv").read_bytes() == (demo / "results/qc/samples.tsv").read_bytes()

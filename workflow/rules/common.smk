@@ -6,8 +6,8 @@ from snakemake.utils import validate
 
 from cytotrial.config import config_problems
 from cytotrial.errors import CytotrialError
-from cytotrial.pipeline import assign_batches
-from cytotrial.sheet import read_sample_sheet
+from cytotrial.rules import assign_batches
+from cytotrial.io import read_sample_sheet, schema_path
 
 
 def _fail(message):
@@ -21,7 +21,7 @@ def _fail(message):
 _problems = config_problems(config)
 if _problems:
     _fail("\n".join(_problems))
-validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+validate(config, schema=str(schema_path("config")), set_default=True)
 
 DEMO_SHEET = Path("resources/demo/samples.tsv")
 DEMO = Path(config["samples"]) == DEMO_SHEET

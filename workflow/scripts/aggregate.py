@@ -2,10 +2,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir)))
-from _log import rule_log  # noqa: E402
+from _log import rule_log
 
-from cytotrial.sheet import read_sample_sheet  # noqa: E402
-from cytotrial.steps import run_aggregate  # noqa: E402
+from cytotrial.io import read_sample_sheet
+from cytotrial.rules import run_aggregate
 
 with rule_log(snakemake) as log:
     sheet = read_sample_sheet(

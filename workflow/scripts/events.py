@@ -2,9 +2,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir)))
-from _log import rule_log  # noqa: E402
+from _log import rule_log
 
-from cytotrial.steps import run_event_crosscheck  # noqa: E402
+from cytotrial.rules import run_event_crosscheck
 
 with rule_log(snakemake) as log:
     ari = run_event_crosscheck(

@@ -2,12 +2,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir)))
-from _log import rule_log  # noqa: E402
+from _log import rule_log
 
-from cytotrial.plots import write_figures  # noqa: E402
+from cytotrial.pl import write_figures
 
 with rule_log(snakemake) as log:
-    outputs = {name[: -len("_png")]: path for name, path in snakemake.output.items() if name.endswith("_png")}
+    outputs = {
+        name[: -len("_png")]: path
+        for name, path in snakemake.output.items()
+        if name.endswith("_png")
+    }
     written = write_figures(
         snakemake.input.h5ad,
         outputs=outputs,

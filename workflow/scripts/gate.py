@@ -2,9 +2,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir)))
-from _log import rule_log  # noqa: E402
+from _log import rule_log
 
-from cytotrial.steps import run_gate_batch  # noqa: E402
+from cytotrial.rules import run_gate_batch
 
 with rule_log(snakemake) as log:
     counts, qc = run_gate_batch(

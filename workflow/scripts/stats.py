@@ -2,9 +2,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir)))
-from _log import rule_log  # noqa: E402
+from _log import rule_log
 
-from cytotrial.stats import write_stats  # noqa: E402
+from cytotrial.tl import write_stats
 
 with rule_log(snakemake) as log:
     outputs = {name: path for name, path in snakemake.output.items()}

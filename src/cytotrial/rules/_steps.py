@@ -14,25 +14,35 @@ from pathlib import Path
 
 import pandas as pd
 
-from .pipeline import (
-    COUNT_COLUMNS,
-    POPULATIONS,
-    QC_COLUMNS,
-    build_populations,
-    file_sha256,
-    gate_samples,
-    load_panel_gating,
-    populations_long,
-    read_compensation,
-)
+from ..gating._samples import COUNT_COLUMNS, QC_COLUMNS, gate_samples, load_panel_gating
+from ..io._compensation import read_compensation
+from ..io._files import file_sha256
+from ..tl._aggregate import POPULATIONS, build_populations, populations_long
 
-__all__ = ["run_gate_batch", "run_aggregate", "package_versions"]
+__all__ = [
+    "package_versions",
+    "run_aggregate",
+    "run_event_crosscheck",
+    "run_gate_batch",
+    "run_gating_qc",
+]
 
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages that shape the results (provenance)."""
     versions = {"python": platform.python_version()}
-    for name in ("cytotrial", "flowkit", "flowio", "flowutils", "numpy", "pandas", "anndata", "scipy", "statsmodels", "snakemake"):
+    for name in (
+        "cytotrial",
+        "flowkit",
+        "flowio",
+        "flowutils",
+        "numpy",
+        "pandas",
+        "anndata",
+        "scipy",
+        "statsmodels",
+        "snakemake",
+    ):
         try:
             versions[name] = version(name)
         except PackageNotFoundError:
@@ -63,7 +73,9 @@ def run_gate_batch(
         ``"fcs"`` or the path of a spillover matrix file.
     """
     table = pd.DataFrame(list(samples), columns=["sample_id", "panel", "fcs"])
-    gatings = {panel: load_panel_gating(panel, strategies[panel]) for panel in sorted(set(table["panel"]))}
+    gatings = {
+        panel: load_panel_gating(panel, strategies[panel]) for panel in sorted(set(table["panel"]))
+    }
     matrix = None if str(compensation).lower() == "fcs" else read_compensation(compensation)
     counts, qc = gate_samples(table, gatings, panels=panels, compensation=matrix)
     _write_tsv(counts, counts_out)
@@ -78,7 +90,9 @@ def _write_tsv(table: pd.DataFrame, path: str | Path) -> None:
 
 
 def _read_tsv(paths: Sequence[str | Path], columns: Sequence[str]) -> pd.DataFrame:
-    frames = [pd.read_csv(p, sep="\t", dtype={"sample_id": str}, keep_default_na=False) for p in paths]
+    frames = [
+        pd.read_csv(p, sep="\t", dtype={"sample_id": str}, keep_default_na=False) for p in paths
+    ]
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns))
 
@@ -111,9 +125,13 @@ def run_aggregate(
 
     provenance = {
         "strategy_sha256": {
-            panel: file_sha256(spec["strategy"]) for panel, spec in sorted(strategies.items()) if Path(spec["strategy"]).is_file()
+            panel: file_sha256(spec["strategy"])
+            for panel, spec in sorted(strategies.items())
+            if Path(spec["strategy"]).is_file()
         },
-        "strategy_path": {panel: str(spec["strategy"]) for panel, spec in sorted(strategies.items())},
+        "strategy_path": {
+            panel: str(spec["strategy"]) for panel, spec in sorted(strategies.items())
+        },
         "versions": package_versions(),
         "config_json": json.dumps(config or {}, sort_keys=True, default=str),
     }
@@ -144,7 +162,9 @@ def _qc_table(sheet: pd.DataFrame, qc: pd.DataFrame, adata) -> pd.DataFrame:
     table = sheet[columns].reset_index(drop=True).merge(qc, on="sample_id", how="left")
     table["status"] = table["status"].fillna("excluded")
     table["message"] = table["message"].fillna("not gated")
-    counts = pd.DataFrame(adata.X, index=adata.obs_names, columns=[f"n_{p}" for p in adata.var_names])
+    counts = pd.DataFrame(
+        adata.X, index=adata.obs_names, columns=[f"n_{p}" for p in adata.var_names]
+    )
     table = table.merge(counts, left_on="sample_id", right_index=True, how="left")
     for population in POPULATIONS:
         if f"n_{population}" in table.columns:
@@ -166,7 +186,9 @@ def _gated_samples(h5ad: str | Path) -> pd.DataFrame:
 
 
 def _panel_gatings(strategies: Mapping[str, Mapping], panels_used) -> dict:
-    return {panel: load_panel_gating(panel, strategies[panel]) for panel in sorted(set(panels_used))}
+    return {
+        panel: load_panel_gating(panel, strategies[panel]) for panel in sorted(set(panels_used))
+    }
 
 
 def run_gating_qc(
@@ -180,7 +202,7 @@ def run_gating_qc(
     out_pdf: str | Path,
 ) -> list[str]:
     """The gating QC figure for ``per_batch`` gated samples of each panel and acquisition batch."""
-    from .events import plot_gating_qc
+    from ..tl._events import plot_gating_qc
 
     obs = _gated_samples(h5ad)
     matrix = None if str(compensation).lower() == "fcs" else read_compensation(compensation)
@@ -213,7 +235,7 @@ def run_event_crosscheck(
     ``options`` is the config's ``events:`` section (``per_sample``, ``max_events``,
     ``leiden_resolution``, ``seed``). Returns the adjusted Rand index.
     """
-    from .events import cluster_events, cluster_gate_agreement, plot_umaps, subsample_events
+    from ..tl._events import cluster_events, cluster_gate_agreement, plot_umaps, subsample_events
 
     obs = _gated_samples(h5ad)
     matrix = None if str(compensation).lower() == "fcs" else read_compensation(compensation)
@@ -228,7 +250,11 @@ def run_event_crosscheck(
         per_sample=per_sample,
         seed=int(options.get("seed", 0)),
     )
-    cluster_events(events, resolution=float(options.get("leiden_resolution", 0.6)), seed=int(options.get("seed", 0)))
+    cluster_events(
+        events,
+        resolution=float(options.get("leiden_resolution", 0.6)),
+        seed=int(options.get("seed", 0)),
+    )
     ari, table = cluster_gate_agreement(events)
     events.uns["adjusted_rand_index"] = ari
     Path(h5ad_out).parent.mkdir(parents=True, exist_ok=True)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from .errors import ConfigError, MissingMarkerError
+from ..errors import ConfigError, MissingMarkerError
 
-__all__ = ["resolve_channels", "alias_groups"]
+__all__ = ["alias_groups", "resolve_channels"]
 
 
 def _norm(name: str) -> str:
@@ -123,9 +123,7 @@ def resolve_channels(
         else:
             missing.append(f"{dim} (as {'/'.join(sorted(tried))})" if len(tried) > 1 else dim)
     if missing:
-        present = ", ".join(
-            f"{c}[{m}]" if m else c for c, m in zip(channels, markers)
-        )
+        present = ", ".join(f"{c}[{m}]" if m else c for c, m in zip(channels, markers))
         raise MissingMarkerError(
             f"{file}: lacks {len(missing)} channel(s) the gating strategy needs: "
             f"{'; '.join(missing)}; file has: {present}; add the file's names under config panels:"

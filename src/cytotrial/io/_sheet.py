@@ -12,14 +12,14 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .errors import SampleSheetError
+from ..errors import SampleSheetError
 
 __all__ = [
     "SAMPLE_COLUMNS",
-    "read_sample_sheet",
     "read_patients",
-    "sheet_problems",
+    "read_sample_sheet",
     "schema_path",
+    "sheet_problems",
 ]
 
 SAMPLE_COLUMNS = [
@@ -71,10 +71,14 @@ def _read_table(path: Path, what: str) -> pd.DataFrame:
     try:
         table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment=None)
     except pd.errors.EmptyDataError:
-        raise SampleSheetError(f"{path}: {what} is empty; it needs a header row and one row per entry") from None
+        raise SampleSheetError(
+            f"{path}: {what} is empty; it needs a header row and one row per entry"
+        ) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         reason = " ".join(str(error).split())
-        raise SampleSheetError(f"{path}: {what} is not a readable tab-separated table ({reason})") from None
+        raise SampleSheetError(
+            f"{path}: {what} is not a readable tab-separated table ({reason})"
+        ) from None
     table.columns = [str(c).strip() for c in table.columns]
     return table.apply(lambda col: col.str.strip())
 
@@ -99,7 +103,9 @@ def _row_problems(table: pd.DataFrame, schema: dict, label: str) -> tuple[list[s
         records.append(record)
         for column in schema.get("required", []):
             if column in table.columns and record.get(column) in (None, ""):
-                problems.append(f"{label} row {position + 2}: column {column!r} is empty; it is required")
+                problems.append(
+                    f"{label} row {position + 2}: column {column!r} is empty; it is required"
+                )
         for error in sorted(validator.iter_errors(record), key=lambda e: list(e.path)):
             column = error.path[0] if error.path else "?"
             if record.get(column) is None and column in schema.get("required", []):
@@ -153,11 +159,15 @@ def sheet_problems(
         line = position + 2
         sid = row["sample_id"]
         if sid in seen:
-            problems.append(f"{label} row {line}: sample_id {sid!r} repeats row {seen[sid]}; sample_id must be unique")
+            problems.append(
+                f"{label} row {line}: sample_id {sid!r} repeats row {seen[sid]}; sample_id must be unique"
+            )
         else:
             seen[sid] = line
         if arms is not None and row["arm"] and row["arm"] not in arms:
-            problems.append(f"{label} row {line}: arm {row['arm']!r} is unknown; config arms: are {', '.join(arms)}")
+            problems.append(
+                f"{label} row {line}: arm {row['arm']!r} is unknown; config arms: are {', '.join(arms)}"
+            )
         if panels is not None and row["panel"] and row["panel"] not in panels:
             problems.append(
                 f"{label} row {line}: panel {row['panel']!r} has no gating strategy; config gating: has {', '.join(panels)}"
@@ -173,10 +183,14 @@ def sheet_problems(
         if check_files and row["fcs"]:
             path = resolve_fcs(row["fcs"], sheet)
             if not path.is_file():
-                problems.append(f"{label} row {line}: fcs file {row['fcs']!r} not found (looked at {path})")
+                problems.append(
+                    f"{label} row {line}: fcs file {row['fcs']!r} not found (looked at {path})"
+                )
     patient_arms = typed.groupby("patient_id")["arm"].nunique()
     for patient in patient_arms[patient_arms > 1].index:
-        problems.append(f"{label}: patient {patient!r} appears in more than one arm; a patient belongs to one arm")
+        problems.append(
+            f"{label}: patient {patient!r} appears in more than one arm; a patient belongs to one arm"
+        )
     return problems, typed
 
 
@@ -202,14 +216,18 @@ def read_sample_sheet(
     """
     path = Path(path)
     table = _read_table(path, "sample sheet")
-    problems, typed = sheet_problems(table, sheet=path, arms=arms, panels=panels, check_files=check_files)
+    problems, typed = sheet_problems(
+        table, sheet=path, arms=arms, panels=panels, check_files=check_files
+    )
     if problems:
         raise SampleSheetError("\n".join(problems))
     typed["cycle"] = typed["cycle"].astype(int)
     typed["day"] = typed["day"].astype(int)
     if "lymphocytes_per_ul" not in typed.columns:
         typed["lymphocytes_per_ul"] = float("nan")
-    typed["lymphocytes_per_ul"] = pd.to_numeric(typed["lymphocytes_per_ul"], errors="coerce").astype(float)
+    typed["lymphocytes_per_ul"] = pd.to_numeric(
+        typed["lymphocytes_per_ul"], errors="coerce"
+    ).astype(float)
     typed["fcs"] = [str(resolve_fcs(v, path).resolve()) for v in typed["fcs"]]
     return typed.set_index("sample_id", drop=False).rename_axis(None)
 
@@ -221,7 +239,9 @@ def read_patients(path: str | Path, *, arms: Mapping | Iterable[str] | None = No
     schema = _load_schema("patients")
     missing = [c for c in schema["required"] if c not in table.columns]
     if missing:
-        raise SampleSheetError(f"{path}: missing column(s) {', '.join(missing)}; needs {', '.join(schema['required'])}")
+        raise SampleSheetError(
+            f"{path}: missing column(s) {', '.join(missing)}; needs {', '.join(schema['required'])}"
+        )
     problems, records = _row_problems(table, schema, str(path))
     typed = pd.DataFrame.from_records(records, columns=list(table.columns))
     dup = typed["patient_id"][typed["patient_id"].duplicated()]

@@ -44,32 +44,32 @@ import pandas as pd
 from scipy import sparse
 from scipy import stats as sps
 
-from .errors import ConfigError, SampleSheetError
+from ..errors import ConfigError, SampleSheetError
 
 __all__ = [
+    "DEFAULT_ANALYSIS",
     "MEASURES",
     "MEASURE_UNITS",
-    "DEFAULT_ANALYSIS",
-    "STAT_TABLES",
     "RESPONSE_CATEGORIES",
-    "resolve_analysis",
-    "visit_order",
-    "measure_table",
-    "log2_fold_changes",
-    "missing_baselines",
-    "summary_table",
-    "within_arm_changes",
+    "STAT_TABLES",
     "arm_comparison",
-    "mixed_models",
-    "read_patients",
-    "response_table",
     "bh_qvalues",
-    "t_interval",
+    "compute_tables",
     "hodges_lehmann_ci",
     "hodges_lehmann_shift_ci",
-    "compute_tables",
-    "write_tsv",
+    "log2_fold_changes",
+    "measure_table",
+    "missing_baselines",
+    "mixed_models",
+    "read_patients",
+    "resolve_analysis",
+    "response_table",
+    "summary_table",
+    "t_interval",
+    "visit_order",
+    "within_arm_changes",
     "write_stats",
+    "write_tsv",
 ]
 
 #: Measures a compartment can be analysed on: ``X`` (event counts) or a layer of the AnnData.
@@ -1139,7 +1139,7 @@ def read_patients(path: str | Path) -> pd.DataFrame:
     SampleSheetError
         Unreadable file, missing column, repeated patient or a bad value (names the row).
     """
-    from .sheet import read_patients as read_checked
+    from ..io._sheet import read_patients as read_checked
 
     table = read_checked(path)
     table["best_response"] = table["best_response"].fillna("NE").astype(str)

@@ -18,12 +18,12 @@ import pandas as pd
 
 __all__ = [
     "EVENT_LABELS",
-    "event_labels",
-    "subsample_events",
     "cluster_events",
     "cluster_gate_agreement",
-    "plot_umaps",
+    "event_labels",
     "plot_gating_qc",
+    "plot_umaps",
+    "subsample_events",
 ]
 
 #: Gated label of an event, most specific first (an event takes the first population it is in).
@@ -31,7 +31,9 @@ EVENT_LABELS = ["treg", "cd4", "cd8_ki67", "cd8", "nk", "cd3"]
 _SCATTER = ("fsc", "ssc", "time")
 
 
-def event_labels(memberships: Mapping[str, np.ndarray], populations: Mapping[str, str], n: int) -> np.ndarray:
+def event_labels(
+    memberships: Mapping[str, np.ndarray], populations: Mapping[str, str], n: int
+) -> np.ndarray:
     """The most specific canonical population of each event (``other`` when in none of them)."""
     labels = np.full(n, "other", dtype=object)
     assigned = np.zeros(n, dtype=bool)
@@ -70,7 +72,14 @@ def subsample_events(
     compensation: pd.DataFrame | None = None,
     per_sample: int = 300,
     seed: int = 0,
-    obs_columns: Sequence[str] = ("sample_id", "patient_id", "arm", "visit", "compartment", "batch"),
+    obs_columns: Sequence[str] = (
+        "sample_id",
+        "patient_id",
+        "arm",
+        "visit",
+        "compartment",
+        "batch",
+    ),
 ):
     """Events x markers AnnData from a random subsample of each sample's live events.
 
@@ -80,30 +89,44 @@ def subsample_events(
     """
     import anndata as ad
 
-    from .errors import CytotrialError
-    from .gating import gate_events, transformed_events
-    from .pipeline import read_for_gating
+    from ..errors import CytotrialError
+    from ..gating._engine import gate_events, transformed_events
+    from ..gating._samples import read_for_gating
 
     rng = np.random.default_rng(seed)
     parts = []
     for row in samples.sort_values("sample_id").itertuples(index=False):
         gating = gatings[row.panel]
         try:
-            data, channel_map = read_for_gating(row.fcs, gating, panels=panels, compensation=compensation)
+            data, channel_map = read_for_gating(
+                row.fcs, gating, panels=panels, compensation=compensation
+            )
             memberships = gate_events(data, gating.strategy, channel_map=channel_map)
         except CytotrialError:
             continue
-        live = memberships.get(gating.populations.get("live", ""), np.ones(data.n_events, dtype=bool))
+        live = memberships.get(
+            gating.populations.get("live", ""), np.ones(data.n_events, dtype=bool)
+        )
         index = np.flatnonzero(live)
         if index.size == 0:
             continue
         pick = np.sort(rng.choice(index, size=min(per_sample, index.size), replace=False))
         dims = _marker_dimensions(gating.strategy, data, channel_map)
-        values = transformed_events(data, gating.strategy, [d for d, _ in dims], channel_map=channel_map, events=pick)
-        obs = pd.DataFrame({c: getattr(row, c) for c in obs_columns if hasattr(row, c)}, index=range(pick.size))
-        obs["population"] = event_labels({k: v[pick] for k, v in memberships.items()}, gating.populations, pick.size)
+        values = transformed_events(
+            data, gating.strategy, [d for d, _ in dims], channel_map=channel_map, events=pick
+        )
+        obs = pd.DataFrame(
+            {c: getattr(row, c) for c in obs_columns if hasattr(row, c)}, index=range(pick.size)
+        )
+        obs["population"] = event_labels(
+            {k: v[pick] for k, v in memberships.items()}, gating.populations, pick.size
+        )
         obs.index = [f"{row.sample_id}:{i}" for i in pick]
-        parts.append(ad.AnnData(X=values.astype(np.float32), obs=obs, var=pd.DataFrame(index=[m for _, m in dims])))
+        parts.append(
+            ad.AnnData(
+                X=values.astype(np.float32), obs=obs, var=pd.DataFrame(index=[m for _, m in dims])
+            )
+        )
     if not parts:
         raise ValueError("no sample could be read for the event-level cross-check")
     events = ad.concat(parts, join="inner", merge="same")
@@ -119,9 +142,18 @@ def cluster_events(events, *, resolution: float = 0.6, seed: int = 0, n_neighbor
     events.layers["gated_scale"] = events.X.copy()
     sc.pp.scale(events, max_value=10)
     # Exact neighbours (scikit-learn): deterministic, and fast enough at the capped event count.
-    sc.pp.neighbors(events, n_neighbors=n_neighbors, use_rep="X", random_state=seed, transformer="sklearn")
+    sc.pp.neighbors(
+        events, n_neighbors=n_neighbors, use_rep="X", random_state=seed, transformer="sklearn"
+    )
     sc.tl.umap(events, random_state=seed)
-    sc.tl.leiden(events, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False)
+    sc.tl.leiden(
+        events,
+        resolution=resolution,
+        random_state=seed,
+        flavor="igraph",
+        n_iterations=2,
+        directed=False,
+    )
     return events
 
 
@@ -139,11 +171,17 @@ def cluster_gate_agreement(events) -> tuple[float, pd.DataFrame]:
     table = pd.crosstab(clusters, gates).stack().rename("events").reset_index()
     table.columns = ["cluster", "population", "events"]
     table = table[table["events"] > 0].copy()
-    table["fraction_of_cluster"] = table["events"] / table.groupby("cluster")["events"].transform("sum")
-    table["fraction_of_population"] = table["events"] / table.groupby("population")["events"].transform("sum")
+    table["fraction_of_cluster"] = table["events"] / table.groupby("cluster")["events"].transform(
+        "sum"
+    )
+    table["fraction_of_population"] = table["events"] / table.groupby("population")[
+        "events"
+    ].transform("sum")
     table["adjusted_rand_index"] = ari
     table["cluster"] = table["cluster"].astype(int)
-    return ari, table.sort_values(["cluster", "events"], ascending=[True, False]).reset_index(drop=True)
+    return ari, table.sort_values(["cluster", "events"], ascending=[True, False]).reset_index(
+        drop=True
+    )
 
 
 def _save(fig, png: str | Path, pdf: str | Path) -> None:
@@ -152,7 +190,14 @@ def _save(fig, png: str | Path, pdf: str | Path) -> None:
     fig.savefig(pdf, bbox_inches="tight")
 
 
-def plot_umaps(events, *, arm_colors: Mapping[str, str], out_png: Sequence[str | Path], out_pdf: Sequence[str | Path], ari: float | None = None) -> None:
+def plot_umaps(
+    events,
+    *,
+    arm_colors: Mapping[str, str],
+    out_png: Sequence[str | Path],
+    out_pdf: Sequence[str | Path],
+    ari: float | None = None,
+) -> None:
     """Two UMAP figures: coloured by gated population (with Leiden clusters beside), and by arm."""
     import matplotlib
 
@@ -164,12 +209,21 @@ def plot_umaps(events, *, arm_colors: Mapping[str, str], out_png: Sequence[str |
     palette = dict(zip(sorted(events.obs["population"].unique()), plt.get_cmap("tab10").colors))
     for label, color in palette.items():
         mask = (events.obs["population"] == label).to_numpy()
-        axes[0].scatter(coords[mask, 0], coords[mask, 1], s=2, color=color, label=f"{label} ({mask.sum()})", rasterized=True)
+        axes[0].scatter(
+            coords[mask, 0],
+            coords[mask, 1],
+            s=2,
+            color=color,
+            label=f"{label} ({mask.sum()})",
+            rasterized=True,
+        )
     axes[0].legend(markerscale=5, fontsize=8, title="gated population", loc="best")
     axes[0].set_title("Events coloured by gated population")
     clusters = events.obs["leiden"].astype(int).to_numpy()
     cmap = plt.get_cmap("tab20")
-    axes[1].scatter(coords[:, 0], coords[:, 1], s=2, c=[cmap(c % 20) for c in clusters], rasterized=True)
+    axes[1].scatter(
+        coords[:, 0], coords[:, 1], s=2, c=[cmap(c % 20) for c in clusters], rasterized=True
+    )
     for c in np.unique(clusters):
         centre = np.median(coords[clusters == c], axis=0)
         axes[1].text(centre[0], centre[1], str(c), fontsize=9, weight="bold", ha="center")
@@ -191,7 +245,15 @@ def plot_umaps(events, *, arm_colors: Mapping[str, str], out_png: Sequence[str |
         ax.scatter(coords[~inside, 0], coords[~inside, 1], s=1, color="0.9", rasterized=True)
         for arm, color in arm_colors.items():
             mask = inside & (events.obs["arm"] == arm).to_numpy()
-            ax.scatter(coords[mask, 0], coords[mask, 1], s=2, color=color, alpha=0.5, label=f"{arm} ({mask.sum()})", rasterized=True)
+            ax.scatter(
+                coords[mask, 0],
+                coords[mask, 1],
+                s=2,
+                color=color,
+                alpha=0.5,
+                label=f"{arm} ({mask.sum()})",
+                rasterized=True,
+            )
         ax.set_title(f"{compartment}: events coloured by arm")
         ax.legend(markerscale=5, fontsize=8)
         ax.set_xlabel("UMAP 1")
@@ -263,18 +325,24 @@ def plot_gating_qc(
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
-    from .errors import CytotrialError
-    from .gating import gate_events, transformed_events
-    from .pipeline import read_for_gating
+    from ..errors import CytotrialError
+    from ..gating._engine import gate_events, transformed_events
+    from ..gating._samples import read_for_gating
 
-    chosen = samples.sort_values(["panel", "batch", "sample_id"]).groupby(["panel", "batch"], sort=True, observed=True).head(per_batch)
+    chosen = (
+        samples.sort_values(["panel", "batch", "sample_id"])
+        .groupby(["panel", "batch"], sort=True, observed=True)
+        .head(per_batch)
+    )
     if len(chosen) > max_samples:
         chosen = chosen.iloc[np.linspace(0, len(chosen) - 1, max_samples).round().astype(int)]
     rows = []
     for row in chosen.itertuples(index=False):
         gating = gatings[row.panel]
         try:
-            data, channel_map = read_for_gating(row.fcs, gating, panels=panels, compensation=compensation)
+            data, channel_map = read_for_gating(
+                row.fcs, gating, panels=panels, compensation=compensation
+            )
             memberships = gate_events(data, gating.strategy, channel_map=channel_map)
         except CytotrialError:
             continue
@@ -283,20 +351,32 @@ def plot_gating_qc(
         raise ValueError("no sample could be read for the gating QC figure")
     drawable = lambda g: type(g.fk_gate).__name__ != "BooleanGate" and 1 <= len(g.dimensions) <= 2  # noqa: E731
     n_cols = max(sum(drawable(g) for g in r[1].strategy.gates) for r in rows)
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(2.6 * n_cols, 2.6 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), n_cols, figsize=(2.6 * n_cols, 2.6 * len(rows)), squeeze=False
+    )
     for i, (row, gating, data, channel_map, memberships) in enumerate(rows):
         markers = dict(zip(data.channels, data.markers))
         gates = [g for g in gating.strategy.gates if drawable(g)]
         for j, gate in enumerate(gates):
             ax = axes[i, j]
-            parent = memberships[gate.parent_path] if gate.parent_path else np.ones(data.n_events, dtype=bool)
+            parent = (
+                memberships[gate.parent_path]
+                if gate.parent_path
+                else np.ones(data.n_events, dtype=bool)
+            )
             fk_dims = list(gate.fk_gate.dimensions)
-            values = transformed_events(data, gating.strategy, fk_dims, channel_map=channel_map, events=parent)
+            values = transformed_events(
+                data, gating.strategy, fk_dims, channel_map=channel_map, events=parent
+            )
             names = [getattr(d, "id", None) or getattr(d, "dimension_ref", "?") for d in fk_dims]
             labels = []
             for name in names:
                 channel = channel_map.get(name, name)
-                labels.append(f"{markers.get(channel) or channel} ({channel})" if markers.get(channel) else channel)
+                labels.append(
+                    f"{markers.get(channel) or channel} ({channel})"
+                    if markers.get(channel)
+                    else channel
+                )
             inside = memberships[gate.path][parent].mean() * 100 if parent.any() else 0.0
             if values.shape[0] == 0:
                 ax.set_axis_off()
@@ -305,7 +385,15 @@ def plot_gating_qc(
                 lo = np.nanpercentile(values, 0.5, axis=0)
                 hi = np.nanpercentile(values, 99.5, axis=0)
                 pad = (hi - lo) * 0.08
-                ax.hist2d(values[:, 0], values[:, 1], bins=90, range=[[lo[0] - pad[0], hi[0] + pad[0]], [lo[1] - pad[1], hi[1] + pad[1]]], norm=LogNorm(), cmap="viridis", rasterized=True)
+                ax.hist2d(
+                    values[:, 0],
+                    values[:, 1],
+                    bins=90,
+                    range=[[lo[0] - pad[0], hi[0] + pad[0]], [lo[1] - pad[1], hi[1] + pad[1]]],
+                    norm=LogNorm(),
+                    cmap="viridis",
+                    rasterized=True,
+                )
                 ax.set_ylabel(labels[1], fontsize=7)
             else:
                 ax.hist(values[:, 0], bins=120, color="0.4", histtype="stepfilled")
@@ -317,10 +405,17 @@ def plot_gating_qc(
         for j in range(len(gates), n_cols):
             axes[i, j].set_axis_off()
         axes[i, 0].annotate(
-            f"{row.sample_id}\n{row.panel}, batch {row.batch}", xy=(-0.45, 0.5), xycoords="axes fraction",
-            rotation=90, va="center", ha="center", fontsize=8,
+            f"{row.sample_id}\n{row.panel}, batch {row.batch}",
+            xy=(-0.45, 0.5),
+            xycoords="axes fraction",
+            rotation=90,
+            va="center",
+            ha="center",
+            fontsize=8,
         )
-    fig.suptitle("Gating QC: each gate on its parent's events (compensated, transformed scales)", fontsize=10)
+    fig.suptitle(
+        "Gating QC: each gate on its parent's events (compensated, transformed scales)", fontsize=10
+    )
     fig.tight_layout()
     _save(fig, out_png, out_pdf)
     plt.close(fig)

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import CytotrialError
+from ..errors import CytotrialError
 
 __all__ = ["main"]
 
@@ -23,14 +23,16 @@ def _expand(paths: list[str]) -> list[Path]:
     for value in paths:
         path = Path(value)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in _FCS_SUFFIXES and p.is_file())
+            files += sorted(
+                p for p in path.rglob("*") if p.suffix.lower() in _FCS_SUFFIXES and p.is_file()
+            )
         else:
             files.append(path)
     return files
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from .simulate import simulate_trial
+    from ..sim._simulate import simulate_trial
 
     per_arm = args.patients_per_arm
     summary = simulate_trial(
@@ -52,13 +54,15 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .fcs import inspect_fcs
+    from ..io._fcs import inspect_fcs
 
     files = _expand(args.paths)
     if not files:
         raise CytotrialError("inspect: no FCS files found in " + ", ".join(args.paths))
     rows = [inspect_fcs(path) for path in files]
-    table = pd.DataFrame(rows, columns=["file", "events", "channels", "markers", "spillover", "status", "message"])
+    table = pd.DataFrame(
+        rows, columns=["file", "events", "channels", "markers", "spillover", "status", "message"]
+    )
     table.to_csv(sys.stdout, sep="\t", index=False, lineterminator="\n")
     return 1 if (table["status"] == "error").any() else 0
 
@@ -67,11 +71,13 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     import pandas as pd
     import yaml
 
-    from .gating import count_events
-    from .pipeline import PanelGating, read_for_gating
-    from .strategy import load_strategy
+    from ..gating._engine import count_events
+    from ..gating._samples import PanelGating, read_for_gating
+    from ..io._strategy import load_strategy
 
-    strategy = load_strategy(args.strategy, sample_group=args.sample_group, sample_id=args.sample_id)
+    strategy = load_strategy(
+        args.strategy, sample_group=args.sample_group, sample_id=args.sample_id
+    )
     gating = PanelGating(panel="", strategy=strategy, populations={})
     panels = None
     if args.config:
@@ -99,7 +105,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_benchmark
+    from ._bench import run_benchmark
 
     return run_benchmark(args)
 
@@ -111,7 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sim = sub.add_parser("simulate", help="write a simulated trial (FCS files, sample sheet, truth)")
+    sim = sub.add_parser(
+        "simulate", help="write a simulated trial (FCS files, sample sheet, truth)"
+    )
     sim.add_argument("--out", required=True, help="output folder")
     sim.add_argument(
         "--patients-per-arm",
@@ -127,29 +135,54 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--jobs", type=int, default=1, help="worker processes")
     sim.set_defaults(func=_cmd_simulate)
 
-    ins = sub.add_parser("inspect", help="one TSV row per FCS file: events, channels, spillover, status")
+    ins = sub.add_parser(
+        "inspect", help="one TSV row per FCS file: events, channels, spillover, status"
+    )
     ins.add_argument("paths", nargs="+", help="FCS files or folders")
     ins.set_defaults(func=_cmd_inspect)
 
     gate = sub.add_parser("gate", help="gate FCS files with a GatingML 2.0 or FlowJo strategy")
     gate.add_argument("fcs", nargs="+", help="FCS files or folders")
-    gate.add_argument("--strategy", required=True, help="GatingML 2.0 (.xml) or FlowJo workspace (.wsp)")
+    gate.add_argument(
+        "--strategy", required=True, help="GatingML 2.0 (.xml) or FlowJo workspace (.wsp)"
+    )
     gate.add_argument("--sample-group", default=None, help="FlowJo sample group whose gates to use")
     gate.add_argument("--sample-id", default=None, help="FlowJo sample whose gates to use")
-    gate.add_argument("--config", default=None, help="workflow config whose panels: harmonise channel names")
+    gate.add_argument(
+        "--config", default=None, help="workflow config whose panels: harmonise channel names"
+    )
     gate.add_argument("--out", default=None, help="TSV to write (default: standard output)")
     gate.set_defaults(func=_cmd_gate)
 
-    bench = sub.add_parser("bench", help="simulate a trial, run the workflow on it, print speed and memory")
+    bench = sub.add_parser(
+        "bench", help="simulate a trial, run the workflow on it, print speed and memory"
+    )
     bench.add_argument("--patients-per-arm", type=int, nargs="+", default=[12], metavar="N")
     bench.add_argument("--events", type=int, default=20000, help="events per blood file")
-    bench.add_argument("--tumor-events", type=int, default=None, help="events per tumor file (default: --events)")
-    bench.add_argument("--scales", type=float, nargs="*", default=None, help="also run at these multiples of the size (e.g. 1 4 16)")
+    bench.add_argument(
+        "--tumor-events", type=int, default=None, help="events per tumor file (default: --events)"
+    )
+    bench.add_argument(
+        "--scales",
+        type=float,
+        nargs="*",
+        default=None,
+        help="also run at these multiples of the size (e.g. 1 4 16)",
+    )
     bench.add_argument("--cores", type=int, default=2)
     bench.add_argument("--batch-size", type=int, default=None, help="files per gating job")
-    bench.add_argument("--workdir", default="results/bench", help="where the benchmark trials are written")
-    bench.add_argument("--flowkit-events", type=int, default=1_000_000, help="events of the file for the FlowKit side-by-side")
-    bench.add_argument("--skip-flowkit", action="store_true", help="leave out the FlowKit side-by-side")
+    bench.add_argument(
+        "--workdir", default="results/bench", help="where the benchmark trials are written"
+    )
+    bench.add_argument(
+        "--flowkit-events",
+        type=int,
+        default=1_000_000,
+        help="events of the file for the FlowKit side-by-side",
+    )
+    bench.add_argument(
+        "--skip-flowkit", action="store_true", help="leave out the FlowKit side-by-side"
+    )
     bench.add_argument("--keep", action="store_true", help="keep the simulated trials")
     bench.set_defaults(func=_cmd_bench)
     return parser
@@ -166,7 +199,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # e.g. piped into head
         return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

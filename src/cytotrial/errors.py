@@ -7,12 +7,12 @@ do. The command line and the Snakemake rules print ``str(error)`` on one line, n
 from __future__ import annotations
 
 __all__ = [
+    "ConfigError",
     "CytotrialError",
     "FCSReadError",
-    "StrategyError",
     "MissingMarkerError",
     "SampleSheetError",
-    "ConfigError",
+    "StrategyError",
 ]
 
 

@@ -79,7 +79,7 @@ from array import array
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
@@ -87,27 +87,27 @@ import flowio
 import numpy as np
 import pandas as pd
 
-from cytotrial.errors import ConfigError
-from cytotrial.pipeline import POPULATIONS as CANONICAL_POPULATIONS
+from ..errors import ConfigError
+from ..tl._aggregate import POPULATIONS as CANONICAL_POPULATIONS
 
 __all__ = [
-    "CANARY",
     "ARMS",
+    "BLOOD_EFFECTS",
+    "CANARY",
+    "CELL_TYPES",
+    "IDENTIFYING_KEYWORDS",
     "PANELS",
     "POPULATIONS",
-    "CELL_TYPES",
-    "VISITS",
-    "BLOOD_EFFECTS",
     "TUMOR_EFFECTS",
-    "IDENTIFYING_KEYWORDS",
+    "VISITS",
     "SimulatedSample",
     "TrialSummary",
+    "effect_model",
+    "simulate_sample",
+    "simulate_trial",
     "spillover_matrix",
     "typical_composition",
-    "simulate_sample",
     "write_fcs",
-    "effect_model",
-    "simulate_trial",
 ]
 
 #: Substring of every identifying TEXT value written to the FCS files.
@@ -466,7 +466,7 @@ def spillover_matrix(panel: str = "blood") -> pd.DataFrame:
     return pd.DataFrame(_spill_array(panel), index=detectors, columns=detectors)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _spill_array(panel: str) -> np.ndarray:
     detectors = _fluorescence_channels(panel)
     matrix = np.eye(len(detectors))
@@ -499,7 +499,7 @@ class _PanelModel:
     viability: int
 
 
-@lru_cache(maxsize=None)
+@cache
 def _panel_model(panel: str) -> _PanelModel:
     _check_panel(panel)
     fluorescence = _fluorescence_channels(panel)
@@ -633,7 +633,7 @@ def typical_composition(panel: str = "blood") -> dict[str, float]:
 
 def _composition(abundance: Mapping[str, float], debris: float) -> dict[str, float]:
     total = float(sum(abundance.values()))
-    probabilities = {t: 0.0 for t in CELL_TYPES}
+    probabilities = dict.fromkeys(CELL_TYPES, 0.0)
     probabilities["debris"] = debris
     for cell_type, value in abundance.items():
         probabilities[cell_type] = (1.0 - debris) * float(value) / total

@@ -24,9 +24,9 @@ import flowio
 import numpy as np
 import pandas as pd
 
-from cytotrial.errors import FCSReadError, MissingMarkerError
+from ..errors import FCSReadError, MissingMarkerError
 
-__all__ = ["FCSData", "read_fcs", "inspect_fcs", "parse_spillover", "channel_index"]
+__all__ = ["FCSData", "channel_index", "inspect_fcs", "parse_spillover", "read_fcs"]
 
 _HEADER_BYTES = 58
 _SPILL_KEYWORDS = ("spillover", "spill")  # FlowIO drops the leading "$": $SPILLOVER, $SPILL, SPILL

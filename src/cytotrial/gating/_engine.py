@@ -49,15 +49,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cytotrial.errors import FCSReadError, MissingMarkerError, StrategyError
+from ..errors import FCSReadError, MissingMarkerError, StrategyError
 
 __all__ = [
-    "gate_events",
-    "count_events",
-    "transformed_events",
-    "flowkit_session_counts",
-    "benchmark_gating",
     "COUNT_TABLE_COLUMNS",
+    "benchmark_gating",
+    "count_events",
+    "flowkit_session_counts",
+    "gate_events",
+    "transformed_events",
 ]
 
 COUNT_TABLE_COLUMNS = ["gate_path", "gate_name", "parent_path", "count", "parent_count"]
@@ -65,9 +65,22 @@ COUNT_TABLE_COLUMNS = ["gate_path", "gate_name", "parent_path", "count", "parent
 # Transforms compared in untransformed space (strictly increasing, exact inverse available).
 _INVERTIBLE = {"LogicleTransform", "HyperlogTransform"}
 # Transforms cheap enough to apply to every event, non-decreasing on their domain.
-_CHEAP_MONOTONE = {"LinearTransform", "AsinhTransform", "LogTransform", "WSPLogTransform", "WSPBiexTransform"}
+_CHEAP_MONOTONE = {
+    "LinearTransform",
+    "AsinhTransform",
+    "LogTransform",
+    "WSPLogTransform",
+    "WSPBiexTransform",
+}
 # Transforms for which polygons can be decided on a grid.
-_GRID_TRANSFORMS = {None, "LinearTransform", "LogicleTransform", "HyperlogTransform", "AsinhTransform", "WSPBiexTransform"}
+_GRID_TRANSFORMS = {
+    None,
+    "LinearTransform",
+    "LogicleTransform",
+    "HyperlogTransform",
+    "AsinhTransform",
+    "WSPBiexTransform",
+}
 
 _THRESHOLD_BAND = 1e-9  # half-width, on the transformed axis, of the band re-done exactly
 _COMP_ERROR = 1e-11  # relative bound on |inverse product - solve|, times the condition number
@@ -204,9 +217,13 @@ class _Engine:
                     missing.append(name)
                 cols.append(column)
             pair = (cols[0], cols[1]) if None not in cols else None
-            return _Dim(column=None, comp=None, xform=xform, ratio=dim.ratio_ref, ratio_columns=pair)
+            return _Dim(
+                column=None, comp=None, xform=xform, ratio=dim.ratio_ref, ratio_columns=pair
+            )
         name = dim.dimension_ref if kind == "QuadrantDivider" else dim.id
-        own_ref = getattr(dim, "compensation_ref", None)  # FlowKit looks fluorochromes up in the dimension's own matrix
+        own_ref = getattr(
+            dim, "compensation_ref", None
+        )  # FlowKit looks fluorochromes up in the dimension's own matrix
         column = self._column(name, own_ref if own_ref in self.matrices else None, missing)
         comp = None
         if column is not None and comp_ref is not None:
@@ -243,7 +260,9 @@ class _Engine:
         if ref == "FCS":
             spill = getattr(self.data, "spill", None)
             if spill is None:
-                self._compensations[ref] = None  # GatingML 2.0: no spillover in the file -> uncompensated
+                self._compensations[ref] = (
+                    None  # GatingML 2.0: no spillover in the file -> uncompensated
+                )
                 return None
             names = [str(c) for c in spill.columns]
             located = [(self._lookup(name), name) for name in names]
@@ -253,7 +272,9 @@ class _Engine:
                     f"{self.file}: the spillover matrix names channel(s) {', '.join(lost)} that the file lacks; "
                     "give a matrix over the file's detector channels"
                 )
-            order = sorted(range(len(names)), key=lambda i: located[i][0])  # FlowKit: file channel order
+            order = sorted(
+                range(len(names)), key=lambda i: located[i][0]
+            )  # FlowKit: file channel order
             ordered = [names[i] for i in order]
             matrix = spill.loc[ordered, ordered].to_numpy(dtype=np.float64)
             columns = np.array([located[i][0] for i in order], dtype=np.int64)
@@ -270,7 +291,9 @@ class _Engine:
                             missing.append(name)
                         self._compensations[ref] = None
                         return None
-                    raise MissingMarkerError(f"{self.file}: lacks detector channel {name} of spillover matrix {ref!r}")
+                    raise MissingMarkerError(
+                        f"{self.file}: lacks detector channel {name} of spillover matrix {ref!r}"
+                    )
                 columns_list.append(column)
             columns = np.array(columns_list, dtype=np.int64)
             matrix = np.asarray(fk_matrix.matrix, dtype=np.float64)
@@ -281,9 +304,13 @@ class _Engine:
                 inverse = np.linalg.inv(matrix)
                 condition = float(np.linalg.cond(matrix))
             except np.linalg.LinAlgError:
-                raise StrategyError(f"{self.file}: spillover matrix {ref!r} is singular; it cannot compensate") from None
+                raise StrategyError(
+                    f"{self.file}: spillover matrix {ref!r} is singular; it cannot compensate"
+                ) from None
             if not math.isfinite(condition):
-                raise StrategyError(f"{self.file}: spillover matrix {ref!r} is singular; it cannot compensate")
+                raise StrategyError(
+                    f"{self.file}: spillover matrix {ref!r} is singular; it cannot compensate"
+                )
         position = {int(c): i for i, c in enumerate(columns)}
         if spectral:
             n_true = matrix.shape[0]
@@ -303,9 +330,16 @@ class _Engine:
             return
         self._prepared = True
         raw_columns = sorted(
-            {d.column for plan in self.plans.values() for d in plan if d.column is not None and d.comp is None}
+            {
+                d.column
+                for plan in self.plans.values()
+                for d in plan
+                if d.column is not None and d.comp is None
+            }
         )
-        blocks: list[tuple[str | None, list[int], np.ndarray]] = []  # (ref, output columns, weights over all channels)
+        blocks: list[
+            tuple[str | None, list[int], np.ndarray]
+        ] = []  # (ref, output columns, weights over all channels)
         p = self.events.shape[1]
         if raw_columns:
             unit = np.zeros((p, len(raw_columns)))
@@ -325,16 +359,20 @@ class _Engine:
         used = np.flatnonzero(np.any(weights != 0, axis=1))
         lo, hi = int(used.min()), int(used.max()) + 1
         with np.errstate(invalid="ignore", over="ignore"):  # non-finite values are caught below
-            out = weights[lo:hi].T @ self.events[:, lo:hi].T  # (outputs, events), each row contiguous
+            out = (
+                weights[lo:hi].T @ self.events[:, lo:hi].T
+            )  # (outputs, events), each row contiguous
             sums = out.sum(axis=1)
         offset = 0
         for ref, columns, _ in blocks:
-            part = out[offset:offset + len(columns)]
-            finite = np.isfinite(sums[offset:offset + len(columns)])
+            part = out[offset : offset + len(columns)]
+            finite = np.isfinite(sums[offset : offset + len(columns)])
             offset += len(columns)
             if ref is None:
                 for j, column in enumerate(columns):
-                    self._raw_columns[column] = part[j] if finite[j] else np.ascontiguousarray(self.events[:, column])
+                    self._raw_columns[column] = (
+                        part[j] if finite[j] else np.ascontiguousarray(self.events[:, column])
+                    )
                 continue
             comp = self._compensations[ref]
             if not finite.all() or comp.condition > _MAX_CONDITION:
@@ -363,7 +401,10 @@ class _Engine:
     def _exact_comp_rows(self, comp: _Compensation, rows: np.ndarray) -> np.ndarray:
         """FlowKit's compensation (``numpy.linalg.solve``, same matrix and order) for ``rows``."""
         if comp.ref not in self._exact_comp:
-            self._exact_comp[comp.ref] = (np.empty((self.n, len(comp.columns))), np.zeros(self.n, dtype=bool))
+            self._exact_comp[comp.ref] = (
+                np.empty((self.n, len(comp.columns))),
+                np.zeros(self.n, dtype=bool),
+            )
         store, done = self._exact_comp[comp.ref]
         todo = rows[~done[rows]]
         if todo.size:
@@ -451,7 +492,9 @@ class _Engine:
         if xform is None:
             result = self._compare(raw, op, threshold)
             if err > 0:
-                self._settle(result, (raw >= threshold - err) & (raw <= threshold + err), dim, op, threshold)
+                self._settle(
+                    result, (raw >= threshold - err) & (raw <= threshold + err), dim, op, threshold
+                )
             return result
         if kind in _INVERTIBLE:
             cut = self._raw_threshold(xform, threshold)
@@ -482,17 +525,26 @@ class _Engine:
         rows = np.arange(self.n)
         return self._compare(self.exact(dim, rows), op, threshold)
 
-    def _settle(self, result: np.ndarray, unsure: np.ndarray, dim: _Dim, op: str, threshold: float) -> None:
+    def _settle(
+        self, result: np.ndarray, unsure: np.ndarray, dim: _Dim, op: str, threshold: float
+    ) -> None:
         rows = np.flatnonzero(unsure)
         if rows.size:
             result[rows] = self._compare(self.exact(dim, rows), op, threshold)
 
     def _raw_threshold(self, xform: Any, threshold: float) -> tuple[float, float] | None:
         """Untransformed cut of an increasing transform, and the half-width of its guard band."""
-        probe = np.array([[threshold - _THRESHOLD_BAND], [threshold], [threshold + _THRESHOLD_BAND]])
+        probe = np.array(
+            [[threshold - _THRESHOLD_BAND], [threshold], [threshold + _THRESHOLD_BAND]]
+        )
         with np.errstate(all="ignore"):
-            lo, x0, hi = (float(v) for v in np.asarray(xform.inverse(probe), dtype=np.float64).reshape(-1))
-        if not (math.isfinite(lo) and math.isfinite(x0) and math.isfinite(hi)) or not lo <= x0 <= hi:
+            lo, x0, hi = (
+                float(v) for v in np.asarray(xform.inverse(probe), dtype=np.float64).reshape(-1)
+            )
+        if (
+            not (math.isfinite(lo) and math.isfinite(x0) and math.isfinite(hi))
+            or not lo <= x0 <= hi
+        ):
             return None
         return x0, (hi - lo) + 1e-12 * abs(x0)
 
@@ -576,7 +628,9 @@ class _Engine:
         result = np.zeros(self.n, dtype=bool)
         if rows.size:
             points = np.column_stack([self.exact(dim, rows) for dim in dims])
-            result[rows] = points_in_ellipsoid(fk_gate.covariance_matrix, fk_gate.coordinates, fk_gate.distance_square, points)
+            result[rows] = points_in_ellipsoid(
+                fk_gate.covariance_matrix, fk_gate.coordinates, fk_gate.distance_square, points
+            )
         return result
 
     # ----------------------------------------------------------------------------- polygon grid
@@ -601,7 +655,9 @@ class _Engine:
             a, b = t_low, t_high
         else:
             with np.errstate(all="ignore"):
-                ends = np.asarray(xform.inverse(np.array([[t_low], [t_high]])), dtype=np.float64).reshape(-1)
+                ends = np.asarray(
+                    xform.inverse(np.array([[t_low], [t_high]])), dtype=np.float64
+                ).reshape(-1)
             a, b = float(ends[0]), float(ends[1])
         if not (math.isfinite(a) and math.isfinite(b) and a < b):
             return None
@@ -614,7 +670,11 @@ class _Engine:
         nodes_u = u_a + step * np.arange(cells + 1)
         nodes_x = nodes_u if linear else scale * np.sinh(nodes_u)
         nodes_t = self._apply(dim.xform, nodes_x)
-        if not (np.all(np.isfinite(nodes_t)) and np.all(np.diff(nodes_t) >= 0) and np.all(np.diff(nodes_x) > 0)):
+        if not (
+            np.all(np.isfinite(nodes_t))
+            and np.all(np.diff(nodes_t) >= 0)
+            and np.all(np.diff(nodes_x) > 0)
+        ):
             return None
         raw, err = self._raw_fast(dim)
         if err > 0.25 * float(np.min(np.diff(nodes_x))):
@@ -646,7 +706,7 @@ class _Engine:
             elif kind == "AsinhTransform":
                 scale = xform.param_t / math.sinh(xform.param_m * math.log(10))
             elif kind == "WSPBiexTransform":
-                scale = xform.max_value * 10.0 ** -xform.positive * max(1.0, abs(xform.width)) / 10.0
+                scale = xform.max_value * 10.0**-xform.positive * max(1.0, abs(xform.width)) / 10.0
             else:
                 scale = 0.0
         except (AttributeError, OverflowError, ZeroDivisionError):
@@ -661,7 +721,9 @@ class _Engine:
             return False
         return dim.xform is None or type(self.transforms[dim.xform]).__name__ not in _INVERTIBLE
 
-    def _polygon_grid(self, vertices: np.ndarray, dims: list[_Dim], rows: np.ndarray | None, size: int) -> np.ndarray | None:
+    def _polygon_grid(
+        self, vertices: np.ndarray, dims: list[_Dim], rows: np.ndarray | None, size: int
+    ) -> np.ndarray | None:
         """Polygon membership of ``rows`` (``None``: every event) by grid cell; edge cells exactly."""
         from flowutils.gating import points_in_polygon
 
@@ -671,7 +733,9 @@ class _Engine:
         cells = int(min(_GRID_CELLS, max(32, math.sqrt(size) / 2)))
         axes = []
         for d, dim in enumerate(dims):
-            axis = self._axis(dim, float(vertices[:, d].min()), float(vertices[:, d].max()), rows, cells)
+            axis = self._axis(
+                dim, float(vertices[:, d].min()), float(vertices[:, d].max()), rows, cells
+            )
             if axis is None:
                 return None
             axes.append(axis)
@@ -705,14 +769,20 @@ class _Engine:
             elif gate.kind == "ellipsoid":
                 results[gate.path] = self.ellipsoid(gate, dims, parent)
             else:
-                raise StrategyError(f"{self.strategy.path.name}: gate {gate.path!r} has unsupported type {gate.kind!r}")
+                raise StrategyError(
+                    f"{self.strategy.path.name}: gate {gate.path!r} has unsupported type {gate.kind!r}"
+                )
         return results
 
-    def boolean(self, gate: Any, results: Mapping[str, np.ndarray], parent: np.ndarray) -> np.ndarray:
+    def boolean(
+        self, gate: Any, results: Mapping[str, np.ndarray], parent: np.ndarray
+    ) -> np.ndarray:
         members = []
         for ref, complement in gate.references:
             if ref not in results:
-                raise StrategyError(f"{self.strategy.path.name}: Boolean gate {gate.path!r} refers to unknown gate {ref!r}")
+                raise StrategyError(
+                    f"{self.strategy.path.name}: Boolean gate {gate.path!r} refers to unknown gate {ref!r}"
+                )
             members.append(~results[ref] if complement else results[ref])
         op = gate.fk_gate.type
         if op == "and":
@@ -770,11 +840,19 @@ def _classify_cells(vertices, lo_x, hi_x, lo_y, hi_y, points_in_polygon) -> np.n
 
 def _check_data(data: Any) -> None:
     events = getattr(data, "events", None)
-    if events is None or np.ndim(events) != 2 or np.shape(events)[1] != len(getattr(data, "channels", [])):
-        raise FCSReadError(f"{getattr(data, 'path', 'data')}: events must be an (events x channels) array matching the channel list")
+    if (
+        events is None
+        or np.ndim(events) != 2
+        or np.shape(events)[1] != len(getattr(data, "channels", []))
+    ):
+        raise FCSReadError(
+            f"{getattr(data, 'path', 'data')}: events must be an (events x channels) array matching the channel list"
+        )
 
 
-def gate_events(data: Any, strategy: Any, *, channel_map: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
+def gate_events(
+    data: Any, strategy: Any, *, channel_map: Mapping[str, str] | None = None
+) -> dict[str, np.ndarray]:
     """Membership of every event in every population of the strategy.
 
     Parameters
@@ -804,7 +882,9 @@ def gate_events(data: Any, strategy: Any, *, channel_map: Mapping[str, str] | No
     return _Engine(data, strategy, channel_map).run()
 
 
-def count_events(data: Any, strategy: Any, *, channel_map: Mapping[str, str] | None = None) -> pd.DataFrame:
+def count_events(
+    data: Any, strategy: Any, *, channel_map: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """Event count of every population and of its parent.
 
     Returns
@@ -818,8 +898,18 @@ def count_events(data: Any, strategy: Any, *, channel_map: Mapping[str, str] | N
     n = int(np.shape(data.events)[0])
     rows = []
     for gate in strategy.gates:
-        parent_count = n if gate.parent_path is None else int(np.count_nonzero(memberships[gate.parent_path]))
-        rows.append((gate.path, gate.name, gate.parent_path or "", int(np.count_nonzero(memberships[gate.path])), parent_count))
+        parent_count = (
+            n if gate.parent_path is None else int(np.count_nonzero(memberships[gate.parent_path]))
+        )
+        rows.append(
+            (
+                gate.path,
+                gate.name,
+                gate.parent_path or "",
+                int(np.count_nonzero(memberships[gate.path])),
+                parent_count,
+            )
+        )
     table = pd.DataFrame(rows, columns=COUNT_TABLE_COLUMNS)
     return table.astype({"count": "int64", "parent_count": "int64"})
 
@@ -862,14 +952,20 @@ def transformed_events(
     found: dict[int, _Dim] = {}
     by_name: dict[str, _Dim] = {}
     for gate in strategy.gates:
-        for fk_dim, dim in zip(getattr(gate.fk_gate, "dimensions", None) or [], engine.plans[gate.path]):
+        for fk_dim, dim in zip(
+            getattr(gate.fk_gate, "dimensions", None) or [], engine.plans[gate.path]
+        ):
             found.setdefault(id(fk_dim), dim)
             by_name.setdefault(_dimension_key(fk_dim), dim)
     if events is None:
         rows = np.arange(engine.n)
     else:
         selector = np.asarray(events)
-        rows = np.flatnonzero(selector) if selector.dtype == bool else np.asarray(selector, dtype=np.int64)
+        rows = (
+            np.flatnonzero(selector)
+            if selector.dtype == bool
+            else np.asarray(selector, dtype=np.int64)
+        )
     columns = []
     for item in dimensions:
         dim = found.get(id(item)) if not isinstance(item, str) else None
@@ -948,7 +1044,7 @@ def benchmark_gating(path: str | Path, strategy: Any, *, repeats: int = 3) -> di
 
     import flowkit as fk
 
-    from cytotrial.fcs import read_fcs
+    from ..io._fcs import read_fcs
 
     path = Path(path)
     read_s, data = _timed(lambda: read_fcs(path), repeats)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cytotrial.errors import StrategyError
+from ..errors import StrategyError
 
 __all__ = ["Gate", "Strategy", "load_strategy"]
 
@@ -133,7 +133,11 @@ class Strategy:
                 if matrix is not None:
                     fluorochromes = list(getattr(matrix, "fluorochromes", []) or [])
                     detectors = list(getattr(matrix, "detectors", []) or [])
-                    if name not in detectors and name in fluorochromes and len(fluorochromes) == len(detectors):
+                    if (
+                        name not in detectors
+                        and name in fluorochromes
+                        and len(fluorochromes) == len(detectors)
+                    ):
                         name = detectors[fluorochromes.index(name)]
                 add(name)
         for ref in used_matrices:
@@ -151,7 +155,7 @@ class Strategy:
         """
         key = str(name_or_path).strip().strip("/")
         if key.startswith("root/"):
-            key = key[len("root/"):]
+            key = key[len("root/") :]
         if key in self._by_path:
             return self._by_path[key]
         matches = [gate for gate in self.gates if gate.name == key]
@@ -233,11 +237,15 @@ def _check_gatingml_schema(path: Path) -> None:
     if errors:
         error = errors[0]
     where = f"line {error.line}: " if error is not None else ""
-    reason = _one_line(Exception(error.message)) if error is not None else "schema validation failed"
+    reason = (
+        _one_line(Exception(error.message)) if error is not None else "schema validation failed"
+    )
     raise StrategyError(f"{path}: not a valid GatingML 2.0 file ({where}{reason})")
 
 
-def _flowjo_gating_strategy(path: Path, *, sample_group: str | None, sample_id: str | None) -> tuple[Any, str]:
+def _flowjo_gating_strategy(
+    path: Path, *, sample_group: str | None, sample_id: str | None
+) -> tuple[Any, str]:
     import warnings
 
     import flowkit as fk
@@ -247,7 +255,9 @@ def _flowjo_gating_strategy(path: Path, *, sample_group: str | None, sample_id: 
         try:
             workspace = fk.parse_wsp(str(path))
         except Exception as error:  # FlowKit raises ValueError, KeyError, lxml errors, ...
-            raise StrategyError(f"{path}: cannot read the FlowJo workspace: {_one_line(error)}") from None
+            raise StrategyError(
+                f"{path}: cannot read the FlowJo workspace: {_one_line(error)}"
+            ) from None
     samples = workspace.get("samples", {})
     groups = workspace.get("groups", {})
     if sample_id is not None:
@@ -264,7 +274,9 @@ def _flowjo_gating_strategy(path: Path, *, sample_group: str | None, sample_id: 
             )
         members = [s for s in groups[group].get("samples", []) if s in samples]
         if not members:
-            raise StrategyError(f"{path}: sample group {group!r} has no sample with a gate tree; name a sample_id instead")
+            raise StrategyError(
+                f"{path}: sample group {group!r} has no sample with a gate tree; name a sample_id instead"
+            )
         chosen = members[0]
     return samples[chosen]["gating_strategy"], chosen
 
@@ -308,10 +320,22 @@ def _gates_of(gating_strategy: Any) -> list[Gate]:
                 ref_names = [p for p in ref["path"] if p != "root"] + [ref["ref"]]
                 refs.append(("/".join(ref_names), bool(ref.get("complement", False))))
             records.append(
-                Gate(name=str(node.name), path=path, parent_path=parent_path, dimensions=(), fk_gate=gate, kind="boolean", references=tuple(refs))
+                Gate(
+                    name=str(node.name),
+                    path=path,
+                    parent_path=parent_path,
+                    dimensions=(),
+                    fk_gate=gate,
+                    kind="boolean",
+                    references=tuple(refs),
+                )
             )
             continue
-        kind = {"RectangleGate": "rectangle", "PolygonGate": "polygon", "EllipsoidGate": "ellipsoid"}.get(gate_type, gate_type)
+        kind = {
+            "RectangleGate": "rectangle",
+            "PolygonGate": "polygon",
+            "EllipsoidGate": "ellipsoid",
+        }.get(gate_type, gate_type)
         records.append(
             Gate(
                 name=str(node.name),
@@ -351,7 +375,9 @@ def _dependency_order(records: list[Gate]) -> list[Gate]:
     return ordered
 
 
-def load_strategy(path: str | Path, *, sample_group: str | None = None, sample_id: str | None = None) -> Strategy:
+def load_strategy(
+    path: str | Path, *, sample_group: str | None = None, sample_id: str | None = None
+) -> Strategy:
     """Load a GatingML 2.0 file or a FlowJo 10 workspace as a :class:`Strategy`.
 
     Parameters
@@ -376,20 +402,33 @@ def load_strategy(path: str | Path, *, sample_group: str | None = None, sample_i
     chosen = None
     if kind == "gatingml":
         if sample_group is not None or sample_id is not None:
-            raise StrategyError(f"{path}: sample_group/sample_id apply to FlowJo workspaces only, not to GatingML files")
+            raise StrategyError(
+                f"{path}: sample_group/sample_id apply to FlowJo workspaces only, not to GatingML files"
+            )
         import flowkit as fk
 
         _check_gatingml_schema(path)
         try:
             gating_strategy = fk.parse_gating_xml(str(path))
         except Exception as error:  # FlowKit raises ValueError, KeyError, lxml errors, ...
-            raise StrategyError(f"{path}: not a valid GatingML 2.0 file: {_one_line(error)}") from None
+            raise StrategyError(
+                f"{path}: not a valid GatingML 2.0 file: {_one_line(error)}"
+            ) from None
     else:
-        gating_strategy, chosen = _flowjo_gating_strategy(path, sample_group=sample_group, sample_id=sample_id)
+        gating_strategy, chosen = _flowjo_gating_strategy(
+            path, sample_group=sample_group, sample_id=sample_id
+        )
     try:
         gates = _gates_of(gating_strategy)
     except StrategyError as error:
         raise StrategyError(f"{path}: {error}") from None
     if not gates:
         raise StrategyError(f"{path}: the strategy has no gates")
-    return Strategy(path=path, kind=kind, sha256=_file_sha256(path), gating_strategy=gating_strategy, gates=gates, sample_id=chosen)
+    return Strategy(
+        path=path,
+        kind=kind,
+        sha256=_file_sha256(path),
+        gating_strategy=gating_strategy,
+        gates=gates,
+        sample_id=chosen,
+    )

@@ -18,18 +18,18 @@ from matplotlib.colors import TwoSlopeNorm, to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .stats import MEASURE_UNITS, compute_tables, resolve_analysis, visit_order
+from ..tl._stats import MEASURE_UNITS, compute_tables, resolve_analysis, visit_order
 
 __all__ = [
     "DEFAULT_ARM_COLORS",
     "FIGURES",
     "POPULATION_LABELS",
     "arm_palette",
-    "population_label",
     "fold_change_label",
-    "plot_trajectories",
-    "plot_patient_lines",
     "plot_effect_heatmap",
+    "plot_patient_lines",
+    "plot_trajectories",
+    "population_label",
     "save_figure",
     "write_figures",
 ]
@@ -460,7 +460,7 @@ def write_figures(
     """
     import anndata
 
-    from .stats import _read_adata
+    from ..tl._stats import _read_adata
 
     if (outdir is None) == (outputs is None):
         raise ValueError("give exactly one of outdir or outputs")

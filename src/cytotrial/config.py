@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .sheet import schema_path
+from .io._sheet import schema_path
 
 __all__ = ["config_problems"]
 
@@ -34,7 +34,9 @@ def config_problems(config: Mapping, *, base: Path | None = None) -> list[str]:
     with open(schema_path("config"), encoding="utf-8") as handle:
         schema = yaml.safe_load(handle)
     problems = []
-    for error in sorted(Draft202012Validator(schema).iter_errors(dict(config)), key=lambda e: list(e.path)):
+    for error in sorted(
+        Draft202012Validator(schema).iter_errors(dict(config)), key=lambda e: list(e.path)
+    ):
         spec = error.schema if isinstance(error.schema, Mapping) else {}
         hint = f" ({spec['description']})" if spec.get("description") else ""
         problems.append(f"config {_key(error.path)}: {error.message}{hint}")
@@ -44,12 +46,22 @@ def config_problems(config: Mapping, *, base: Path | None = None) -> list[str]:
     for panel, spec in config.get("strategies", {}).items():
         path = Path(spec["strategy"])
         if not (path if path.is_absolute() else base / path).is_file():
-            problems.append(f"config strategies.{panel}.strategy: file {spec['strategy']} not found")
+            problems.append(
+                f"config strategies.{panel}.strategy: file {spec['strategy']} not found"
+            )
     arms = list(config.get("arms") or {})
     reference = (config.get("analysis") or {}).get("reference_arm")
     if reference is not None and arms and reference not in arms:
-        problems.append(f"config analysis.reference_arm: {reference!r} is not one of the arms ({', '.join(arms)})")
+        problems.append(
+            f"config analysis.reference_arm: {reference!r} is not one of the arms ({', '.join(arms)})"
+        )
     compensation = (config.get("gating") or {}).get("compensation", "fcs")
-    if str(compensation).lower() != "fcs" and not (base / compensation).is_file() and not Path(compensation).is_file():
-        problems.append(f"config gating.compensation: matrix file {compensation} not found (or write fcs)")
+    if (
+        str(compensation).lower() != "fcs"
+        and not (base / compensation).is_file()
+        and not Path(compensation).is_file()
+    ):
+        problems.append(
+            f"config gating.compensation: matrix file {compensation} not found (or write fcs)"
+        )
     return problems

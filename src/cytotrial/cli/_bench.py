@@ -22,11 +22,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .errors import CytotrialError
+from ..errors import CytotrialError
 
-__all__ = ["run_benchmark", "run_workflow", "machine_description"]
+__all__ = ["machine_description", "run_benchmark", "run_workflow"]
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 def machine_description() -> str:
@@ -62,7 +62,11 @@ def _bench_config(sheet: Path, *, batch_size: int | None) -> dict:
 
 
 def run_workflow(
-    trial: Path, *, cores: int, batch_size: int | None = None, targets: tuple[str, ...] = ("results/counts/populations.h5ad",)
+    trial: Path,
+    *,
+    cores: int,
+    batch_size: int | None = None,
+    targets: tuple[str, ...] = ("results/counts/populations.h5ad",),
 ) -> dict:
     """Run the workflow's gating and aggregation on a simulated trial; wall time, peak memory, rule times."""
     workdir = trial / "run"
@@ -73,13 +77,20 @@ def run_workflow(
     config = _bench_config(trial / "samples.tsv", batch_size=batch_size)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     command = [
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(PROJECT_ROOT / "Snakefile"),
-        "--directory", str(workdir),
-        "--configfile", str(config_path),
-        "--cores", str(cores),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(PROJECT_ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config_path),
+        "--cores",
+        str(cores),
         *targets,
-        "--quiet", "all",
+        "--quiet",
+        "all",
     ]
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
@@ -92,11 +103,22 @@ def run_workflow(
     for path in sorted((workdir / "benchmarks").rglob("*.tsv")):
         frame = pd.read_csv(path, sep="\t")
         rule = path.parent.name if path.parent.name != "benchmarks" else path.stem
-        rules.append({"rule": rule, "seconds": float(frame["s"].iloc[0]), "max_rss_mb": float(frame["max_rss"].iloc[0])})
+        rules.append(
+            {
+                "rule": rule,
+                "seconds": float(frame["s"].iloc[0]),
+                "max_rss_mb": float(frame["max_rss"].iloc[0]),
+            }
+        )
     rule_table = pd.DataFrame(rules, columns=["rule", "seconds", "max_rss_mb"])
     per_rule = (
         rule_table.groupby("rule")
-        .agg(jobs=("seconds", "size"), total_s=("seconds", "sum"), mean_s=("seconds", "mean"), max_rss_mb=("max_rss_mb", "max"))
+        .agg(
+            jobs=("seconds", "size"),
+            total_s=("seconds", "sum"),
+            mean_s=("seconds", "mean"),
+            max_rss_mb=("max_rss_mb", "max"),
+        )
         .reset_index()
     )
     return {
@@ -109,17 +131,24 @@ def run_workflow(
 
 
 def _simulate(out: Path, *, per_arm, events: int, tumor_events: int, seed: int, jobs: int):
-    from .simulate import simulate_trial
+    from ..sim._simulate import simulate_trial
 
     if out.exists():
         shutil.rmtree(out)
-    return simulate_trial(out, patients_per_arm=per_arm, events=events, tumor_events=tumor_events, seed=seed, jobs=jobs)
+    return simulate_trial(
+        out,
+        patients_per_arm=per_arm,
+        events=events,
+        tumor_events=tumor_events,
+        seed=seed,
+        jobs=jobs,
+    )
 
 
 def _flowkit_side_by_side(workdir: Path, *, events: int) -> dict:
-    from .gating import benchmark_gating
-    from .simulate import simulate_trial
-    from .strategy import load_strategy
+    from ..gating._engine import benchmark_gating
+    from ..io._strategy import load_strategy
+    from ..sim._simulate import simulate_trial
 
     out = workdir / "flowkit_file"
     if out.exists():

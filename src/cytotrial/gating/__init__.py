@@ -1,0 +1,33 @@
+"""Gating: every gate of a strategy applied to a file's events, and the samples of a batch counted."""
+
+from ._engine import (
+    COUNT_TABLE_COLUMNS,
+    benchmark_gating,
+    count_events,
+    flowkit_session_counts,
+    gate_events,
+    transformed_events,
+)
+from ._samples import (
+    COUNT_COLUMNS,
+    QC_COLUMNS,
+    PanelGating,
+    gate_samples,
+    load_panel_gating,
+    read_for_gating,
+)
+
+__all__ = [
+    "COUNT_COLUMNS",
+    "COUNT_TABLE_COLUMNS",
+    "QC_COLUMNS",
+    "PanelGating",
+    "benchmark_gating",
+    "count_events",
+    "flowkit_session_counts",
+    "gate_events",
+    "gate_samples",
+    "load_panel_gating",
+    "read_for_gating",
+    "transformed_events",
+]

@@ -1,0 +1,41 @@
+"""A simulated randomized trial with ground truth: FCS files, sample sheet, patients table."""
+
+from ._simulate import (
+    ARMS,
+    BLOOD_EFFECTS,
+    CANARY,
+    CELL_TYPES,
+    IDENTIFYING_KEYWORDS,
+    PANELS,
+    POPULATIONS,
+    TUMOR_EFFECTS,
+    VISITS,
+    SimulatedSample,
+    TrialSummary,
+    effect_model,
+    simulate_sample,
+    simulate_trial,
+    spillover_matrix,
+    typical_composition,
+    write_fcs,
+)
+
+__all__ = [
+    "ARMS",
+    "BLOOD_EFFECTS",
+    "CANARY",
+    "CELL_TYPES",
+    "IDENTIFYING_KEYWORDS",
+    "PANELS",
+    "POPULATIONS",
+    "TUMOR_EFFECTS",
+    "VISITS",
+    "SimulatedSample",
+    "TrialSummary",
+    "effect_model",
+    "simulate_sample",
+    "simulate_trial",
+    "spillover_matrix",
+    "typical_composition",
+    "write_fcs",
+]
