@@ -8,27 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import VARIETY_FILES, raw_keywords
 from cytotrial.errors import FCSReadError, MissingMarkerError
 from cytotrial.io import FCSData, channel_index, inspect_fcs, parse_spillover, read_fcs
 
-# Every data file of fcs-variety/ plus the GatingML and FlowJo example files.
-VARIETY_FILES = [
-    "fcs-variety/100715.fcs",
-    "fcs-variety/3FITC_4PE_004.fcs",
-    "fcs-variety/4_color_beads/Compensation Controls_Blue B Stained Control_005.fcs",
-    "fcs-variety/4_color_beads/Compensation Controls_Green A Stained Control_006.fcs",
-    "fcs-variety/4_color_beads/Compensation Controls_Red A Stained Control_004.fcs",
-    "fcs-variety/4_color_beads/Compensation Controls_Red B Stained Control_003.fcs",
-    "fcs-variety/B01 KC-A-W---91-US.fcs",
-    "fcs-variety/G11.fcs",
-    "fcs-variety/coulter.lmd",
-    "fcs-variety/data1.fcs",
-    "fcs-variety/data_start_offset_discrepancy_example.fcs",
-    "fcs-variety/data_stop_offset_discrepancy_example.fcs",
-    "fcs-variety/index_sorted_example.fcs",
-    "fcs-variety/test_comp_example.fcs",
-    "fcs-variety/variable_int_example.fcs",
-]
 OTHER_FILES = [
     "gatingml2-compliance/data1.fcs",
     "flowjo-workspaces/simple_diamond_example/test_data_diamond_01.fcs",
@@ -48,28 +31,6 @@ README_COUNTS = {
 
 # --------------------------------------------------------------------------------------------------
 # helpers: an independent TEXT parser and a minimal FCS writer
-
-
-def raw_keywords(path: Path, *, offset: int = 0) -> dict[str, str]:
-    """TEXT keywords straight from the bytes (keys upper-case, with ``$``), no FlowIO involved."""
-    raw = Path(path).read_bytes()
-    start = int(raw[offset + 10 : offset + 18])
-    stop = int(raw[offset + 18 : offset + 26])
-    text = raw[offset + start : offset + stop + 1].decode("latin-1")
-    delimiter, items, buffer, i = text[0], [], [], 1
-    while i < len(text):
-        char = text[i]
-        if char == delimiter and i + 1 < len(text) and text[i + 1] == delimiter:
-            buffer.append(delimiter)
-            i += 2
-            continue
-        if char == delimiter:
-            items.append("".join(buffer))
-            buffer = []
-        else:
-            buffer.append(char)
-        i += 1
-    return {k.upper(): v for k, v in zip(items[::2], items[1::2])}
 
 
 def write_fcs(

@@ -20,7 +20,7 @@ from cytotrial import pl as plots
 from cytotrial import tl as stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the planted trial lives in test_stats.py
-from test_stats import ANALYSIS, ARM_A, ARM_B, planted_trial
+from conftest import ANALYSIS, ARM_A, ARM_B, planted_trial
 
 REPORT = Path(__file__).resolve().parents[1] / "workflow" / "report"
 

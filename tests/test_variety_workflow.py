@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import VARIETY_FILES, raw_keywords
 from cytotrial.cli import main
 from cytotrial.io import read_fcs
 from cytotrial.rules import run_gate_batch
-from test_fcs import VARIETY_FILES, raw_keywords
 
 # Files FlowKit 1.3 refuses as they are (several data sets, offset discrepancies, an off-by-one data
 # end, a malformed $TIMESTEP); cytotrial reads them with a note.
