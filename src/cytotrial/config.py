@@ -1,26 +1,129 @@
-"""The workflow configuration: every problem named by its key, one line each."""
+"""The workflow configuration, checked once against its schema.
+
+The schema ``cytotrial/schemas/config.schema.yaml`` (package data) is the one place where keys, their
+defaults, allowed values and descriptions live: :func:`check_config` validates a config against it and
+fills the defaults, :func:`config_reference` writes ``config/README.md`` from it. Library functions take
+the resolved values and hold no defaults of their own.
+"""
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Mapping
+from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from .io._sheet import schema_path
+from .errors import ConfigError
 
-__all__ = ["config_problems"]
+__all__ = [
+    "canonical_populations",
+    "check_config",
+    "check_section",
+    "config_problems",
+    "config_reference",
+    "defaults",
+    "load_schema",
+    "resolve_config",
+    "schema_path",
+]
+
+_SCHEMAS = ("config", "samples", "patients")
+
+
+def schema_path(name: str) -> Path:
+    """Path of a schema shipped with the package: ``config``, ``samples`` or ``patients``."""
+    if name not in _SCHEMAS:
+        raise ValueError(f"no schema {name!r}; schemas: {', '.join(_SCHEMAS)}")
+    return Path(str(files("cytotrial") / "schemas" / f"{name}.schema.yaml"))
+
+
+@functools.cache
+def _schema(name: str) -> dict:
+    with open(schema_path(name), encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def load_schema(name: str) -> dict:
+    """A schema as a mapping (a fresh copy: callers may change it)."""
+    return copy.deepcopy(_schema(name))
+
+
+def _resolve_ref(spec: Mapping, root: Mapping) -> Mapping:
+    ref = spec.get("$ref") if isinstance(spec, Mapping) else None
+    if not ref:
+        return spec
+    node: Any = root
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def _fill_defaults(instance: Any, spec: Mapping, root: Mapping) -> Any:
+    """``instance`` with the schema's defaults filled in, at every level (a new object)."""
+    spec = _resolve_ref(spec, root)
+    if not isinstance(instance, Mapping) or spec.get("type") != "object":
+        return copy.deepcopy(instance)
+    result = {key: copy.deepcopy(value) for key, value in instance.items()}
+    properties = spec.get("properties", {})
+    for key, sub in properties.items():
+        if key not in result and "default" in sub:
+            result[key] = copy.deepcopy(sub["default"])
+    for key, value in list(result.items()):
+        sub = properties.get(key, spec.get("additionalProperties"))
+        if isinstance(sub, Mapping):
+            result[key] = _fill_defaults(value, sub, root)
+    return result
+
+
+def defaults(section: str | None = None) -> dict[str, Any]:
+    """The default config (or one top-level section of it), as the schema gives it."""
+    schema = _schema("config")
+    resolved = _fill_defaults({}, schema, schema)
+    if section is None:
+        return resolved
+    if section not in schema["properties"]:
+        raise KeyError(section)
+    return _fill_defaults(resolved.get(section, {}), schema["properties"][section], schema)
+
+
+def resolve_config(config: Mapping) -> dict[str, Any]:
+    """A copy of ``config`` with every default of the schema filled in (no checks)."""
+    schema = _schema("config")
+    return _fill_defaults(dict(config), schema, schema)
+
+
+def canonical_populations() -> list[str]:
+    """The population names the demo's strategies report, in the order of the outputs."""
+    return list(_schema("config")["$defs"]["population"]["enum"])
 
 
 def _key(path) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
+def _schema_problems(config: Mapping) -> list[str]:
+    from jsonschema import Draft202012Validator
+
+    schema = _schema("config")
+    problems = []
+    validator = Draft202012Validator(schema)
+    for error in sorted(validator.iter_errors(dict(config)), key=lambda e: list(e.path)):
+        spec = error.schema if isinstance(error.schema, Mapping) else {}
+        described = error.path and spec.get("description")
+        hint = " (" + " ".join(spec["description"].split()) + ")" if described else ""
+        problems.append(f"config {_key(error.path)}: {error.message}{hint}")
+    return problems
+
+
 def config_problems(config: Mapping, *, base: Path | None = None) -> list[str]:
     """Every problem of a workflow config, one line each (empty when it is fine).
 
-    Checks the schema in ``workflow/schemas/config.schema.yaml`` (types, allowed values, unknown
-    keys) and what a schema cannot: the strategy files exist, the reference arm is one of the arms.
+    Checks the schema (types, allowed values, unknown keys) and what a schema cannot: the strategy
+    files exist, the reference arm is one of the arms, a compensation matrix file exists.
 
     Parameters
     ----------
@@ -29,33 +132,24 @@ def config_problems(config: Mapping, *, base: Path | None = None) -> list[str]:
     base
         Folder relative paths are relative to (the working directory by default).
     """
-    from jsonschema import Draft202012Validator
-
-    with open(schema_path("config"), encoding="utf-8") as handle:
-        schema = yaml.safe_load(handle)
-    problems = []
-    for error in sorted(
-        Draft202012Validator(schema).iter_errors(dict(config)), key=lambda e: list(e.path)
-    ):
-        spec = error.schema if isinstance(error.schema, Mapping) else {}
-        hint = f" ({spec['description']})" if spec.get("description") else ""
-        problems.append(f"config {_key(error.path)}: {error.message}{hint}")
+    problems = _schema_problems(config)
     if problems:
         return problems
+    config = resolve_config(config)
     base = Path(base or ".")
-    for panel, spec in config.get("strategies", {}).items():
+    for panel, spec in config["strategies"].items():
         path = Path(spec["strategy"])
         if not (path if path.is_absolute() else base / path).is_file():
             problems.append(
                 f"config strategies.{panel}.strategy: file {spec['strategy']} not found"
             )
-    arms = list(config.get("arms") or {})
-    reference = (config.get("analysis") or {}).get("reference_arm")
-    if reference is not None and arms and reference not in arms:
+    arms = list(config["arms"])
+    reference = config["analysis"]["reference_arm"]
+    if reference not in arms:
         problems.append(
             f"config analysis.reference_arm: {reference!r} is not one of the arms ({', '.join(arms)})"
         )
-    compensation = (config.get("gating") or {}).get("compensation", "fcs")
+    compensation = config["gating"]["compensation"]
     if (
         str(compensation).lower() != "fcs"
         and not (base / compensation).is_file()
@@ -65,3 +159,151 @@ def config_problems(config: Mapping, *, base: Path | None = None) -> list[str]:
             f"config gating.compensation: matrix file {compensation} not found (or write fcs)"
         )
     return problems
+
+
+def check_config(config: Mapping, *, base: Path | None = None) -> dict[str, Any]:
+    """The config with its defaults filled in, or a ConfigError listing every problem, one per line."""
+    problems = config_problems(config, base=base)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return resolve_config(config)
+
+
+def check_section(name: str, value: Mapping | None) -> dict[str, Any]:
+    """One top-level section (e.g. ``analysis``) checked against the schema, with its defaults filled in.
+
+    For library users who call a step directly; the workflow checks the whole config once instead.
+
+    Raises
+    ------
+    ConfigError
+        One line per problem, naming the key.
+    """
+    schema = _schema("config")
+    if name not in schema["properties"]:
+        raise KeyError(name)
+    if value is not None and not isinstance(value, Mapping):
+        raise ConfigError(f"config {name}: must be a mapping of options; see config/README.md")
+    from jsonschema import Draft202012Validator
+
+    spec = {**schema["properties"][name], "$defs": schema["$defs"]}
+    problems = []
+    for error in sorted(
+        Draft202012Validator(spec).iter_errors(dict(value or {})), key=lambda e: list(e.path)
+    ):
+        described = (
+            isinstance(error.schema, Mapping) and error.path and error.schema.get("description")
+        )
+        hint = " (" + " ".join(error.schema["description"].split()) + ")" if described else ""
+        problems.append(f"config {_key([name, *error.path])}: {error.message}{hint}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return _fill_defaults(dict(value or {}), schema["properties"][name], schema)
+
+
+# ------------------------------------------------------------------------------------------------
+# config/README.md, written from the schemas
+
+
+def _format_default(value: Any) -> str:
+    if value == "" or value is None:
+        return '`""`'
+    if isinstance(value, Mapping):
+        if not value:
+            return "-"
+        return ", ".join(f"`{k}: {_format_default(v).strip('`')}`" for k, v in value.items())
+    if isinstance(value, list):
+        return "`" + ", ".join(str(v) for v in value) + "`"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return f"`{value}`"
+
+
+def _key_rows(spec: Mapping, root: Mapping, prefix: str) -> list[tuple[str, str, str]]:
+    spec = _resolve_ref(spec, root)
+    rows = []
+    properties = spec.get("properties", {})
+    for name, sub in properties.items():
+        sub = _resolve_ref(sub, root)
+        key = f"{prefix}{name}"
+        nested = sub.get("type") == "object" and (
+            sub.get("properties") or isinstance(sub.get("additionalProperties"), Mapping)
+        )
+        if nested and sub.get("properties") and "x-placeholder" not in sub:
+            rows += _key_rows(sub, root, key + ".")
+            continue
+        default = sub.get("default", "-")
+        if sub.get("type") == "object" and "default" in sub:
+            default = _fill_defaults(sub["default"], sub, root)
+        default = "-" if default == "-" else _format_default(default)
+        placeholder = sub.get("x-placeholder")
+        if placeholder and sub.get("additionalProperties", {}).get("type") == "object":
+            rows += _key_rows(sub["additionalProperties"], root, f"{key}.<{placeholder}>.")
+            continue
+        shown = f"{key}.<{placeholder}>" if placeholder else key
+        rows.append((shown, default, " ".join(sub.get("description", "").split())))
+    return rows
+
+
+def _column_rows(name: str) -> list[tuple[str, str, str]]:
+    schema = _schema(name)
+    required = set(schema.get("required", []))
+    return [
+        (
+            column,
+            "yes" if column in required else "no",
+            " ".join(spec.get("description", "").split()),
+        )
+        for column, spec in schema["properties"].items()
+    ]
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], *, code_first: bool = True) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    for row in rows:
+        cells = [f"`{row[0]}`" if code_first else row[0], *row[1:]]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def config_reference() -> str:
+    """The text of ``config/README.md``: every key, sheet column and patients column, from the schemas."""
+    schema = _schema("config")
+    populations = ", ".join(f"`{p}`" for p in canonical_populations())
+    parts = [
+        "# Configuring cytotrial",
+        "",
+        "<!-- Written by `cytotrial config-docs` from the package's schemas; edit the schemas, not this file. -->",
+        "",
+        "`config/config.yaml` is the default configuration: it runs the embedded demo trial. To analyse your",
+        "own trial, copy it, point `samples:` at your sample sheet and `strategies:` at your gating, and run",
+        "`snakemake --cores 2 --configfile my_config.yaml`. Every key is checked once, before any work,",
+        "against the schema `cytotrial/schemas/config.schema.yaml`, which also gives each key's default; an",
+        "unknown key or a bad value stops the run with one line naming the key.",
+        "",
+        "## Keys",
+        "",
+        _table(("key", "default", "what it does"), _key_rows(schema, schema, "")),
+        "",
+        f"Population names: {populations}.",
+        "",
+        "Runtime settings (cores, memory, cluster partitions) are not analysis parameters: they live in the",
+        "profiles `profiles/default` (used by a plain `snakemake`) and `profiles/slurm`.",
+        "",
+        "## The sample sheet",
+        "",
+        "Tab-separated, a header row, one row per FCS file.",
+        "",
+        _table(("column", "required", "what it holds"), _column_rows("samples")),
+        "",
+        "Every problem is reported at once, one line each, naming the row (the header is row 1), the column",
+        "and what is allowed.",
+        "",
+        "## The patients table (optional)",
+        "",
+        _table(("column", "required", "what it holds"), _column_rows("patients")),
+        "",
+    ]
+    return "\n".join(parts)
