@@ -247,6 +247,18 @@ def _key_rows(spec: Mapping, root: Mapping, prefix: str) -> list[tuple[str, str,
     return rows
 
 
+def _allowed(spec: Mapping) -> str:
+    """What a column allows, in words: its values, or its type and bounds."""
+    values = [v for v in spec.get("enum", []) if v is not None]
+    if values:
+        return " One of " + ", ".join(f"`{v}`" for v in values) + "."
+    kinds = spec.get("type", [])
+    kinds = [k for k in ([kinds] if isinstance(kinds, str) else kinds) if k != "null"]
+    if kinds in (["integer"], ["number"]) and "minimum" in spec:
+        return f" {kinds[0].capitalize()} >= {spec['minimum']}."
+    return ""
+
+
 def _column_rows(name: str) -> list[tuple[str, str, str]]:
     schema = _schema(name)
     required = set(schema.get("required", []))
@@ -254,7 +266,7 @@ def _column_rows(name: str) -> list[tuple[str, str, str]]:
         (
             column,
             "yes" if column in required else "no",
-            " ".join(spec.get("description", "").split()),
+            " ".join(spec.get("description", "").split()) + _allowed(spec),
         )
         for column, spec in schema["properties"].items()
     ]

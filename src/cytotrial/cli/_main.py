@@ -1,4 +1,4 @@
-"""The ``cytotrial`` command: simulate a trial, inspect FCS files, gate files, benchmark.
+"""The ``cytotrial`` command: simulate a trial, inspect FCS files, gate files, benchmark, config docs.
 
 Every user mistake ends in a one-line ``cytotrial: ...`` message and a non-zero exit, never a
 traceback.
@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .. import __version__
 from ..errors import CytotrialError
 
 __all__ = ["main"]
@@ -32,7 +33,7 @@ def _expand(paths: list[str]) -> list[Path]:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from ..sim._simulate import simulate_trial
+    from ..sim import simulate_trial
 
     per_arm = args.patients_per_arm
     summary = simulate_trial(
@@ -54,7 +55,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ..io._fcs import inspect_fcs
+    from ..io import inspect_fcs
 
     files = _expand(args.paths)
     if not files:
@@ -71,9 +72,8 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     import pandas as pd
     import yaml
 
-    from ..gating._engine import count_events
-    from ..gating._samples import PanelGating, read_for_gating
-    from ..io._strategy import load_strategy
+    from ..gating import PanelGating, count_events, read_for_gating
+    from ..io import load_strategy
 
     strategy = load_strategy(
         args.strategy, sample_group=args.sample_group, sample_id=args.sample_id
@@ -104,6 +104,13 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_config_docs(args: argparse.Namespace) -> int:
+    from ..config import config_reference
+
+    sys.stdout.write(config_reference())
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from ._bench import run_benchmark
 
@@ -111,11 +118,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from ..config import defaults
+
     parser = argparse.ArgumentParser(
         prog="cytotrial",
         description="Flow cytometry of immunotherapy trials: FCS files to gated immune populations.",
     )
+    parser.add_argument("--version", action="version", version=f"cytotrial {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    demo = defaults("demo")
 
     sim = sub.add_parser(
         "simulate", help="write a simulated trial (FCS files, sample sheet, truth)"
@@ -125,13 +136,15 @@ def _parser() -> argparse.ArgumentParser:
         "--patients-per-arm",
         type=int,
         nargs="+",
-        default=[12],
+        default=[demo["patients_per_arm"]],
         metavar="N",
         help="patients per arm (one number, or one per arm: 391 392)",
     )
-    sim.add_argument("--events", type=int, default=20000, help="events per blood file")
-    sim.add_argument("--tumor-events", type=int, default=10000, help="events per tumor file")
-    sim.add_argument("--seed", type=int, default=2024, help="random seed")
+    sim.add_argument("--events", type=int, default=demo["events"], help="events per blood file")
+    sim.add_argument(
+        "--tumor-events", type=int, default=demo["tumor_events"], help="events per tumor file"
+    )
+    sim.add_argument("--seed", type=int, default=demo["seed"], help="random seed")
     sim.add_argument("--jobs", type=int, default=1, help="worker processes")
     sim.set_defaults(func=_cmd_simulate)
 
@@ -154,11 +167,19 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--out", default=None, help="TSV to write (default: standard output)")
     gate.set_defaults(func=_cmd_gate)
 
+    docs = sub.add_parser(
+        "config-docs",
+        help="print config/README.md: every config key and sheet column, from the schemas",
+    )
+    docs.set_defaults(func=_cmd_config_docs)
+
     bench = sub.add_parser(
         "bench", help="simulate a trial, run the workflow on it, print speed and memory"
     )
-    bench.add_argument("--patients-per-arm", type=int, nargs="+", default=[12], metavar="N")
-    bench.add_argument("--events", type=int, default=20000, help="events per blood file")
+    bench.add_argument(
+        "--patients-per-arm", type=int, nargs="+", default=[demo["patients_per_arm"]], metavar="N"
+    )
+    bench.add_argument("--events", type=int, default=demo["events"], help="events per blood file")
     bench.add_argument(
         "--tumor-events", type=int, default=None, help="events per tumor file (default: --events)"
     )
