@@ -1,11 +1,14 @@
-"""The trial simulator: FCS files as the contracts say, truth that adds up, the effect model of
-the issue, determinism, identifiers that stay in the FCS files.
+"""The trial simulator.
+
+FCS files as the contracts say, truth that adds up, the effect model of the issue, determinism,
+identifiers that stay in the FCS files.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 import flowio
 import numpy as np
@@ -194,6 +197,26 @@ def test_truth_counts_are_the_labels_of_the_events():
     assert not np.isin(labels[lymph], ["debris", "monocyte", "granulocyte", "tumor_large"]).any()
 
 
+@pytest.mark.parametrize("panel", ["blood", "tumor"])
+def test_truth_populations_sit_at_their_gate_paths_in_the_demo_strategies(project_root, panel):
+    # the simulator's truth is its own; it must still match the gates of the demo strategies
+    from cytotrial.sim._truth import _GATE_PATHS
+
+    parent = {}
+    root = ET.parse(project_root / "resources" / "gating" / f"{panel}.xml").getroot()
+    for element in root.iter():
+        attributes = {name.rsplit("}", 1)[-1]: value for name, value in element.attrib.items()}
+        if element.tag.endswith("Gate") and "id" in attributes:
+            parent[attributes["id"]] = attributes.get("parent_id")
+
+    def path(gate: str) -> tuple[str, ...]:
+        return (*path(parent[gate]), gate) if parent[gate] else (gate,)
+
+    assert tuple(_GATE_PATHS[panel]) == POPULATIONS[panel]
+    for population, gate_path in _GATE_PATHS[panel].items():
+        assert gate_path == path(population), population
+
+
 def test_truth_table_has_every_sample_and_population(trial, sheet):
     counts = pd.read_csv(trial / "truth" / "populations.tsv", sep="\t")
     assert list(counts.columns) == ["sample_id", "population", "count"]
@@ -247,7 +270,7 @@ def test_bempeg_raises_blood_counts_at_c1d8_more_than_nivo(truth, population):
 
 def test_expected_fractions_of_the_effect_model_mirror_the_sampler():
     # the effect model is computed from expected fractions; a large sample must agree
-    from cytotrial.sim._simulate import _expected_fractions
+    from cytotrial.sim._effects import _expected_fractions
 
     for panel in PANELS:
         composition = typical_composition(panel)

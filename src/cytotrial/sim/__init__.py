@@ -1,24 +1,89 @@
-"""A simulated randomized trial with ground truth: FCS files, sample sheet, patients table."""
+"""A simulated immunotherapy trial: FCS files whose every event has a known identity.
 
-from ._simulate import (
-    ARMS,
-    BLOOD_EFFECTS,
-    CANARY,
-    CELL_TYPES,
-    IDENTIFYING_KEYWORDS,
-    PANELS,
-    POPULATIONS,
-    TUMOR_EFFECTS,
-    VISITS,
-    SimulatedSample,
-    TrialSummary,
-    effect_model,
-    simulate_sample,
-    simulate_trial,
-    spillover_matrix,
-    typical_composition,
-    write_fcs,
-)
+The simulator writes what a trial's flow cytometry core would hand over for the model case
+(bempegaldesleukin + nivolumab, ``BEMPEG+NIVO``, versus nivolumab alone, ``NIVO``; 21-day cycles;
+blood at C1D1, C1D8, C2D1, C3D1, C5D1; tumor biopsies at C1D1 and C2D1), together with the truth
+that real data never has.
+
+Layout written by :func:`simulate_trial` into ``DIR``::
+
+    fcs/<sample_id>.fcs        FCS 3.1, float32, one file per sample (panels ``blood``/``tumor``)
+    samples.tsv                the sample sheet (contract columns, ``fcs`` relative to DIR)
+    patients.tsv               clinical outcome per patient (RECIST 1.1 best response, PFS, OS)
+    truth/populations.tsv      true event count of every canonical population in every sample
+    truth/effects.tsv          the effect model: true fold change versus baseline
+
+Signal model
+------------
+Every event is drawn as one cell type (:data:`CELL_TYPES`): lymphocyte subsets (conventional
+CD4 T, Treg, Ki67- CD8 T, Ki67+ CD8 T, NK, B, other T cells), monocytes, granulocytes, debris and,
+in tumor, large and small CD45- tumor cells. Independently, each cell (not debris) is dead with
+the sample's dead rate and a doublet with the sample's doublet rate. Scatter is log-normal per
+type (doublets: FSC-A and SSC-A grow by part of a partner's, FSC-H barely; dead cells: lower FSC,
+higher SSC). Each marker is either negative or a log-normal cloud (a Gaussian cloud on a logicle
+scale); negatives sit near 0 with spread from electronic noise, autofluorescence and spillover
+spreading, so compensated values go below 0 as in real data. Dead cells are viability-dye
+bright. The unmixed signal is then mixed with the panel's spillover matrix ``S`` (FCS convention:
+``observed = unmixed @ S``, row ``i`` of ``S`` is how fluorochrome ``i`` spills into every
+detector), which is written as ``$SPILLOVER``, so ``observed @ inv(S)`` recovers the unmixed
+signal. Acquisition batches shift intensities by a few percent.
+
+Truth
+-----
+A population's true count is the number of events whose labels satisfy every criterion on the
+population's gate path in the default gating trees (``resources/gating/blood.xml``,
+``tumor.xml``):
+
+- ``lymphocytes``: events of lymphocyte scatter, i.e. lymphocyte subsets and, in tumor, small
+  tumor cells that scatter like lymphocytes, including their dead cells and doublets;
+- ``singlets``: lymphocytes that are not doublets;
+- ``live``: singlets that are not dead;
+- ``leukocytes`` (tumor only): live events of a CD45+ lymphocyte subset;
+- ``cd3``: live (tumor: leukocytes) conventional CD4, Treg, CD8 and other T cells;
+- ``cd4``: live conventional CD4 T cells and Tregs; ``treg``: live Tregs;
+- ``cd8``: live CD8 T cells, Ki67- and Ki67+; ``cd8_ki67``: live Ki67+ CD8 T cells;
+- ``nk``: live NK cells.
+
+Trial model
+-----------
+Blood: each patient has baseline abundances per microlitre of every lymphocyte subset (published
+blood values for the typical patient: CD8 ~32% of CD3, Treg ~7% of CD4, NK ~12% of
+lymphocytes), spread between patients. At each visit the abundance is
+``baseline x fold_change ** responsiveness x visit noise``, with the arm's fold change of
+:data:`BLOOD_EFFECTS`; ``lymphocytes_per_ul`` is the sum over lymphocyte subsets, and the file's
+event composition follows (plus monocytes, granulocytes, debris, dead cells and doublets).
+Tumor: relative abundances of infiltrating subsets, myeloid cells and tumor cells, with the same
+on-treatment change in both arms (:data:`TUMOR_EFFECTS`). Patients get a RECIST best response
+(objective response rate about a third, equal in both arms), progression-free and overall
+survival; patients stop at progression (mostly progressive disease, early) or for toxicity, so
+later visits have fewer samples. ``truth/effects.tsv`` gives, for the typical noise-free
+patient, the fold change versus baseline of ``per_ul`` (blood: count / live x
+lymphocytes_per_ul) and ``freq_parent`` (count / count of the population's parent gate in the
+default tree, all events for ``lymphocytes``; ``nk`` is a frequency of ``cd3_neg``, the live
+(tumor: CD45+) CD3- cells, i.e. NK and B cells).
+
+Identifiers: the TEXT segment carries keywords a site would leave (``$SRC`` with a made-up
+patient name, ``$OP``, ``$FIL``, ``$INST``, ``$COM``, ``$SMNO``, ``PATIENT ID``), each value
+containing :data:`CANARY` so that any leak into outputs is easy to find; ``$DATE``/``$BTIM``/
+``$ETIM`` are valid FCS dates and times derived from the seed. None of them reaches the tables.
+
+Modules: ``_panel`` (panels, signal model, spillover), ``_truth`` (truth populations and their
+gate paths), ``_sample`` (one sample's events), ``_fcs_writer`` (FCS files), ``_effects`` (trial
+model and expected effects), ``_identifiers`` (TEXT keywords), ``_design`` (patients and their
+samples), ``_trial`` (running a trial).
+
+Randomness: one :class:`numpy.random.SeedSequence` per trial; the trial design draws from one
+child, and every sample from its own spawned child, so files are byte-identical for the same
+arguments whatever the number of worker processes.
+"""
+
+from ._effects import ARMS, BLOOD_EFFECTS, TUMOR_EFFECTS, VISITS, effect_model, typical_composition
+from ._fcs_writer import write_fcs
+from ._identifiers import CANARY, IDENTIFYING_KEYWORDS
+from ._panel import CELL_TYPES, PANELS, spillover_matrix
+from ._sample import SimulatedSample, simulate_sample
+from ._trial import TrialSummary, simulate_trial
+from ._truth import POPULATIONS
 
 __all__ = [
     "ARMS",

@@ -1,0 +1,343 @@
+"""One sample's events and their labels: cell types, scatter, fluorescence, spillover, doublets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError
+from ._effects import _RATES, typical_composition
+from ._panel import (
+    _DEAD_MARKER_DIMMING,
+    _DEAD_SCATTER,
+    _DEAD_VIABILITY,
+    _EVENT_RATE,
+    _SCATTER_MAX,
+    _SINGLET_HEIGHT_RATIO,
+    _SINGLET_RATIO_SD,
+    _TIMESTEP,
+    CELL_TYPES,
+    _panel_model,
+    _PanelModel,
+    spillover_matrix,
+)
+from ._truth import _truth_counts, _truth_membership
+
+
+@dataclass
+class SimulatedSample:
+    """One simulated sample: the file's events, the signal before spillover and every label.
+
+    Attributes
+    ----------
+    panel
+        ``"blood"`` or ``"tumor"``.
+    channels, markers
+        ``$PnN`` and ``$PnS`` (``""`` for scatter and time) in file order.
+    events
+        ``(n_events, n_channels)`` float32 as written to the file (fluorescence with spillover).
+    unmixed
+        Same shape: the signal before spillover (scatter and time identical to ``events``).
+    spill
+        The spillover matrix written as ``$SPILLOVER``.
+    cell_type
+        Code of each event's cell type (index into :data:`CELL_TYPES`).
+    dead, doublet
+        Whether each event is a dead cell / a doublet.
+    """
+
+    panel: str
+    channels: list[str]
+    markers: list[str]
+    events: np.ndarray
+    unmixed: np.ndarray
+    spill: pd.DataFrame
+    cell_type: np.ndarray
+    dead: np.ndarray
+    doublet: np.ndarray
+
+    @property
+    def n_events(self) -> int:
+        """Number of events in the file."""
+        return int(self.events.shape[0])
+
+    def truth_membership(self) -> dict[str, np.ndarray]:
+        """Boolean true membership of every event in each truth population of the panel.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Population (in the order of :data:`POPULATIONS`) -> boolean array over the events.
+        """
+        return _truth_membership(self.panel, self.cell_type, self.dead, self.doublet)
+
+    def truth_counts(self) -> dict[str, int]:
+        """True event count of each truth population of the panel.
+
+        Returns
+        -------
+        dict of str to int
+            Population (in the order of :data:`POPULATIONS`) -> number of events; see the
+            :mod:`cytotrial.sim` docstring for what each population holds.
+        """
+        return _truth_counts(self.panel, self.cell_type, self.dead, self.doublet)
+
+
+def _as_generator(seed: int | np.random.SeedSequence | np.random.Generator) -> np.random.Generator:
+    """The sample's generator: ``seed`` itself, or a new SFC64 generator seeded with it."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    # SFC64: the fastest of numpy's generators for the millions of normals a file needs
+    return np.random.Generator(np.random.SFC64(seed))
+
+
+def simulate_sample(
+    *,
+    panel: str = "blood",
+    n_events: int = 20_000,
+    composition: Mapping[str, float] | None = None,
+    dead_rate: float | None = None,
+    doublet_rate: float | None = None,
+    gains: Mapping[str, float] | None = None,
+    seed: int | np.random.SeedSequence | np.random.Generator = 0,
+) -> SimulatedSample:
+    """Simulate the events of one sample, fully vectorized.
+
+    Parameters
+    ----------
+    panel
+        ``"blood"`` or ``"tumor"`` (channels of :data:`PANELS`).
+    n_events
+        Number of events.
+    composition
+        Probability of each cell type of :data:`CELL_TYPES` (missing types: 0; normalised).
+        Default: :func:`typical_composition`.
+    dead_rate, doublet_rate
+        Probability that a cell is dead / a doublet. Default: the typical rates of the panel.
+    gains
+        Intensity factor per channel (acquisition batch shift): fluorescence by detector
+        ``$PnN``, ``"FSC-A"`` scales FSC-A and FSC-H, ``"SSC-A"`` scales SSC-A. Default: 1.
+    seed
+        Seed, SeedSequence or Generator of this sample's random stream.
+
+    Returns
+    -------
+    SimulatedSample
+        The events as written to the file, the unmixed signal and every event's labels.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown panel or cell type, a non-positive ``n_events`` or a rate outside [0, 1).
+    """
+    model = _panel_model(panel)
+    if n_events < 1:
+        raise ConfigError(f"n_events must be a positive number of events, not {n_events}")
+    rng = _as_generator(seed)
+    dead_rate, doublet_rate = _rates(panel, dead_rate, doublet_rate)
+    p = _probabilities(typical_composition(panel) if composition is None else composition)
+    gains = dict(gains or {})
+
+    # Events are generated grouped by cell type (exact multinomial counts), so per-type
+    # parameters broadcast instead of being gathered per event, then shuffled into
+    # acquisition order.
+    counts = rng.multinomial(n_events, p / p.sum())
+    cell_type = np.repeat(np.arange(len(CELL_TYPES), dtype=np.int8), counts)
+    is_cell = cell_type != 0
+    dead = is_cell & (rng.random(n_events, dtype=np.float32) < dead_rate)
+    doublet = is_cell & (rng.random(n_events, dtype=np.float32) < doublet_rate)
+
+    blocks = _blocks(counts)
+    scatter = _scatter(model, rng, blocks, dead)
+    fluorescence = _fluorescence(model, rng, blocks, cell_type, dead)
+    _add_doublet_partners(model, rng, cell_type, doublet, *scatter, fluorescence)
+
+    order = rng.permutation(n_events)
+    events, unmixed = _acquire(model, rng, order, scatter, fluorescence, gains)
+    return SimulatedSample(
+        panel=panel,
+        channels=list(model.channels),
+        markers=list(model.markers),
+        events=events.T,
+        unmixed=unmixed.T,
+        spill=spillover_matrix(panel),
+        cell_type=cell_type[order],
+        dead=dead[order],
+        doublet=doublet[order],
+    )
+
+
+def _rates(panel: str, dead_rate: float | None, doublet_rate: float | None) -> tuple[float, float]:
+    """The dead and doublet rates, the panel's typical ones where not given, checked."""
+    rates = _RATES[panel]
+    dead_rate = float(np.mean(rates["dead"])) if dead_rate is None else float(dead_rate)
+    doublet_rate = float(np.mean(rates["doublet"])) if doublet_rate is None else float(doublet_rate)
+    for label, rate in (("dead_rate", dead_rate), ("doublet_rate", doublet_rate)):
+        if not 0.0 <= rate < 1.0:
+            raise ConfigError(f"{label} must be a probability in [0, 1), not {rate}")
+    return dead_rate, doublet_rate
+
+
+def _probabilities(composition: Mapping[str, float]) -> np.ndarray:
+    """Non-negative weight of each cell type of :data:`CELL_TYPES`, in that order, checked."""
+    unknown = set(composition) - set(CELL_TYPES)
+    if unknown:
+        raise ConfigError(f"unknown cell type(s) {sorted(unknown)}: use those of CELL_TYPES")
+    p = np.array([max(float(composition.get(t, 0.0)), 0.0) for t in CELL_TYPES])
+    if p.sum() <= 0:
+        raise ConfigError("composition must give a positive probability to some cell type")
+    return p
+
+
+def _acquire(
+    model: _PanelModel,
+    rng: np.random.Generator,
+    order: np.ndarray,
+    scatter: tuple[np.ndarray, np.ndarray, np.ndarray],
+    fluorescence: np.ndarray,
+    gains: Mapping[str, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The file's rows in acquisition ``order``: observed and unmixed, channel-major.
+
+    Applies the batch gains, mixes the fluorescence with the spillover matrix, clips scatter to
+    the detector's range and draws the Time channel.
+    """
+    n_events = order.size
+    events = np.empty((len(model.channels), n_events), dtype=np.float32)
+    unmixed = np.empty_like(events)
+    rows = model.fluorescence_rows
+    np.take(fluorescence, order, axis=1, out=unmixed[rows], mode="clip")
+    unmixed[rows] *= np.array([[gains.get(c, 1.0)] for c in model.fluorescence], dtype=np.float32)
+    _mix(unmixed[rows], model.spill, out=events[rows])
+    fsc_a, fsc_h, ssc_a = scatter
+    for channel, values, gain in (
+        ("FSC-A", fsc_a, gains.get("FSC-A", 1.0)),
+        ("FSC-H", fsc_h, gains.get("FSC-A", 1.0)),
+        ("SSC-A", ssc_a, gains.get("SSC-A", 1.0)),
+    ):
+        row = unmixed[model.channels.index(channel)]
+        np.take(values, order, out=row, mode="clip")
+        row *= np.float32(gain)
+        np.clip(row, 0.0, _SCATTER_MAX, out=row)
+    time_row = unmixed[model.channels.index("Time")]
+    np.cumsum(rng.exponential(1.0 / (_EVENT_RATE * _TIMESTEP), n_events), out=time_row)
+    scatter_rows = [i for i in range(len(model.channels)) if not model.markers[i]]
+    events[scatter_rows] = unmixed[scatter_rows]
+    return events, unmixed
+
+
+def _blocks(counts: np.ndarray) -> list[tuple[int, int, int]]:
+    """(cell type code, start, stop) of each non-empty run of the type-sorted events."""
+    stops = np.cumsum(counts)
+    return [(t, int(stops[t] - counts[t]), int(stops[t])) for t in np.flatnonzero(counts)]
+
+
+def _scatter(
+    model: _PanelModel,
+    rng: np.random.Generator,
+    blocks: list[tuple[int, int, int]],
+    dead: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FSC-A, FSC-H and SSC-A of the type-sorted events: log-normal per type, dead cells shifted."""
+    n = dead.size
+    z = rng.standard_normal((3, n), dtype=np.float32)
+    fsc_a, ssc_a = np.empty(n, dtype=np.float32), np.empty(n, dtype=np.float32)
+    for t, start, stop in blocks:
+        fsc_median, fsc_sd, ssc_median, ssc_sd = model.scatter[t]
+        z0, z1 = z[0, start:stop], z[1, start:stop]
+        fsc_a[start:stop] = fsc_median * np.exp(fsc_sd * z0)
+        # larger cells scatter more to the side too: correlate FSC and SSC within a population
+        ssc_a[start:stop] = ssc_median * np.exp(ssc_sd * (0.5 * z0 + 0.866 * z1))
+    fsc_a[dead] *= _DEAD_SCATTER[0]
+    ssc_a[dead] *= _DEAD_SCATTER[1]
+    fsc_h = fsc_a * (_SINGLET_HEIGHT_RATIO * np.exp(_SINGLET_RATIO_SD * z[2]))
+    return fsc_a, fsc_h, ssc_a
+
+
+def _fluorescence(
+    model: _PanelModel,
+    rng: np.random.Generator,
+    blocks: list[tuple[int, int, int]],
+    cell_type: np.ndarray,
+    dead: np.ndarray,
+) -> np.ndarray:
+    """Unmixed fluorescence, channel-major ``(n_channels, n_events)``."""
+    n, m = cell_type.size, len(model.fluorescence)
+    signal = np.zeros((m, n), dtype=np.float32)
+    for t, start, stop in blocks:
+        expressed = np.flatnonzero(model.fraction_positive[:, t])
+        if expressed.size == 0:
+            continue
+        size = stop - start
+        z = rng.standard_normal((expressed.size, size), dtype=np.float32)
+        values = model.median[expressed, t, None] * np.exp(model.log_sd[expressed, t, None] * z)
+        for row, channel in enumerate(expressed):
+            fraction = model.fraction_positive[channel, t]
+            if fraction < 1.0:  # a subset of the type carries the marker
+                values[row] *= rng.random(size, dtype=np.float32) < fraction
+        signal[expressed, start:stop] = values
+    # dead cells: bright viability dye, dimmer antibody staining
+    signal[:, dead] *= np.float32(_DEAD_MARKER_DIMMING)
+    n_dead = int(np.count_nonzero(dead))
+    signal[model.viability, dead] = _DEAD_VIABILITY[0] * np.exp(
+        np.float32(_DEAD_VIABILITY[1] * np.log(10.0))
+        * rng.standard_normal(n_dead, dtype=np.float32)
+    )
+    # autofluorescence: one brightness per event, shared by all detectors
+    brightness = np.exp(np.float32(0.35) * rng.standard_normal(n, dtype=np.float32))
+    brightness *= model.autofluorescence_scale[cell_type]
+    autofluorescence = model.autofluorescence_base * brightness
+    # noise: electronic, plus spreading from photons of other fluorochromes spilling in
+    variance = model.noise_var + _mix(signal, model.spill_off_diagonal)
+    noise = np.sqrt(variance) * rng.standard_normal((m, n), dtype=np.float32)
+    signal += autofluorescence
+    signal += noise
+    return signal
+
+
+def _mix(x: np.ndarray, matrix: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """``(x.T @ matrix).T`` for channel-major ``x``, summed in a fixed order without BLAS.
+
+    The matrices are small and sparse; this is faster than a threaded BLAS call on a shared
+    machine and gives the same bits whatever the thread settings. ``out`` must not overlap ``x``.
+    """
+    out = np.empty_like(x) if out is None else out
+    term = np.empty_like(x[0])
+    for j in range(matrix.shape[1]):
+        sources = np.flatnonzero(matrix[:, j])
+        if sources.size == 0:
+            out[j] = 0.0
+            continue
+        np.multiply(x[sources[0]], matrix[sources[0], j], out=out[j])
+        for k in sources[1:]:
+            np.multiply(x[k], matrix[k, j], out=term)
+            out[j] += term
+    return out
+
+
+def _add_doublet_partners(
+    model: _PanelModel,
+    rng: np.random.Generator,
+    cell_type: np.ndarray,
+    doublet: np.ndarray,
+    fsc_a: np.ndarray,
+    fsc_h: np.ndarray,
+    ssc_a: np.ndarray,
+    fluorescence: np.ndarray,
+) -> None:
+    """Give each doublet part of a partner cell's light (lymphocytes pair with lymphocytes)."""
+    lymph = model.lymph_scatter[cell_type]
+    cells = np.flatnonzero(cell_type != 0)
+    for group, pool in ((doublet & lymph, np.flatnonzero(lymph)), (doublet & ~lymph, cells)):
+        index = np.flatnonzero(group)
+        if index.size == 0 or pool.size == 0:
+            continue
+        partner = pool[rng.integers(0, pool.size, index.size)]
+        overlap = rng.uniform(0.5, 1.0, index.size).astype(np.float32)
+        fsc_h[index] = np.maximum(fsc_h[index], overlap * fsc_h[partner]) * (1 + 0.1 * overlap)
+        fsc_a[index] += overlap * fsc_a[partner]
+        ssc_a[index] += overlap * ssc_a[partner]
+        fluorescence[:, index] += overlap * fluorescence[:, partner]
