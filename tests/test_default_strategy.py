@@ -1,5 +1,6 @@
-"""The default gating strategies (resources/gating/*.xml): the contract tree, and gated counts
-that match the simulator's truth when FlowKit itself applies them.
+"""The default gating strategies (resources/gating/*.xml): the contract tree and truthful counts.
+
+Gated counts match the simulator's truth when FlowKit itself applies them.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import warnings
 
 import numpy as np
 import pytest
@@ -25,7 +24,8 @@ from cytotrial.gating import (
     gate_events,
     transformed_events,
 )
-from cytotrial.gating._engine import _Engine
+from cytotrial.gating._engine import Engine
+from cytotrial.gating._transforms import raw_threshold
 from cytotrial.io import load_strategy, read_fcs
 from cytotrial.sim import simulate_sample, write_fcs
 
@@ -83,8 +83,9 @@ def test_flowjo_diamond_equals_flowkit(external_data, workspace):
 
 
 def test_flowjo_log_logicle_axes_and_outside_gates_equal_flowkit(external_data, tmp_path):
-    """The diamond workspace re-scaled: FlowJo logicle on one axis, FlowJo log on the other,
-    plus the same rectangle with eventsInside="0" (events outside) and a polygon on those axes.
+    """The diamond workspace re-scaled: FlowJo logicle on one axis, FlowJo log on the other.
+
+    Plus the same rectangle with eventsInside="0" (events outside) and a polygon on those axes.
     """
     folder = external_data / "flowjo-workspaces" / "simple_diamond_example"
     text = (folder / "test_data_diamond_biex_rect.wsp").read_text()
@@ -393,9 +394,9 @@ def test_spectral_and_ill_conditioned_matrices_equal_flowkit(blood_file, tmp_pat
         ]
         gs.add_gate(fk.gates.PolygonGate(f"{ref}_t", dims, vertices), ("root", f"{ref}_cd3"))
     strategy = _strategy_from(gs, tmp_path)
-    engine = _Engine(data, strategy, None)
-    assert engine._compensations["spectral"].spectral
-    assert engine._compensations["shaky"].condition > 1e6
+    engine = Engine(data, strategy, None)
+    assert engine.compensations.by_ref["spectral"].spectral
+    assert engine.compensations.by_ref["shaky"].condition > 1e6
     ours = _assert_same_as_flowkit(data, blood_file, strategy)
     assert (ours["count"] > 0).all()
 
@@ -466,9 +467,7 @@ def test_transformed_events_equal_flowkit_values(blood_file, blood_strategy):
     gs = copy.deepcopy(blood_strategy.gating_strategy)
     for gate in blood_strategy.gates:
         fk_gate = gs.get_gate(gate.name)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            reference = gs._preprocess_sample_events(sample, fk_gate)  # what FlowKit gates on
+        reference = gs._preprocess_sample_events(sample, fk_gate)  # what FlowKit gates on
         ours = transformed_events(data, blood_strategy, list(gate.fk_gate.dimensions))
         assert np.array_equal(ours, reference.to_numpy()), gate.path
     subset = np.zeros(data.n_events, dtype=bool)
@@ -482,19 +481,19 @@ def test_fast_compensation_within_bound_and_exact_rows(blood_file, blood_strateg
     from flowutils.compensate import compensate
 
     data = read_fcs(blood_file)
-    engine = _Engine(data, blood_strategy, None)
-    engine._prepare()
-    comp = engine._compensations["FCS"]
+    engine = Engine(data, blood_strategy, None)
+    engine.values.prepare()
+    comp = engine.compensations.by_ref["FCS"]
     # FlowKit's compensation: solve over the file's fluorescence channels, in file order
     reference = compensate(data.events, comp.matrix, list(comp.columns))
-    for (ref, column), (values, bound) in engine._approx.items():
+    for (_ref, column), (values, bound) in engine.compensations.approx.items():
         error = np.max(np.abs(values - reference[:, column]))
         assert error <= bound, (column, error, bound)
         assert bound < 1e-3  # the guard band stays narrow (values reach ~1e5)
     rows = np.sort(np.random.default_rng(3).choice(data.n_events, 777, replace=False))
-    exact = engine._exact_comp_rows(comp, rows)
+    exact = engine.compensations.exact_rows(comp, rows)
     assert np.array_equal(exact, reference[np.ix_(rows, comp.columns)])
-    single = _Engine(data, blood_strategy, None)._exact_comp_rows(comp, rows[:1])
+    single = Engine(data, blood_strategy, None).compensations.exact_rows(comp, rows[:1])
     assert np.array_equal(single, reference[np.ix_(rows[:1], comp.columns)])
 
 
@@ -508,7 +507,7 @@ def test_guard_band_of_thresholds(kind):
     for params in ((262144, 0.5, 4.5, 0), (10000, 1.0, 4.0, 0.5)):
         xform = make(*params)
         for threshold in (-0.05, 0.0, 0.111, 0.2, 0.42, 0.45, 0.9, 1.0):
-            x0, band = _Engine._raw_threshold(None, xform, threshold)
+            x0, band = raw_threshold(xform, threshold)
             offsets = (
                 np.concatenate([rng.uniform(-1e4, 1e4, 2000), rng.uniform(-50, 50, 2000)]) * band
             )

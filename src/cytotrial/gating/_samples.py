@@ -9,11 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ..errors import ConfigError, CytotrialError, StrategyError
-from ..tl._aggregate import POPULATIONS
+from ..tl import POPULATIONS
+from ._engine import count_events
+
+if TYPE_CHECKING:
+    from ..io import FCSData, Strategy
 
 __all__ = [
     "COUNT_COLUMNS",
@@ -33,7 +38,7 @@ class PanelGating:
     """A panel's loaded strategy and its canonical population -> gate path mapping."""
 
     panel: str
-    strategy: object  # cytotrial.strategy.Strategy
+    strategy: Strategy
     populations: dict[str, str]
 
 
@@ -50,7 +55,7 @@ def load_panel_gating(panel: str, spec: Mapping, *, base: Path | None = None) ->
     base
         Folder that relative strategy paths are relative to (the working directory by default).
     """
-    from ..io._strategy import load_strategy
+    from ..io import load_strategy
 
     path = Path(spec["strategy"])
     if base is not None and not path.is_absolute():
@@ -82,7 +87,7 @@ def read_for_gating(
     *,
     panels: Mapping[str, Sequence[str]] | None = None,
     compensation: pd.DataFrame | None = None,
-):
+) -> tuple[FCSData, dict[str, str]]:
     """Read a file and find its channels for a panel's strategy: ``(FCSData, channel_map)``.
 
     Raises
@@ -90,8 +95,7 @@ def read_for_gating(
     FCSReadError, MissingMarkerError
         The file cannot be read, or lacks a channel the strategy needs.
     """
-    from ..io._fcs import read_fcs
-    from ..io._panels import resolve_channels
+    from ..io import read_fcs, resolve_channels
 
     data = read_fcs(fcs)
     if compensation is not None:
@@ -133,8 +137,6 @@ def gate_samples(
         name or ""). ``qc``: one row per sample (``QC_COLUMNS``), ``status`` "ok" or "excluded"
         with the one-line reason in ``message``.
     """
-    from ._engine import count_events
-
     counts: list[pd.DataFrame] = []
     qc_rows: list[dict] = []
     for row in samples.sort_values("sample_id").itertuples(index=False):
