@@ -1,8 +1,10 @@
-"""Figures (cytotrial.plots) and report captions, on the planted trial of test_stats.py.
+"""Figures (cytotrial.pl) and report captions, on the planted trial of conftest.py.
 
 Figures are checked by what they draw (line data, colours, tick order, cell marks) against
 values computed here from the simulated trial, and by the files written (PNG/PDF, same bytes
-twice). Captions must exist for every table and figure and render as reStructuredText.
+twice). The figures of the workflow are drawn from the statistics tables as written to TSV: they
+must draw what the freshly computed tables draw. Captions must exist for every table and figure
+and render as reStructuredText.
 """
 
 from __future__ import annotations
@@ -12,17 +14,23 @@ import math
 import sys
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.colors import to_hex
 
 from cytotrial import pl as plots
 from cytotrial import tl as stats
+from cytotrial.errors import ConfigError
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the planted trial lives in test_stats.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import ANALYSIS, ARM_A, ARM_B, planted_trial
 
-REPORT = Path(__file__).resolve().parents[1] / "workflow" / "report"
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = ROOT / "workflow" / "report"
+FIGURE_TABLES = ["log2fc", "summary", "arm_comparison"]
+COLOURS = {ARM_A: "#C8102E", ARM_B: "#1F77B4"}
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +40,20 @@ def trial():
 
 @pytest.fixture(scope="module")
 def tables(trial):
-    return stats.compute_tables(
-        trial, analysis=ANALYSIS, tables=["log2fc", "summary", "arm_comparison"]
+    return stats.compute_tables(trial, analysis=ANALYSIS, tables=FIGURE_TABLES)
+
+
+@pytest.fixture(scope="module")
+def stats_dir(trial, tmp_path_factory):
+    """The figures' tables as the statistics step writes them (results/stats/<name>.tsv)."""
+    folder = tmp_path_factory.mktemp("stats")
+    trial.write_h5ad(folder / "populations.h5ad")
+    stats.write_stats(
+        folder / "populations.h5ad",
+        outputs={name: folder / f"{name}.tsv" for name in FIGURE_TABLES},
+        analysis=ANALYSIS,
     )
+    return folder
 
 
 def _axis(fig, title_start: str):
@@ -144,34 +163,160 @@ def test_arm_palette_keeps_fixed_colours_and_separates_the_rest():
     )
 
 
-def test_write_figures_writes_png_and_pdf_deterministically(tmp_path, trial):
-    path = tmp_path / "populations.h5ad"
-    trial.write_h5ad(path)
+def test_write_figures_writes_png_and_pdf_deterministically(tmp_path, stats_dir):
     first = plots.write_figures(
-        path,
-        outdir=tmp_path / "a",
-        analysis=ANALYSIS,
-        arm_colors={ARM_A: "#C8102E", ARM_B: "#1F77B4"},
+        stats_dir, outdir=tmp_path / "a", analysis=ANALYSIS, arm_colors=COLOURS
     )
     assert sorted(first) == sorted(
         f"{name}.{ext}" for name in plots.FIGURES for ext in ("png", "pdf")
     )
     second = plots.write_figures(
-        path,
+        {name: stats_dir / f"{name}.tsv" for name in FIGURE_TABLES},
         outdir=tmp_path / "b",
         analysis=ANALYSIS,
-        arm_colors={ARM_A: "#C8102E", ARM_B: "#1F77B4"},
+        arm_colors=COLOURS,
     )
     for name, file in first.items():
         data = file.read_bytes()
         assert data.startswith(b"\x89PNG" if name.endswith(".png") else b"%PDF")
         assert len(data) > 10_000
         assert data == second[name].read_bytes(), name
-    # named outputs: the suffix given is replaced by .png and .pdf
+    # named outputs: the suffix given is replaced by .png and .pdf; only the tables needed are read
     only = plots.write_figures(
-        path, outputs={"effect_heatmap": tmp_path / "c" / "heat.png"}, analysis=ANALYSIS
+        {"arm_comparison": stats_dir / "arm_comparison.tsv", "summary": stats_dir / "summary.tsv"},
+        outputs={"effect_heatmap": tmp_path / "c" / "heat.png"},
+        analysis=ANALYSIS,
     )
     assert sorted(p.name for p in only.values()) == ["heat.pdf", "heat.png"]
+
+
+def test_tables_read_back_with_the_dtypes_the_statistics_write(tables, stats_dir):
+    read = plots.read_stat_tables(stats_dir)
+    assert sorted(read) == sorted(FIGURE_TABLES)
+    for name, fresh in tables.items():
+        back = read[name]
+        assert list(back.columns) == list(fresh.columns), name
+        assert back.dtypes.equals(fresh.dtypes), (name, back.dtypes[back.dtypes != fresh.dtypes])
+        numbers = fresh.select_dtypes("float").columns
+        pd.testing.assert_frame_equal(back.drop(columns=numbers), fresh.drop(columns=numbers))
+        # the TSV keeps 6 significant digits
+        np.testing.assert_allclose(back[numbers], fresh[numbers], rtol=5e-6, atol=1e-12)
+
+
+def _drawn(fig) -> list[dict]:
+    """What a figure draws, panel by panel: titles, labels, lines, texts, images."""
+    panels = []
+    for ax in fig.axes:
+        panels.append(
+            {
+                "title": ax.get_title(),
+                "labels": (ax.get_xlabel(), ax.get_ylabel()),
+                "xticks": [t.get_text() for t in ax.get_xticklabels()],
+                "yticks": [t.get_text() for t in ax.get_yticklabels()],
+                "lines": [
+                    (line.get_gid(), to_hex(line.get_color()), line.get_xdata(), line.get_ydata())
+                    for line in ax.lines
+                ],
+                "texts": [(t.get_text(), t.get_color()) for t in ax.texts],
+                "images": [image.get_array() for image in ax.get_images()],
+            }
+        )
+    return panels
+
+
+def _assert_same_drawing(from_files, fresh, name: str) -> None:
+    got, expected = _drawn(from_files), _drawn(fresh)
+    assert len(got) == len(expected), name
+    assert from_files.get_suptitle() == fresh.get_suptitle()
+    for a, b in zip(got, expected):
+        for key in ("title", "labels", "xticks", "yticks", "texts"):
+            assert a[key] == b[key], (name, a["title"], key)
+        assert [line[:2] for line in a["lines"]] == [line[:2] for line in b["lines"]]
+        for line_a, line_b in zip(a["lines"], b["lines"]):
+            for x, y in zip(line_a[2:], line_b[2:]):
+                np.testing.assert_allclose(
+                    np.asarray(x, dtype=float), np.asarray(y, dtype=float), rtol=5e-6, atol=1e-9
+                )
+        assert len(a["images"]) == len(b["images"])
+        for x, y in zip(a["images"], b["images"]):
+            np.testing.assert_array_equal(np.ma.getmaskarray(x), np.ma.getmaskarray(y))
+            np.testing.assert_allclose(x.filled(0.0), y.filled(0.0), rtol=5e-6, atol=1e-9)
+
+
+def test_figures_from_the_written_tables_draw_what_fresh_tables_draw(tables, stats_dir):
+    options = {"analysis": ANALYSIS, "arm_colors": COLOURS}
+    from_files = plots.draw_figures(plots.read_stat_tables(stats_dir), **options)
+    fresh = plots.draw_figures(tables, **options)
+    assert list(from_files) == list(plots.FIGURES)
+    for name in plots.FIGURES:
+        _assert_same_drawing(from_files[name], fresh[name], name)
+    stars = [t for ax in from_files["effect_heatmap"].axes for t in ax.texts]
+    assert any(t.get_text().endswith("*") for t in stars)  # significant cells are compared too
+
+
+def test_unreadable_tables_are_one_line_config_errors(tmp_path, stats_dir):
+    (tmp_path / "summary.tsv").write_text("population\tarm\ncd8\tNIVO\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"summary.tsv: not a summary table \(no column"):
+        plots.read_stat_tables(tmp_path, ["summary"])
+    with pytest.raises(ConfigError, match="cannot be read as the log2fc table"):
+        plots.read_stat_tables(tmp_path, ["log2fc"])  # no such file
+    broken = (stats_dir / "summary.tsv").read_text(encoding="utf-8").replace("\t1\t", "\tone\t")
+    (tmp_path / "summary.tsv").write_text(broken, encoding="utf-8")
+    with pytest.raises(ConfigError, match="cannot be read as the summary table") as error:
+        plots.read_stat_tables(tmp_path, ["summary"])
+    assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="unknown figure"):
+        plots.write_figures(stats_dir, outputs={"volcano": tmp_path / "v.png"})
+
+
+def test_umap_figures_are_written(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 400
+    obs = pd.DataFrame(
+        {
+            "population": rng.choice(["cd4", "cd8", "other"], n),
+            "leiden": rng.choice(["0", "1", "2"], n),
+            "arm": rng.choice([ARM_A, ARM_B], n),
+            "compartment": rng.choice(["blood", "tumor"], n),
+        },
+        index=[f"e{i}" for i in range(n)],
+    ).astype("category")
+    events = ad.AnnData(X=rng.normal(size=(n, 3)).astype(np.float32), obs=obs)
+    events.obsm["X_umap"] = rng.normal(size=(n, 2))
+    png = [tmp_path / "umap_population.png", tmp_path / "umap_arm.png"]
+    pdf = [p.with_suffix(".pdf") for p in png]
+    plots.plot_umaps(events, arm_colors=COLOURS, out_png=png, out_pdf=pdf, ari=0.5)
+    for path in png + pdf:
+        assert path.stat().st_size > 5_000, path
+
+
+def test_gating_qc_draws_each_gate_of_the_readable_samples(tmp_path):
+    from cytotrial.gating import load_panel_gating
+    from cytotrial.sim import simulate_sample, write_fcs
+
+    fcs = write_fcs(simulate_sample(panel="blood", n_events=3000, seed=4), tmp_path / "s1.fcs")
+    (tmp_path / "bad.fcs").write_bytes(b"not an FCS file")
+    spec = {"strategy": str(ROOT / "resources/gating/blood.xml"), "populations": {"cd8": "cd8"}}
+    gatings = {"blood": load_panel_gating("blood", spec)}
+    samples = pd.DataFrame(
+        {
+            "sample_id": ["s1", "s2"],
+            "panel": ["blood", "blood"],
+            "batch": ["B01", "B02"],
+            "fcs": [str(fcs), str(tmp_path / "bad.fcs")],
+        }
+    )
+    out = {"out_png": tmp_path / "qc.png", "out_pdf": tmp_path / "qc.pdf"}
+    assert plots.plot_gating_qc(samples, gatings, **out) == ["s1"]  # the unreadable one is left out
+    assert out["out_png"].read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="no sample could be read"):
+        plots.plot_gating_qc(samples.iloc[1:], gatings, **out)
+
+
+def test_plots_are_in_pl_and_computing_in_tl():
+    assert {"plot_umaps", "plot_gating_qc"} <= set(plots.__all__)
+    assert not {"plot_umaps", "plot_gating_qc"} & set(stats.__all__)
+    assert {"subsample_events", "cluster_events", "cluster_gate_agreement"} <= set(stats.__all__)
 
 
 CAPTIONS = [

@@ -1,4 +1,5 @@
-# Figures: trajectories, per-patient lines, effect heatmap, gating QC, event-level cross-check.
+# Figures: trajectories, per-patient lines, effect heatmap (drawn from the statistics tables),
+# gating QC and the event-level cross-check (drawn from the FCS files).
 FIGURES = ["trajectories", "patient_lines", "effect_heatmap"]
 
 
@@ -8,8 +9,13 @@ localrules:
 
 
 rule figures:
+    """Draw what treatment did from the statistics tables: arm trajectories, per-patient lines and
+    the arm effect heatmap (PNG and PDF).
+    """
     input:
-        h5ad="results/counts/populations.h5ad",
+        log2fc="results/stats/log2fc.tsv",
+        summary="results/stats/summary.tsv",
+        arm_comparison="results/stats/arm_comparison.tsv",
     output:
         **{
             f"{name}_{ext}": (
@@ -36,9 +42,15 @@ rule figures:
 
 
 rule gating_qc:
+    """Draw each gate on its parent's events for a few gated samples per panel and acquisition
+    batch (the gating QC figure).
+    """
     input:
         h5ad="results/counts/populations.h5ad",
+        sheet=config["samples"],
+        fcs=lambda w: sample_fcs_files(),
         strategies=[spec["strategy"] for spec in config["strategies"].values()],
+        compensation=compensation_files(),
     output:
         png=report(
             "results/figures/gating_qc.png",
@@ -60,9 +72,15 @@ rule gating_qc:
 
 
 rule events:
+    """Cross-check the gates without them: subsample every gated sample's live events, embed them
+    with UMAP, cluster them with Leiden and measure how well clusters and gates agree.
+    """
     input:
         h5ad="results/counts/populations.h5ad",
+        sheet=config["samples"],
+        fcs=lambda w: sample_fcs_files(),
         strategies=[spec["strategy"] for spec in config["strategies"].values()],
+        compensation=compensation_files(),
     output:
         h5ad="results/events/events.h5ad",
         table=report(

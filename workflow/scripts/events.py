@@ -9,6 +9,7 @@ from cytotrial.rules import run_event_crosscheck
 with rule_log(snakemake) as log:
     ari = run_event_crosscheck(
         snakemake.input.h5ad,
+        sheet=snakemake.input.sheet,
         strategies=snakemake.params.strategies,
         panels=snakemake.params.panels,
         compensation=snakemake.params.compensation,

@@ -13,7 +13,7 @@ with rule_log(snakemake) as log:
         if name.endswith("_png")
     }
     written = write_figures(
-        snakemake.input.h5ad,
+        dict(snakemake.input.items()),
         outputs=outputs,
         analysis=snakemake.params.analysis,
         arm_colors=snakemake.params.arms,

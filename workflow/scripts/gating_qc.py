@@ -9,6 +9,7 @@ from cytotrial.rules import run_gating_qc
 with rule_log(snakemake) as log:
     drawn = run_gating_qc(
         snakemake.input.h5ad,
+        sheet=snakemake.input.sheet,
         strategies=snakemake.params.strategies,
         panels=snakemake.params.panels,
         compensation=snakemake.params.compensation,

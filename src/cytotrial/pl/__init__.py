@@ -1,29 +1,34 @@
-"""Figures: trajectories, per-patient lines, effect heatmap."""
+"""Figures: what treatment did (from the statistics tables), gating QC and the event UMAPs."""
 
-from ._figures import (
+from ._crosscheck import plot_umaps
+from ._figures import FIGURE_TABLES, FIGURES, draw_figures, read_stat_tables, write_figures
+from ._gating import plot_gating_qc
+from ._heatmap import plot_effect_heatmap
+from ._lines import plot_patient_lines, plot_trajectories
+from ._style import (
     DEFAULT_ARM_COLORS,
-    FIGURES,
     POPULATION_LABELS,
     arm_palette,
     fold_change_label,
-    plot_effect_heatmap,
-    plot_patient_lines,
-    plot_trajectories,
     population_label,
     save_figure,
-    write_figures,
 )
 
 __all__ = [
     "DEFAULT_ARM_COLORS",
     "FIGURES",
+    "FIGURE_TABLES",
     "POPULATION_LABELS",
     "arm_palette",
+    "draw_figures",
     "fold_change_label",
     "plot_effect_heatmap",
+    "plot_gating_qc",
     "plot_patient_lines",
     "plot_trajectories",
+    "plot_umaps",
     "population_label",
+    "read_stat_tables",
     "save_figure",
     "write_figures",
 ]

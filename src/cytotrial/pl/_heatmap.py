@@ -1,0 +1,178 @@
+"""The arm effect heatmap: arm minus reference arm, by population and visit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
+
+from ..tl import MEASURE_UNITS
+from ._style import _panel_layout, population_label
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.image import AxesImage
+
+__all__ = ["plot_effect_heatmap"]
+
+
+def _no_comparison() -> Figure:
+    """The heatmap's stand-in when there is nothing to compare."""
+    fig = Figure(figsize=(5, 2.5), layout="constrained")
+    ax = fig.subplots()
+    ax.axis("off")
+    ax.text(
+        0.5,
+        0.5,
+        "no arm comparison (one arm, or no on-treatment visit)",
+        ha="center",
+        va="center",
+    )
+    return fig
+
+
+def _colour_limit(arm_comparison: pd.DataFrame) -> float:
+    """Largest absolute finite estimate (1 when there is none): the shared colour scale's end."""
+    finite = arm_comparison["estimate"].to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite)]
+    limit = float(np.max(np.abs(finite))) if len(finite) else 1.0
+    return limit if limit > 0 else 1.0
+
+
+def _cell_grid(
+    cell: pd.DataFrame, pops: Sequence[str], order: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Estimates and q-values of one panel as populations x visits arrays (NaN where missing)."""
+    est = np.full((len(pops), len(order)), np.nan)
+    q = np.full_like(est, np.nan)
+    for _, row in cell.iterrows():
+        if row["population"] in pops:
+            i, j = pops.index(row["population"]), order.index(row["visit"])
+            est[i, j], q[i, j] = row["estimate"], row["q_value"]
+    return est, q
+
+
+def _annotate_cells(
+    ax: Axes, est: np.ndarray, q: np.ndarray, *, alpha: float, limit: float
+) -> None:
+    """Write each cell's estimate (``*`` when q < ``alpha``), or a dash where there is none."""
+    for i in range(est.shape[0]):
+        for j in range(est.shape[1]):
+            if not np.isfinite(est[i, j]):
+                ax.text(j, i, "–", ha="center", va="center", fontsize=8, color="0.4")
+                continue
+            star = "*" if np.isfinite(q[i, j]) and q[i, j] < alpha else ""
+            dark = abs(est[i, j]) > 0.6 * limit
+            ax.text(
+                j,
+                i,
+                f"{est[i, j]:+.2f}".replace("-", "−") + star,
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if dark else "black",
+            )
+
+
+def _draw_panel(
+    ax: Axes,
+    cell: pd.DataFrame,
+    *,
+    arm: str,
+    compartment: str,
+    pops: Sequence[str],
+    visits: Sequence[str] | None,
+    norm: TwoSlopeNorm,
+    limit: float,
+    alpha: float,
+) -> AxesImage:
+    """One panel: the effects of ``arm`` in ``compartment``, populations x visits."""
+    order = (
+        list(dict.fromkeys(cell["visit"]))
+        if visits is None
+        else [v for v in visits if v in set(cell["visit"])]
+    )
+    est, q = _cell_grid(cell, pops, order)
+    image = ax.imshow(np.ma.masked_invalid(est), cmap="RdBu_r", norm=norm, aspect="auto")
+    ax.set_facecolor("0.88")
+    _annotate_cells(ax, est, q, alpha=alpha, limit=limit)
+    ax.set_xticks(range(len(order)), order, fontsize=8)
+    ax.set_yticks(range(len(pops)), [population_label(p) for p in pops], fontsize=8)
+    ax.set_xlabel("visit", fontsize=8)
+    reference = cell["reference_arm"].iloc[0] if not cell.empty else ""
+    measure = cell["measure"].iloc[0] if not cell.empty else ""
+    unit = MEASURE_UNITS.get(measure, measure)
+    ax.set_title(f"{compartment} ({unit})\n{arm} − {reference}", fontsize=9)
+    return image
+
+
+def plot_effect_heatmap(
+    arm_comparison: pd.DataFrame,
+    *,
+    alpha: float = 0.05,
+    populations: Sequence[str] | None = None,
+    compartments: Sequence[str] | None = None,
+    visits: Sequence[str] | None = None,
+) -> Figure:
+    """Arm effect (difference in log2 fold change, arm minus reference) by population and visit.
+
+    One panel per compartment (columns) and treatment arm (rows); cells show the Hodges-Lehmann
+    shift, ``*`` marks q < ``alpha``; a shared colour scale centred on 0.
+
+    Parameters
+    ----------
+    arm_comparison
+        The ``arm_comparison`` table (:func:`cytotrial.tl.arm_comparison`).
+    alpha
+        q-value threshold of the ``*``.
+    populations, compartments
+        Row and panel order.
+    visits
+        Visit labels in clinical order (default: order of appearance, which the table keeps).
+    """
+    if arm_comparison.empty:
+        return _no_comparison()
+    pops, comps = _panel_layout(arm_comparison, populations, compartments)
+    arms = sorted(set(arm_comparison["arm"]))
+    limit = _colour_limit(arm_comparison)
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
+    per_compartment = arm_comparison.groupby("compartment")["visit"].nunique()
+    widths = [max(1.5, float(per_compartment.get(c, 1))) for c in comps]
+    fig = Figure(
+        figsize=(0.95 * sum(widths) + 2.4 + 1.2, 0.42 * len(pops) * len(arms) + 1.8),
+        layout="constrained",
+    )
+    # panel widths follow the number of visits, so cells have the same size in every panel
+    axes = np.asarray(
+        fig.subplots(len(arms), len(comps), squeeze=False, width_ratios=widths, sharey=True)
+    )
+    image = None
+    for r, arm in enumerate(arms):
+        for c, compartment in enumerate(comps):
+            cell = arm_comparison[
+                (arm_comparison["arm"] == arm) & (arm_comparison["compartment"] == compartment)
+            ]
+            image = _draw_panel(
+                axes[r, c],
+                cell,
+                arm=arm,
+                compartment=compartment,
+                pops=pops,
+                visits=visits,
+                norm=norm,
+                limit=limit,
+                alpha=alpha,
+            )
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.9)
+        bar.set_label(
+            "difference in log2 fold change from baseline\n(arm − reference, Hodges-Lehmann)",
+            fontsize=8,
+        )
+        bar.ax.tick_params(labelsize=8)
+    fig.suptitle(f"Arm effect by visit  (* q < {alpha:g}, Benjamini-Hochberg)", fontsize=10)
+    return fig
