@@ -629,6 +629,37 @@ def test_corrupted_bytes_never_raise_anything_but_fcs_read_error(
         assert inspect_fcs(path)["status"] in ("ok", "warning", "error")
 
 
+def test_a_bug_of_ours_is_not_an_fcs_read_error(
+    external_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only what a damaged file provokes becomes FCSReadError; a programming error propagates."""
+    import cytotrial._flowkit
+    import cytotrial.io._fcs
+
+    path = external_data / "gatingml2-compliance" / "data1.fcs"
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise TypeError("a bug of ours")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cytotrial.io._fcs, "decode_records", broken)
+        with pytest.raises(TypeError, match="a bug of ours"):
+            read_fcs(path)
+        with pytest.raises(TypeError, match="a bug of ours"):
+            inspect_fcs(path)
+    with monkeypatch.context() as patch:  # inside the FlowIO adapter, after FlowIO parsed TEXT
+        patch.setattr(cytotrial._flowkit, "_text_of", broken)
+        with pytest.raises(TypeError, match="a bug of ours"):
+            read_fcs(path)
+
+
+def test_a_delimiter_flowio_cannot_split_on_is_an_fcs_read_error(tmp_path: Path) -> None:
+    path = write_fcs(tmp_path / "paren.fcs", np.ones((2, 2)), ["A", "B"], delimiter="(")
+    with pytest.raises(FCSReadError, match="the TEXT segment cannot be parsed") as caught:
+        read_fcs(path)
+    assert_one_line_error(caught.value, path)
+
+
 # --------------------------------------------------------------------------------------------------
 # inspect
 

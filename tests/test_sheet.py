@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from cytotrial.errors import SampleSheetError
-from cytotrial.io import SAMPLE_COLUMNS, read_patients, read_sample_sheet
+from cytotrial.io import SAMPLE_COLUMNS, read_patients, read_sample_sheet, schema_path
 
 ARMS = ["BEMPEG+NIVO", "NIVO"]
 PANELS = ["blood", "tumor"]
@@ -116,3 +118,12 @@ def test_patients_table_checks_response(tmp_path):
     with pytest.raises(SampleSheetError) as info:
         read_patients(path, arms=ARMS)
     assert "row 3" in str(info.value) and "'best_response'" in str(info.value)
+
+
+def test_schemas_are_package_data():
+    from importlib.resources import files
+
+    for name in ("samples", "patients", "config"):
+        path = schema_path(name)
+        assert path.is_file() and path.name == f"{name}.schema.yaml"
+        assert path == Path(str(files("cytotrial") / "schemas" / f"{name}.schema.yaml"))

@@ -215,3 +215,58 @@ def test_flowjo_options_refused_for_gatingml(external_data):
     with pytest.raises(StrategyError) as info:
         load_strategy(path, sample_group="All Samples")
     _assert_one_line_naming(info, path.name)
+
+
+def test_flowjo_workspace_missing_an_element(external_data, tmp_path):
+    """FlowKit trips over a workspace without <DataSet> (an AttributeError in FlowKit's code)."""
+    from lxml import etree
+
+    source = (
+        external_data / "flowjo-workspaces" / "simple_line_example" / "simple_poly_and_rect.wsp"
+    )
+    tree = etree.parse(str(source))
+    for element in tree.xpath("//SampleList/Sample/DataSet"):
+        element.getparent().remove(element)
+    path = tmp_path / "no dataset.wsp"
+    tree.write(str(path))
+    with pytest.raises(StrategyError, match="cannot read the FlowJo workspace") as info:
+        load_strategy(path)
+    _assert_one_line_naming(info, "no dataset.wsp")
+
+
+def test_gatingml_valid_by_schema_but_not_for_flowkit(tmp_path):
+    path = tmp_path / "orphan.xml"
+    path.write_text(
+        '<?xml version="1.0"?>'
+        '<gating:Gating-ML xmlns:gating="http://www.isac-net.org/std/Gating-ML/v2.0/gating" '
+        'xmlns:data-type="http://www.isac-net.org/std/Gating-ML/v2.0/datatypes">'
+        '<gating:RectangleGate gating:id="A" gating:parent_id="nowhere">'
+        '<gating:dimension gating:compensation-ref="uncompensated" gating:min="1">'
+        '<data-type:fcs-dimension data-type:name="FSC-H"/></gating:dimension>'
+        "</gating:RectangleGate></gating:Gating-ML>"
+    )
+    with pytest.raises(StrategyError, match=r"not a valid GatingML 2\.0 file") as info:
+        load_strategy(path)
+    _assert_one_line_naming(info, "orphan.xml")
+
+
+def test_a_bug_of_ours_is_not_a_strategy_error(external_data, monkeypatch):
+    import cytotrial.io._strategy
+
+    def broken(*args, **kwargs):
+        raise AttributeError("a bug of ours")
+
+    monkeypatch.setattr(cytotrial.io._strategy, "_gate_record", broken)
+    with pytest.raises(AttributeError, match="a bug of ours"):
+        load_strategy(external_data / "gatingml2-compliance" / "gml" / "gml_rect1_gate.xml")
+
+
+def test_quadrant_gate_of_a_nested_population(external_data):
+    """Quadrants take as parent the population their quadrant gate was drawn on."""
+    strategy = load_strategy(external_data / "gatingml2-compliance" / "gml" / "gml_all_gates.xml")
+    quadrants = [g for g in strategy.gates if g.kind == "quadrant"]
+    assert quadrants
+    for gate in quadrants:
+        owner = gate.path.rsplit("/", 2)[0] if gate.path.count("/") >= 2 else None
+        assert gate.parent_path == owner and gate.name == gate.quadrant
+        assert gate.name in gate.fk_gate.quadrants

@@ -1,10 +1,11 @@
 """Reading inputs: FCS files, sample sheets and patients tables, gating strategies, channel names."""
 
+from ..config import schema_path
 from ._compensation import read_compensation
 from ._fcs import FCSData, channel_index, inspect_fcs, parse_spillover, read_fcs
 from ._files import file_sha256
 from ._panels import alias_groups, resolve_channels
-from ._sheet import SAMPLE_COLUMNS, read_patients, read_sample_sheet, schema_path, sheet_problems
+from ._sheet import SAMPLE_COLUMNS, read_patients, read_sample_sheet, sheet_problems
 from ._strategy import Gate, Strategy, load_strategy
 
 __all__ = [

@@ -10,15 +10,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
+from ..config import load_schema
 from ..errors import SampleSheetError
 
 __all__ = [
     "SAMPLE_COLUMNS",
     "read_patients",
     "read_sample_sheet",
-    "schema_path",
     "sheet_problems",
 ]
 
@@ -37,17 +36,7 @@ SAMPLE_COLUMNS = [
 _OPTIONAL = ["lymphocytes_per_ul"]
 
 
-def schema_path(name: str) -> Path:
-    """Path of a schema shipped in ``workflow/schemas`` (``samples``, ``patients``, ``config``)."""
-    return Path(__file__).resolve().parents[1] / "schemas" / f"{name}.schema.yaml"
-
-
-def _load_schema(name: str) -> dict:
-    with open(schema_path(name), encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
-
-
-def _coerce(value: str, types: list[str]):
+def _coerce(value: str, types: list[str]) -> str | int | float | None:
     """Turn a TSV cell into the JSON type the schema expects, leaving bad values as text."""
     if value == "":
         return None
@@ -148,7 +137,7 @@ def sheet_problems(
         ], table
     if table.empty:
         return [f"{label}: has a header but no samples"], table
-    problems, records = _row_problems(table, _load_schema("samples"), label)
+    problems, records = _row_problems(table, load_schema("samples"), label)
     typed = pd.DataFrame.from_records(records, columns=list(table.columns))
 
     arms = list(arms) if arms is not None else None
@@ -236,7 +225,7 @@ def read_patients(path: str | Path, *, arms: Mapping | Iterable[str] | None = No
     """Read and check the optional patients table (clinical outcome)."""
     path = Path(path)
     table = _read_table(path, "patients table")
-    schema = _load_schema("patients")
+    schema = load_schema("patients")
     missing = [c for c in schema["required"] if c not in table.columns]
     if missing:
         raise SampleSheetError(

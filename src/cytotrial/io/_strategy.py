@@ -13,13 +13,27 @@ Importing this module is cheap; :func:`load_strategy` imports FlowKit (about 1-4
 
 from __future__ import annotations
 
-import hashlib
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
+from .._flowkit import UnreadableStrategy, gatingml_schema, parse_strategy
 from ..errors import StrategyError
+from ._files import file_sha256
+
+if TYPE_CHECKING:
+    import flowkit as fk
+
+    FlowKitGate: TypeAlias = (
+        fk.gates.RectangleGate
+        | fk.gates.PolygonGate
+        | fk.gates.EllipsoidGate
+        | fk.gates.QuadrantGate
+        | fk.gates.BooleanGate
+    )
+    FlowKitDimension: TypeAlias = fk.Dimension | fk.RatioDimension | fk.QuadrantDivider
 
 __all__ = ["Gate", "Strategy", "load_strategy"]
 
@@ -55,7 +69,7 @@ class Gate:
     path: str
     parent_path: str | None
     dimensions: tuple[str, ...]
-    fk_gate: Any = field(compare=False, repr=False)
+    fk_gate: FlowKitGate = field(compare=False, repr=False)
     kind: str = ""
     quadrant: str | None = None
     references: tuple[tuple[str, bool], ...] = ()
@@ -84,7 +98,7 @@ class Strategy:
     path: Path
     kind: str
     sha256: str
-    gating_strategy: Any = field(repr=False)
+    gating_strategy: fk.GatingStrategy = field(repr=False)
     gates: list[Gate] = field(default_factory=list)
     sample_id: str | None = None
 
@@ -176,7 +190,7 @@ class Strategy:
         return [gate for gate in self.gates if gate.parent_path == path]
 
 
-def _dimension_name(dim: Any) -> str:
+def _dimension_name(dim: FlowKitDimension) -> str:
     if type(dim).__name__ == "RatioDimension":
         return str(dim.ratio_ref)
     if type(dim).__name__ == "QuadrantDivider":
@@ -184,16 +198,8 @@ def _dimension_name(dim: Any) -> str:
     return str(dim.id)
 
 
-def _fk_dimensions(gate: Gate) -> list[Any]:
+def _fk_dimensions(gate: Gate) -> list[FlowKitDimension]:
     return list(getattr(gate.fk_gate, "dimensions", None) or [])
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _one_line(error: BaseException) -> str:
@@ -225,15 +231,14 @@ def _check_gatingml_schema(path: Path) -> None:
     """StrategyError with the first schema violation (line and reason) of a GatingML 2.0 file."""
     from lxml import etree
 
-    try:
-        from flowkit._resources import gml_schema  # the GatingML 2.0 XSD FlowKit validates against
-    except ImportError:  # layout of FlowKit changed: FlowKit's own check still applies
+    schema = gatingml_schema()
+    if schema is None:  # FlowKit moved its schema: FlowKit's own (terser) check still applies
         return
     document = etree.parse(str(path))
-    if gml_schema.validate(document):
+    if schema.validate(document):
         return
-    error = gml_schema.error_log.last_error
-    errors = list(gml_schema.error_log)
+    error = schema.error_log.last_error
+    errors = list(schema.error_log)
     if errors:
         error = errors[0]
     where = f"line {error.line}: " if error is not None else ""
@@ -245,18 +250,24 @@ def _check_gatingml_schema(path: Path) -> None:
 
 def _flowjo_gating_strategy(
     path: Path, *, sample_group: str | None, sample_id: str | None
-) -> tuple[Any, str]:
-    import warnings
-
+) -> tuple[fk.GatingStrategy, str]:
     import flowkit as fk
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        # FlowKit builds each FlowJo transform's lookup table as it reads the workspace; with
+        # extreme biex/asinh parameters NumPy overflows there (the table's ends become inf or
+        # NaN, FlowKit's own result). Reading stays quiet, as FlowJo's parameters are the user's.
+        warnings.filterwarnings(
+            "ignore",
+            message=r"(overflow|invalid value|divide by zero) encountered in ",
+            category=RuntimeWarning,
+            module=r"flowkit\.",
+        )
         try:
-            workspace = fk.parse_wsp(str(path))
-        except Exception as error:  # FlowKit raises ValueError, KeyError, lxml errors, ...
+            workspace = parse_strategy(fk.parse_wsp, path)
+        except UnreadableStrategy as error:
             raise StrategyError(
-                f"{path}: cannot read the FlowJo workspace: {_one_line(error)}"
+                f"{path}: cannot read the FlowJo workspace: {_one_line(error.cause)}"
             ) from None
     samples = workspace.get("samples", {})
     groups = workspace.get("groups", {})
@@ -281,72 +292,73 @@ def _flowjo_gating_strategy(
     return samples[chosen]["gating_strategy"], chosen
 
 
-def _gates_of(gating_strategy: Any) -> list[Gate]:
-    """Gate records from FlowKit's gate tree: tree order, then Boolean references first."""
-    from anytree import PreOrderIter
+def _gates_of(gating_strategy: fk.GatingStrategy) -> list[Gate]:
+    """Gate records from FlowKit's gate tree: tree order, then Boolean references first.
 
-    tree = gating_strategy._gate_tree  # FlowKit keeps its tree private; the layout is stable in 1.x
+    FlowKit's gate ids (name, ancestor names from ``root``) come in tree pre-order. A quadrant gate
+    is not itself a population: its quadrants, the nodes under it, are.
+    """
     records: list[Gate] = []
-    for node in PreOrderIter(tree):
-        if node is tree:
+    quadrant_gates: dict[tuple[str, ...], fk.gates.QuadrantGate] = {}  # node path -> gate
+    for name, ancestors in gating_strategy.get_gate_ids():
+        node, parent_node = (*ancestors, name), tuple(ancestors)
+        if parent_node in quadrant_gates:
+            records.append(_quadrant_record(name, ancestors, quadrant_gates[parent_node]))
             continue
-        names = [n.name for n in node.path[1:]]
-        path = "/".join(names)
-        gate = node.gate
-        gate_type = type(gate).__name__
-        if gate_type == "QuadrantGate":
-            continue  # its quadrants are the populations
-        parent_node = node.parent
-        if gate_type == "Quadrant":
-            quad_gate = parent_node.gate
-            owner = parent_node.parent
-            parent_path = "/".join(n.name for n in owner.path[1:]) or None
-            records.append(
-                Gate(
-                    name=str(node.name),
-                    path=path,
-                    parent_path=parent_path,
-                    dimensions=tuple(_dimension_name(d) for d in quad_gate.dimensions),
-                    fk_gate=quad_gate,
-                    kind="quadrant",
-                    quadrant=str(node.name),
-                )
-            )
+        gate = gating_strategy.get_gate(name, gate_path=parent_node)
+        if type(gate).__name__ == "QuadrantGate":
+            quadrant_gates[node] = gate
             continue
-        parent_path = "/".join(n.name for n in parent_node.path[1:]) or None
-        if gate_type == "BooleanGate":
-            refs = []
-            for ref in gate.gate_refs:
-                ref_names = [p for p in ref["path"] if p != "root"] + [ref["ref"]]
-                refs.append(("/".join(ref_names), bool(ref.get("complement", False))))
-            records.append(
-                Gate(
-                    name=str(node.name),
-                    path=path,
-                    parent_path=parent_path,
-                    dimensions=(),
-                    fk_gate=gate,
-                    kind="boolean",
-                    references=tuple(refs),
-                )
-            )
-            continue
-        kind = {
-            "RectangleGate": "rectangle",
-            "PolygonGate": "polygon",
-            "EllipsoidGate": "ellipsoid",
-        }.get(gate_type, gate_type)
-        records.append(
-            Gate(
-                name=str(node.name),
-                path=path,
-                parent_path=parent_path,
-                dimensions=tuple(_dimension_name(d) for d in gate.dimensions),
-                fk_gate=gate,
-                kind=kind,
-            )
-        )
+        records.append(_gate_record(name, ancestors, gate))
     return _dependency_order(records)
+
+
+def _quadrant_record(
+    name: str, ancestors: tuple[str, ...], quad_gate: fk.gates.QuadrantGate
+) -> Gate:
+    """A quadrant: its parent is the population the quadrant gate (``ancestors[-1]``) was drawn on."""
+    return Gate(
+        name=str(name),
+        path="/".join([*ancestors[1:], name]),
+        parent_path="/".join(ancestors[1:-1]) or None,
+        dimensions=tuple(_dimension_name(d) for d in quad_gate.dimensions),
+        fk_gate=quad_gate,
+        kind="quadrant",
+        quadrant=str(name),
+    )
+
+
+def _gate_record(name: str, ancestors: tuple[str, ...], gate: FlowKitGate) -> Gate:
+    path = "/".join([*ancestors[1:], name])
+    parent_path = "/".join(ancestors[1:]) or None
+    gate_type = type(gate).__name__
+    if gate_type == "BooleanGate":
+        refs = []
+        for ref in gate.gate_refs:
+            ref_names = [p for p in ref["path"] if p != "root"] + [ref["ref"]]
+            refs.append(("/".join(ref_names), bool(ref.get("complement", False))))
+        return Gate(
+            name=str(name),
+            path=path,
+            parent_path=parent_path,
+            dimensions=(),
+            fk_gate=gate,
+            kind="boolean",
+            references=tuple(refs),
+        )
+    kind = {
+        "RectangleGate": "rectangle",
+        "PolygonGate": "polygon",
+        "EllipsoidGate": "ellipsoid",
+    }.get(gate_type, gate_type)
+    return Gate(
+        name=str(name),
+        path=path,
+        parent_path=parent_path,
+        dimensions=tuple(_dimension_name(d) for d in gate.dimensions),
+        fk_gate=gate,
+        kind=kind,
+    )
 
 
 def _dependency_order(records: list[Gate]) -> list[Gate]:
@@ -409,10 +421,10 @@ def load_strategy(
 
         _check_gatingml_schema(path)
         try:
-            gating_strategy = fk.parse_gating_xml(str(path))
-        except Exception as error:  # FlowKit raises ValueError, KeyError, lxml errors, ...
+            gating_strategy = parse_strategy(fk.parse_gating_xml, path)
+        except UnreadableStrategy as error:
             raise StrategyError(
-                f"{path}: not a valid GatingML 2.0 file: {_one_line(error)}"
+                f"{path}: not a valid GatingML 2.0 file: {_one_line(error.cause)}"
             ) from None
     else:
         gating_strategy, chosen = _flowjo_gating_strategy(
@@ -427,7 +439,7 @@ def load_strategy(
     return Strategy(
         path=path,
         kind=kind,
-        sha256=_file_sha256(path),
+        sha256=file_sha256(path),
         gating_strategy=gating_strategy,
         gates=gates,
         sample_id=chosen,

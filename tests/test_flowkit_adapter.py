@@ -1,0 +1,533 @@
+"""The FlowKit/FlowIO behaviour ``cytotrial._flowkit`` relies on, and that only it goes past their API.
+
+Each workaround in the adapter rests on something FlowKit 1.3 or FlowIO 1.4 does (or gets wrong);
+the tests here check exactly that, so an upgrade that changes it fails here first. A test that
+checks an upstream bug is still there says, when it fails, that the workaround must go.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import gc
+import re
+import warnings
+from pathlib import Path
+
+import flowio
+import numpy as np
+import pytest
+from flowio.exceptions import FCSParsingError
+from lxml import etree
+
+from conftest import PROJECT_ROOT, VARIETY_FILES
+from cytotrial._flowkit import (
+    FLOWIO_TEXT_ERRORS,
+    UnreadableStrategy,
+    UnreadableText,
+    flowkit_input_errors,
+    gatingml_schema,
+    parse_strategy,
+    read_text,
+)
+
+SRC = PROJECT_ROOT / "src" / "cytotrial"
+ADAPTER = SRC / "_flowkit.py"
+DATA1 = "gatingml2-compliance/data1.fcs"
+POLY_AND_RECT = "flowjo-workspaces/simple_line_example/simple_poly_and_rect.wsp"
+BIEX = "flowjo-workspaces/simple_diamond_example/test_data_diamond_biex_rect.wsp"
+
+
+def _write_fcs(
+    path: Path,
+    *,
+    names: tuple[str, str] = ("A", "B"),
+    delimiter: str = "/",
+    drop: tuple[str, ...] = (),
+    extra: dict[str, str] | None = None,
+    data_stop_extra: int = 0,
+) -> Path:
+    """A two-channel, two-event float FCS 3.1 file; ``drop`` leaves TEXT keywords out."""
+    data = np.arange(4, dtype="<f4").tobytes()
+    pairs = {
+        "$BYTEORD": "1,2,3,4",
+        "$DATATYPE": "F",
+        "$MODE": "L",
+        "$NEXTDATA": "0",
+        "$PAR": "2",
+        "$TOT": "2",
+        "$BEGINDATA": "0" * 8,
+        "$ENDDATA": "0" * 8,
+    }
+    for k, name in enumerate(names, start=1):
+        pairs.update({f"$P{k}N": name, f"$P{k}B": "32", f"$P{k}E": "0,0", f"$P{k}R": "1024"})
+    for key in drop:
+        del pairs[key]
+    pairs.update(extra or {})
+
+    def encode() -> bytes:
+        d = delimiter
+        items = "".join(
+            f"{k.replace(d, d * 2)}{d}{v.replace(d, d * 2)}{d}" for k, v in pairs.items()
+        )
+        return (d + items).encode("latin-1")
+
+    text_stop = 58 + len(encode()) - 1
+    data_start, data_stop = text_stop + 1, text_stop + len(data) + data_stop_extra
+    if "$BEGINDATA" in pairs:
+        pairs["$BEGINDATA"], pairs["$ENDDATA"] = f"{data_start:08d}", f"{data_stop:08d}"
+    offsets = (58, text_stop, data_start, data_stop, 0, 0)
+    header = "FCS3.1    " + "".join(f"{v:>8d}" for v in offsets)
+    path.write_bytes(header.encode("ascii") + encode() + data)
+    return path
+
+
+def _flowio_text(path: Path, **options: object) -> flowio.FlowData:
+    """FlowIO's TEXT parse from a handle we close (so no test leaves a file open)."""
+    with open(path, "rb") as handle:
+        return flowio.FlowData(handle, only_text=True, nextdata_offset=0, **options)
+
+
+# --------------------------------------------------------------------------------------------------
+# FlowIO: the handle, the delimiters, the errors, no warnings
+
+
+def test_flowio_reads_text_from_a_handle_as_from_a_path(external_data: Path) -> None:
+    path = external_data / DATA1
+    from_path = flowio.FlowData(path, only_text=True, nextdata_offset=0)
+    from_handle = _flowio_text(path)
+    assert from_handle.text == from_path.text
+    assert from_handle.channels == from_path.channels
+    assert from_handle.header["text_start"] == int(path.read_bytes()[10:18]) == 256
+
+
+def test_flowio_leaves_its_own_file_open_when_it_raises(tmp_path: Path) -> None:
+    """Why read_text opens the file itself. If this fails, FlowIO closes its files now."""
+    path = _write_fcs(tmp_path / "no par.fcs", drop=("$PAR",))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with contextlib.suppress(KeyError):
+            flowio.FlowData(path, only_text=True, nextdata_offset=0)
+        gc.collect()
+    assert any(issubclass(w.category, ResourceWarning) for w in caught)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(UnreadableText):
+            read_text(path)
+        gc.collect()
+    assert caught == []
+
+
+@pytest.mark.parametrize("delimiter", ["|", "*", "\\"])
+def test_flowio_leaves_regex_delimiters_doubled(tmp_path: Path, delimiter: str) -> None:
+    """FlowIO 1.4 bug the adapter un-does. If this fails, FlowIO un-doubles: drop the workaround."""
+    name = f"A{delimiter}1"
+    path = _write_fcs(tmp_path / "delimited.fcs", names=(name, "B"), delimiter=delimiter)
+    flow_data = _flowio_text(path)
+    assert flow_data.text["p1n"] == f"A{delimiter * 2}1"
+    assert flow_data.pnn_labels[0] == flow_data.channels[1]["pnn"] == f"A{delimiter * 2}1"
+    fcs_text = read_text(path)
+    assert fcs_text.text["p1n"] == fcs_text.pnn_labels[0] == fcs_text.channels[1].pnn == name
+
+
+def test_flowio_undoubles_an_ordinary_delimiter(tmp_path: Path) -> None:
+    path = _write_fcs(tmp_path / "slash.fcs", names=("A/1", "B"), delimiter="/")
+    assert _flowio_text(path).text["p1n"] == "A/1" == read_text(path).pnn_labels[0]
+
+
+def test_flowio_channel_table_is_what_preprocessing_reads(external_data: Path) -> None:
+    """Keys lower case without '$'; per channel pnn, pns, pne (2 floats), png, pnr; Time gain 1."""
+    path = external_data / "fcs-variety" / "test_comp_example.fcs"  # Time with a gain
+    flow_data = _flowio_text(path)
+    assert "tot" in flow_data.text and not any(k.startswith("$") for k in flow_data.text)
+    for number, channel in flow_data.channels.items():
+        assert set(channel) == {"pnn", "pns", "pne", "png", "pnr"}
+        assert len(channel["pne"]) == 2 and isinstance(channel["pnr"], float)
+        assert flow_data.pnn_labels[number - 1] == channel["pnn"]
+    time = flow_data.time_index
+    assert time is not None and flow_data.pnn_labels[time] == "Time"
+    assert (
+        float(flow_data.text[f"p{time + 1}g"]) != 1.0 and flow_data.channels[time + 1]["png"] == 1
+    )
+    fcs_text = read_text(path)
+    assert fcs_text.time_index == time and fcs_text.text == flow_data.text
+    assert fcs_text.channels[time + 1].png == 1.0
+
+
+def test_flowio_names_a_missing_keyword_in_its_key_error(tmp_path: Path) -> None:
+    path = _write_fcs(tmp_path / "no par.fcs", drop=("$PAR",))
+    with pytest.raises(KeyError) as caught:
+        _flowio_text(path)
+    assert caught.value.args == ("par",)
+    with pytest.raises(UnreadableText) as unreadable:
+        read_text(path)
+    assert unreadable.value.missing_keyword == "par" and not unreadable.value.data_past_end
+    # FCS 3.x without $BEGINDATA/$ENDDATA: refused unless the HEADER offsets are used
+    path = _write_fcs(tmp_path / "no begindata.fcs", drop=("$BEGINDATA", "$ENDDATA"))
+    with pytest.raises(UnreadableText) as unreadable:
+        read_text(path)
+    assert unreadable.value.missing_keyword == "begindata"
+    assert read_text(path, use_header_offsets=True).text["tot"] == "2"
+
+
+def test_flowio_says_greater_than_file_size_for_data_beyond_the_file(tmp_path: Path) -> None:
+    path = _write_fcs(tmp_path / "long.fcs", data_stop_extra=100)
+    with pytest.raises(FCSParsingError, match="greater than file size"):
+        _flowio_text(path)
+    with pytest.raises(UnreadableText) as unreadable:
+        read_text(path)
+    assert unreadable.value.data_past_end and unreadable.value.missing_keyword is None
+
+
+def _damaged_versions(raw: bytes, rng: np.random.Generator) -> list[bytes]:
+    text_stop = int(raw[18:26])
+    versions = [raw[:cut] for cut in range(1, text_stop + 60, 3)]
+    versions += [raw[:256] + bytes([byte]) + raw[257:] for byte in range(256)]  # every delimiter
+    for trial in range(300):
+        damaged = bytearray(raw)
+        region = (0, 58) if trial % 3 == 0 else (256, text_stop + 1)
+        for position in rng.integers(*region, size=int(rng.integers(1, 5))):
+            damaged[position] = int(rng.integers(0, 256))
+        versions.append(bytes(damaged))
+    return versions
+
+
+def test_flowio_text_errors_are_all_a_damaged_file_raises(
+    external_data: Path, tmp_path: Path
+) -> None:
+    """Cuts at every offset of HEADER and TEXT, every delimiter, random corruptions of data1.fcs."""
+    raw = (external_data / DATA1).read_bytes()
+    path = tmp_path / "damaged.fcs"
+    raised: set[type[BaseException]] = set()
+    for version in _damaged_versions(raw, np.random.default_rng(2)):
+        path.write_bytes(version)
+        try:
+            _flowio_text(path, ignore_offset_discrepancy=True)
+        except FLOWIO_TEXT_ERRORS as error:
+            raised.add(type(error))
+    # what these damages provoke (each one a reason for its place in FLOWIO_TEXT_ERRORS)
+    assert {KeyError, ValueError, IndexError, FCSParsingError, re.error} <= raised
+
+
+@pytest.mark.parametrize(
+    ("begin", "end", "error"),
+    [("-50", "10", OSError), ("5", "9" * 30, OverflowError), ("100", "5000", EOFError)],
+    ids=["before the file", "beyond any offset", "beyond the file"],
+)
+def test_flowio_reads_the_analysis_segment_where_text_says(
+    tmp_path: Path, begin: str, end: str, error: type[Exception]
+) -> None:
+    """FlowIO reads ANALYSIS at $BEGINANALYSIS-$ENDANALYSIS, unchecked, even for TEXT only."""
+    extra = {"$BEGINANALYSIS": begin, "$ENDANALYSIS": end}
+    path = _write_fcs(tmp_path / "analysis.fcs", extra=extra)
+    with pytest.raises(error):
+        _flowio_text(path)
+    assert issubclass(error, FLOWIO_TEXT_ERRORS)
+    with pytest.raises(UnreadableText):
+        read_text(path)
+
+
+@pytest.mark.parametrize("relative", VARIETY_FILES)
+def test_flowio_emits_no_warning_reading_text(external_data: Path, relative: str) -> None:
+    path = external_data / relative
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            fcs_text = read_text(path)
+        except UnreadableText:  # the reader then tries the HEADER offsets, as here
+            fcs_text = read_text(path, use_header_offsets=True)
+    assert int(fcs_text.text["par"]) == len(fcs_text.channels)
+
+
+# --------------------------------------------------------------------------------------------------
+# FlowKit: the GatingML schema, parser errors, the gate tree's public API
+
+
+def test_gatingml_schema_is_the_one_flowkit_validates_against(
+    external_data: Path, tmp_path: Path
+) -> None:
+    import flowkit as fk
+
+    schema = gatingml_schema()
+    assert isinstance(schema, etree.XMLSchema)
+    good = external_data / "gatingml2-compliance" / "gml" / "gml_all_gates.xml"
+    assert schema.validate(etree.parse(str(good)))
+    bad = tmp_path / "bad.xml"
+    bad.write_text(
+        '<?xml version="1.0"?>'
+        '<gating:Gating-ML xmlns:gating="http://www.isac-net.org/std/Gating-ML/v2.0/gating">'
+        '<gating:RectangleGate gating:id="g"><gating:bogus/></gating:RectangleGate>'
+        "</gating:Gating-ML>"
+    )
+    assert not schema.validate(etree.parse(str(bad)))
+    with pytest.raises(ValueError, match=r"neither GatingML 2\.0 compliant"):
+        fk.parse_gating_xml(str(bad))
+
+
+def _without(source: Path, target: Path, xpath: str) -> Path:
+    tree = etree.parse(str(source))
+    for element in tree.xpath(xpath):
+        element.getparent().remove(element)
+    tree.write(str(target))
+    return target
+
+
+def test_flowkit_trips_inside_its_own_code_on_a_workspace_missing_an_element(
+    external_data: Path, tmp_path: Path
+) -> None:
+    """FlowKit does not validate workspaces: a missing <DataSet> is an AttributeError in FlowKit."""
+    import flowkit as fk
+
+    path = _without(
+        external_data / POLY_AND_RECT, tmp_path / "no dataset.wsp", "//SampleList/Sample/DataSet"
+    )
+    with pytest.raises(AttributeError) as caught:
+        fk.parse_wsp(str(path))
+    assert caught.traceback[-1].frame.f_globals["__name__"].startswith("flowkit.")
+    with pytest.raises(UnreadableStrategy) as unreadable:
+        parse_strategy(fk.parse_wsp, path)
+    assert isinstance(unreadable.value.cause, AttributeError)
+
+
+def test_an_attribute_error_outside_flowkit_propagates(tmp_path: Path) -> None:
+    def buggy(path: str) -> None:
+        raise AttributeError("a bug of ours")
+
+    with pytest.raises(AttributeError, match="a bug of ours"):
+        parse_strategy(buggy, tmp_path / "any.xml")
+
+
+def _gatingml(tmp_path: Path, gates: str) -> Path:
+    path = tmp_path / "strategy.xml"
+    path.write_text(
+        '<?xml version="1.0"?>'
+        '<gating:Gating-ML xmlns:gating="http://www.isac-net.org/std/Gating-ML/v2.0/gating" '
+        'xmlns:data-type="http://www.isac-net.org/std/Gating-ML/v2.0/datatypes">'
+        f"{gates}</gating:Gating-ML>"
+    )
+    return path
+
+
+def _range(gate_id: str, parent: str | None = None) -> str:
+    parent_attr = f' gating:parent_id="{parent}"' if parent else ""
+    return (
+        f'<gating:RectangleGate gating:id="{gate_id}"{parent_attr}>'
+        '<gating:dimension gating:compensation-ref="uncompensated" gating:min="1">'
+        '<data-type:fcs-dimension data-type:name="FSC-H"/>'
+        "</gating:dimension></gating:RectangleGate>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("gates", "error"),
+    [
+        (_range("A", parent="nowhere"), KeyError),  # parent that does not exist
+        (_range("A", parent="B") + _range("B", parent="A"), ValueError),  # cycle
+        (_range("A", parent="A"), ValueError),  # its own parent
+    ],
+    ids=["unknown parent", "cycle", "own parent"],
+)
+def test_flowkit_parse_errors_for_bad_gatingml(
+    tmp_path: Path, gates: str, error: type[Exception]
+) -> None:
+    import flowkit as fk
+
+    path = _gatingml(tmp_path, gates)
+    assert gatingml_schema().validate(etree.parse(str(path)))  # schema-valid, still bad
+    with pytest.raises(error):
+        fk.parse_gating_xml(str(path))
+    assert issubclass(error, flowkit_input_errors())
+    with pytest.raises(UnreadableStrategy):
+        parse_strategy(fk.parse_gating_xml, path)
+
+
+def test_flowkit_gate_ids_are_the_tree_in_pre_order(external_data: Path) -> None:
+    """What Strategy's gate records are built from (FlowKit's public GatingStrategy API)."""
+    import flowkit as fk
+
+    path = external_data / "gatingml2-compliance" / "gml" / "gml_all_gates.xml"
+    gating_strategy = fk.parse_gating_xml(str(path))
+
+    def pre_order(gate_id: tuple[str, tuple[str, ...]]) -> list:
+        children = gating_strategy.get_child_gate_ids(*gate_id)
+        return [gate_id] + [i for child in children for i in pre_order(child)]
+
+    roots = [(g.gate_name, ("root",)) for g in gating_strategy.get_root_gates()]
+    expected = [i for root in roots for i in pre_order(root)]
+    assert gating_strategy.get_gate_ids() == expected
+    quadrant_gate = gating_strategy.get_gate("Quadrant1", gate_path=("root",))
+    assert type(quadrant_gate).__name__ == "QuadrantGate"
+    quadrants = gating_strategy.get_child_gate_ids("Quadrant1", ("root",))
+    assert [name for name, _ in quadrants] == list(quadrant_gate.quadrants)
+    with pytest.raises(fk.exceptions.QuadrantReferenceError):
+        gating_strategy.get_gate(quadrants[0][0], gate_path=quadrants[0][1])
+    and3 = gating_strategy.get_gate("And3", gate_path=("root",))
+    assert [(ref["ref"], ref["path"], ref["complement"]) for ref in and3.gate_refs] == [
+        ("Range1", ("root",), False),
+        ("Ellipse1", ("root",), True),
+        ("Polygon1", ("root",), False),
+    ]
+
+
+def test_flowkit_warns_of_numpy_overflow_for_extreme_biex_parameters(
+    external_data: Path, tmp_path: Path
+) -> None:
+    """The RuntimeWarnings load_strategy filters (category, message and module as filtered)."""
+    import flowkit as fk
+
+    from cytotrial.io import load_strategy
+
+    text = (external_data / BIEX).read_text()
+    path = tmp_path / "extreme biex.wsp"
+    path.write_text(text.replace('transforms:pos="4.418539922"', 'transforms:pos="99999"', 1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fk.parse_wsp(str(path))
+    assert caught and all(
+        w.category is RuntimeWarning
+        and str(w.message).startswith(("overflow encountered in ", "invalid value encountered in "))
+        and "flowkit" in Path(w.filename).parts
+        for w in caught
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load_strategy(path)) == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# no private FlowKit/FlowIO attribute outside the adapter
+
+_UPSTREAM = ("flowkit", "flowio")
+_KNOWN_PRIVATE = {"_gate_tree", "_raw_results", "_lut_func", "_resources"}
+_HOLDERS = {"gating_strategy", "fk_gate"}  # attributes of ours that hold FlowKit objects
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _names_in(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _attrs_in(node: ast.AST) -> set[str]:
+    return {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+
+
+def _upstream_names(tree: ast.AST) -> tuple[set[str], list[tuple[int, str]]]:
+    """Names bound to FlowKit/FlowIO imports, and private imports from them."""
+    bound: set[str] = set()
+    private: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] in _UPSTREAM:
+                    bound.add(alias.asname or parts[0])
+                    if any(_is_private(p) for p in parts[1:]):
+                        private.append((node.lineno, f"import {alias.name}"))
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            parts = node.module.split(".")
+            if parts[0] in _UPSTREAM:
+                bound |= {alias.asname or alias.name for alias in node.names}
+                names = [alias.name for alias in node.names]
+                if any(_is_private(p) for p in parts[1:] + names):
+                    private.append((node.lineno, f"from {node.module} import {', '.join(names)}"))
+    return bound, private
+
+
+def _bound_names(target: ast.AST) -> set[str]:
+    """Names a target binds (``x``, ``x, y``, ``*x``), not ``x`` of ``x.a = ...``/``x[0] = ...``."""
+    if isinstance(target, ast.Name):
+        return {target.id}
+    if isinstance(target, ast.Tuple | ast.List):
+        return set().union(*(_bound_names(t) for t in target.elts))
+    if isinstance(target, ast.Starred):
+        return _bound_names(target.value)
+    return set()
+
+
+def _bindings(node: ast.AST) -> list[tuple[ast.AST | None, list[ast.AST]]]:
+    """(value, targets) pairs an AST node binds: assignments, loops, with, arguments."""
+    if isinstance(node, ast.Assign):
+        return [(node.value, node.targets)]
+    if isinstance(node, ast.AnnAssign | ast.AugAssign | ast.NamedExpr):
+        return [(node.value, [node.target])]
+    if isinstance(node, ast.For | ast.comprehension):
+        return [(node.iter, [node.target])]
+    if isinstance(node, ast.withitem) and node.optional_vars is not None:
+        return [(node.context_expr, [node.optional_vars])]
+    if isinstance(node, ast.arg) and node.annotation is not None:
+        return [(node.annotation, [ast.Name(id=node.arg)])]
+    return []
+
+
+def _private_uses(source: str) -> list[tuple[int, str]]:
+    """Private FlowKit/FlowIO attributes used in ``source``: (line, what) each."""
+    tree = ast.parse(source)
+    tainted, found = _upstream_names(tree)
+    changed = True
+    while changed:  # names bound to what a FlowKit/FlowIO name gives, to a fixed point
+        changed = False
+        for node in ast.walk(tree):
+            for value, targets in _bindings(node):
+                if value is None or not _names_in(value) & tainted:
+                    continue
+                new = set().union(*(_bound_names(t) for t in targets)) - tainted
+                if new:
+                    tainted |= new
+                    changed = True
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _is_private(node.attr):
+            upstream = _names_in(node.value) & tainted or _attrs_in(node.value) & _HOLDERS
+            if node.attr in _KNOWN_PRIVATE or upstream:
+                found.append((node.lineno, f"{ast.unparse(node)}"))
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "setattr", "hasattr")
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+            and _is_private(node.args[1].value)
+        ):
+            target = node.args[0]
+            if node.args[1].value in _KNOWN_PRIVATE or _names_in(target) & tainted:
+                found.append((node.lineno, ast.unparse(node)))
+    return sorted(found)
+
+
+@pytest.mark.parametrize(
+    ("source", "flagged"),
+    [
+        ("import flowkit as fk\nfk._models", True),
+        ("from flowkit._resources import gml_schema", True),
+        ("from flowio import _version", True),
+        ("import flowkit._utils.xml_utils", True),
+        ("import flowkit as fk\ngs = fk.parse_gating_xml(p)\ngs._gate_tree", True),
+        ("import flowkit as fk\ndef f(gs: fk.GatingStrategy):\n    return gs._dag", True),
+        ("def f(results):\n    return results._raw_results", True),
+        ("strategy.gating_strategy._cached_preprocessed_events", True),
+        ("gate.fk_gate._x", True),
+        ("getattr(xform, '_lut_func')", True),
+        ("import flowkit as fk\nfk.__version__\nfk.parse_wsp(p).keys()", False),
+        ("class A:\n    def f(self):\n        return self._by_path", False),
+        ("import numpy as np\nnp._core", False),
+    ],
+)
+def test_the_scan_finds_private_upstream_attributes(source: str, flagged: bool) -> None:
+    assert bool(_private_uses(source)) is flagged
+
+
+def test_the_scan_sees_the_adapter_reach_past_the_api() -> None:
+    assert _private_uses(ADAPTER.read_text(encoding="utf-8"))
+
+
+def test_no_private_flowkit_or_flowio_attribute_outside_the_adapter() -> None:
+    problems = []
+    for path in sorted(SRC.rglob("*.py")):
+        if path == ADAPTER:
+            continue
+        for line, what in _private_uses(path.read_text(encoding="utf-8")):
+            problems.append(f"{path.relative_to(PROJECT_ROOT)}:{line}: {what}")
+    assert not problems, "private FlowKit/FlowIO use outside _flowkit.py:\n" + "\n".join(problems)
