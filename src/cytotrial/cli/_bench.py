@@ -24,9 +24,24 @@ import yaml
 
 from ..errors import CytotrialError
 
-__all__ = ["machine_description", "run_benchmark", "run_workflow"]
+__all__ = ["machine_description", "run_benchmark", "run_workflow", "workflow_root"]
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+def workflow_root(value: str | Path | None = None) -> Path:
+    """The folder holding the workflow (``Snakefile``, ``config/``, ``resources/``) to benchmark.
+
+    ``value`` when given; else the working directory when it holds a Snakefile; else the source
+    checkout this package runs from (an editable install).
+    """
+    candidates = [Path(value)] if value else [Path.cwd(), Path(__file__).resolve().parents[3]]
+    for folder in candidates:
+        if (folder / "Snakefile").is_file() and (folder / "config" / "config.yaml").is_file():
+            return folder.resolve()
+    where = value or "the working directory"
+    raise CytotrialError(
+        f"bench: no cytotrial workflow (Snakefile and config/config.yaml) in {where}; "
+        "run it from the project folder or pass --workflow DIR"
+    )
 
 
 def machine_description() -> str:
@@ -49,13 +64,13 @@ def machine_description() -> str:
     return f"{model}, {os.cpu_count()} cores{memory}, Python {platform.python_version()}"
 
 
-def _bench_config(sheet: Path, *, batch_size: int | None) -> dict:
-    with open(PROJECT_ROOT / "config" / "config.yaml", encoding="utf-8") as handle:
+def _bench_config(root: Path, sheet: Path, *, batch_size: int | None) -> dict:
+    with open(root / "config" / "config.yaml", encoding="utf-8") as handle:
         config = yaml.safe_load(handle)
     config["samples"] = str(sheet.resolve())
     config["patients"] = ""
     for spec in config["strategies"].values():
-        spec["strategy"] = str((PROJECT_ROOT / spec["strategy"]).resolve())
+        spec["strategy"] = str((root / spec["strategy"]).resolve())
     if batch_size:
         config["gating"]["batch_size"] = batch_size
     return config
@@ -64,6 +79,7 @@ def _bench_config(sheet: Path, *, batch_size: int | None) -> dict:
 def run_workflow(
     trial: Path,
     *,
+    root: Path,
     cores: int,
     batch_size: int | None = None,
     targets: tuple[str, ...] = ("results/counts/populations.h5ad",),
@@ -74,14 +90,14 @@ def run_workflow(
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     config_path = workdir / "config.yaml"
-    config = _bench_config(trial / "samples.tsv", batch_size=batch_size)
+    config = _bench_config(root, trial / "samples.tsv", batch_size=batch_size)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     command = [
         sys.executable,
         "-m",
         "snakemake",
         "--snakefile",
-        str(PROJECT_ROOT / "Snakefile"),
+        str(root / "Snakefile"),
         "--directory",
         str(workdir),
         "--configfile",
@@ -131,7 +147,7 @@ def run_workflow(
 
 
 def _simulate(out: Path, *, per_arm, events: int, tumor_events: int, seed: int, jobs: int):
-    from ..sim._simulate import simulate_trial
+    from ..sim import simulate_trial
 
     if out.exists():
         shutil.rmtree(out)
@@ -145,10 +161,10 @@ def _simulate(out: Path, *, per_arm, events: int, tumor_events: int, seed: int, 
     )
 
 
-def _flowkit_side_by_side(workdir: Path, *, events: int) -> dict:
-    from ..gating._engine import benchmark_gating
-    from ..io._strategy import load_strategy
-    from ..sim._simulate import simulate_trial
+def _flowkit_side_by_side(workdir: Path, *, root: Path, events: int) -> dict:
+    from ..gating import benchmark_gating
+    from ..io import load_strategy
+    from ..sim import simulate_trial
 
     out = workdir / "flowkit_file"
     if out.exists():
@@ -156,12 +172,13 @@ def _flowkit_side_by_side(workdir: Path, *, events: int) -> dict:
     simulate_trial(out, patients_per_arm=1, events=events, tumor_events=1000, seed=7, jobs=1)
     sheet = pd.read_csv(out / "samples.tsv", sep="\t")
     first = sheet[sheet["compartment"] == "blood"].iloc[0]
-    strategy = load_strategy(PROJECT_ROOT / "resources" / "gating" / "blood.xml")
+    strategy = load_strategy(root / "resources" / "gating" / "blood.xml")
     return benchmark_gating(out / first["fcs"], strategy, repeats=3)
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
     """Body of ``cytotrial bench`` (see the module docstring); prints a report, returns the exit code."""
+    root = workflow_root(args.workflow)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     per_arm = args.patients_per_arm
@@ -183,7 +200,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
             f"\n[x{scale:g}] simulated {sim.n_files} files, {sim.n_events:,} events in {sim.seconds:.1f} s "
             f"({sim.n_files / sim.seconds:.1f} files/s, {sim.n_events / sim.seconds:,.0f} events/s)"
         )
-        run = run_workflow(trial, cores=args.cores, batch_size=args.batch_size)
+        run = run_workflow(trial, root=root, cores=args.cores, batch_size=args.batch_size)
         print(
             f"[x{scale:g}] workflow (gating + aggregation): {run['wall_s']:.1f} s wall, "
             f"{sim.n_events / run['wall_s']:,.0f} events/s, {sim.n_files / run['wall_s']:.1f} files/s, "
@@ -211,7 +228,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
 
     if not args.skip_flowkit:
-        result = _flowkit_side_by_side(workdir, events=args.flowkit_events)
+        result = _flowkit_side_by_side(workdir, root=root, events=args.flowkit_events)
         print(f"\nside by side on one {args.flowkit_events:,}-event file, default blood strategy:")
         for key, value in result.items():
             print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")

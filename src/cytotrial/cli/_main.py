@@ -205,6 +205,11 @@ def _parser() -> argparse.ArgumentParser:
         "--skip-flowkit", action="store_true", help="leave out the FlowKit side-by-side"
     )
     bench.add_argument("--keep", action="store_true", help="keep the simulated trials")
+    bench.add_argument(
+        "--workflow",
+        default=None,
+        help="folder of the workflow to run (default: the working directory, if it has a Snakefile)",
+    )
     bench.set_defaults(func=_cmd_bench)
     return parser
 
