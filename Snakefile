@@ -19,6 +19,7 @@ include: "workflow/rules/plots.smk"
 
 
 rule all:
+    """Everything: counts, QC, statistics and figures of the trial."""
     default_target: True
     input:
         final_outputs(),

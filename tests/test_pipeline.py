@@ -1,4 +1,4 @@
-"""Library steps behind the rules: batching, compensation from config, QC flags."""
+"""Library steps behind the rules: compensation from config, QC flags (batching: test_batches.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from cytotrial.errors import ConfigError
 from cytotrial.io import read_compensation
-from cytotrial.rules import assign_batches, run_gate_batch
+from cytotrial.rules import run_gate_batch
 from cytotrial.sim import simulate_sample, spillover_matrix, write_fcs
 from cytotrial.tl import qc_flags
 
@@ -19,16 +19,6 @@ STRATEGY = {
     "strategy": str(ROOT / "resources/gating/blood.xml"),
     "populations": {"cd8": "cd8", "treg": "treg"},
 }
-
-
-def test_batches_are_stable_when_samples_are_added():
-    ids = [f"P{i:03d}_C1D1_blood" for i in range(100)]
-    before = assign_batches(ids, batch_size=30)  # 4 batches
-    after = assign_batches(ids + ["P999_C1D1_blood"], batch_size=30)  # still 4
-    assert len(set(before.values())) == 4
-    assert all(after[s] == before[s] for s in ids)
-    with pytest.raises(ConfigError):
-        assign_batches(ids, batch_size=0)
 
 
 def _gate(tmp_path, fcs, compensation):

@@ -2,6 +2,9 @@
 
 
 rule aggregate:
+    """Gather the counts of every batch into populations.h5ad (samples x populations, with
+    frequencies, cells per µL and provenance), its tidy table and the per-sample QC table.
+    """
     input:
         counts=lambda w: gated_batches("counts"),
         qc=lambda w: gated_batches("qc"),

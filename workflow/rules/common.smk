@@ -1,13 +1,17 @@
-# Shared set-up: config and sample sheet validation, batching of samples into gating jobs.
+# Shared set-up: the config checked once, the sample sheet, and the batching of samples into gating
+# jobs (each batch's membership is a file, written only when it changes).
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
-from cytotrial.config import config_problems
+from cytotrial.config import check_config
 from cytotrial.errors import CytotrialError
-from cytotrial.rules import assign_batches
-from cytotrial.io import read_sample_sheet, schema_path
+from cytotrial.io import read_sample_sheet
+from cytotrial.rules import (
+    assign_batches,
+    fcs_for_workdir,
+    sheet_fcs,
+    write_batch,
+)
 
 
 def _fail(message):
@@ -18,14 +22,17 @@ def _fail(message):
     sys.exit(1)
 
 
-_problems = config_problems(config)
-if _problems:
-    _fail("\n".join(_problems))
-validate(config, schema=str(schema_path("config")), set_default=True)
+# The one check of the whole config: every problem at once, then every default filled in, so rules
+# and library functions take resolved values.
+try:
+    config.update(check_config(config))
+except CytotrialError as error:
+    _fail(error)
 
 DEMO_SHEET = Path("resources/demo/samples.tsv")
 DEMO = Path(config["samples"]) == DEMO_SHEET
-PATIENTS = config.get("patients") or ""
+PATIENTS = config["patients"]
+BATCH_FILE = "results/gating/batches/batch_{batch}.tsv"
 
 _cache = {}
 
@@ -46,55 +53,82 @@ def samples():
     return _cache["samples"]
 
 
+def fcs_inputs():
+    """Sample id -> its FCS file relative to the working directory (absolute when outside it)."""
+    if "fcs" not in _cache:
+        samples()
+        _cache["fcs"] = {
+            sid: fcs_for_workdir(value, config["samples"])
+            for sid, value in sheet_fcs(config["samples"]).items()
+        }
+    return _cache["fcs"]
+
+
+def sample_fcs_files(wildcards=None):
+    """The FCS files of every sample, relative to the working directory (an input function)."""
+    return list(fcs_inputs().values())
+
+
 def batches():
-    """Gating batch of every sample (stable under edits of other rows)."""
+    """Batch name -> its samples (sample_id, panel, fcs); each batch's membership file is written
+    here, and only when its content changes, so an unchanged batch keeps its file's timestamp.
+    """
     if "batches" not in _cache:
-        table = samples()
-        _cache["batches"] = assign_batches(
-            list(table.index), batch_size=config["gating"]["batch_size"]
+        table = samples()[["sample_id", "panel"]].copy()
+        table["fcs"] = table["sample_id"].map(fcs_inputs())
+        assignment = assign_batches(
+            table["sample_id"], batch_size=config["gating"]["batch_size"]
         )
+        table["batch"] = table["sample_id"].map(assignment)
+        members = {
+            batch: rows.sort_values("sample_id")
+            for batch, rows in table.groupby("batch", sort=True)
+        }
+        for batch, rows in members.items():
+            write_batch(rows, BATCH_FILE.format(batch=batch))
+        _cache["batches"] = members
     return _cache["batches"]
 
 
-def batch_ids():
-    return sorted(set(batches().values()))
-
-
-def batch_rows(wildcards):
-    """The sample_id, panel and fcs of the samples of one batch (a rule parameter)."""
-    table = samples()
-    members = [sid for sid, b in batches().items() if b == int(wildcards.batch)]
-    return table.loc[sorted(members), ["sample_id", "panel", "fcs"]].to_dict("records")
+def batch_file(wildcards):
+    """The membership file of one batch (written when the batches are formed)."""
+    batches()
+    return BATCH_FILE.format(batch=wildcards.batch)
 
 
 def batch_fcs(wildcards):
-    return [row["fcs"] for row in batch_rows(wildcards)]
+    """The FCS files of one batch, relative to the working directory."""
+    return list(batches()[wildcards.batch]["fcs"])
 
 
 def batch_strategies(wildcards):
     """Strategy config of the panels present in one batch (so other panels' edits leave it alone)."""
-    panels = sorted({row["panel"] for row in batch_rows(wildcards)})
+    panels = sorted(set(batches()[wildcards.batch]["panel"]))
     return {panel: config["strategies"][panel] for panel in panels}
 
 
 def batch_strategy_files(wildcards):
+    """The strategy files of the panels present in one batch."""
     return [spec["strategy"] for spec in batch_strategies(wildcards).values()]
 
 
 def gated_batches(kind):
+    """The ``counts`` or ``qc`` tables of every batch."""
     return expand(
-        "results/gating/batch_{batch}.{kind}.tsv", batch=batch_ids(), kind=kind
+        "results/gating/batch_{batch}.{kind}.tsv", batch=sorted(batches()), kind=kind
     )
 
 
 def compensation_files():
+    """The compensation matrix file, when the config names one."""
     value = config["gating"]["compensation"]
     return [] if value.lower() == "fcs" else [value]
 
 
-# Check a user's own sheet at once, before any work (the demo sheet is checked once simulated).
+# Check a user's own sheet and form its batches at once, before any work (the demo's sheet once it
+# is simulated).
 if not DEMO:
-    samples()
+    batches()
 
 
 def final_outputs():

@@ -2,6 +2,9 @@
 if DEMO:
 
     checkpoint simulate_demo:
+        """Simulate the embedded demo trial (FCS files, sample sheet, patients table and ground
+        truth) when it is missing.
+        """
         output:
             sheet=DEMO_SHEET,
             patients="resources/demo/patients.tsv",

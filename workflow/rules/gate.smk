@@ -2,7 +2,11 @@
 
 
 rule gate:
+    """Gate the FCS files of one batch with their panel's strategy: event counts of every gate and
+    a QC row per sample (a file that cannot be read or lacks a marker is excluded with its reason).
+    """
     input:
+        batch=batch_file,
         fcs=batch_fcs,
         strategies=batch_strategy_files,
         compensation=compensation_files(),
@@ -14,11 +18,10 @@ rule gate:
     benchmark:
         "benchmarks/gate/batch_{batch}.tsv"
     wildcard_constraints:
-        batch=r"\d+",
+        batch=r"all|[01]+",
     conda:
         "../envs/cytotrial.yaml"
     params:
-        samples=batch_rows,
         strategies=batch_strategies,
         panels=config["panels"],
         compensation=config["gating"]["compensation"],

@@ -11,6 +11,9 @@ STAT_TABLES = [
 
 
 rule stats:
+    """Change from baseline, arm comparison, mixed models, summaries and the outcome link, as
+    tidy tables (each q-value names its family).
+    """
     input:
         h5ad="results/counts/populations.h5ad",
         patients=[PATIENTS] if PATIENTS else [],

@@ -4,19 +4,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir)))
 from _log import rule_log
 
-from cytotrial.io import read_sample_sheet
 from cytotrial.rules import run_aggregate
 
 with rule_log(snakemake) as log:
-    sheet = read_sample_sheet(
-        snakemake.input.sheet,
-        arms=snakemake.params.arms,
-        panels=list(snakemake.params.strategies),
-    )
     adata = run_aggregate(
         counts=snakemake.input.counts,
         qc=snakemake.input.qc,
-        sheet=sheet,
+        sheet=snakemake.input.sheet,
+        arms=snakemake.params.arms,
         strategies=snakemake.params.strategies,
         min_events=snakemake.params.min_events,
         config=snakemake.config,

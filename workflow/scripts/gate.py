@@ -4,11 +4,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir)))
 from _log import rule_log
 
-from cytotrial.rules import run_gate_batch
+from cytotrial.rules import read_batch, run_gate_batch
 
 with rule_log(snakemake) as log:
     counts, qc = run_gate_batch(
-        snakemake.params.samples,
+        read_batch(snakemake.input.batch).to_dict("records"),
         strategies=snakemake.params.strategies,
         panels=snakemake.params.panels,
         compensation=snakemake.params.compensation,

@@ -7,7 +7,7 @@ from _log import rule_log
 from cytotrial.tl import write_stats
 
 with rule_log(snakemake) as log:
-    outputs = {name: path for name, path in snakemake.output.items()}
+    outputs = dict(snakemake.output.items())
     written = write_stats(
         snakemake.input.h5ad,
         outputs=outputs,

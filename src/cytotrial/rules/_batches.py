@@ -1,22 +1,107 @@
-"""Which gating job (batch) each sample belongs to."""
+"""Which gating job (batch) each sample belongs to, and the membership file of each batch.
+
+A batch is a prefix of the bits of a stable hash of ``sample_id`` (a node of a binary trie) that holds
+at most ``batch_size`` samples while its parent holds more. Adding a sample changes only the batch it
+falls in (when that batch overflows, its samples split between the two halves of its prefix), so
+adding one row re-gates at most one batch's worth of samples, whatever the number of samples; the
+other batches keep their members, their membership files and their outputs.
+"""
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Sequence
+import hashlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
 
 from ..errors import ConfigError
 
-__all__ = ["assign_batches"]
+__all__ = ["BATCH_COLUMNS", "ROOT_BATCH", "assign_batches", "read_batch", "write_batch"]
+
+#: Columns of a batch membership file.
+BATCH_COLUMNS = ["sample_id", "panel", "fcs"]
+#: Name of the batch of the empty prefix (every sample, while they fit in one batch).
+ROOT_BATCH = "all"
+_HASH_BITS = 256
 
 
-def assign_batches(sample_ids: Sequence[str], *, batch_size: int) -> dict[str, int]:
-    """Assign samples to gating batches by a stable hash of the sample id.
+def _hash_bits(sample_id: str) -> str:
+    """The 256 bits of the SHA-256 of a sample id, most significant first (stable across runs)."""
+    digest = hashlib.sha256(str(sample_id).encode("utf-8")).digest()
+    return format(int.from_bytes(digest, "big"), f"0{_HASH_BITS}b")
 
-    A sample keeps its batch when others are added or removed (as long as the number of batches,
-    ``ceil(n / batch_size)``, stays the same), so editing one sheet row re-gates one batch only.
+
+def assign_batches(sample_ids: Iterable[str], *, batch_size: int) -> dict[str, str]:
+    """Assign samples to gating batches by a binary trie over a stable hash of the sample id.
+
+    Parameters
+    ----------
+    sample_ids
+        The samples (unique ids; order does not matter).
+    batch_size
+        Most samples in one batch.
+
+    Returns
+    -------
+    dict
+        sample id -> batch name: the hash prefix of its batch (``"0110"``), or ``"all"`` while every
+        sample fits in one batch.
+
+    Raises
+    ------
+    ConfigError
+        ``batch_size`` is below 1.
     """
     if batch_size < 1:
         raise ConfigError(f"config gating.batch_size must be at least 1, not {batch_size}")
-    n_batches = max(1, -(-len(sample_ids) // batch_size))
-    return {sid: zlib.crc32(str(sid).encode("utf-8")) % n_batches for sid in sample_ids}
+    bits = {sid: _hash_bits(sid) for sid in dict.fromkeys(sample_ids)}
+    batches: dict[str, str] = {}
+    pending = [("", sorted(bits))]
+    while pending:
+        prefix, members = pending.pop()
+        if len(members) <= batch_size:
+            for sid in members:
+                batches[sid] = prefix or ROOT_BATCH
+            continue
+        # distinct ids have distinct hashes, so a prefix never outgrows the hash
+        depth = len(prefix)
+        for bit in "01":
+            half = [sid for sid in members if bits[sid][depth] == bit]
+            if half:
+                pending.append((prefix + bit, half))
+    return batches
+
+
+def write_batch(members: pd.DataFrame, path: str | Path) -> bool:
+    """Write a batch's membership table, unless the file already holds exactly that.
+
+    An unchanged file keeps its modification time, so its gating job is not re-run.
+
+    Parameters
+    ----------
+    members
+        One row per sample with :data:`BATCH_COLUMNS`.
+    path
+        The membership file (tab-separated).
+
+    Returns
+    -------
+    bool
+        Whether the file was (re)written.
+    """
+    text = members[BATCH_COLUMNS].to_csv(sep="\t", index=False, lineterminator="\n")
+    path = Path(path)
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)  # never a half-written membership file
+    return True
+
+
+def read_batch(path: str | Path) -> pd.DataFrame:
+    """A batch's membership table (:data:`BATCH_COLUMNS`, all text)."""
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)[BATCH_COLUMNS]

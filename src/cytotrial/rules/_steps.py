@@ -11,16 +11,28 @@ import platform
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..gating._samples import COUNT_COLUMNS, QC_COLUMNS, gate_samples, load_panel_gating
-from ..io._compensation import read_compensation
-from ..io._files import file_sha256
-from ..tl._aggregate import POPULATIONS, build_populations, populations_long
+from ..gating import COUNT_COLUMNS, QC_COLUMNS, gate_samples, load_panel_gating
+from ..io import file_sha256, read_compensation, read_sample_sheet
+from ..tl import (
+    POPULATIONS,
+    build_populations,
+    cluster_events,
+    cluster_gate_agreement,
+    populations_long,
+    subsample_events,
+)
+from ._paths import fcs_relative_to_sheet, resolve_sheet_fcs, sheet_fcs
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 __all__ = [
     "package_versions",
+    "read_samples_for_outputs",
     "run_aggregate",
     "run_event_crosscheck",
     "run_gate_batch",
@@ -97,19 +109,53 @@ def _read_tsv(paths: Sequence[str | Path], columns: Sequence[str]) -> pd.DataFra
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns))
 
 
+def read_samples_for_outputs(
+    sheet: str | Path, *, arms: Sequence[str], panels: Sequence[str]
+) -> pd.DataFrame:
+    """The checked sample sheet with each ``fcs`` path relative to the sheet, as outputs record it.
+
+    A relative path stays as the sheet gives it, an absolute one becomes relative to the sheet's
+    folder, so no output holds a path of the analyst's machine.
+    """
+    table = read_sample_sheet(sheet, arms=list(arms), panels=list(panels))
+    given = sheet_fcs(sheet)
+    table["fcs"] = [fcs_relative_to_sheet(given[sid], sheet) for sid in table.index]
+    return table
+
+
 def run_aggregate(
     *,
     counts: Sequence[str | Path],
     qc: Sequence[str | Path],
-    sheet: pd.DataFrame,
+    sheet: str | Path,
+    arms: Sequence[str],
     strategies: Mapping[str, Mapping],
-    min_events: Mapping[str, int] | None,
-    config: Mapping | None,
+    min_events: Mapping[str, int],
+    config: Mapping,
     h5ad_out: str | Path,
     tsv_out: str | Path,
     qc_out: str | Path,
-):
-    """Gather every batch into ``populations.h5ad``, its tidy TSV and the per-sample QC table."""
+) -> AnnData:
+    """Gather every batch into ``populations.h5ad``, its tidy TSV and the per-sample QC table.
+
+    Parameters
+    ----------
+    counts, qc
+        The count and QC tables of every gating batch.
+    sheet
+        The sample sheet (checked again here); ``obs['fcs']`` records each file relative to it.
+    arms
+        The config's arms.
+    strategies
+        The config's ``strategies:``.
+    min_events
+        The config's ``qc.min_events``.
+    config
+        The whole (resolved) config, stored as provenance.
+    h5ad_out, tsv_out, qc_out
+        Where ``populations.h5ad``, ``populations.tsv`` and the QC table go.
+    """
+    sheet = read_samples_for_outputs(sheet, arms=arms, panels=list(strategies))
     counts_df = _read_tsv(counts, COUNT_COLUMNS)
     qc_df = _read_tsv(qc, QC_COLUMNS)
     counts_df["population"] = counts_df["population"].fillna("").astype(str)
@@ -133,7 +179,7 @@ def run_aggregate(
             panel: str(spec["strategy"]) for panel, spec in sorted(strategies.items())
         },
         "versions": package_versions(),
-        "config_json": json.dumps(config or {}, sort_keys=True, default=str),
+        "config_json": json.dumps(config, sort_keys=True, default=str),
     }
     adata = build_populations(
         counts_df, sheet, mappings, parents, min_events=min_events, provenance=provenance
@@ -157,7 +203,7 @@ def _canonical_parents(mappings: Mapping[str, Mapping[str, str]]) -> dict[str, s
     return parents
 
 
-def _qc_table(sheet: pd.DataFrame, qc: pd.DataFrame, adata) -> pd.DataFrame:
+def _qc_table(sheet: pd.DataFrame, qc: pd.DataFrame, adata: AnnData) -> pd.DataFrame:
     columns = ["sample_id", "patient_id", "arm", "visit", "compartment", "panel", "batch"]
     table = sheet[columns].reset_index(drop=True).merge(qc, on="sample_id", how="left")
     table["status"] = table["status"].fillna("excluded")
@@ -175,13 +221,17 @@ def _qc_table(sheet: pd.DataFrame, qc: pd.DataFrame, adata) -> pd.DataFrame:
     return table.sort_values("sample_id", kind="stable").reset_index(drop=True)
 
 
-def _gated_samples(h5ad: str | Path) -> pd.DataFrame:
-    """The samples that were gated (obs of populations.h5ad), without loading the counts."""
+def _gated_samples(h5ad: str | Path, *, sheet: str | Path) -> pd.DataFrame:
+    """The samples that were gated (obs of populations.h5ad), without loading the counts.
+
+    Their ``fcs`` paths, recorded relative to the sample sheet, are resolved against it.
+    """
     import anndata as ad
 
     adata = ad.read_h5ad(h5ad, backed="r")
     obs = adata.obs.copy()
     adata.file.close()
+    obs["fcs"] = [str(resolve_sheet_fcs(value, sheet)) for value in obs["fcs"]]
     return obs
 
 
@@ -194,6 +244,7 @@ def _panel_gatings(strategies: Mapping[str, Mapping], panels_used) -> dict:
 def run_gating_qc(
     h5ad: str | Path,
     *,
+    sheet: str | Path,
     strategies: Mapping[str, Mapping],
     panels: Mapping[str, Sequence[str]] | None,
     compensation: str,
@@ -201,10 +252,13 @@ def run_gating_qc(
     out_png: str | Path,
     out_pdf: str | Path,
 ) -> list[str]:
-    """The gating QC figure for ``per_batch`` gated samples of each panel and acquisition batch."""
-    from ..tl._events import plot_gating_qc
+    """The gating QC figure for ``per_batch`` gated samples of each panel and acquisition batch.
 
-    obs = _gated_samples(h5ad)
+    ``sheet`` is the sample sheet the ``fcs`` paths of ``populations.h5ad`` are relative to.
+    """
+    from ..pl import plot_gating_qc  # matplotlib: only for the figure steps
+
+    obs = _gated_samples(h5ad, sheet=sheet)
     matrix = None if str(compensation).lower() == "fcs" else read_compensation(compensation)
     return plot_gating_qc(
         obs,
@@ -220,6 +274,7 @@ def run_gating_qc(
 def run_event_crosscheck(
     h5ad: str | Path,
     *,
+    sheet: str | Path,
     strategies: Mapping[str, Mapping],
     panels: Mapping[str, Sequence[str]] | None,
     compensation: str,
@@ -232,15 +287,16 @@ def run_event_crosscheck(
 ) -> float:
     """Subsample events of every gated sample, UMAP + Leiden, agreement with the gates, figures.
 
+    ``sheet`` is the sample sheet the ``fcs`` paths of ``populations.h5ad`` are relative to;
     ``options`` is the config's ``events:`` section (``per_sample``, ``max_events``,
     ``leiden_resolution``, ``seed``). Returns the adjusted Rand index.
     """
-    from ..tl._events import cluster_events, cluster_gate_agreement, plot_umaps, subsample_events
+    from ..pl import plot_umaps  # matplotlib: only for the figure steps
 
-    obs = _gated_samples(h5ad)
+    obs = _gated_samples(h5ad, sheet=sheet)
     matrix = None if str(compensation).lower() == "fcs" else read_compensation(compensation)
-    per_sample = int(options.get("per_sample", 300))
-    cap = int(options.get("max_events", 60000))
+    per_sample = int(options["per_sample"])
+    cap = int(options["max_events"])
     per_sample = max(10, min(per_sample, cap // max(1, len(obs))))
     events = subsample_events(
         obs,
@@ -248,12 +304,12 @@ def run_event_crosscheck(
         panels=panels,
         compensation=matrix,
         per_sample=per_sample,
-        seed=int(options.get("seed", 0)),
+        seed=int(options["seed"]),
     )
     cluster_events(
         events,
-        resolution=float(options.get("leiden_resolution", 0.6)),
-        seed=int(options.get("seed", 0)),
+        resolution=float(options["leiden_resolution"]),
+        seed=int(options["seed"]),
     )
     ari, table = cluster_gate_agreement(events)
     events.uns["adjusted_rand_index"] = ari

@@ -8,21 +8,12 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from ..config import canonical_populations
+
 __all__ = ["POPULATIONS", "build_populations", "populations_long", "qc_flags"]
 
-#: Canonical population names, in the order of the outputs.
-POPULATIONS = [
-    "lymphocytes",
-    "singlets",
-    "live",
-    "leukocytes",
-    "cd3",
-    "cd4",
-    "cd8",
-    "treg",
-    "nk",
-    "cd8_ki67",
-]
+#: Canonical population names, in the order of the outputs (the config schema's list).
+POPULATIONS = canonical_populations()
 
 
 def qc_flags(counts: pd.DataFrame, *, min_events: Mapping[str, int]) -> pd.Series:
