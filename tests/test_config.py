@@ -112,7 +112,7 @@ def test_defaults_are_filled_at_every_level():
     resolved = resolve_config(config)
     assert resolved["analysis"]["measure"] == {"blood": "count", "tumor": "freq_parent"}
     assert resolved["analysis"]["alpha"] == defaults("analysis")["alpha"]
-    assert resolved["gating"] == {"compensation": "fcs", "batch_size": 250}
+    assert resolved["gating"] == {"compensation": "fcs", "batch_size": 400}
     assert config["analysis"] == {"measure": {"blood": "count"}}  # the input is left alone
 
 
