@@ -1,14 +1,15 @@
-"""Longitudinal statistics (cytotrial.stats) on a tiny simulated trial with planted effects.
+"""Longitudinal statistics (cytotrial.tl) on a tiny simulated trial with planted effects.
 
-The trial is built here (``make_trial``, also used by test_plots.py): per-patient baseline counts
-times ``2 ** (planted effect + noise)``, layers per the populations.h5ad contract. Expected values
-come from the planted effects or from independent computations (scipy, direct formulas), never
-from the code under test.
+The trial is built in conftest.py (``make_trial``, also used by test_plots.py): per-patient
+baseline counts times ``2 ** (planted effect + noise)``, layers per the populations.h5ad contract.
+Expected values come from the planted effects or from independent computations (scipy, direct
+formulas), never from the code under test.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import anndata as ad
 import numpy as np
@@ -25,6 +26,7 @@ from conftest import (
     planted_trial,
 )
 from cytotrial import tl as stats
+from cytotrial.config import defaults
 from cytotrial.errors import ConfigError, SampleSheetError
 
 
@@ -250,6 +252,67 @@ def test_mixed_model_survives_degenerate_data(trial):
     assert np.isfinite(_row(blood, term=f"arm[{ARM_A}]:visit[C2D1]")["p_value"])
 
 
+@pytest.fixture
+def mixedlm_fit(monkeypatch):
+    """Replace statsmodels' ``MixedLM.fit`` by a function of the model and the original fit."""
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    original = MixedLM.fit
+
+    def install(fake):
+        monkeypatch.setattr(MixedLM, "fit", lambda model, **kw: fake(model, original, **kw))
+
+    return install
+
+
+def test_failed_fit_is_a_row_with_its_note(trial, mixedlm_fit):
+    # a degenerate design makes statsmodels invert a singular matrix (seen on near-empty cells)
+    def singular(model, original, **kw):
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    mixedlm_fit(singular)
+    values = stats.measure_table(trial, analysis=ANALYSIS)
+    mm = stats.mixed_models(
+        values, reference_arm=ARM_B, baseline_visit="C1D1", visits=None, alpha=0.05
+    )
+    assert len(mm) == 4 and set(mm["term"]) == {"model"}  # 2 populations x 2 compartments
+    assert (mm["note"] == "fit failed: Singular matrix").all()
+    assert not mm["converged"].any() and mm["p_value"].isna().all()
+
+
+def test_programming_error_in_fit_is_not_swallowed(trial, mixedlm_fit):
+    def broken(model, original, **kw):
+        raise TypeError("fit() got an unexpected keyword argument")
+
+    mixedlm_fit(broken)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        stats.compute_tables(trial, analysis=ANALYSIS, tables=["mixed_model"])
+
+
+def test_fit_warnings_go_into_the_note_other_warnings_pass(trial, mixedlm_fit):
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    def warning(model, original, **kw):
+        warnings.warn(
+            "Gradient optimization failed, |grad| = 0.5", ConvergenceWarning, stacklevel=2
+        )
+        # judged by the code itself (relative to the residual variance), so not noted
+        warnings.warn(
+            "The MLE may be on the boundary of the parameter space.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+        warnings.warn("an unrelated deprecation", DeprecationWarning, stacklevel=2)
+        return original(model, **kw)
+
+    mixedlm_fit(warning)
+    with pytest.warns(DeprecationWarning, match="an unrelated deprecation"):
+        mm = stats.compute_tables(trial, analysis=ANALYSIS, tables=["mixed_model"])["mixed_model"]
+    notes = mm["note"]
+    assert notes.str.startswith("Gradient optimization failed, |grad| = 0.5").all()
+    assert not notes.str.contains("boundary|deprecation").any()
+
+
 def test_summary_counts_and_intervals(trial, tables):
     summary, fc = tables["summary"], tables["log2fc"]
     row = _row(summary, population="cd8", compartment="blood", arm=ARM_A, visit="C1D8")
@@ -294,6 +357,14 @@ def test_response_rates_and_early_change(tables):
     assert row["estimate"] > 0.5 and row["ci_low"] > 0
     pooled = _row(early, arm="all", population="cd8")
     assert pooled["n"] == 18  # P03 without baseline and P20 (NE) left out
+
+
+def test_response_without_evaluable_patients_has_rates_only(trial):
+    patients = patients_table().assign(best_response="NE")
+    resp = stats.compute_tables(trial, analysis=ANALYSIS, patients=patients, tables=["response"])
+    resp = resp["response"]
+    assert list(resp["analysis"]) == ["objective_response_rate"] * 2
+    assert (resp["n_responders"] == 0).all() and (resp["n"] == 10).all()
 
 
 # --------------------------------------------------------------------------------------------
@@ -494,6 +565,23 @@ def test_hodges_lehmann_estimates_and_small_samples():
     assert (high - low) == pytest.approx(2 * 1.96 * math.sqrt(math.pi / 3 * 2 / 250), rel=0.15)
 
 
+def test_signed_rank_with_zero_differences():
+    # an unchanged value (log2 fold change exactly 0) among fewer than 10: scipy < 1.15 switches to
+    # the normal approximation with a warning; the p-value is scipy's, and no warning escapes
+    d = np.array([0.0, 0.4, 0.7, -0.2, 0.9, 0.0, 1.1])
+    log2fc = pd.DataFrame(
+        dict(
+            population="cd8", compartment="blood", arm=ARM_A, visit="C1D8", measure="count",
+            cycle=1, day=8, log2fc=d,
+        )
+    )  # fmt: skip
+    row = stats.within_arm_changes(log2fc, baseline_visit="C1D1", alpha=0.05).iloc[0]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sample size too small for normal approximation")
+        expected = sps.wilcoxon(d).pvalue
+    assert row["n"] == 7 and row["p_value"] == pytest.approx(expected)
+
+
 def test_t_interval_matches_scipy():
     x = np.array([0.3, 1.2, -0.4, 0.8, 0.5])
     low, high = sps.t.interval(0.9, len(x) - 1, loc=x.mean(), scale=sps.sem(x))
@@ -519,47 +607,94 @@ def _with_obs_value(adata: ad.AnnData, sample: str, column: str, value) -> ad.An
     return adata
 
 
+def _without_population(adata: ad.AnnData, population: str) -> ad.AnnData:
+    return adata[:, [p for p in adata.var_names if p != population]].copy()
+
+
+# (change of the trial, analysis values, error, texts the one-line message must name)
 BAD_INPUTS = {
-    "unknown population": (lambda a: a, {"populations": ["cd8", "cd99"]}, ConfigError, "cd99"),
-    "baseline absent": (lambda a: a, {"baseline_visit": "SCREEN"}, ConfigError, "SCREEN"),
-    "reference arm absent": (lambda a: a, {"reference_arm": "PLACEBO"}, ConfigError, "PLACEBO"),
-    "unknown measure": (lambda a: a, {"measure": {"blood": "median"}}, ConfigError, "median"),
+    # checked by the config schema: the message names the key
+    "unknown population": (
+        lambda a: a,
+        {"populations": ["cd8", "cd99"]},
+        ConfigError,
+        ("config analysis.populations", "cd99"),
+    ),
+    "unknown measure": (
+        lambda a: a,
+        {"measure": {"blood": "median"}},
+        ConfigError,
+        ("config analysis.measure.blood", "median"),
+    ),
+    "measure not a mapping": (
+        lambda a: a,
+        {"measure": "per_ul"},
+        ConfigError,
+        ("config analysis.measure",),
+    ),
+    "bad alpha": (lambda a: a, {"alpha": 5}, ConfigError, ("config analysis.alpha",)),
+    "alpha as text": (lambda a: a, {"alpha": "0.05"}, ConfigError, ("config analysis.alpha",)),
+    "zero pseudocount": (
+        lambda a: a,
+        {"pseudocount": 0},
+        ConfigError,
+        ("config analysis.pseudocount",),
+    ),
+    "unknown key": (lambda a: a, {"alpah": 0.1}, ConfigError, ("config analysis", "alpah")),
+    # checked against the data
+    "population not in the data": (
+        lambda a: _without_population(a, "treg"),
+        {"populations": ["cd8", "treg"]},
+        ConfigError,
+        ("analysis.populations", "treg"),
+    ),
+    "baseline absent": (
+        lambda a: a,
+        {"baseline_visit": "SCREEN"},
+        ConfigError,
+        ("analysis.baseline_visit", "SCREEN"),
+    ),
+    "reference arm absent": (
+        lambda a: a,
+        {"reference_arm": "PLACEBO"},
+        ConfigError,
+        ("analysis.reference_arm", "PLACEBO"),
+    ),
     "compartment without measure": (
         lambda a: _with_obs_value(a, "P01_blood_C1D8", "compartment", "marrow"),
         {},
         ConfigError,
-        "marrow",
+        ("analysis.measure", "marrow"),
     ),
-    "bad alpha": (lambda a: a, {"alpha": 5}, ConfigError, "alpha"),
     "missing obs column": (
         lambda a: _without_obs_column(a, "cycle"),
         {},
         SampleSheetError,
-        "cycle",
+        ("cycle",),
     ),
     "non-integer day": (
         lambda a: _with_obs_value(a, "P02_blood_C1D8", "day", "eight"),
         {},
         SampleSheetError,
-        "P02_blood_C1D8",
+        ("P02_blood_C1D8",),
     ),
     "visit with two days": (
         lambda a: _with_obs_value(a, "P02_blood_C1D8", "day", 9),
         {},
         SampleSheetError,
-        "C1D8",
+        ("C1D8",),
     ),
     "patient in two arms": (
         lambda a: _with_obs_value(a, "P02_tumor_C2D1", "arm", ARM_B),
         {},
         SampleSheetError,
-        "P02",
+        ("P02",),
     ),
     "two samples one visit": (
         lambda a: _with_obs_value(a, "P02_tumor_C2D1", "visit", "C1D1"),
         {},
         SampleSheetError,
-        "P02",
+        ("P02",),
     ),
 }
 
@@ -570,7 +705,28 @@ def test_bad_input_gives_one_line_error(trial, case):
     with pytest.raises(error) as caught:
         stats.compute_tables(change(trial), analysis={**ANALYSIS, **analysis}, tables=["summary"])
     message = str(caught.value)
-    assert "\n" not in message and named in message
+    assert "\n" not in message and all(text in message for text in named), message
+
+
+def test_resolve_analysis_is_the_schema_section():
+    assert not hasattr(stats, "DEFAULT_ANALYSIS")  # the schema holds the defaults
+    assert stats.resolve_analysis() == defaults("analysis")
+    assert stats.resolve_analysis(None) == defaults("analysis")
+    # measure is filled per compartment
+    cfg = stats.resolve_analysis({"measure": {"blood": "count"}, "alpha": 0.1})
+    assert cfg["measure"] == {"blood": "count", "tumor": defaults("analysis")["measure"]["tumor"]}
+    assert cfg["alpha"] == 0.1 and cfg["pseudocount"] == defaults("analysis")["pseudocount"]
+    with pytest.raises(ConfigError, match="config analysis: must be a mapping"):
+        stats.resolve_analysis(["alpha", 0.1])
+
+
+def test_every_bad_analysis_value_is_one_line_naming_its_key():
+    with pytest.raises(ConfigError) as caught:
+        stats.resolve_analysis({"alpha": 0, "pseudocount": -1})
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("config analysis.alpha: ")
+    assert lines[1].startswith("config analysis.pseudocount: ")
 
 
 def test_per_ul_without_lymphocyte_counts_is_a_config_error(trial):

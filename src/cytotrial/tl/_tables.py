@@ -1,0 +1,217 @@
+"""Entry points of the statistics: every table of one ``populations.h5ad``, in memory or as TSV.
+
+Tables (each one tidy TSV, rows sorted, floats written with 6 significant digits):
+
+``log2fc``
+    One row per patient, compartment, population and visit with a baseline: value, baseline
+    value, log2 fold change, ``qc_flags`` of both samples.
+``missing_baseline``
+    Patients (per compartment) whose samples cannot be related to a baseline, and why.
+``summary``
+    Per arm, compartment, population and visit: value median and IQR, mean log2 fold change with
+    its t-interval.
+``change_from_baseline``
+    Within each arm, Wilcoxon signed-rank test of each visit against baseline, with the
+    Hodges-Lehmann estimate (median of Walsh averages) and its exact distribution-free interval.
+``arm_comparison``
+    Between arms, Mann-Whitney test of the log2 fold change at each visit, with the Hodges-Lehmann
+    shift (arm minus reference arm) and its exact distribution-free interval.
+``mixed_model``
+    Per population and compartment, a linear mixed model of the log2 value on arm, visit and their
+    interaction with a random intercept per patient.
+``response``
+    Objective response rate per arm (Clopper-Pearson interval) and the early change in responders
+    versus non-responders (Mann-Whitney, Hodges-Lehmann shift).
+
+Benjamini-Hochberg q-values are computed within each table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ..errors import ConfigError
+from ._compare import arm_comparison, summary_table, within_arm_changes
+from ._measures import _validated, log2_fold_changes, measure_table, missing_baselines, visit_order
+from ._mixed import mixed_models
+from ._response import _RESPONSE_COLUMNS, read_patients, response_table
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+__all__ = ["STAT_TABLES", "compute_tables", "write_stats", "write_tsv"]
+
+#: Names of the tables :func:`write_stats` can write (file name = name + ``.tsv``).
+STAT_TABLES: tuple[str, ...] = (
+    "log2fc",
+    "missing_baseline",
+    "summary",
+    "change_from_baseline",
+    "arm_comparison",
+    "mixed_model",
+    "response",
+)
+
+_FLOAT_FORMAT = "%.6g"
+
+
+def compute_tables(
+    adata: AnnData,
+    *,
+    analysis: Mapping[str, Any] | None = None,
+    patients: pd.DataFrame | None = None,
+    tables: Sequence[str] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """All statistics tables of one ``populations.h5ad``, in memory.
+
+    Parameters
+    ----------
+    adata
+        ``populations.h5ad`` as an :class:`anndata.AnnData`.
+    analysis
+        The ``analysis:`` config section (see :func:`resolve_analysis`).
+    patients
+        Output of :func:`read_patients`, or None (then ``response`` has a header only).
+    tables
+        Names from :data:`STAT_TABLES` to compute (default all); the mixed models are the slow
+        part, so leave ``mixed_model`` out when only figures are needed.
+
+    Returns
+    -------
+    dict
+        Table name -> DataFrame.
+
+    Raises
+    ------
+    ConfigError, SampleSheetError
+        Bad ``analysis`` values, sample metadata or patients table (one-line message).
+    """
+    wanted = list(STAT_TABLES if tables is None else tables)
+    unknown = [t for t in wanted if t not in STAT_TABLES]
+    if unknown:
+        raise ValueError(f"unknown table(s) {unknown}; choose from {STAT_TABLES}")
+    cfg, obs = _validated(adata, analysis)
+    visits = visit_order(obs)
+    values = measure_table(adata, analysis=cfg)
+    fc = log2_fold_changes(values, baseline_visit=cfg["baseline_visit"])
+    return {
+        name: _one_table(name, cfg, values=values, fc=fc, visits=visits, patients=patients)
+        for name in wanted
+    }
+
+
+def _one_table(
+    name: str,
+    cfg: Mapping[str, Any],
+    *,
+    values: pd.DataFrame,
+    fc: pd.DataFrame,
+    visits: Sequence[str],
+    patients: pd.DataFrame | None,
+) -> pd.DataFrame:
+    """Table ``name`` of :data:`STAT_TABLES` from the long tables and the resolved config."""
+    baseline, alpha = cfg["baseline_visit"], cfg["alpha"]
+    if name == "log2fc":
+        return fc
+    if name == "missing_baseline":
+        return missing_baselines(values, baseline_visit=baseline)
+    if name == "summary":
+        return summary_table(values, fc, alpha=alpha)
+    if name == "change_from_baseline":
+        return within_arm_changes(fc, baseline_visit=baseline, alpha=alpha)
+    if name == "arm_comparison":
+        return arm_comparison(
+            fc, reference_arm=cfg["reference_arm"], baseline_visit=baseline, alpha=alpha
+        )
+    if name == "mixed_model":
+        return mixed_models(
+            values,
+            reference_arm=cfg["reference_arm"],
+            baseline_visit=baseline,
+            visits=visits,
+            alpha=alpha,
+        )
+    if patients is None:  # name == "response"
+        return pd.DataFrame(columns=_RESPONSE_COLUMNS)
+    if cfg["response_visit"] not in visits:
+        raise ConfigError(
+            f"analysis.response_visit {cfg['response_visit']!r} is no sample's visit "
+            f"(visits: {', '.join(visits)}); set it to an on-treatment visit"
+        )
+    return response_table(fc, patients, response_visit=cfg["response_visit"], alpha=alpha)
+
+
+def write_tsv(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write a tidy table: tab-separated, header, ``NA`` for missing, 6 significant digits."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(
+        path, sep="\t", index=False, na_rep="NA", float_format=_FLOAT_FORMAT, lineterminator="\n"
+    )
+    return path
+
+
+def write_stats(
+    adata_path: str | Path,
+    *,
+    outdir: str | Path | None = None,
+    outputs: Mapping[str, str | Path] | None = None,
+    analysis: Mapping[str, Any] | None = None,
+    patients_path: str | Path | None = None,
+) -> dict[str, Path]:
+    """Read ``populations.h5ad`` and write the statistics tables as TSV.
+
+    Parameters
+    ----------
+    adata_path
+        ``results/counts/populations.h5ad``.
+    outdir
+        Write every table of :data:`STAT_TABLES` as ``<outdir>/<name>.tsv``.
+    outputs
+        Instead of ``outdir``: table name -> file path, writing only those tables (e.g. the
+        named outputs of a Snakemake rule).
+    analysis
+        The ``analysis:`` config section.
+    patients_path
+        ``patients.tsv`` (clinical outcome) or None; without it ``response.tsv`` has a header
+        only.
+
+    Returns
+    -------
+    dict
+        Table name -> path written.
+
+    Raises
+    ------
+    ConfigError, SampleSheetError
+        Bad config, sample metadata or patients table (one-line message).
+    """
+    if (outdir is None) == (outputs is None):
+        raise ValueError("give exactly one of outdir or outputs")
+    targets = (
+        {name: Path(outdir) / f"{name}.tsv" for name in STAT_TABLES}
+        if outputs is None
+        else {name: Path(path) for name, path in outputs.items()}
+    )
+    adata = _read_adata(adata_path)
+    patients = read_patients(patients_path) if patients_path else None
+    tables = compute_tables(adata, analysis=analysis, patients=patients, tables=list(targets))
+    return {name: write_tsv(tables[name], path) for name, path in targets.items()}
+
+
+def _read_adata(path: str | Path) -> AnnData:
+    """``populations.h5ad`` as an AnnData; a ConfigError if it cannot be read."""
+    import anndata
+
+    path = Path(path)
+    try:
+        return anndata.read_h5ad(path)
+    except (OSError, KeyError, ValueError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(
+            f"{path}: cannot be read as an AnnData .h5ad file ({first}); re-run the aggregation"
+        ) from None
