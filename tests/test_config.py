@@ -81,7 +81,7 @@ def test_snakemake_stops_on_a_bad_config_with_one_line_per_problem(tmp_path):
         text=True,
     )
     assert result.returncode != 0
-    (line,) = result.stderr.strip().splitlines()
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("cytotrial:")]
     assert line.startswith(
         "cytotrial: config gating.batch_size: -3 is less than the minimum of 1 (FCS files per gating job"
     )

@@ -44,7 +44,9 @@ def test_plain_install_in_a_fresh_venv_runs_the_demo(tmp_path):
     for part in WORKFLOW_PARTS:
         source = ROOT / part
         if source.is_dir():
-            shutil.copytree(source, project / part, ignore=shutil.ignore_patterns("demo", "__pycache__"))
+            shutil.copytree(
+                source, project / part, ignore=shutil.ignore_patterns("demo", "__pycache__")
+            )
         elif source.is_file():
             shutil.copy2(source, project / part)
     where = _run(

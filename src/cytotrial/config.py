@@ -101,6 +101,13 @@ def canonical_populations() -> list[str]:
     return list(_schema("config")["$defs"]["population"]["enum"])
 
 
+def _first_sentence(text: str) -> str:
+    """The first sentence of a description, on one line (the hint of a one-line message)."""
+    text = " ".join(text.split())
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]
+
+
 def _key(path) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
@@ -114,7 +121,7 @@ def _schema_problems(config: Mapping) -> list[str]:
     for error in sorted(validator.iter_errors(dict(config)), key=lambda e: list(e.path)):
         spec = error.schema if isinstance(error.schema, Mapping) else {}
         described = error.path and spec.get("description")
-        hint = " (" + " ".join(spec["description"].split()) + ")" if described else ""
+        hint = f" ({_first_sentence(spec['description'])})" if described else ""
         problems.append(f"config {_key(error.path)}: {error.message}{hint}")
     return problems
 
@@ -194,7 +201,7 @@ def check_section(name: str, value: Mapping | None) -> dict[str, Any]:
         described = (
             isinstance(error.schema, Mapping) and error.path and error.schema.get("description")
         )
-        hint = " (" + " ".join(error.schema["description"].split()) + ")" if described else ""
+        hint = f" ({_first_sentence(error.schema['description'])})" if described else ""
         problems.append(f"config {_key([name, *error.path])}: {error.message}{hint}")
     if problems:
         raise ConfigError("\n".join(problems))

@@ -221,7 +221,8 @@ def _acquire(
         row = unmixed[model.channels.index(channel)]
         np.take(values, order, out=row, mode="clip")
         row *= np.float32(gain)
-        np.clip(row, 0.0, _SCATTER_MAX, out=row)
+        # float32 bounds keep the whole clip in float32 (no cast step; 262143 is exact in float32)
+        np.clip(row, np.float32(0.0), np.float32(_SCATTER_MAX), out=row)
     time_row = unmixed[model.channels.index("Time")]
     np.cumsum(rng.exponential(1.0 / (_EVENT_RATE * _TIMESTEP), n_events), out=time_row)
     scatter_rows = [i for i in range(len(model.channels)) if not model.markers[i]]
