@@ -117,17 +117,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return run_benchmark(args)
 
 
-def _parser() -> argparse.ArgumentParser:
-    from ..config import defaults
-
-    parser = argparse.ArgumentParser(
-        prog="cytotrial",
-        description="Flow cytometry of immunotherapy trials: FCS files to gated immune populations.",
-    )
-    parser.add_argument("--version", action="version", version=f"cytotrial {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = defaults("demo")
-
+def _add_simulate(sub: argparse._SubParsersAction, demo: dict) -> None:
     sim = sub.add_parser(
         "simulate", help="write a simulated trial (FCS files, sample sheet, truth)"
     )
@@ -148,31 +138,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--jobs", type=int, default=1, help="worker processes")
     sim.set_defaults(func=_cmd_simulate)
 
-    ins = sub.add_parser(
-        "inspect", help="one TSV row per FCS file: events, channels, spillover, status"
-    )
-    ins.add_argument("paths", nargs="+", help="FCS files or folders")
-    ins.set_defaults(func=_cmd_inspect)
 
-    gate = sub.add_parser("gate", help="gate FCS files with a GatingML 2.0 or FlowJo strategy")
-    gate.add_argument("fcs", nargs="+", help="FCS files or folders")
-    gate.add_argument(
-        "--strategy", required=True, help="GatingML 2.0 (.xml) or FlowJo workspace (.wsp)"
-    )
-    gate.add_argument("--sample-group", default=None, help="FlowJo sample group whose gates to use")
-    gate.add_argument("--sample-id", default=None, help="FlowJo sample whose gates to use")
-    gate.add_argument(
-        "--config", default=None, help="workflow config whose panels: harmonise channel names"
-    )
-    gate.add_argument("--out", default=None, help="TSV to write (default: standard output)")
-    gate.set_defaults(func=_cmd_gate)
-
-    docs = sub.add_parser(
-        "config-docs",
-        help="print config/README.md: every config key and sheet column, from the schemas",
-    )
-    docs.set_defaults(func=_cmd_config_docs)
-
+def _add_bench(sub: argparse._SubParsersAction, demo: dict) -> None:
     bench = sub.add_parser(
         "bench", help="simulate a trial, run the workflow on it, print speed and memory"
     )
@@ -211,6 +178,47 @@ def _parser() -> argparse.ArgumentParser:
         help="folder of the workflow to run (default: the working directory, if it has a Snakefile)",
     )
     bench.set_defaults(func=_cmd_bench)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from ..config import defaults
+
+    parser = argparse.ArgumentParser(
+        prog="cytotrial",
+        description="Flow cytometry of immunotherapy trials: FCS files to gated immune populations.",
+    )
+    parser.add_argument("--version", action="version", version=f"cytotrial {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = defaults("demo")
+
+    _add_simulate(sub, demo)
+
+    ins = sub.add_parser(
+        "inspect", help="one TSV row per FCS file: events, channels, spillover, status"
+    )
+    ins.add_argument("paths", nargs="+", help="FCS files or folders")
+    ins.set_defaults(func=_cmd_inspect)
+
+    gate = sub.add_parser("gate", help="gate FCS files with a GatingML 2.0 or FlowJo strategy")
+    gate.add_argument("fcs", nargs="+", help="FCS files or folders")
+    gate.add_argument(
+        "--strategy", required=True, help="GatingML 2.0 (.xml) or FlowJo workspace (.wsp)"
+    )
+    gate.add_argument("--sample-group", default=None, help="FlowJo sample group whose gates to use")
+    gate.add_argument("--sample-id", default=None, help="FlowJo sample whose gates to use")
+    gate.add_argument(
+        "--config", default=None, help="workflow config whose panels: harmonise channel names"
+    )
+    gate.add_argument("--out", default=None, help="TSV to write (default: standard output)")
+    gate.set_defaults(func=_cmd_gate)
+
+    docs = sub.add_parser(
+        "config-docs",
+        help="print config/README.md: every config key and sheet column, from the schemas",
+    )
+    docs.set_defaults(func=_cmd_config_docs)
+
+    _add_bench(sub, demo)
     return parser
 
 
