@@ -148,6 +148,24 @@ def test_outputs_follow_the_contract(demo):
             assert (demo / f"results/figures/{name}.{ext}").stat().st_size > 10_000
 
 
+def test_demo_tables_are_byte_identical_to_the_stored_checksums(demo):
+    """The demo's tables are pinned: a refactoring that changes any byte fails here.
+
+    An intended change of results updates tests/demo_checksums.tsv in the same commit, and says so.
+    """
+    import hashlib
+
+    stored = pd.read_csv(
+        ROOT / "tests/demo_checksums.tsv", sep="\t", header=None, names=["path", "sha256"]
+    )
+    changed = [
+        row.path
+        for row in stored.itertuples()
+        if hashlib.sha256((demo / "results" / row.path).read_bytes()).hexdigest() != row.sha256
+    ]
+    assert not changed, f"demo tables differ from tests/demo_checksums.tsv: {', '.join(changed)}"
+
+
 def test_gated_counts_match_simulator_truth(demo):
     counts = pd.read_csv(demo / "results/counts/populations.tsv", sep="\t")
     truth = pd.read_csv(demo / "resources/demo/truth/populations.tsv", sep="\t")
