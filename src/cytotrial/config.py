@@ -20,13 +20,14 @@ import yaml
 from .errors import ConfigError
 
 __all__ = [
-    "canonical_populations",
     "check_config",
     "check_section",
     "config_problems",
     "config_reference",
     "defaults",
     "load_schema",
+    "population_model",
+    "reported_populations",
     "resolve_config",
     "schema_path",
 ]
@@ -96,11 +97,6 @@ def resolve_config(config: Mapping) -> dict[str, Any]:
     return _fill_defaults(dict(config), schema, schema)
 
 
-def canonical_populations() -> list[str]:
-    """The population names the demo's strategies report, in the order of the outputs."""
-    return list(_schema("config")["$defs"]["population"]["enum"])
-
-
 def _first_sentence(text: str) -> str:
     """The first sentence of a description, on one line (the hint of a one-line message)."""
     text = " ".join(text.split())
@@ -142,7 +138,7 @@ def config_problems(config: Mapping, *, base: Path | None = None) -> list[str]:
     problems = _schema_problems(config)
     if problems:
         return problems
-    config = resolve_config(config)
+    raw, config = config, resolve_config(config)
     base = Path(base or ".")
     for panel, spec in config["strategies"].items():
         path = Path(spec["strategy"])
@@ -152,10 +148,11 @@ def config_problems(config: Mapping, *, base: Path | None = None) -> list[str]:
             )
     arms = list(config["arms"])
     reference = config["analysis"]["reference_arm"]
-    if reference not in arms:
+    if reference and reference not in arms:
         problems.append(
             f"config analysis.reference_arm: {reference!r} is not one of the arms ({', '.join(arms)})"
         )
+    problems += _population_problems(config, raw)
     compensation = config["gating"]["compensation"]
     if (
         str(compensation).lower() != "fcs"
@@ -169,11 +166,166 @@ def config_problems(config: Mapping, *, base: Path | None = None) -> list[str]:
 
 
 def check_config(config: Mapping, *, base: Path | None = None) -> dict[str, Any]:
-    """The config with its defaults filled in, or a ConfigError listing every problem, one per line."""
+    """The config with its defaults filled in, or a ConfigError listing every problem, one per line.
+
+    Defaults that name a population the strategies do not report (``frequencies.of: [live]``,
+    ``absolute.reference: live``) are dropped rather than failing a config that never asked for them.
+    """
     problems = config_problems(config, base=base)
     if problems:
         raise ConfigError("\n".join(problems))
-    return resolve_config(config)
+    resolved = resolve_config(config)
+    reported = set(reported_populations(resolved))
+    if "frequencies" not in config:
+        resolved["frequencies"]["of"] = [r for r in resolved["frequencies"]["of"] if r in reported]
+    if (
+        "reference" not in (config.get("absolute") or {})
+        and resolved["absolute"]["reference"] not in reported
+    ):
+        resolved["absolute"]["reference"] = ""
+    return resolved
+
+
+# ------------------------------------------------------------------------------------------------
+# populations: the user's names, Boolean definitions, ratios, MFIs
+
+
+def reported_populations(config: Mapping) -> list[str]:
+    """The reported populations in output order.
+
+    The keys of top-level ``populations:`` first, then every other name mapped under any
+    ``strategies.<panel>.populations``, in order of first appearance (panels in config order).
+    """
+    names = [str(n) for n in (config.get("populations") or {})]
+    for spec in (config.get("strategies") or {}).values():
+        for name in spec.get("populations") or {}:
+            if name not in names:
+                names.append(str(name))
+    return names
+
+
+def population_model(config: Mapping) -> dict[str, dict[str, Any]]:
+    """Per reported population: its label, Boolean definition, parent override and gates.
+
+    Returns
+    -------
+    dict
+        ``{name: {"label", "boolean" (parsed tree or None), "parent" (override or None),
+        "gates" (panel -> gate name or path)}}`` in output order.
+    """
+    from ._boolean import parse
+
+    defined = config.get("populations") or {}
+    model = {}
+    for name in reported_populations(config):
+        spec = defined.get(name) or {}
+        model[name] = {
+            "label": spec.get("label") or name,
+            "boolean": parse(spec["boolean"]) if spec.get("boolean") else None,
+            "parent": spec.get("parent") or None,
+            "gates": {
+                panel: str(strategy["populations"][name])
+                for panel, strategy in (config.get("strategies") or {}).items()
+                if name in (strategy.get("populations") or {})
+            },
+        }
+    return model
+
+
+def _boolean_problems(config: Mapping, reported: list[str]) -> list[str]:
+    from ._boolean import BooleanSyntaxError, names, parse
+
+    problems, graph = [], {}
+    for name, spec in (config.get("populations") or {}).items():
+        expression = (spec or {}).get("boolean")
+        mapped = [
+            p for p, s in config["strategies"].items() if name in (s.get("populations") or {})
+        ]
+        key = f"config populations.{name}"
+        if expression and mapped:
+            problems.append(
+                f"{key}: defined both as a boolean and as a gate of strategies.{mapped[0]}; keep one"
+            )
+        if not expression and not mapped:
+            problems.append(
+                f"{key}: no strategies.<panel>.populations maps it to a gate and it has no boolean"
+            )
+        if not expression:
+            continue
+        try:
+            tree = parse(expression)
+        except BooleanSyntaxError as error:
+            problems.append(
+                f"{key}.boolean: {error} (use population names with and, or, not, parentheses)"
+            )
+            continue
+        unknown = [n for n in names(tree) if n not in reported]
+        if unknown:
+            problems.append(f"{key}.boolean: {', '.join(unknown)} is not a reported population")
+        graph[name] = names(tree)
+    for name in graph:
+        seen, stack = set(), list(graph[name])
+        while stack:
+            current = stack.pop()
+            if current == name:
+                problems.append(
+                    f"config populations.{name}.boolean: refers to itself (through {current})"
+                )
+                break
+            if current not in seen:
+                seen.add(current)
+                stack += graph.get(current, [])
+    return problems
+
+
+def _population_problems(config: Mapping, raw: Mapping) -> list[str]:
+    """References between populations, ratios, MFIs, references and analysed features."""
+    reported = reported_populations(config)
+    known = set(reported)
+    problems = _boolean_problems(config, reported)
+
+    def need(key: str, name: str, what: str = "a reported population") -> None:
+        if name not in known:
+            problems.append(
+                f"config {key}: {name!r} is not {what} ({', '.join(reported) or 'none'})"
+            )
+
+    for name, spec in (config.get("populations") or {}).items():
+        if (spec or {}).get("parent"):
+            need(f"populations.{name}.parent", spec["parent"])
+    for name, (numerator, denominator) in config["ratios"].items():
+        need(f"ratios.{name}", numerator)
+        need(f"ratios.{name}", denominator)
+        if name in known:
+            problems.append(f"config ratios.{name}: the name is already a population's")
+    if "frequencies" in raw:
+        for ref in config["frequencies"]["of"]:
+            need("frequencies.of", ref)
+    if (raw.get("absolute") or {}).get("reference"):
+        need("absolute.reference", config["absolute"]["reference"])
+    for name in config["mfi"]["markers"]:
+        need(f"mfi.markers.{name}", name)
+    for name in config["qc"]["min_events"]:
+        need(f"qc.min_events.{name}", name)
+    mfi = {f"{p}:{m}" for p, markers in config["mfi"]["markers"].items() for m in markers}
+    features = known | set(config["ratios"]) | mfi
+    for feature in config["analysis"]["populations"]:
+        if feature not in features:
+            problems.append(
+                f"config analysis.populations: {feature!r} is not a reported population, a ratio "
+                "or an MFI of mfi.markers (<population>:<marker>)"
+            )
+    refs = (
+        set(config["frequencies"]["of"])
+        if "frequencies" in raw
+        else set(config["frequencies"]["of"]) & known
+    )
+    for compartment, measure in config["analysis"]["measure"].items():
+        if measure.startswith("freq_") and measure != "freq_parent" and measure[5:] not in refs:
+            problems.append(
+                f"config analysis.measure.{compartment}: {measure} needs {measure[5:]!r} in frequencies.of"
+            )
+    return problems
 
 
 def check_section(name: str, value: Mapping | None) -> dict[str, Any]:
@@ -287,10 +439,46 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], *, code_first: 
     return "\n".join(lines)
 
 
+_POPULATIONS_HOWTO = """## Your populations, in a few lines each
+
+Report any gate of your strategy under a name you choose (gate name as FlowJo shows it, or its path):
+
+```yaml
+strategies:
+  blood:
+    strategy: gating/blood.wsp
+    populations:
+      cd8: "CD8+"                       # a gate name that is unique in the strategy
+      b_cells: "Lymphocytes/CD19+"      # or its path
+```
+
+A Boolean population over other populations of the same panel:
+
+```yaml
+populations:
+  cd4_conv: {boolean: "cd4 and not treg", label: "Conventional CD4"}
+```
+
+A ratio of two populations' counts, analysed like a population:
+
+```yaml
+ratios:
+  cd8_treg: [cd8, treg]
+```
+
+A median fluorescence intensity, reported in `results/counts/mfi.tsv` and analysed as `cd8:Ki67`:
+
+```yaml
+mfi:
+  markers:
+    cd8: [Ki67]
+```
+"""
+
+
 def config_reference() -> str:
     """The text of ``config/README.md``: every key, sheet column and patients column, from the schemas."""
     schema = _schema("config")
-    populations = ", ".join(f"`{p}`" for p in canonical_populations())
     parts = [
         "# Configuring cytotrial",
         "",
@@ -306,8 +494,7 @@ def config_reference() -> str:
         "",
         _table(("key", "default", "what it does"), _key_rows(schema, schema, "")),
         "",
-        f"Population names: {populations}.",
-        "",
+        _POPULATIONS_HOWTO,
         "Runtime settings (cores, memory, cluster partitions) are not analysis parameters: they live in the",
         "profiles `profiles/default` (used by a plain `snakemake`) and `profiles/slurm`.",
         "",

@@ -29,8 +29,9 @@ try:
 except CytotrialError as error:
     _fail(error)
 
-DEMO_SHEET = Path("resources/demo/samples.tsv")
-DEMO = Path(config["samples"]) == DEMO_SHEET
+# The demo's config (the one with a `demo:` section) simulates its trial where `samples` points.
+DEMO = "demo" in config
+DEMO_DIR = Path(config["samples"]).parent
 PATIENTS = config["patients"]
 BATCH_FILE = "results/gating/batches/batch_{batch}.tsv"
 

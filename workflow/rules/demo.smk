@@ -6,10 +6,10 @@ if DEMO:
         truth) when it is missing.
         """
         output:
-            sheet=DEMO_SHEET,
-            patients="resources/demo/patients.tsv",
-            truth="resources/demo/truth/populations.tsv",
-            effects="resources/demo/truth/effects.tsv",
+            sheet=config["samples"],
+            patients=DEMO_DIR / "patients.tsv",
+            truth=DEMO_DIR / "truth" / "populations.tsv",
+            effects=DEMO_DIR / "truth" / "effects.tsv",
         log:
             "logs/demo/simulate.log",
         conda:
