@@ -114,7 +114,7 @@ def batch_strategy_files(wildcards):
 
 
 def gated_batches(kind):
-    """The ``counts`` or ``qc`` tables of every batch."""
+    """The ``counts``, ``mfi`` or ``qc`` tables of every batch."""
     return expand(
         "results/gating/batch_{batch}.{kind}.tsv", batch=sorted(batches()), kind=kind
     )
@@ -137,6 +137,8 @@ def final_outputs():
     outputs = [
         "results/counts/populations.h5ad",
         "results/counts/populations.tsv",
+        "results/counts/ratios.tsv",
+        "results/counts/mfi.tsv",
         "results/qc/samples.tsv",
         "results/qc/cluster_vs_gate.tsv",
         "results/figures/gating_qc.png",
