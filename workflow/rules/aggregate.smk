@@ -1,12 +1,15 @@
-# Aggregation: every batch's counts -> samples x populations AnnData, tidy table and QC.
+# Aggregation: every batch's counts and MFIs -> samples x populations AnnData, tidy tables and QC.
+from cytotrial.config import population_model
 
 
 rule aggregate:
-    """Gather the counts of every batch into populations.h5ad (samples x populations, with
-    frequencies, cells per µL and provenance), its tidy table and the per-sample QC table.
+    """Gather the counts and MFIs of every batch into populations.h5ad (samples x reported
+    populations, with frequencies, cells per µL, ratios, MFIs and provenance), its tidy tables
+    (populations, ratios, MFIs) and the per-sample QC table.
     """
     input:
         counts=lambda w: gated_batches("counts"),
+        mfi=lambda w: gated_batches("mfi"),
         qc=lambda w: gated_batches("qc"),
         sheet=config["samples"],
     output:
@@ -14,6 +17,16 @@ rule aggregate:
         tsv=report(
             "results/counts/populations.tsv",
             caption="../report/populations.rst",
+            category="Counts",
+        ),
+        ratios=report(
+            "results/counts/ratios.tsv",
+            caption="../report/ratios.rst",
+            category="Counts",
+        ),
+        mfi=report(
+            "results/counts/mfi.tsv",
+            caption="../report/mfi.rst",
             category="Counts",
         ),
         qc=report(
@@ -28,8 +41,14 @@ rule aggregate:
     conda:
         "../envs/cytotrial.yaml"
     params:
-        strategies=config["strategies"],
-        min_events=config["qc"]["min_events"],
         arms=list(config["arms"]),
+        strategies=config["strategies"],
+        model=population_model(config),
+        ratios=config["ratios"],
+        frequencies=config["frequencies"]["of"],
+        absolute_reference=config["absolute"]["reference"],
+        mfi_markers=config["mfi"]["markers"],
+        mfi_min_events=config["mfi"]["min_events"],
+        min_events=config["qc"]["min_events"],
     script:
         "../scripts/aggregate.py"

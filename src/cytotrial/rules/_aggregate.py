@@ -1,4 +1,4 @@
-"""The ``aggregate`` rule: every batch's tables into populations.h5ad, its tidy table and the QC table."""
+"""The ``aggregate`` rule: every batch's tables into populations.h5ad, tidy tables and the QC table."""
 
 from __future__ import annotations
 
@@ -7,16 +7,19 @@ import platform
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..gating import COUNT_COLUMNS, QC_COLUMNS
+from ..gating import QC_COLUMNS
 from ..io import file_sha256, read_sample_sheet
 from ..tl import (
-    POPULATIONS,
+    COUNT_INPUT_COLUMNS,
+    MFI_COLUMNS,
     build_populations,
+    mfi_table,
     populations_long,
+    ratios_long,
 )
 from ._paths import fcs_relative_to_sheet, sheet_fcs
 from ._tables import read_tsvs, write_tsv
@@ -66,49 +69,59 @@ def read_samples_for_outputs(
 def run_aggregate(
     *,
     counts: Sequence[str | Path],
+    mfi: Sequence[str | Path],
     qc: Sequence[str | Path],
     sheet: str | Path,
     arms: Sequence[str],
     strategies: Mapping[str, Mapping],
+    model: Mapping[str, Mapping[str, Any]],
+    ratios: Mapping[str, Sequence[str]],
+    frequencies: Sequence[str],
+    absolute_reference: str,
+    mfi_markers: Mapping[str, Sequence[str]],
+    mfi_min_events: int,
     min_events: Mapping[str, int],
     config: Mapping,
     h5ad_out: str | Path,
     tsv_out: str | Path,
+    ratios_out: str | Path,
+    mfi_out: str | Path,
     qc_out: str | Path,
 ) -> AnnData:
-    """Gather every batch into ``populations.h5ad``, its tidy TSV and the per-sample QC table.
+    """Gather every batch into ``populations.h5ad``, its tidy tables and the per-sample QC table.
 
     Parameters
     ----------
-    counts, qc
-        The count and QC tables of every gating batch.
+    counts, mfi, qc
+        The count, MFI and QC tables of every gating batch.
     sheet
         The sample sheet (checked again here); ``obs['fcs']`` records each file relative to it.
     arms
         The config's arms.
     strategies
-        The config's ``strategies:``.
+        The config's ``strategies:`` (panels in config order; each strategy's sha256 is recorded).
+    model
+        :func:`cytotrial.config.population_model` of the config: reported populations, labels.
+    ratios
+        The config's ``ratios:``.
+    frequencies
+        ``frequencies.of``: the reference populations.
+    absolute_reference
+        ``absolute.reference`` ("" for none).
+    mfi_markers, mfi_min_events
+        ``mfi.markers`` and ``mfi.min_events``.
     min_events
-        The config's ``qc.min_events``.
+        ``qc.min_events``.
     config
-        The whole (resolved) config, stored as provenance.
-    h5ad_out, tsv_out, qc_out
-        Where ``populations.h5ad``, ``populations.tsv`` and the QC table go.
+        The whole resolved config the run used, stored as provenance (paths as it gives them).
+    h5ad_out, tsv_out, ratios_out, mfi_out, qc_out
+        Where ``populations.h5ad``, ``populations.tsv``, ``ratios.tsv``, ``mfi.tsv`` and the QC
+        table go.
     """
     sheet = read_samples_for_outputs(sheet, arms=arms, panels=list(strategies))
-    counts_df = read_tsvs(counts, COUNT_COLUMNS)
+    counts_df = read_tsvs(counts, COUNT_INPUT_COLUMNS)
+    mfi_df = read_tsvs(mfi, MFI_COLUMNS)
     qc_df = read_tsvs(qc, QC_COLUMNS)
-    counts_df["population"] = counts_df["population"].fillna("").astype(str)
-
-    # The population -> gate path mapping actually used, per panel, from the gating output itself.
-    panel_of = sheet["panel"].to_dict()
-    canonical = counts_df[counts_df["population"] != ""].copy()
-    canonical["panel"] = canonical["sample_id"].map(panel_of)
-    mappings: dict[str, dict[str, str]] = {}
-    for (panel, population), group in canonical.groupby(["panel", "population"], sort=True):
-        mappings.setdefault(panel, {})[population] = group["gate_path"].iloc[0]
-    parents = _canonical_parents(mappings)
-
     provenance = {
         "strategy_sha256": {
             panel: file_sha256(spec["strategy"])
@@ -122,25 +135,29 @@ def run_aggregate(
         "config_json": json.dumps(config, sort_keys=True, default=str),
     }
     adata = build_populations(
-        counts_df, sheet, mappings, parents, min_events=min_events, provenance=provenance
+        counts_df,
+        sheet,
+        model=model,
+        panels=list(strategies),
+        ratios=ratios,
+        frequencies=frequencies,
+        absolute_reference=absolute_reference,
+        min_events=min_events,
+        mfi=mfi_df,
+        mfi_markers=mfi_markers,
+        mfi_min_events=mfi_min_events,
+        provenance=provenance,
     )
     Path(h5ad_out).parent.mkdir(parents=True, exist_ok=True)
     adata.write_h5ad(h5ad_out)
     write_tsv(populations_long(adata), tsv_out)
+    write_tsv(ratios_long(adata), ratios_out)
+    mfi_tidy = mfi_table(
+        mfi_df, markers=mfi_markers, min_events=mfi_min_events, samples=list(adata.obs_names)
+    )
+    write_tsv(mfi_tidy, mfi_out)
     write_tsv(_qc_table(sheet, qc_df, adata), qc_out)
     return adata
-
-
-def _canonical_parents(mappings: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
-    parents: dict[str, str] = {}
-    for mapping in mappings.values():
-        by_path = {path: name for name, path in mapping.items()}
-        for name, path in mapping.items():
-            parts = path.split("/")[:-1]
-            while parts and "/".join(parts) not in by_path:
-                parts.pop()
-            parents.setdefault(name, by_path["/".join(parts)] if parts else "")
-    return parents
 
 
 def _qc_table(sheet: pd.DataFrame, qc: pd.DataFrame, adata: AnnData) -> pd.DataFrame:
@@ -152,9 +169,8 @@ def _qc_table(sheet: pd.DataFrame, qc: pd.DataFrame, adata: AnnData) -> pd.DataF
         adata.X, index=adata.obs_names, columns=[f"n_{p}" for p in adata.var_names]
     )
     table = table.merge(counts, left_on="sample_id", right_index=True, how="left")
-    for population in POPULATIONS:
-        if f"n_{population}" in table.columns:
-            table[f"n_{population}"] = table[f"n_{population}"].astype("Int64")
+    for population in adata.var_names:
+        table[f"n_{population}"] = table[f"n_{population}"].astype("Int64")
     flags = adata.obs["qc_flags"].to_dict()
     table["qc_flags"] = table["sample_id"].map(flags).fillna("")
     table.loc[(table["status"] == "ok") & (table["qc_flags"] != ""), "status"] = "flagged"

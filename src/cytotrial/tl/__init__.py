@@ -1,22 +1,29 @@
 """Tools: counts to AnnData, change from baseline, arm comparisons, models, event-level cross-check."""
 
-from ._aggregate import POPULATIONS, build_populations, populations_long, qc_flags
+from ._aggregate import COUNT_INPUT_COLUMNS, build_populations, populations_long, qc_flags
+from ._analysis import (
+    FEATURE_OBSM,
+    analysis_plan,
+    baseline_visits,
+    feature_kinds,
+    resolve_analysis,
+    visit_order,
+)
 from ._compare import arm_comparison, summary_table, within_arm_changes
 from ._crosscheck import (
-    EVENT_LABELS,
     cluster_events,
     cluster_gate_agreement,
     event_labels,
     subsample_events,
 )
+from ._features import MFI_COLUMNS, MFI_OBSM, RATIO_COLUMNS, mfi_table, ratios_long
 from ._measures import (
     MEASURE_UNITS,
     MEASURES,
     log2_fold_changes,
     measure_table,
+    measure_unit,
     missing_baselines,
-    resolve_analysis,
-    visit_order,
 )
 from ._mixed import mixed_models
 from ._rank import bh_qvalues, hodges_lehmann_ci, hodges_lehmann_shift_ci, t_interval
@@ -24,27 +31,36 @@ from ._response import RESPONSE_CATEGORIES, read_patients, response_table
 from ._tables import STAT_TABLES, compute_tables, write_stats, write_tsv
 
 __all__ = [
-    "EVENT_LABELS",
+    "COUNT_INPUT_COLUMNS",
+    "FEATURE_OBSM",
     "MEASURES",
     "MEASURE_UNITS",
-    "POPULATIONS",
+    "MFI_COLUMNS",
+    "MFI_OBSM",
+    "RATIO_COLUMNS",
     "RESPONSE_CATEGORIES",
     "STAT_TABLES",
+    "analysis_plan",
     "arm_comparison",
+    "baseline_visits",
     "bh_qvalues",
     "build_populations",
     "cluster_events",
     "cluster_gate_agreement",
     "compute_tables",
     "event_labels",
+    "feature_kinds",
     "hodges_lehmann_ci",
     "hodges_lehmann_shift_ci",
     "log2_fold_changes",
     "measure_table",
+    "measure_unit",
+    "mfi_table",
     "missing_baselines",
     "mixed_models",
     "populations_long",
     "qc_flags",
+    "ratios_long",
     "read_patients",
     "resolve_analysis",
     "response_table",

@@ -1,19 +1,28 @@
-"""Aggregate gated counts of every batch into a samples x populations AnnData and its tidy table."""
+"""Aggregate the gated counts of every batch into a samples x populations AnnData and its tidy table.
+
+The populations are the config's reported populations, in output order; each panel names its own
+parent of every population (the gating writes it per row), and every fraction divides by the count
+of exactly the population its ``parent`` names.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from ..config import canonical_populations
+from ._features import mfi_matrices, mfi_table, ratio_values
 
-__all__ = ["POPULATIONS", "build_populations", "populations_long", "qc_flags"]
+if TYPE_CHECKING:
+    from anndata import AnnData
 
-#: Canonical population names, in the order of the outputs (the config schema's list).
-POPULATIONS = canonical_populations()
+__all__ = ["COUNT_INPUT_COLUMNS", "build_populations", "populations_long", "qc_flags"]
+
+#: The columns of a gating batch's count table the aggregation reads.
+COUNT_INPUT_COLUMNS = ["sample_id", "population", "gate_path", "parent", "count", "parent_count"]
 
 
 def qc_flags(counts: pd.DataFrame, *, min_events: Mapping[str, int]) -> pd.Series:
@@ -32,87 +41,258 @@ def qc_flags(counts: pd.DataFrame, *, min_events: Mapping[str, int]) -> pd.Serie
 def build_populations(
     counts: pd.DataFrame,
     sheet: pd.DataFrame,
-    gatings: Mapping[str, Mapping[str, str]],
-    parents: Mapping[str, str],
     *,
-    min_events: Mapping[str, int] | None = None,
+    model: Mapping[str, Mapping[str, Any]],
+    panels: Sequence[str],
+    ratios: Mapping[str, Sequence[str]],
+    frequencies: Sequence[str],
+    absolute_reference: str,
+    min_events: Mapping[str, int],
+    mfi: pd.DataFrame | None = None,
+    mfi_markers: Mapping[str, Sequence[str]] | None = None,
+    mfi_min_events: int = 0,
     provenance: Mapping | None = None,
-    absolute_reference: str = "live",
-):
-    """Samples x populations AnnData from the gated counts of every batch.
+) -> AnnData:
+    """Samples x reported populations AnnData from the gated counts (and MFIs) of every batch.
 
     Parameters
     ----------
     counts
-        The concatenated ``COUNT_COLUMNS`` tables (canonical rows are those with a population).
+        The concatenated count tables of the gating (:data:`COUNT_INPUT_COLUMNS`): one row per
+        sample and reported population of its panel, with that panel's ``parent`` of it ("" at the
+        top, where ``parent_count`` is every event of the file).
     sheet
-        The checked sample sheet (index = sample_id); only samples with counts are kept.
-    gatings
-        Per panel, canonical population -> gate path (stored in ``var`` as ``gate_path_<panel>``).
-    parents
-        Canonical parent of each canonical population (``var['parent']``): the nearest mapped
-        ancestor. ``var['parent_gate_<panel>']`` names the gate ``freq_parent`` divides by.
+        The checked sample sheet (index = sample_id); only samples with counts are kept, in its order.
+    model
+        :func:`cytotrial.config.population_model`: the reported populations in output order, each
+        with its ``label``.
+    panels
+        The config's panels (``strategies:`` keys), in config order.
+    ratios
+        ``{name: [numerator, denominator]}`` (config ``ratios:``).
+    frequencies
+        Reference populations (``frequencies.of``): one layer ``freq_<ref>`` each.
+    absolute_reference
+        The population ``lymphocytes_per_ul`` counts (layer ``per_ul``); "" for none.
     min_events
-        Population -> minimum event count; samples below are flagged in ``obs['qc_flags']``.
+        Population -> minimum event count; samples below are flagged (``too_few_events``).
+    mfi
+        The concatenated MFI tables of the gating (see :func:`mfi_table`), or None.
+    mfi_markers
+        ``mfi.markers``: population -> markers (the ``obsm`` columns ``<population>:<marker>``, in
+        this order); None: every pair of ``mfi`` in order of first appearance.
+    mfi_min_events
+        ``mfi.min_events``: below it, median, median_transformed and rcv are NA and the sample is
+        flagged ``mfi_too_few_events:<population>:<marker>``.
     provenance
         Stored as ``uns['provenance']``.
-    absolute_reference
-        Population whose events correspond to ``lymphocytes_per_ul`` (default ``live``).
 
     Returns
     -------
     anndata.AnnData
-        X = event counts; layers ``freq_parent``, ``freq_live``, ``per_ul``.
+        X = event counts (NA where the sample's panel lacks the population); layers
+        ``freq_parent``, ``freq_<ref>`` per reference, ``per_ul``; var ``label``, ``parent``,
+        ``parent_<panel>``, ``gate_path_<panel>``; obs = the sheet's columns and ``qc_flags``;
+        obsm ``ratios``, ``mfi_median``, ``mfi_median_transformed``, ``mfi_rcv``,
+        ``mfi_n_events``; uns ``ratios`` and ``provenance``.
+
+    Raises
+    ------
+    ValueError
+        The count table breaks its contract: a missing column, a population the config does not
+        report, two rows of one sample and population, panels that disagree within themselves
+        on a population's gate or parent, or a ``parent_count`` that is not its parent's count.
     """
     import anndata as ad
 
-    canonical = counts[counts["population"] != ""]
-    samples = [s for s in sheet.index if s in set(canonical["sample_id"])]
-    var_names = [p for p in POPULATIONS if p in set(canonical["population"])]
-    count = canonical.pivot(index="sample_id", columns="population", values="count")
-    parent = canonical.pivot(index="sample_id", columns="population", values="parent_count")
-    count = count.reindex(index=samples, columns=var_names).astype(float)
-    parent = parent.reindex(index=samples, columns=var_names).astype(float)
+    names = [str(name) for name in model]
+    rows = _reported_rows(counts, sheet, names)
+    present = set(rows["sample_id"])
+    samples = [s for s in sheet.index if s in present]
+    count = _pivot(rows, "count", samples, names)
+    parent_count = _pivot(rows, "parent_count", samples, names)
+    panel_of = sheet.loc[samples, "panel"].astype(str)
+    structure = _panel_structure(rows, sheet["panel"].astype(str))
+    _check_parent_counts(count, parent_count, panel_of, structure)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        layers = {"freq_parent": (count / parent_count).where(parent_count > 0)}
+        for reference in frequencies:
+            layers[f"freq_{reference}"] = _fraction_of(count, reference, panel_of, structure)
+        layers["per_ul"] = count * np.nan
+        if absolute_reference and "lymphocytes_per_ul" in sheet.columns:
+            of_reference = layers.get(f"freq_{absolute_reference}")
+            if of_reference is None:
+                of_reference = _fraction_of(count, absolute_reference, panel_of, structure)
+            per_ul = sheet.loc[samples, "lymphocytes_per_ul"].astype(float)
+            layers["per_ul"] = of_reference.mul(per_ul, axis=0)
+
+    ratio_table, ratio_flags = ratio_values(count, ratios)
+    markers = None if mfi_markers is None else dict(mfi_markers)
+    mfi_tidy = mfi_table(mfi, markers=markers, min_events=mfi_min_events, samples=samples)
+    mfi_obsm, mfi_flags = mfi_matrices(
+        mfi_tidy, markers=markers, min_events=mfi_min_events, samples=samples
+    )
 
     obs = sheet.loc[samples].copy()
-    obs["qc_flags"] = qc_flags(count, min_events=min_events or {}).astype(str)
+    obs["qc_flags"] = _join_flags(qc_flags(count, min_events=min_events), ratio_flags, mfi_flags)
     for column in obs.columns:
         if obs[column].dtype == object:
             obs[column] = obs[column].astype(str)
     obs.index = obs.index.astype(str)
 
-    with np.errstate(divide="ignore", invalid="ignore"):
-        freq_parent = (count / parent).where(parent > 0)
-        if absolute_reference in count.columns:
-            reference = count[absolute_reference]
-            freq_live = count.div(reference, axis=0).where(reference > 0, axis=0)
-        else:
-            freq_live = count * np.nan
-        per_ul = freq_live.mul(obs["lymphocytes_per_ul"].astype(float), axis=0)
-    # Absolute counts mean cells per µL only at or below the reference gate.
-    above = [p for p in var_names if p in ("lymphocytes", "singlets") and p != absolute_reference]
-    per_ul[above] = np.nan
-    freq_live[above] = np.nan
-
-    var = pd.DataFrame(index=pd.Index(var_names, dtype=str))
-    var["parent"] = [parents.get(p, "") for p in var_names]
-    for panel, mapping in gatings.items():
-        var[f"gate_path_{panel}"] = [mapping.get(p, "") for p in var_names]
-        # freq_parent divides by this gate, which need not be canonical (nk: its parent is CD3-).
-        var[f"parent_gate_{panel}"] = [mapping.get(p, "").rpartition("/")[0] for p in var_names]
-
     adata = ad.AnnData(
         X=count.to_numpy(dtype=float),
         obs=obs,
-        var=var,
-        layers={
-            "freq_parent": freq_parent.to_numpy(dtype=float),
-            "freq_live": freq_live.to_numpy(dtype=float),
-            "per_ul": per_ul.to_numpy(dtype=float),
-        },
+        var=_var_table(names, model, panels, structure),
+        layers={name: frame.to_numpy(dtype=float) for name, frame in layers.items()},
     )
+    adata.obsm["ratios"] = _indexed(ratio_table, adata.obs_names)
+    for key, frame in mfi_obsm.items():
+        adata.obsm[key] = _indexed(frame, adata.obs_names)
+    adata.uns["ratios"] = {str(name): [str(p) for p in pair] for name, pair in ratios.items()}
     adata.uns["provenance"] = _h5_safe(dict(provenance or {}))
     return adata
+
+
+def _reported_rows(counts: pd.DataFrame, sheet: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """The count rows of the sheet's samples, text columns as text; contract problems raise."""
+    missing = [c for c in COUNT_INPUT_COLUMNS if c not in counts.columns]
+    if missing:
+        raise ValueError(f"count table lacks column(s) {', '.join(missing)}")
+    rows = counts[COUNT_INPUT_COLUMNS].copy()
+    for column in ("sample_id", "population", "gate_path", "parent"):
+        rows[column] = rows[column].fillna("").astype(str)
+    rows = rows[rows["sample_id"].isin(set(sheet.index))]
+    unknown = sorted(set(rows["population"]) - set(names))
+    if unknown:
+        raise ValueError(
+            f"count table has population(s) the config does not report: {', '.join(unknown)}"
+        )
+    return rows
+
+
+def _pivot(rows: pd.DataFrame, column: str, samples: list[str], names: list[str]) -> pd.DataFrame:
+    table = rows.pivot(index="sample_id", columns="population", values=column)
+    table = table.reindex(index=samples, columns=names)
+    return table.apply(pd.to_numeric).astype(float).rename_axis(index=None, columns=None)
+
+
+def _panel_structure(rows: pd.DataFrame, panel_of: pd.Series) -> dict[str, pd.DataFrame]:
+    """Per panel: population -> (gate_path, parent) as its samples' rows give them."""
+    table = rows.assign(panel=rows["sample_id"].map(panel_of))
+    firsts = table.drop_duplicates(["panel", "population", "gate_path", "parent"])
+    clash = firsts[firsts.duplicated(["panel", "population"], keep=False)]
+    if not clash.empty:
+        first = clash.iloc[0]
+        raise ValueError(
+            f"panel {first['panel']}: samples disagree on the gate path or parent of "
+            f"{first['population']}"
+        )
+    return {
+        str(panel): group.set_index("population")[["gate_path", "parent"]]
+        for panel, group in firsts.groupby("panel", sort=False)
+    }
+
+
+def _check_parent_counts(
+    count: pd.DataFrame,
+    parent_count: pd.DataFrame,
+    panel_of: pd.Series,
+    structure: Mapping[str, pd.DataFrame],
+) -> None:
+    """Every ``parent_count`` is the count of the population its ``parent`` names (same sample)."""
+    for panel, table in structure.items():
+        in_panel = (panel_of == panel).to_numpy()
+        for population, parent in table["parent"].items():
+            if not parent:
+                continue
+            if parent not in count.columns or parent not in table.index:
+                raise ValueError(
+                    f"panel {panel}: {population}'s parent {parent} is not a population of the panel"
+                )
+            given = parent_count.loc[in_panel, population]
+            named = count.loc[in_panel, parent]
+            wrong = given.notna() & (given != named)
+            if wrong.any():
+                raise ValueError(
+                    f"sample {given.index[wrong][0]}: parent_count of {population} is not the "
+                    f"count of its parent {parent}"
+                )
+
+
+def _ancestry(population: str, parents: Mapping[str, str]) -> list[str]:
+    """``population`` and its ancestors through the ``parent`` chain of one panel."""
+    chain = []
+    while population and population not in chain:
+        chain.append(population)
+        population = parents.get(population, "")
+    return chain
+
+
+def _fraction_of(
+    count: pd.DataFrame,
+    reference: str,
+    panel_of: pd.Series,
+    structure: Mapping[str, pd.DataFrame],
+) -> pd.DataFrame:
+    """The fraction of a reference: NA unless the population is the reference or below it."""
+    fraction = pd.DataFrame(np.nan, index=count.index, columns=count.columns)
+    if reference not in count.columns:
+        return fraction
+    for panel, table in structure.items():
+        in_panel = (panel_of == panel).to_numpy()
+        parents = table["parent"].to_dict()
+        denominator = count.loc[in_panel, reference]
+        for population in table.index:
+            if reference in _ancestry(population, parents):
+                fraction.loc[in_panel, population] = (
+                    count.loc[in_panel, population] / denominator
+                ).where(denominator > 0)
+    return fraction
+
+
+def _var_table(
+    names: list[str],
+    model: Mapping[str, Mapping[str, Any]],
+    panels: Sequence[str],
+    structure: Mapping[str, pd.DataFrame],
+) -> pd.DataFrame:
+    """var: label, the common parent, and each panel's parent and gate path of every population."""
+    var = pd.DataFrame(index=pd.Index(names, dtype=str))
+    var["label"] = [str(model[name].get("label") or name) for name in names]
+    common = []
+    for name in names:
+        found = {str(t.at[name, "parent"]) for t in structure.values() if name in t.index}
+        common.append(found.pop() if len(found) == 1 else "")
+    var["parent"] = common
+    empty = pd.DataFrame(columns=["gate_path", "parent"], dtype=str)
+    for panel in panels:
+        table = structure.get(str(panel), empty)
+        var[f"parent_{panel}"] = [
+            str(table.at[n, "parent"]) if n in table.index else "" for n in names
+        ]
+        var[f"gate_path_{panel}"] = [
+            str(table.at[n, "gate_path"]) if n in table.index else "" for n in names
+        ]
+    return var
+
+
+def _join_flags(*flags: pd.Series) -> pd.Series:
+    """Comma-joined flags per sample, in the order of the series given."""
+    joined = flags[0].astype(str)
+    for more in flags[1:]:
+        more = more.reindex(joined.index).fillna("").astype(str)
+        both = (joined != "") & (more != "")
+        joined = joined + np.where(both, ",", "") + more
+    return joined.astype(str)
+
+
+def _indexed(frame: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
+    frame = frame.copy()
+    frame.index = index
+    frame.columns = frame.columns.astype(str)
+    return frame
 
 
 def _h5_safe(value):
@@ -129,20 +309,40 @@ def _h5_safe(value):
     return value
 
 
-def populations_long(adata) -> pd.DataFrame:
-    """The AnnData as one tidy table: one row per sample and population."""
+def populations_long(adata: AnnData) -> pd.DataFrame:
+    """The AnnData as one tidy table: one row per sample and population of its panel.
+
+    Columns: ``sample_id``, the other obs columns, ``population``, ``parent`` (the population
+    ``freq_parent`` divides by in that sample's panel), ``count``, ``freq_parent``, each
+    ``freq_<ref>`` (sorted by name), ``per_ul``. Sorted by sample and population.
+    """
     obs_columns = [c for c in adata.obs.columns if c != "sample_id"]
+    references = sorted(k for k in adata.layers if k.startswith("freq_") and k != "freq_parent")
+    layers = ["freq_parent", *references, "per_ul"]
+    panels = adata.obs["panel"].astype(str).to_numpy() if "panel" in adata.obs else None
     frames = []
     for j, population in enumerate(adata.var_names):
         frame = adata.obs[obs_columns].copy()
         frame.insert(0, "sample_id", adata.obs_names)
         frame["population"] = population
-        frame["parent"] = adata.var["parent"].iloc[j]
+        frame["parent"] = _row_parents(adata.var, j, panels, len(frame))
         frame["count"] = adata.X[:, j]
-        for layer in ("freq_parent", "freq_live", "per_ul"):
+        for layer in layers:
             frame[layer] = adata.layers[layer][:, j]
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
     table = table[table["count"].notna()]
     table["count"] = table["count"].astype("int64")
     return table.sort_values(["sample_id", "population"], kind="stable").reset_index(drop=True)
+
+
+def _row_parents(var: pd.DataFrame, j: int, panels: np.ndarray | None, n: int) -> np.ndarray:
+    """Each sample's panel parent of population ``j`` (``var['parent']`` without panel columns)."""
+    common = str(var["parent"].iloc[j]) if "parent" in var else ""
+    if panels is None:
+        return np.full(n, common, dtype=object)
+    by_panel = {
+        panel: str(var[f"parent_{panel}"].iloc[j]) if f"parent_{panel}" in var else common
+        for panel in set(panels)
+    }
+    return np.array([by_panel[p] for p in panels], dtype=object)

@@ -1,11 +1,18 @@
-"""Change from baseline within arms and between arms: the summary, signed-rank and rank-sum tables."""
+"""Change from baseline within arms and between arms: the summary, signed-rank and rank-sum tables.
+
+Each table has one row per feature (a population, ratio or MFI, named in the ``population``
+column, its ``measure`` beside it), compartment, arm and visit.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
-from ._measures import MEASURE_UNITS, _sorted
+from ._analysis import at_baseline
+from ._measures import _sorted, measure_unit
 from ._rank import (
     _rank_sum_p,
     _signed_rank_p,
@@ -37,7 +44,7 @@ _ARM_COLUMNS = [
 
 
 def summary_table(values: pd.DataFrame, log2fc: pd.DataFrame, *, alpha: float) -> pd.DataFrame:
-    """Per arm, compartment, population and visit: value median/IQR and mean log2 fold change.
+    """Per arm, compartment, feature and visit: value median/IQR and mean log2 fold change.
 
     Parameters
     ----------
@@ -53,14 +60,15 @@ def summary_table(values: pd.DataFrame, log2fc: pd.DataFrame, *, alpha: float) -
     pandas.DataFrame
         Columns ``population, compartment, arm, visit, cycle, day, measure, unit, n_patients,
         median, q1, q3, n_log2fc, mean_log2fc, ci_low, ci_high``. ``n_patients`` counts patients
-        with a value; ``n_log2fc`` those who also have a baseline.
+        with a value; ``n_log2fc`` those who also have a baseline; ``unit`` is
+        :func:`measure_unit` of the measure.
     """
     summary = _value_summary(values)
     if summary.empty:
         return pd.DataFrame(columns=_SUMMARY_COLUMNS)
     summary = summary.merge(_fold_change_summary(log2fc, alpha=alpha), on=_CELL, how="left")
     summary["n_log2fc"] = summary["n_log2fc"].fillna(0).astype(int)
-    summary["unit"] = summary["measure"].map(MEASURE_UNITS)
+    summary["unit"] = summary["measure"].map(measure_unit)
     populations = list(dict.fromkeys(values["population"]))
     return _sorted(
         summary[_SUMMARY_COLUMNS],
@@ -101,7 +109,9 @@ def _fold_change_summary(log2fc: pd.DataFrame, *, alpha: float) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=_CELL + ["n_log2fc", "mean_log2fc", "ci_low", "ci_high"])
 
 
-def within_arm_changes(log2fc: pd.DataFrame, *, baseline_visit: str, alpha: float) -> pd.DataFrame:
+def within_arm_changes(
+    log2fc: pd.DataFrame, *, baseline_visit: str | Mapping[str, str], alpha: float
+) -> pd.DataFrame:
     """Within each arm, each on-treatment visit against baseline (paired Wilcoxon signed-rank).
 
     Parameters
@@ -109,7 +119,8 @@ def within_arm_changes(log2fc: pd.DataFrame, *, baseline_visit: str, alpha: floa
     log2fc
         Output of :func:`log2_fold_changes`.
     baseline_visit
-        Visit label of the baseline (not tested against itself).
+        Visit label of the baseline, or compartment -> visit (``""`` or a compartment left out:
+        its earliest visit); not tested against itself.
     alpha
         Level of the interval (``1 - alpha``).
 
@@ -121,7 +132,7 @@ def within_arm_changes(log2fc: pd.DataFrame, *, baseline_visit: str, alpha: floa
         ``hl_log2fc`` the Hodges-Lehmann pseudo-median with its exact interval (see
         :func:`hodges_lehmann_ci`); ``q_value`` Benjamini-Hochberg over the whole table.
     """
-    data = log2fc[log2fc["visit"] != baseline_visit]
+    data = log2fc[~at_baseline(log2fc, baseline_visit)]
     rows = []
     for (population, compartment, arm, visit), group in data.groupby(
         ["population", "compartment", "arm", "visit"], sort=False
@@ -160,7 +171,7 @@ def arm_comparison(
     log2fc: pd.DataFrame,
     *,
     reference_arm: str,
-    baseline_visit: str,
+    baseline_visit: str | Mapping[str, str],
     alpha: float,
 ) -> pd.DataFrame:
     """Between arms: each arm against the reference arm on the log2 fold change at each visit.
@@ -172,7 +183,8 @@ def arm_comparison(
     reference_arm
         The comparator; ``estimate`` is arm minus reference arm.
     baseline_visit
-        Visit label of the baseline (not compared: every log2 fold change is 0 there).
+        Visit label of the baseline, or compartment -> visit (as in
+        :func:`within_arm_changes`); not compared: every log2 fold change is 0 there.
     alpha
         Level of the interval (``1 - alpha``).
 
@@ -185,7 +197,7 @@ def arm_comparison(
         differences) with its exact interval (see :func:`hodges_lehmann_shift_ci`); ``p_value``
         two-sided Mann-Whitney; ``q_value`` Benjamini-Hochberg over the whole table.
     """
-    data = log2fc[log2fc["visit"] != baseline_visit]
+    data = log2fc[~at_baseline(log2fc, baseline_visit)]
     rows = []
     for (population, compartment, visit), group in data.groupby(
         ["population", "compartment", "visit"], sort=False

@@ -1,10 +1,10 @@
 """Event-level cross-check of the gates: an unsupervised view of the same events with scanpy.
 
 Counting trusts the gates; this lets a reviewer check them. ``subsample_events`` +
-``cluster_events`` put a subsample of every sample's live events into an AnnData (events x markers,
-arm/visit/compartment/gated population in ``obs``), embed it with UMAP and cluster it with Leiden;
-``cluster_gate_agreement`` says how well clusters and gates agree (adjusted Rand index and the
-contingency table). The figures are in :mod:`cytotrial.pl` (``plot_umaps``, ``plot_gating_qc``).
+``cluster_events`` put a subsample of every sample's events (of a reference population such as
+live cells) into an AnnData (events x markers; arm, visit, compartment and gated label in
+``obs``), embed it with UMAP and cluster it with Leiden; ``cluster_gate_agreement`` says how well
+clusters and gates agree (adjusted Rand index and the contingency table). The figures are in :mod:`cytotrial.pl` (``plot_umaps``, ``plot_gating_qc``).
 """
 
 from __future__ import annotations
@@ -23,32 +23,80 @@ if TYPE_CHECKING:
     from ..io import FCSData, Strategy
 
 __all__ = [
-    "EVENT_LABELS",
     "cluster_events",
     "cluster_gate_agreement",
     "event_labels",
     "subsample_events",
 ]
 
-#: Gated label of an event, most specific first (an event takes the first population it is in).
-EVENT_LABELS = ["treg", "cd4", "cd8_ki67", "cd8", "nk", "cd3"]
 _SCATTER = ("fsc", "ssc", "time")
 
 
+def _depth(name: str, parents: Mapping[str, str]) -> int:
+    """How many populations deep ``name`` sits (its chain of parents, guarded against cycles)."""
+    seen: set[str] = set()
+    while name and name not in seen:
+        seen.add(name)
+        name = parents.get(name, "")
+    return len(seen)
+
+
+def _below(name: str, ancestor: str, parents: Mapping[str, str]) -> bool:
+    """Whether ``name`` is strictly below ``ancestor`` through its chain of parents."""
+    seen: set[str] = set()
+    name = parents.get(name, "")
+    while name and name not in seen:
+        if name == ancestor:
+            return True
+        seen.add(name)
+        name = parents.get(name, "")
+    return False
+
+
 def event_labels(
-    memberships: Mapping[str, np.ndarray], populations: Mapping[str, str], n: int
+    masks: Mapping[str, np.ndarray],
+    parents: Mapping[str, str],
+    n: int,
+    *,
+    labels: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """The most specific canonical population of each event (``other`` when in none of them)."""
-    labels = np.full(n, "other", dtype=object)
+    """Each event's gated label: the deepest population of ``labels`` holding it (else ``other``).
+
+    Parameters
+    ----------
+    masks
+        Population -> boolean array over the ``n`` events (the panel's reported populations,
+        :func:`cytotrial.gating.population_masks`).
+    parents
+        Population -> its parent population in the panel (``PanelGating.parents``): the depth of a
+        population is the length of its chain of parents.
+    n
+        Number of events.
+    labels
+        The populations an event may be labelled with, in order of preference between equally
+        deep ones (default: every population of ``masks``). Names the panel lacks are skipped.
+    """
+    names = [name for name in (labels if labels is not None else masks) if name in masks]
+    ranked = sorted(names, key=lambda name: -_depth(name, parents))  # stable: ties keep order
+    out = np.full(n, "other", dtype=object)
     assigned = np.zeros(n, dtype=bool)
-    for name in EVENT_LABELS:
-        path = populations.get(name)
-        if path is None or path not in memberships:
-            continue
-        take = memberships[path] & ~assigned
-        labels[take] = name
+    for name in ranked:
+        take = np.asarray(masks[name], dtype=bool) & ~assigned
+        out[take] = name
         assigned |= take
-    return labels
+    return out
+
+
+def _panel_labels(
+    gating: PanelGating, within: str | None, labels: Sequence[str] | None
+) -> list[str]:
+    """The labels of one panel: ``labels`` it reports, or every population below ``within``."""
+    order = list(gating.order)
+    if labels:
+        return [name for name in labels if name in order]
+    if within and within in order:
+        return [name for name in order if _below(name, within, gating.parents)]
+    return order
 
 
 def _marker_dimensions(
@@ -78,6 +126,8 @@ def subsample_events(
     compensation: pd.DataFrame | None = None,
     per_sample: int = 300,
     seed: int = 0,
+    within: str | None = None,
+    labels: Sequence[str] | None = None,
     obs_columns: Sequence[str] = (
         "sample_id",
         "patient_id",
@@ -87,16 +137,36 @@ def subsample_events(
         "batch",
     ),
 ) -> AnnData:
-    """Events x markers AnnData from a random subsample of each sample's live events.
+    """Events x markers AnnData from a random subsample of each sample's events in ``within``.
 
     Values are as the gates see them (compensated, transformed). Markers shared by every sample are
-    kept (the tumor panel's CD45 drops out when blood is included). ``obs['population']`` holds each
-    event's gated population (see ``EVENT_LABELS``). Samples that cannot be read are skipped.
+    kept (a marker of one panel only drops out when several panels are included).
+    ``obs['population']`` holds each event's gated label (:func:`event_labels`). Samples that
+    cannot be read are skipped.
+
+    Parameters
+    ----------
+    samples
+        One row per sample: ``sample_id``, ``panel``, ``fcs`` and the ``obs_columns``.
+    gatings
+        Panel -> its :class:`cytotrial.gating.PanelGating`.
+    panels, compensation
+        Channel harmonisation and compensation matrix, as for gating.
+    per_sample, seed
+        Events drawn per sample, and the seed of the draw.
+    within
+        The population whose events are drawn (e.g. the first ``frequencies.of`` reference);
+        None, or a population the panel lacks: all events of the file.
+    labels
+        The populations an event may be labelled with (e.g. the analysed populations); None or
+        empty: every population of the panel below ``within``.
+    obs_columns
+        Columns of ``samples`` copied to each event's ``obs``.
     """
     import anndata as ad
 
     from ..errors import CytotrialError
-    from ..gating import gate_events, read_for_gating, transformed_events
+    from ..gating import gate_events, population_masks, read_for_gating, transformed_events
 
     rng = np.random.default_rng(seed)
     parts = []
@@ -109,10 +179,9 @@ def subsample_events(
             memberships = gate_events(data, gating.strategy, channel_map=channel_map)
         except CytotrialError:
             continue
-        live = memberships.get(
-            gating.populations.get("live", ""), np.ones(data.n_events, dtype=bool)
-        )
-        index = np.flatnonzero(live)
+        masks = population_masks(gating, memberships)
+        inside = masks.get(within or "", np.ones(data.n_events, dtype=bool))
+        index = np.flatnonzero(inside)
         if index.size == 0:
             continue
         pick = np.sort(rng.choice(index, size=min(per_sample, index.size), replace=False))
@@ -124,7 +193,10 @@ def subsample_events(
             {c: getattr(row, c) for c in obs_columns if hasattr(row, c)}, index=range(pick.size)
         )
         obs["population"] = event_labels(
-            {k: v[pick] for k, v in memberships.items()}, gating.populations, pick.size
+            {name: mask[pick] for name, mask in masks.items()},
+            gating.parents,
+            pick.size,
+            labels=_panel_labels(gating, within, labels),
         )
         obs.index = [f"{row.sample_id}:{i}" for i in pick]
         parts.append(

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from ._measures import _sorted, visit_order
+from ._analysis import baseline_visits, visit_order
+from ._measures import _sorted
 from ._rank import bh_qvalues
 
 if TYPE_CHECKING:
@@ -191,14 +192,14 @@ def mixed_models(
     values: pd.DataFrame,
     *,
     reference_arm: str,
-    baseline_visit: str,
+    baseline_visit: str | Mapping[str, str],
     visits: Sequence[str] | None = None,
     alpha: float,
 ) -> pd.DataFrame:
-    """Linear mixed model of the log2 value per population and compartment.
+    """Linear mixed model of the log2 value per feature and compartment.
 
     ``log2_value ~ arm * visit + (1 | patient_id)``, treatment coding with the reference arm and
-    the baseline visit as references, fitted by REML with statsmodels ``MixedLM``. Every sample
+    the compartment's baseline visit as references, fitted by REML with statsmodels ``MixedLM``. Every sample
     counts, also of patients without a baseline sample. The ``arm[A]:visit[V]`` term is the
     difference between arms in the change from baseline to visit V (log2 scale).
 
@@ -207,7 +208,8 @@ def mixed_models(
     values
         Output of :func:`measure_table`.
     reference_arm, baseline_visit
-        The references of the treatment coding.
+        The references of the treatment coding; ``baseline_visit`` one visit, or compartment ->
+        visit (``""`` or a compartment left out: its earliest visit).
     visits
         Visit labels in clinical order (default: from the ``cycle`` and ``day`` columns).
     alpha
@@ -224,6 +226,7 @@ def mixed_models(
     """
     if visits is None:
         visits = visit_order(values)
+    baselines = baseline_visits(values, baseline_visit) if len(values) else {}
     finite = values[np.isfinite(values["log2_value"].to_numpy(dtype=float))]
     rows = []
     for (population, compartment), data in finite.groupby(
@@ -233,7 +236,7 @@ def mixed_models(
         terms, info = _fit_one(
             data,
             reference_arm=reference_arm,
-            baseline_visit=baseline_visit,
+            baseline_visit=baselines[compartment],
             visits=visits,
             alpha=alpha,
         )

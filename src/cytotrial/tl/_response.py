@@ -64,7 +64,7 @@ def response_table(
     alpha
         Level of the intervals (``1 - alpha``).
     arms
-        Arm order (default: sorted).
+        Arm order (default: sorted); arms not listed have no rows.
 
     Returns
     -------
@@ -76,7 +76,7 @@ def response_table(
         ``objective_response_rate`` rows: per arm of ``patients``, responders (CR/PR) over all
         listed patients (NE counted as non-responder), Clopper-Pearson interval; no test.
         ``early_change`` rows: per arm and for all arms pooled (``arm`` = ``all``), per
-        compartment and population, the log2 fold change at ``response_visit`` in responders
+        compartment and feature (``population``), the log2 fold change at ``response_visit`` in responders
         (CR/PR) minus non-responders (SD/PD; NE left out): Hodges-Lehmann shift, exact interval,
         two-sided Mann-Whitney p; q-values Benjamini-Hochberg over the early-change rows.
 

@@ -1,14 +1,17 @@
 """Entry points of the statistics: every table of one ``populations.h5ad``, in memory or as TSV.
 
-Tables (each one tidy TSV, rows sorted, floats written with 6 significant digits):
+A feature is a population, a ratio or an MFI ``<population>:<marker>``; every table names it in
+its ``population`` column (with its ``measure``). Tables (each one tidy TSV, rows sorted, floats
+written with 6 significant digits):
 
 ``log2fc``
-    One row per patient, compartment, population and visit with a baseline: value, baseline
-    value, log2 fold change, ``qc_flags`` of both samples.
+    One row per patient, compartment, feature and visit with a baseline: value, baseline value,
+    log2 fold change, ``qc_flags`` of both samples.
 ``missing_baseline``
-    Patients (per compartment) whose samples cannot be related to a baseline, and why.
+    Patients (per compartment) without a baseline sample, and samples without a value of a
+    feature, and why.
 ``summary``
-    Per arm, compartment, population and visit: value median and IQR, mean log2 fold change with
+    Per arm, compartment, feature and visit: value median and IQR, mean log2 fold change with
     its t-interval.
 ``change_from_baseline``
     Within each arm, Wilcoxon signed-rank test of each visit against baseline, with the
@@ -17,7 +20,7 @@ Tables (each one tidy TSV, rows sorted, floats written with 6 significant digits
     Between arms, Mann-Whitney test of the log2 fold change at each visit, with the Hodges-Lehmann
     shift (arm minus reference arm) and its exact distribution-free interval.
 ``mixed_model``
-    Per population and compartment, a linear mixed model of the log2 value on arm, visit and their
+    Per feature and compartment, a linear mixed model of the log2 value on arm, visit and their
     interaction with a random intercept per patient.
 ``response``
     Objective response rate per arm (Clopper-Pearson interval) and the early change in responders
@@ -36,7 +39,8 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ._compare import arm_comparison, summary_table, within_arm_changes
-from ._measures import _validated, log2_fold_changes, measure_table, missing_baselines, visit_order
+from ._analysis import _validated, visit_order
+from ._measures import _measure_table, log2_fold_changes, missing_baselines
 from ._mixed import mixed_models
 from ._response import _RESPONSE_COLUMNS, read_patients, response_table
 
@@ -65,6 +69,8 @@ def compute_tables(
     analysis: Mapping[str, Any] | None = None,
     patients: pd.DataFrame | None = None,
     tables: Sequence[str] | None = None,
+    arms: Sequence[str] | None = None,
+    frequencies_of: Sequence[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """All statistics tables of one ``populations.h5ad``, in memory.
 
@@ -79,6 +85,11 @@ def compute_tables(
     tables
         Names from :data:`STAT_TABLES` to compute (default all); the mixed models are the slow
         part, so leave ``mixed_model`` out when only figures are needed.
+    arms
+        The config's arms in order: the default reference arm is the last; response rates follow
+        this order (other arms after it, sorted).
+    frequencies_of
+        The config's ``frequencies.of`` (the default features, see :func:`analysis_plan`).
 
     Returns
     -------
@@ -94,14 +105,20 @@ def compute_tables(
     unknown = [t for t in wanted if t not in STAT_TABLES]
     if unknown:
         raise ValueError(f"unknown table(s) {unknown}; choose from {STAT_TABLES}")
-    cfg, obs = _validated(adata, analysis)
+    cfg, obs = _validated(adata, analysis, arms=arms, frequencies_of=frequencies_of)
     visits = visit_order(obs)
-    values = measure_table(adata, analysis=cfg)
+    values = _measure_table(adata, obs, cfg)
     fc = log2_fold_changes(values, baseline_visit=cfg["baseline_visit"])
-    return {
-        name: _one_table(name, cfg, values=values, fc=fc, visits=visits, patients=patients)
-        for name in wanted
-    }
+    context = dict(values=values, fc=fc, visits=visits, patients=patients, arms=arms)
+    return {name: _one_table(name, cfg, **context) for name in wanted}
+
+
+def _arm_order(arms: Sequence[str] | None, *tables: pd.DataFrame) -> list[str] | None:
+    """The config's arms in order, then any other arm of ``tables`` sorted (None: all sorted)."""
+    if arms is None:
+        return None
+    present = set().union(*(set(t["arm"]) for t in tables))
+    return list(arms) + sorted(present - set(arms))
 
 
 def _one_table(
@@ -112,8 +129,9 @@ def _one_table(
     fc: pd.DataFrame,
     visits: Sequence[str],
     patients: pd.DataFrame | None,
+    arms: Sequence[str] | None,
 ) -> pd.DataFrame:
-    """Table ``name`` of :data:`STAT_TABLES` from the long tables and the resolved config."""
+    """Table ``name`` of :data:`STAT_TABLES` from the long tables and the resolved plan."""
     baseline, alpha = cfg["baseline_visit"], cfg["alpha"]
     if name == "log2fc":
         return fc
@@ -137,12 +155,23 @@ def _one_table(
         )
     if patients is None:  # name == "response"
         return pd.DataFrame(columns=_RESPONSE_COLUMNS)
+    if not cfg["response_visit"]:
+        raise ConfigError(
+            "analysis.response_visit: no visit follows the baseline visits "
+            f"({', '.join(sorted(set(baseline.values())))}); set it to an on-treatment visit"
+        )
     if cfg["response_visit"] not in visits:
         raise ConfigError(
             f"analysis.response_visit {cfg['response_visit']!r} is no sample's visit "
             f"(visits: {', '.join(visits)}); set it to an on-treatment visit"
         )
-    return response_table(fc, patients, response_visit=cfg["response_visit"], alpha=alpha)
+    return response_table(
+        fc,
+        patients,
+        response_visit=cfg["response_visit"],
+        alpha=alpha,
+        arms=_arm_order(arms, fc, patients),
+    )
 
 
 def write_tsv(table: pd.DataFrame, path: str | Path) -> Path:
@@ -162,6 +191,8 @@ def write_stats(
     outputs: Mapping[str, str | Path] | None = None,
     analysis: Mapping[str, Any] | None = None,
     patients_path: str | Path | None = None,
+    arms: Sequence[str] | None = None,
+    frequencies_of: Sequence[str] | None = None,
 ) -> dict[str, Path]:
     """Read ``populations.h5ad`` and write the statistics tables as TSV.
 
@@ -179,6 +210,8 @@ def write_stats(
     patients_path
         ``patients.tsv`` (clinical outcome) or None; without it ``response.tsv`` has a header
         only.
+    arms, frequencies_of
+        The config's ``arms`` (in order) and ``frequencies.of`` (see :func:`compute_tables`).
 
     Returns
     -------
@@ -199,7 +232,14 @@ def write_stats(
     )
     adata = _read_adata(adata_path)
     patients = read_patients(patients_path) if patients_path else None
-    tables = compute_tables(adata, analysis=analysis, patients=patients, tables=list(targets))
+    tables = compute_tables(
+        adata,
+        analysis=analysis,
+        patients=patients,
+        tables=list(targets),
+        arms=arms,
+        frequencies_of=frequencies_of,
+    )
     return {name: write_tsv(tables[name], path) for name, path in targets.items()}
 
 
