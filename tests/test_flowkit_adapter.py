@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import copy
 import gc
+import io
 import re
 import warnings
 from pathlib import Path
@@ -27,7 +29,11 @@ from cytotrial._flowkit import (
     UnreadableText,
     flowkit_input_errors,
     gatingml_schema,
+    internal_name,
+    original_name,
     parse_strategy,
+    prepare_gatingml,
+    prepare_workspace,
     read_text,
 )
 
@@ -36,6 +42,7 @@ ADAPTER = SRC / "_flowkit.py"
 DATA1 = "gatingml2-compliance/data1.fcs"
 POLY_AND_RECT = "flowjo-workspaces/simple_line_example/simple_poly_and_rect.wsp"
 BIEX = "flowjo-workspaces/simple_diamond_example/test_data_diamond_biex_rect.wsp"
+QUAD = "flowjo-workspaces/simple_diamond_example/simple_diamond_example_quad_gate.wsp"
 
 
 def _write_fcs(
@@ -392,6 +399,193 @@ def test_flowkit_warns_of_numpy_overflow_for_extreme_biex_parameters(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(load_strategy(path)) == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# FlowKit: strategies as FlowJo writes them (prepare_gatingml, prepare_workspace)
+
+
+def _flowjo_dimension(gate_id: str, name: str, parent: str | None = None) -> str:
+    """A range gate as FlowJo writes it: no compensation-ref."""
+    parent_attr = f' gating:parent_id="{parent}"' if parent else ""
+    return (
+        f'<gating:RectangleGate gating:id="{gate_id}"{parent_attr} eventsInside="1">'
+        f'<gating:dimension gating:min="1"><data-type:fcs-dimension data-type:name="{name}"/>'
+        "</gating:dimension></gating:RectangleGate>"
+    )
+
+
+def _prepared_gatingml(path: Path):
+    return prepare_gatingml(path, etree.parse(str(path)))
+
+
+def test_flowkit_refuses_a_dimension_without_compensation_ref(tmp_path: Path) -> None:
+    """The schema requires compensation-ref; FlowJo's export has none. prepare_gatingml fills it."""
+    import flowkit as fk
+
+    path = _gatingml(
+        tmp_path, _flowjo_dimension("A", "Comp-FL1-H") + _flowjo_dimension("B", "FSC-H")
+    )
+    assert not gatingml_schema().validate(etree.parse(str(path)))
+    with pytest.raises(ValueError, match=r"neither GatingML 2\.0 compliant"):
+        fk.parse_gating_xml(str(path))
+    prepared = _prepared_gatingml(path)
+    assert isinstance(prepared.source, bytes) and prepared.names == {}
+    assert gatingml_schema().validate(prepared.document)
+    gating_strategy = parse_strategy(fk.parse_gating_xml, prepared.source)
+    dims = {name: gating_strategy.get_gate(name).dimensions[0] for name in ("A", "B")}
+    assert (dims["A"].id, dims["A"].compensation_ref) == ("FL1-H", "FCS")
+    assert (dims["B"].id, dims["B"].compensation_ref) == ("FSC-H", "uncompensated")
+
+
+def test_flowkit_reads_comp_prefix_in_a_workspace_as_the_samples_matrix(
+    external_data: Path, tmp_path: Path
+) -> None:
+    """Where the meaning of a missing compensation-ref comes from: FlowJo's own gate XML.
+
+    FlowKit's parse_wsp strips the sample matrix's prefix (FlowJo: ``Comp-``) and compensates with
+    that matrix.
+    """
+    import flowkit as fk
+
+    tree = etree.parse(str(external_data / QUAD))
+    root = tree.getroot()
+    t, d = root.nsmap["transforms"], root.nsmap["data-type"]
+    matrix = etree.SubElement(
+        next(root.iter("Sample")),
+        f"{{{t}}}spilloverMatrix",
+        prefix="Comp-",
+        suffix="",
+        name="Acquisition-defined",
+    )
+    params = etree.SubElement(matrix, f"{{{d}}}parameters")
+    for channel in ("channel_A", "channel_B"):
+        etree.SubElement(params, f"{{{d}}}parameter", {f"{{{d}}}name": channel})
+    for row, channel in enumerate(("channel_A", "channel_B")):
+        spill = etree.SubElement(matrix, f"{{{t}}}spillover", {f"{{{d}}}parameter": channel})
+        for col, other in enumerate(("channel_A", "channel_B")):
+            value = "1" if row == col else "0.1"
+            etree.SubElement(
+                spill,
+                f"{{{t}}}coefficient",
+                {f"{{{d}}}parameter": other, f"{{{t}}}value": value},
+            )
+    for element in root.iter(f"{{{d}}}fcs-dimension"):
+        element.set(f"{{{d}}}name", "Comp-" + element.get(f"{{{d}}}name"))
+    path = tmp_path / "compensated.wsp"
+    tree.write(str(path))
+    sample = fk.parse_wsp(str(path))["samples"]["test_data_diamond_01.fcs"]
+    gating_strategy = sample["gating_strategy"]
+    name, ancestors = gating_strategy.get_gate_ids()[0]
+    dims = gating_strategy.get_gate(name, gate_path=ancestors).dimensions
+    assert [(dim.id, dim.compensation_ref) for dim in dims] == [
+        ("channel_A", "Acquisition-defined"),
+        ("channel_B", "Acquisition-defined"),
+    ]
+
+
+def test_flowkit_refuses_gate_ids_that_are_not_xml_ids(tmp_path: Path) -> None:
+    import flowkit as fk
+
+    gates = (
+        _range("Lymphocytes")
+        + _range("CD4+", parent="Lymphocytes")
+        + _range("Q1: CD4- , CD8+", parent="CD4+")
+    )
+    path = _gatingml(tmp_path, gates)
+    with pytest.raises(ValueError, match=r"neither GatingML 2\.0 compliant"):
+        fk.parse_gating_xml(str(path))
+    prepared = _prepared_gatingml(path)
+    assert prepared.names == {
+        "CD4_x002B_": "CD4+",
+        "Q1_x003A__x0020_CD4-_x0020__x002C__x0020_CD8_x002B_": "Q1: CD4- , CD8+",
+    }
+    gating_strategy = parse_strategy(fk.parse_gating_xml, prepared.source)
+    assert gating_strategy.get_gate_ids()[-1] == (
+        "Q1_x003A__x0020_CD4-_x0020__x002C__x0020_CD8_x002B_",
+        ("root", "Lymphocytes", "CD4_x002B_"),
+    )
+
+
+def test_flowkit_cannot_place_a_child_of_a_name_with_a_slash(
+    external_data: Path, tmp_path: Path
+) -> None:
+    """FlowKit resolves gates by "/"-joined paths. If this fails, FlowKit now takes such names."""
+    import flowkit as fk
+
+    tree = etree.parse(str(external_data / QUAD))
+    population = next(tree.getroot().iter("Population"))
+    child = copy.deepcopy(population)
+    child.set("name", "inner")
+    etree.SubElement(population, "Subpopulations").append(child)
+    population.set("name", "CD45RA+/CCR7-")
+    path = tmp_path / "slash.wsp"
+    tree.write(str(path))
+    with pytest.raises(fk.exceptions.GateTreeError, match="doesn't exist"):
+        fk.parse_wsp(str(path))
+    prepared = prepare_workspace(path, etree.parse(str(path)))
+    assert prepared.names == {"CD45RA+_x002F_CCR7-": "CD45RA+/CCR7-"}
+    sample = parse_strategy(fk.parse_wsp, prepared.source)["samples"]["test_data_diamond_01.fcs"]
+    assert ("inner", ("root", "CD45RA+_x002F_CCR7-")) in sample["gating_strategy"].get_gate_ids()
+
+
+def test_flowkit_parsers_take_a_file_object(external_data: Path) -> None:
+    """What parse_strategy relies on to hand FlowKit a rewritten document."""
+    import flowkit as fk
+
+    gml = external_data / "gatingml2-compliance" / "gml" / "gml_all_gates.xml"
+    from_bytes = fk.parse_gating_xml(io.BytesIO(gml.read_bytes()))
+    assert from_bytes.get_gate_ids() == fk.parse_gating_xml(str(gml)).get_gate_ids()
+    wsp = external_data / POLY_AND_RECT
+    assert fk.parse_wsp(io.BytesIO(wsp.read_bytes())).keys() == fk.parse_wsp(str(wsp)).keys()
+
+
+def test_readable_strategies_reach_flowkit_untouched(external_data: Path) -> None:
+    """Nothing to rewrite: FlowKit reads the file itself, exactly as before."""
+    files = sorted((external_data / "gatingml2-compliance" / "gml").glob("*.xml"))
+    files += sorted((external_data / "flowjo-workspaces").rglob("*.wsp"))
+    for path in files:
+        prepare = prepare_workspace if path.suffix == ".wsp" else prepare_gatingml
+        prepared = prepare(path, etree.parse(str(path)))
+        assert prepared.source == path and prepared.names == {}, path.name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CD4+",
+        "CD3+ CD8+",
+        "Q1: CD4- , CD8+",
+        "IFNa+ (stim)",
+        "a/b",
+        "1st",
+        "-x",
+        ".",
+        "..",
+        "_x0041_",
+        "x_y",
+        "CD4⁺",
+        "é",
+        "A\u203f",
+        "naïve",
+        "🙂",
+    ],
+)
+def test_internal_names_are_xml_ids_and_give_the_name_back(tmp_path: Path, name: str) -> None:
+    internal = internal_name(name)
+    assert internal == name or original_name(internal) == name  # a changed name comes back
+    path = _gatingml(tmp_path, _range(internal))
+    assert gatingml_schema().validate(etree.parse(str(path))), internal
+    flowjo = internal_name(name, xml_id=False)
+    assert flowjo == name or original_name(flowjo) == name
+    assert "/" not in flowjo and flowjo not in (".", "..")
+    if "/" not in name and name not in (".", ".."):
+        assert flowjo == name  # FlowKit takes any other FlowJo name as it is
+
+
+def test_xml_ids_are_kept(tmp_path: Path) -> None:
+    for name in ("CD3-", "Range1", "é", "A.b", "x_y"):
+        assert internal_name(name) == name
 
 
 # --------------------------------------------------------------------------------------------------

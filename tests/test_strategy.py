@@ -90,6 +90,8 @@ def test_default_blood_strategy(project_root):
         "treg",
         "cd8",
         "cd8_ki67",
+        "cd8_hladr",
+        "cd8_cd38",
         "cd3_neg",
         "nk",
     }
@@ -108,6 +110,8 @@ def test_default_blood_strategy(project_root):
         "BV421-A",
         "APC-A",
         "PE-Cy7-A",
+        "BV711-A",
+        "PE-CF594-A",
     }
 
 

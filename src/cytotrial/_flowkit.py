@@ -33,6 +33,42 @@ FlowKit: :func:`gatingml_schema`
     line and reason of the first violation; FlowKit itself only says a file is "neither GatingML
     2.0 compliant nor a FlowJo workspace".
 
+FlowKit: :func:`prepare_gatingml`, :func:`prepare_workspace` (strategies as FlowJo writes them)
+    FlowKit reads a strategy only as the GatingML 2.0 schema and its own gate tree allow; FlowJo
+    writes what these refuse. Both functions rewrite the parsed XML in memory (the file is never
+    changed) and leave a document they need not change untouched, so a strategy FlowKit already
+    reads is read exactly as before.
+
+    1. *Dimensions without* ``compensation-ref`` (GatingML). The schema requires the attribute
+       (``uncompensated``, ``FCS`` or a matrix id); FlowJo's "Export GatingML" omits it and says
+       what it means the way FlowJo's gate XML does everywhere (its workspaces hold the same
+       ``gating:dimension`` elements, also without the attribute): a compensated parameter is
+       named with the prefix of the sample's spillover matrix, ``Comp-`` (FlowJo's
+       ``<transforms:spilloverMatrix prefix="Comp-" ...>``; FlowKit's ``parse_wsp`` strips that
+       prefix and assigns the sample's matrix the same way). So a missing ``compensation-ref``
+       reads as ``FCS`` for a ``Comp-<channel>`` dimension, which becomes ``<channel>``
+       compensated with the FCS file's own spillover (``$SPILLOVER``/``$SPILL``; GatingML:
+       uncompensated when the file has none), and as ``uncompensated`` for any other name
+       (``FSC-A``, ``Time``, and FlowJo's ``FJComp-`` channels of files FlowJo already
+       compensated). A ``compensation-ref`` that is present is kept as it is.
+    2. *Gate ids that are not XML ids* (GatingML). A gate, quadrant or divider id must be an XML
+       NCName; FlowJo's population names (``CD4+``, ``CD3+ CD8+``, ``Q1: CD4- , CD8+``) are not.
+       Each id the schema refuses becomes an internal id by :func:`internal_name` (every character
+       an XML id cannot hold, as ``_xHHHH_``, its code point in hex; a ``_`` before ``x`` as
+       ``_x005F_``: the XML name escape of ISO/IEC 9075 and .NET ``XmlConvert.EncodeName``);
+       ``parent_id``, Boolean ``gateReference`` and quadrant ``divider_ref`` references follow.
+    3. *Population names FlowKit cannot address* (FlowJo workspaces). FlowKit's gate tree resolves
+       gates by ``/``-joined paths, so a name with ``/`` (or ``.``, ``..``) cannot be found again;
+       such names become internal names the same way (only ``/`` escaped), Boolean
+       ``Dependent`` paths follow. Names with ``+``, spaces, ``:`` or ``,`` are FlowKit-safe and
+       kept.
+
+    Only what is refused changes: an id is refused when libxml2's XSD check (the one FlowKit's
+    schema validation runs) refuses it as an NCName. :attr:`PreparedStrategy.names` maps every
+    internal name back to the file's own; :func:`original_name` decodes one as well. An internal
+    name that another gate of the file already has is refused (``ValueError``), so the mapping
+    stays one to one.
+
 FlowKit: :func:`parse_strategy` (``parse_gating_xml``, ``parse_wsp``)
     FlowKit does not document what its parsers raise for a bad file, and it does not validate a
     FlowJo workspace before reading it: a missing element or attribute surfaces as whatever its code
@@ -48,9 +84,11 @@ when called.
 
 from __future__ import annotations
 
+import io
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -64,13 +102,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FLOWIO_TEXT_ERRORS",
+    "FLOWJO_COMP_PREFIX",
     "FCSText",
+    "PreparedStrategy",
     "TextChannel",
     "UnreadableStrategy",
     "UnreadableText",
     "flowkit_input_errors",
     "gatingml_schema",
+    "internal_name",
+    "original_name",
     "parse_strategy",
+    "prepare_gatingml",
+    "prepare_workspace",
     "read_text",
 ]
 
@@ -295,7 +339,7 @@ def _raised_inside_flowkit(error: BaseException) -> bool:
     return module == "flowkit" or module.startswith("flowkit.")
 
 
-def parse_strategy(parse: Callable[[str], T], path: Path) -> T:
+def parse_strategy(parse: Callable[[str], T], path: Path | bytes) -> T:
     """``parse(str(path))`` for a FlowKit parser, a bad file raising :class:`UnreadableStrategy`.
 
     Parameters
@@ -303,18 +347,273 @@ def parse_strategy(parse: Callable[[str], T], path: Path) -> T:
     parse
         ``flowkit.parse_gating_xml`` or ``flowkit.parse_wsp``.
     path
-        The GatingML file or FlowJo workspace.
+        The GatingML file or FlowJo workspace, or the bytes of a rewritten one
+        (:attr:`PreparedStrategy.source`; FlowKit's parsers take a file object as well).
 
     Raises
     ------
     UnreadableStrategy
         FlowKit raised one of the types it raises for a bad file (see the module docstring).
     """
+    source = io.BytesIO(path) if isinstance(path, bytes) else str(path)
     try:
-        return parse(str(path))
+        return parse(source)
     except _TRIPS as error:
         if not _raised_inside_flowkit(error):
             raise
         raise UnreadableStrategy(error) from error
     except flowkit_input_errors() as error:
         raise UnreadableStrategy(error) from error
+
+
+# --------------------------------------------------------------------------------------------------
+# FlowKit: strategies as FlowJo writes them
+
+_GATING = "{http://www.isac-net.org/std/Gating-ML/v2.0/gating}"
+_DATA_TYPE = "{http://www.isac-net.org/std/Gating-ML/v2.0/datatypes}"
+_TRANSFORMS = "{http://www.isac-net.org/std/Gating-ML/v2.0/transformations}"
+_GATE_TAGS = tuple(
+    f"{_GATING}{tag}"
+    for tag in ("RectangleGate", "PolygonGate", "EllipsoidGate", "QuadrantGate", "BooleanGate")
+)
+_POPULATION_TAGS = ("Population", "AndNode", "OrNode", "NotNode")  # FlowJo's gate tree nodes
+
+FLOWJO_COMP_PREFIX = "Comp-"
+"""FlowJo's prefix of a parameter compensated with the sample's spillover matrix."""
+
+_ESCAPE = re.compile(r"_x([0-9A-F]{8}|[0-9A-F]{4})_")
+
+
+@dataclass(frozen=True)
+class PreparedStrategy:
+    """A strategy document as FlowKit can read it.
+
+    Attributes
+    ----------
+    source
+        What :func:`parse_strategy` hands FlowKit: the file itself when nothing was rewritten, else
+        the rewritten document's bytes.
+    document
+        The (rewritten) XML document, for schema validation.
+    names
+        Internal gate name -> the file's own name, for every name that was replaced.
+    """
+
+    source: Path | bytes
+    document: etree._ElementTree = field(repr=False)
+    names: dict[str, str] = field(default_factory=dict)
+
+
+@cache
+def _ncname_schema() -> etree.XMLSchema:
+    from lxml import etree
+
+    return etree.XMLSchema(
+        etree.XML(
+            '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">'
+            '<xs:element name="n" type="xs:NCName"/></xs:schema>'
+        )
+    )
+
+
+@cache
+def _is_xml_id(value: str) -> bool:
+    """Whether the GatingML schema (libxml2's XSD ``ID``, an NCName) takes ``value`` as an id."""
+    from lxml import etree
+
+    element = etree.Element("n")
+    element.text = value
+    return bool(_ncname_schema().validate(element))
+
+
+def _id_char(char: str, first: bool) -> bool:
+    return not char.isspace() and _is_xml_id(char if first else f"a{char}")
+
+
+def _path_char(char: str, first: bool) -> bool:
+    return char != "/"
+
+
+def internal_name(name: str, *, xml_id: bool = True) -> str:
+    """The internal name for a gate name: kept where allowed, else each refused character escaped.
+
+    Parameters
+    ----------
+    name
+        The gate name as the file writes it.
+    xml_id
+        Escape what an XML id (NCName) cannot hold (GatingML); ``False``: only ``/`` (FlowJo,
+        where FlowKit's gate paths are ``/``-joined).
+
+    Returns
+    -------
+    str
+        ``name`` itself where nothing needs escaping; else ``name`` with every character that
+        cannot stand where it stands written ``_xHHHH_`` (its code point, upper-case hex; 8 digits
+        beyond U+FFFF) and every ``_`` followed by ``x`` written ``_x005F_``, so that
+        :func:`original_name` gives ``name`` back.
+    """
+    allowed = _id_char if xml_id else _path_char
+    whole = name not in ("", ".", "..")  # FlowKit's gate tree takes "." and ".." as navigation
+    if whole and all(allowed(char, i == 0) for i, char in enumerate(name)):
+        return name
+    out = []
+    for i, char in enumerate(name):
+        keep = whole and allowed(char, i == 0)
+        if char == "_" and name.startswith("_x", i):
+            keep = False
+        if keep:
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append(f"_x{code:04X}_" if code <= 0xFFFF else f"_x{code:08X}_")
+    return "".join(out)
+
+
+def original_name(internal: str) -> str:
+    """The gate name :func:`internal_name` changed into ``internal`` (``_xHHHH_`` decoded).
+
+    Only for a name :func:`internal_name` changed: a name kept as it is may hold ``_xHHHH_`` itself.
+    """
+    return _ESCAPE.sub(lambda match: chr(int(match.group(1), 16)), internal)
+
+
+def _renamer(names: Iterator[str], taken: set[str], *, xml_id: bool) -> dict[str, str]:
+    """Original -> internal name for every name that needs one; ValueError if one is taken."""
+    mapping: dict[str, str] = {}
+    for name in names:
+        if name in mapping or (xml_id and _is_xml_id(name)):  # the schema takes it: kept
+            continue
+        internal = internal_name(name, xml_id=xml_id)
+        if internal == name:
+            continue
+        if internal in taken:
+            raise ValueError(
+                f"gate name {name!r} becomes {internal!r} internally, which another gate "
+                "already is; rename one of them"
+            )
+        mapping[name] = internal
+    return mapping
+
+
+def _fill_compensation(root: etree._Element) -> bool:
+    """``compensation-ref`` where a dimension or divider lacks it (module docstring, 1)."""
+    changed = False
+    attribute = f"{_GATING}compensation-ref"
+    for element in root.iter(f"{_GATING}dimension", f"{_GATING}divider"):
+        if attribute in element.attrib:
+            continue
+        ref = "uncompensated"
+        dimension = element.find(f"{_DATA_TYPE}fcs-dimension")
+        name = dimension.get(f"{_DATA_TYPE}name") if dimension is not None else None
+        if name and name.startswith(FLOWJO_COMP_PREFIX) and len(name) > len(FLOWJO_COMP_PREFIX):
+            dimension.set(f"{_DATA_TYPE}name", name[len(FLOWJO_COMP_PREFIX) :])
+            ref = "FCS"
+        element.set(attribute, ref)
+        changed = True
+    return changed
+
+
+def _map_gatingml_ids(root: etree._Element) -> dict[str, str]:
+    """Replace the gate, quadrant and divider ids that are not XML ids (module docstring, 2)."""
+    id_attr = f"{_GATING}id"
+    owners = [
+        element
+        for element in root.iter(*_GATE_TAGS, f"{_GATING}Quadrant", f"{_GATING}divider")
+        if element.get(id_attr) is not None
+    ]
+    taken = {
+        value
+        for element in root.iter()
+        for key, value in element.attrib.items()
+        if key in (id_attr, f"{_TRANSFORMS}id")
+    }
+    mapping = _renamer((e.get(id_attr) for e in owners), taken, xml_id=True)
+    if not mapping:
+        return {}
+    references = [(element, id_attr) for element in owners]
+    references += [(element, f"{_GATING}parent_id") for element in root.iter(*_GATE_TAGS)]
+    references += [(element, f"{_GATING}ref") for element in root.iter(f"{_GATING}gateReference")]
+    references += [
+        (element, f"{_GATING}divider_ref") for element in root.iter(f"{_GATING}position")
+    ]
+    for element, attribute in references:
+        value = element.get(attribute)
+        if value in mapping:
+            element.set(attribute, mapping[value])
+    return {internal: name for name, internal in mapping.items()}
+
+
+def prepare_gatingml(path: Path, document: etree._ElementTree) -> PreparedStrategy:
+    """A GatingML document as FlowKit can read it (module docstring, 1 and 2).
+
+    Parameters
+    ----------
+    path
+        The file (:attr:`PreparedStrategy.source` when nothing needs rewriting).
+    document
+        The file parsed by lxml; rewritten in place where needed.
+
+    Raises
+    ------
+    ValueError
+        An internal id would be the id of another element of the file.
+    """
+    root = document.getroot()
+    filled = _fill_compensation(root)
+    names = _map_gatingml_ids(root)
+    if not (filled or names):
+        return PreparedStrategy(source=path, document=document)
+    return PreparedStrategy(source=_serialized(document), document=document, names=names)
+
+
+def _serialized(document: etree._ElementTree) -> bytes:
+    from lxml import etree
+
+    return etree.tostring(document, xml_declaration=True, encoding="UTF-8")
+
+
+def _populations(
+    node: etree._Element, path: tuple[str, ...]
+) -> Iterator[tuple[etree._Element, tuple[str, ...]]]:
+    """(element, names from the tree's top) of every gate node under ``node``, in tree order."""
+    for sub in node.findall("Subpopulations"):
+        for element in sub:
+            if element.tag in _POPULATION_TAGS and element.get("name") is not None:
+                names = (*path, element.get("name"))
+                yield element, names
+                yield from _populations(element, names)
+
+
+def prepare_workspace(path: Path, document: etree._ElementTree) -> PreparedStrategy:
+    """A FlowJo workspace as FlowKit can read it (module docstring, 3).
+
+    Raises
+    ------
+    ValueError
+        An internal name would be the name of another population of the workspace.
+    """
+    root = document.getroot()
+    trees = [
+        list(_populations(node, ()))
+        for node in root.iter("SampleNode", "GroupNode")
+        if node.find("Subpopulations") is not None
+    ]
+    taken = {names[-1] for tree in trees for _, names in tree}
+    mapping = _renamer((names[-1] for tree in trees for _, names in tree), taken, xml_id=False)
+    if not mapping:
+        return PreparedStrategy(source=path, document=document)
+    for tree in trees:
+        paths: dict[str, list[str]] = {}  # FlowJo's "/"-joined path -> internal path
+        for _, names in tree:
+            internal = "/".join(mapping.get(name, name) for name in names)
+            paths.setdefault("/".join(names), []).append(internal)
+        for element, _ in tree:
+            for dependent in element.findall("Dependents/Dependent"):
+                found = paths.get(dependent.get("name", ""), [])
+                if len(found) == 1:  # ambiguous or unknown: left as FlowJo wrote it
+                    dependent.set("name", found[0])
+        for element, names in tree:
+            element.set("name", mapping.get(names[-1], names[-1]))
+    names = {internal: name for name, internal in mapping.items()}
+    return PreparedStrategy(source=_serialized(document), document=document, names=names)

@@ -6,7 +6,7 @@ from ._fcs import FCSData, channel_index, inspect_fcs, parse_spillover, read_fcs
 from ._files import file_sha256
 from ._panels import alias_groups, resolve_channels
 from ._sheet import SAMPLE_COLUMNS, read_patients, read_sample_sheet, sheet_problems
-from ._strategy import Gate, Strategy, load_strategy
+from ._strategy import Gate, Strategy, join_gate_path, load_strategy, split_gate_path
 
 __all__ = [
     "SAMPLE_COLUMNS",
@@ -17,6 +17,7 @@ __all__ = [
     "channel_index",
     "file_sha256",
     "inspect_fcs",
+    "join_gate_path",
     "load_strategy",
     "parse_spillover",
     "read_compensation",
@@ -26,4 +27,5 @@ __all__ = [
     "resolve_channels",
     "schema_path",
     "sheet_problems",
+    "split_gate_path",
 ]

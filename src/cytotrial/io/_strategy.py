@@ -1,4 +1,4 @@
-"""Gating strategies: GatingML 2.0 files and FlowJo 10 workspaces as one gate tree.
+r"""Gating strategies: GatingML 2.0 files and FlowJo 10 workspaces as one gate tree.
 
 A :class:`Strategy` wraps FlowKit's ``GatingStrategy`` (FlowKit parses both formats) and lists its
 populations as :class:`Gate` records with stable, human-readable paths: gate names joined by ``/``
@@ -8,23 +8,46 @@ different parents (FlowJo quadrants ``Q1`` ... ``Q4`` under several parents, for
 A quadrant gate is not itself a population: each of its quadrants is, with the path
 ``<quadrant gate path>/<quadrant id>`` and, as parent, the population the quadrant gate was drawn on.
 
+Gate names are the file's own, as the user sees them in FlowJo: ``CD4+``, ``CD3+ CD8+``,
+``Q1: CD4- , CD8+``. Where FlowKit cannot take a name as it is (a GatingML id that is not an XML id;
+a FlowJo name with ``/``), FlowKit works with an internal name (see ``cytotrial._flowkit``) and each
+:class:`Gate` still carries the original name; :meth:`Strategy.flowkit_path` translates back.
+
+A ``/`` inside a gate name is written ``\/`` in a path, and a backslash of a name ``\\``
+(:func:`join_gate_path`, :func:`split_gate_path`): ``Lymphocytes/CD45RA+\/CCR7-`` is the gate
+``CD45RA+/CCR7-`` under ``Lymphocytes``. :meth:`Strategy.resolve` takes such paths, and a gate name
+with ``/`` written as it is where no path reads the same.
+
+FlowJo's "Export GatingML" files (GatingML 2.0 whose dimensions lack the ``compensation-ref`` the
+standard requires) read as FlowJo means them: a dimension named ``Comp-<channel>`` is ``<channel>``
+compensated with the FCS file's own spillover (``compensation-ref="FCS"``: uncompensated where the
+file has none), any other dimension is uncompensated. A ``compensation-ref`` that is present is kept.
+
 Importing this module is cheap; :func:`load_strategy` imports FlowKit (about 1-4 s, once per process).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
-from .._flowkit import UnreadableStrategy, gatingml_schema, parse_strategy
+from .._flowkit import (
+    PreparedStrategy,
+    UnreadableStrategy,
+    gatingml_schema,
+    parse_strategy,
+    prepare_gatingml,
+    prepare_workspace,
+)
 from ..errors import StrategyError
 from ._files import file_sha256
 
 if TYPE_CHECKING:
     import flowkit as fk
+    from lxml import etree
 
     FlowKitGate: TypeAlias = (
         fk.gates.RectangleGate
@@ -35,7 +58,7 @@ if TYPE_CHECKING:
     )
     FlowKitDimension: TypeAlias = fk.Dimension | fk.RatioDimension | fk.QuadrantDivider
 
-__all__ = ["Gate", "Strategy", "load_strategy"]
+__all__ = ["Gate", "Strategy", "join_gate_path", "load_strategy", "split_gate_path"]
 
 _FLOWJO_DEFAULT_GROUP = "All Samples"
 
@@ -47,9 +70,11 @@ class Gate:
     Attributes
     ----------
     name
-        The gate's own name (FlowKit gate name, or quadrant id for a quadrant).
+        The gate's own name as the file writes it (GatingML gate or quadrant id, FlowJo population
+        name), even where FlowKit works with an internal one.
     path
-        Gate names from the top of the tree to this gate, joined by ``/`` (no ``root``).
+        Gate names from the top of the tree to this gate, joined by ``/`` (no ``root``; a ``/`` or
+        backslash inside a name escaped, see :func:`join_gate_path`).
     parent_path
         Path of the population this gate is applied to; ``None`` for a top-level gate.
     dimensions
@@ -60,7 +85,8 @@ class Gate:
     kind
         ``"rectangle"``, ``"polygon"``, ``"ellipsoid"``, ``"quadrant"`` or ``"boolean"``.
     quadrant
-        The quadrant id within ``fk_gate`` for a quadrant, else ``None``.
+        The quadrant id within ``fk_gate`` (FlowKit's, possibly internal) for a quadrant, else
+        ``None``.
     references
         For a Boolean gate: ``(gate path, use complement)`` of each referenced gate.
     """
@@ -93,6 +119,9 @@ class Strategy:
         Every population, each after its parent and after the gates a Boolean gate refers to.
     sample_id
         For a FlowJo workspace: the sample whose gate tree was taken.
+    flowkit_names
+        FlowKit's internal gate name -> the file's own name, for each name FlowKit could not take
+        as it is (empty for most strategies).
     """
 
     path: Path
@@ -101,6 +130,7 @@ class Strategy:
     gating_strategy: fk.GatingStrategy = field(repr=False)
     gates: list[Gate] = field(default_factory=list)
     sample_id: str | None = None
+    flowkit_names: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._by_path = {gate.path: gate for gate in self.gates}
@@ -160,19 +190,28 @@ class Strategy:
         return names
 
     def resolve(self, name_or_path: str) -> Gate:
-        """The gate with this full path, or the only gate with this name.
+        r"""The gate with this full path, or the only gate with this name.
+
+        A path may start with ``root/`` or ``/``; a ``/`` inside a gate name is written ``\/``
+        (``"Lymphocytes/CD45RA+\/CCR7-"``). A name is matched as the file writes it (``"CD4+"``,
+        ``"Q1: CD4- , CD8+"``, ``"CD45RA+/CCR7-"``).
 
         Raises
         ------
         StrategyError
             When no gate has this path or name, or several gates share the name.
         """
-        key = str(name_or_path).strip().strip("/")
+        key = _strip_path(str(name_or_path))
         if key.startswith("root/"):
             key = key[len("root/") :]
         if key in self._by_path:
             return self._by_path[key]
-        matches = [gate for gate in self.gates if gate.name == key]
+        names = split_gate_path(key)
+        canonical = join_gate_path(names)
+        if canonical in self._by_path:
+            return self._by_path[canonical]
+        wanted = {key, names[0]} if len(names) == 1 else {key}
+        matches = [gate for gate in self.gates if gate.name in wanted]
         if len(matches) == 1:
             return matches[0]
         if matches:
@@ -185,9 +224,64 @@ class Strategy:
             f"{', '.join(repr(p) for p in self.paths) or '(none)'}"
         )
 
+    def flowkit_path(self, flowkit_names: Sequence[str]) -> str:
+        """The :attr:`Gate.path` of the population FlowKit names by these gate names.
+
+        Parameters
+        ----------
+        flowkit_names
+            FlowKit's gate names from the top of its tree to the population (``root`` first or
+            not; a quadrant: its quadrant gate, then the quadrant id), e.g. a row of FlowKit's
+            results report.
+        """
+        names = list(flowkit_names)
+        if names and names[0] == "root":
+            names = names[1:]
+        return join_gate_path(self.flowkit_names.get(name, name) for name in names)
+
     def children(self, path: str | None) -> list[Gate]:
         """Gates applied directly to the population ``path`` (``None``: top-level gates)."""
         return [gate for gate in self.gates if gate.parent_path == path]
+
+
+def join_gate_path(names: Iterable[str]) -> str:
+    r"""Gate names joined by ``/`` into a path, each ``\`` and ``/`` of a name escaped by ``\``."""
+    return "/".join(str(name).replace("\\", "\\\\").replace("/", "\\/") for name in names)
+
+
+def split_gate_path(path: str) -> list[str]:
+    r"""The gate names of a path, ``\/`` and ``\\`` read as ``/`` and ``\`` of a name.
+
+    A backslash before any other character is kept as it is; :func:`join_gate_path` inverts it.
+    """
+    names: list[str] = []
+    name: list[str] = []
+    chars = iter(path)
+    for char in chars:
+        if char == "\\":
+            following = next(chars, "")
+            if following in ("/", "\\"):
+                name.append(following)
+                continue
+            name.append(char)
+            char = following
+            if not char:
+                break
+        if char == "/":
+            names.append("".join(name))
+            name = []
+        else:
+            name.append(char)
+    names.append("".join(name))
+    return names
+
+
+def _strip_path(key: str) -> str:
+    """``key`` without surrounding space, leading ``/`` and trailing unescaped ``/``."""
+    key = key.strip().lstrip("/")
+    while key.endswith("/") and (len(key) - len(key[:-1].rstrip("\\")) - 1) % 2 == 0:
+        key = key[:-1]
+    return key
 
 
 def _dimension_name(dim: FlowKitDimension) -> str:
@@ -207,35 +301,39 @@ def _one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
-def _document_kind(path: Path) -> str:
-    """``"gatingml"`` or ``"flowjo"`` from the XML root element; StrategyError otherwise."""
+def _read_document(path: Path) -> tuple[str, etree._ElementTree]:
+    """``"gatingml"`` or ``"flowjo"`` from the XML root element, and the parsed document.
+
+    Raises
+    ------
+    StrategyError
+        Not XML, or XML of another kind.
+    """
     from lxml import etree
 
     try:
-        root = etree.parse(str(path)).getroot()
+        document = etree.parse(str(path))
     except (etree.XMLSyntaxError, OSError, ValueError) as error:
         raise StrategyError(
             f"{path}: not a readable XML file ({_one_line(error)}); give a GatingML 2.0 file or a FlowJo 10 workspace"
         ) from None
+    root = document.getroot()
     tag = etree.QName(root).localname
     if tag == "Workspace" or "flowJoVersion" in root.attrib:
-        return "flowjo"
+        return "flowjo", document
     if tag == "Gating-ML":
-        return "gatingml"
+        return "gatingml", document
     raise StrategyError(
         f"{path}: XML root element <{tag}> is neither GatingML 2.0 (<Gating-ML>) nor a FlowJo workspace (<Workspace>)"
     )
 
 
-def _check_gatingml_schema(path: Path) -> None:
+def _check_gatingml_schema(path: Path, prepared: PreparedStrategy) -> None:
     """StrategyError with the first schema violation (line and reason) of a GatingML 2.0 file."""
-    from lxml import etree
-
     schema = gatingml_schema()
     if schema is None:  # FlowKit moved its schema: FlowKit's own (terser) check still applies
         return
-    document = etree.parse(str(path))
-    if schema.validate(document):
+    if schema.validate(prepared.document):
         return
     error = schema.error_log.last_error
     errors = list(schema.error_log)
@@ -243,13 +341,48 @@ def _check_gatingml_schema(path: Path) -> None:
         error = errors[0]
     where = f"line {error.line}: " if error is not None else ""
     reason = (
-        _one_line(Exception(error.message)) if error is not None else "schema validation failed"
+        _as_written(Exception(error.message), prepared)
+        if error is not None
+        else "schema validation failed"
     )
     raise StrategyError(f"{path}: not a valid GatingML 2.0 file ({where}{reason})")
 
 
+def _prepared(path: Path, kind: str, document: etree._ElementTree) -> PreparedStrategy:
+    """The document as FlowKit can read it (``cytotrial._flowkit``); StrategyError on a name clash."""
+    prepare = prepare_gatingml if kind == "gatingml" else prepare_workspace
+    try:
+        return prepare(path, document)
+    except ValueError as error:  # an internal gate name that another gate of the file has
+        raise StrategyError(f"{path}: {_one_line(error)}") from None
+
+
+def _as_written(error: BaseException, prepared: PreparedStrategy) -> str:
+    """FlowKit's message in one line, with the file's gate names for FlowKit's internal ones."""
+    text = _one_line(error)
+    for internal in sorted(prepared.names, key=len, reverse=True):
+        text = text.replace(internal, prepared.names[internal])
+    return text
+
+
+def _gatingml_gating_strategy(path: Path, prepared: PreparedStrategy) -> fk.GatingStrategy:
+    import flowkit as fk
+
+    _check_gatingml_schema(path, prepared)
+    try:
+        return parse_strategy(fk.parse_gating_xml, prepared.source)
+    except UnreadableStrategy as error:
+        raise StrategyError(
+            f"{path}: not a valid GatingML 2.0 file: {_as_written(error.cause, prepared)}"
+        ) from None
+
+
 def _flowjo_gating_strategy(
-    path: Path, *, sample_group: str | None, sample_id: str | None
+    path: Path,
+    prepared: PreparedStrategy,
+    *,
+    sample_group: str | None,
+    sample_id: str | None,
 ) -> tuple[fk.GatingStrategy, str]:
     import flowkit as fk
 
@@ -264,10 +397,10 @@ def _flowjo_gating_strategy(
             module=r"flowkit\.",
         )
         try:
-            workspace = parse_strategy(fk.parse_wsp, path)
+            workspace = parse_strategy(fk.parse_wsp, prepared.source)
         except UnreadableStrategy as error:
             raise StrategyError(
-                f"{path}: cannot read the FlowJo workspace: {_one_line(error.cause)}"
+                f"{path}: cannot read the FlowJo workspace: {_as_written(error.cause, prepared)}"
             ) from None
     samples = workspace.get("samples", {})
     groups = workspace.get("groups", {})
@@ -292,35 +425,53 @@ def _flowjo_gating_strategy(
     return samples[chosen]["gating_strategy"], chosen
 
 
-def _gates_of(gating_strategy: fk.GatingStrategy) -> list[Gate]:
+class _Names:
+    """FlowKit's gate names -> the file's names, paths (``root`` dropped, names escaped)."""
+
+    def __init__(self, originals: dict[str, str]) -> None:
+        self.originals = originals
+
+    def name(self, name: str) -> str:
+        return self.originals.get(str(name), str(name))
+
+    def path(self, names: Sequence[str]) -> str | None:
+        """The path of FlowKit's names from ``root``; ``None`` for ``root`` alone."""
+        return join_gate_path(self.name(n) for n in names[1:]) if len(names) > 1 else None
+
+
+def _gates_of(
+    gating_strategy: fk.GatingStrategy, originals: dict[str, str] | None = None
+) -> list[Gate]:
     """Gate records from FlowKit's gate tree: tree order, then Boolean references first.
 
     FlowKit's gate ids (name, ancestor names from ``root``) come in tree pre-order. A quadrant gate
-    is not itself a population: its quadrants, the nodes under it, are.
+    is not itself a population: its quadrants, the nodes under it, are. ``originals`` maps FlowKit's
+    internal gate names to the file's own.
     """
+    names = _Names(originals or {})
     records: list[Gate] = []
     quadrant_gates: dict[tuple[str, ...], fk.gates.QuadrantGate] = {}  # node path -> gate
     for name, ancestors in gating_strategy.get_gate_ids():
         node, parent_node = (*ancestors, name), tuple(ancestors)
         if parent_node in quadrant_gates:
-            records.append(_quadrant_record(name, ancestors, quadrant_gates[parent_node]))
+            records.append(_quadrant_record(name, ancestors, quadrant_gates[parent_node], names))
             continue
         gate = gating_strategy.get_gate(name, gate_path=parent_node)
         if type(gate).__name__ == "QuadrantGate":
             quadrant_gates[node] = gate
             continue
-        records.append(_gate_record(name, ancestors, gate))
+        records.append(_gate_record(name, ancestors, gate, names))
     return _dependency_order(records)
 
 
 def _quadrant_record(
-    name: str, ancestors: tuple[str, ...], quad_gate: fk.gates.QuadrantGate
+    name: str, ancestors: tuple[str, ...], quad_gate: fk.gates.QuadrantGate, names: _Names
 ) -> Gate:
     """A quadrant: its parent is the population the quadrant gate (``ancestors[-1]``) was drawn on."""
     return Gate(
-        name=str(name),
-        path="/".join([*ancestors[1:], name]),
-        parent_path="/".join(ancestors[1:-1]) or None,
+        name=names.name(name),
+        path=names.path((*ancestors, name)),
+        parent_path=names.path(ancestors[:-1]),
         dimensions=tuple(_dimension_name(d) for d in quad_gate.dimensions),
         fk_gate=quad_gate,
         kind="quadrant",
@@ -328,17 +479,17 @@ def _quadrant_record(
     )
 
 
-def _gate_record(name: str, ancestors: tuple[str, ...], gate: FlowKitGate) -> Gate:
-    path = "/".join([*ancestors[1:], name])
-    parent_path = "/".join(ancestors[1:]) or None
+def _gate_record(name: str, ancestors: tuple[str, ...], gate: FlowKitGate, names: _Names) -> Gate:
+    path = names.path((*ancestors, name))
+    parent_path = names.path(ancestors)
     gate_type = type(gate).__name__
     if gate_type == "BooleanGate":
         refs = []
         for ref in gate.gate_refs:
-            ref_names = [p for p in ref["path"] if p != "root"] + [ref["ref"]]
-            refs.append(("/".join(ref_names), bool(ref.get("complement", False))))
+            ref_names = ["root", *(p for p in ref["path"] if p != "root"), ref["ref"]]
+            refs.append((names.path(ref_names), bool(ref.get("complement", False))))
         return Gate(
-            name=str(name),
+            name=names.name(name),
             path=path,
             parent_path=parent_path,
             dimensions=(),
@@ -352,7 +503,7 @@ def _gate_record(name: str, ancestors: tuple[str, ...], gate: FlowKitGate) -> Ga
         "EllipsoidGate": "ellipsoid",
     }.get(gate_type, gate_type)
     return Gate(
-        name=str(name),
+        name=names.name(name),
         path=path,
         parent_path=parent_path,
         dimensions=tuple(_dimension_name(d) for d in gate.dimensions),
@@ -410,28 +561,21 @@ def load_strategy(
     path = Path(path)
     if not path.is_file():
         raise StrategyError(f"{path}: gating strategy file not found")
-    kind = _document_kind(path)
+    kind, document = _read_document(path)
     chosen = None
+    if kind == "gatingml" and (sample_group is not None or sample_id is not None):
+        raise StrategyError(
+            f"{path}: sample_group/sample_id apply to FlowJo workspaces only, not to GatingML files"
+        )
+    prepared = _prepared(path, kind, document)
     if kind == "gatingml":
-        if sample_group is not None or sample_id is not None:
-            raise StrategyError(
-                f"{path}: sample_group/sample_id apply to FlowJo workspaces only, not to GatingML files"
-            )
-        import flowkit as fk
-
-        _check_gatingml_schema(path)
-        try:
-            gating_strategy = parse_strategy(fk.parse_gating_xml, path)
-        except UnreadableStrategy as error:
-            raise StrategyError(
-                f"{path}: not a valid GatingML 2.0 file: {_one_line(error.cause)}"
-            ) from None
+        gating_strategy = _gatingml_gating_strategy(path, prepared)
     else:
         gating_strategy, chosen = _flowjo_gating_strategy(
-            path, sample_group=sample_group, sample_id=sample_id
+            path, prepared, sample_group=sample_group, sample_id=sample_id
         )
     try:
-        gates = _gates_of(gating_strategy)
+        gates = _gates_of(gating_strategy, prepared.names)
     except StrategyError as error:
         raise StrategyError(f"{path}: {error}") from None
     if not gates:
@@ -443,4 +587,5 @@ def load_strategy(
         gating_strategy=gating_strategy,
         gates=gates,
         sample_id=chosen,
+        flowkit_names=dict(prepared.names),
     )
