@@ -22,16 +22,17 @@ STRATEGY = {
 
 
 def _gate(tmp_path, fcs, compensation):
-    counts, qc = run_gate_batch(
+    counts, qc, _ = run_gate_batch(
         [{"sample_id": "s", "panel": "blood", "fcs": str(fcs)}],
         strategies={"blood": STRATEGY},
         panels=None,
         compensation=compensation,
         counts_out=tmp_path / "c.tsv",
         qc_out=tmp_path / "q.tsv",
+        mfi_out=tmp_path / "m.tsv",
     )
     assert qc["status"].tolist() == ["ok"], qc["message"].tolist()
-    return counts.set_index("gate_name")["count"]
+    return counts.set_index("population")["count"]
 
 
 def test_compensation_matrix_from_config_replaces_the_files_own(tmp_path):

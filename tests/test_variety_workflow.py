@@ -1,6 +1,6 @@
 """The workflow's gating step on FCS files from many instruments, and the `inspect` command on them.
 
-Each file is gated through the same code the Snakemake rule runs (``steps.run_gate_batch``) with a
+Each file is gated through the same code the Snakemake rule runs (``rules.run_gate_batch``) with a
 simple strategy written for its own channels: every event, then the events above the median of one
 channel and below that of another. Counts are checked against ``$TOT`` (parsed here from the bytes)
 and against FlowKit's Session wherever FlowKit can read the file.
@@ -83,16 +83,19 @@ def test_workflow_gates_every_variety_file(
 ) -> None:
     path = external_data / relative
     strategy, expected = _strategy_for(path, tmp_path)
-    counts, qc = run_gate_batch(
+    populations = {"events": "events", "corner": "events/corner"}
+    counts, qc, _ = run_gate_batch(
         [{"sample_id": "s1", "panel": "p", "fcs": str(path)}],
-        strategies={"p": {"strategy": str(strategy), "populations": {}}},
+        strategies={"p": {"strategy": str(strategy), "populations": populations}},
         panels=None,
         compensation="fcs",
         counts_out=tmp_path / "c.tsv",
         qc_out=tmp_path / "q.tsv",
+        mfi_out=tmp_path / "m.tsv",
     )
     assert qc["status"].tolist() == ["ok"], qc["message"].tolist()
-    table = counts.set_index("gate_name")
+    table = counts.set_index("population")
+    assert table.loc["corner", "parent"] == "events" and table.loc["events", "parent"] == ""
     stated = int(raw_keywords(path)["$TOT"])
     assert table.loc["events", "count"] == stated
     assert table.loc["corner", "count"] == int(expected.sum())

@@ -2,8 +2,9 @@
 
 
 rule gate:
-    """Gate the FCS files of one batch with their panel's strategy: event counts of every gate and
-    a QC row per sample (a file that cannot be read or lacks a marker is excluded with its reason).
+    """Gate the FCS files of one batch with their panel's strategy: the event count of every
+    reported population with its parent's, the median intensities of `mfi.markers`, and a QC row
+    per sample (a file that cannot be read or lacks a marker is excluded with its reason).
     """
     input:
         batch=batch_file,
@@ -12,6 +13,7 @@ rule gate:
         compensation=compensation_files(),
     output:
         counts="results/gating/batch_{batch}.counts.tsv",
+        mfi="results/gating/batch_{batch}.mfi.tsv",
         qc="results/gating/batch_{batch}.qc.tsv",
     log:
         "logs/gate/batch_{batch}.log",
@@ -25,5 +27,7 @@ rule gate:
         strategies=batch_strategies,
         panels=config["panels"],
         compensation=config["gating"]["compensation"],
+        populations=config["populations"],
+        mfi=config["mfi"],
     script:
         "../scripts/gate.py"

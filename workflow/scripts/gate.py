@@ -7,14 +7,18 @@ from _log import rule_log
 from cytotrial.rules import read_batch, run_gate_batch
 
 with rule_log(snakemake) as log:
-    counts, qc = run_gate_batch(
+    result = run_gate_batch(
         read_batch(snakemake.input.batch).to_dict("records"),
         strategies=snakemake.params.strategies,
         panels=snakemake.params.panels,
         compensation=snakemake.params.compensation,
+        populations=snakemake.params.populations,
+        mfi=snakemake.params.mfi,
         counts_out=snakemake.output.counts,
         qc_out=snakemake.output.qc,
+        mfi_out=snakemake.output.mfi,
     )
+    qc = result.qc
     excluded = qc[qc["status"] != "ok"]
     log.write(f"gated {len(qc) - len(excluded)} of {len(qc)} samples\n")
     for row in excluded.itertuples():

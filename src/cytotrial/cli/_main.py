@@ -9,9 +9,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..errors import CytotrialError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..gating import PanelGating
 
 __all__ = ["main"]
 
@@ -68,40 +74,127 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 1 if (table["status"] == "error").any() else 0
 
 
-def _cmd_gate(args: argparse.Namespace) -> int:
-    import pandas as pd
+def _gate_config(path: str) -> dict:
+    """A workflow config read and checked as the workflow checks it (defaults filled in)."""
     import yaml
 
-    from ..gating import PanelGating, count_events, read_for_gating
+    from ..config import check_config
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle)
+    except OSError:
+        raise CytotrialError(f"gate: config file {path} not found") from None
+    except yaml.YAMLError as error:
+        raise CytotrialError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+    if not isinstance(raw, dict):
+        raise CytotrialError(f"{path}: a config must be a mapping of keys")
+    return check_config(raw)
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def _gate_panel(config: dict, args: argparse.Namespace) -> str:
+    """The config panel to gate with: ``--panel``, the only panel, or the one of ``--strategy``."""
+    strategies = config["strategies"]
+    if args.panel is not None:
+        if args.panel not in strategies:
+            raise CytotrialError(
+                f"gate: --panel {args.panel} is not a panel of the config ({', '.join(strategies)})"
+            )
+        panel = args.panel
+    elif len(strategies) == 1:
+        panel = next(iter(strategies))
+    else:
+        same = [
+            p
+            for p, s in strategies.items()
+            if args.strategy and _same_file(s["strategy"], args.strategy)
+        ]
+        if len(same) != 1:
+            raise CytotrialError(
+                f"gate: the config has panels {', '.join(strategies)}; choose one with --panel"
+            )
+        panel = same[0]
+    if args.strategy and not _same_file(strategies[panel]["strategy"], args.strategy):
+        raise CytotrialError(
+            f"gate: --strategy {args.strategy} is not the strategy of panel {panel} in the config "
+            f"({strategies[panel]['strategy']}); leave --strategy out or choose the panel with --panel"
+        )
+    return panel
+
+
+def _gate_setup(
+    args: argparse.Namespace,
+) -> tuple[PanelGating, dict | None, pd.DataFrame | None, int]:
+    """The panel gating, channel names, compensation and MFI minimum of a ``gate`` command."""
+    from ..config import population_model
+    from ..gating import compensation_matrix, gate_population_model, load_panel_gating, panel_gating
     from ..io import load_strategy
 
-    strategy = load_strategy(
-        args.strategy, sample_group=args.sample_group, sample_id=args.sample_id
+    if args.config is None:
+        if args.panel is not None:
+            raise CytotrialError("gate: --panel chooses a panel of --config; give the config too")
+        if args.strategy is None:
+            raise CytotrialError("gate: give --strategy (or --config, whose strategy is used)")
+        strategy = load_strategy(
+            args.strategy, sample_group=args.sample_group, sample_id=args.sample_id
+        )
+        return panel_gating("", strategy, gate_population_model(strategy)), None, None, 0
+    if args.sample_group is not None or args.sample_id is not None:
+        raise CytotrialError(
+            "gate: with --config, the FlowJo sample group or sample is the config's "
+            "(strategies.<panel>.sample_group / sample_id)"
+        )
+    config = _gate_config(args.config)
+    panel = _gate_panel(config, args)
+    gating = load_panel_gating(
+        panel,
+        config["strategies"][panel],
+        model=population_model(config),
+        mfi_markers=config["mfi"]["markers"],
     )
-    gating = PanelGating(panel="", strategy=strategy, populations={})
-    panels = None
-    if args.config:
-        with open(args.config, encoding="utf-8") as handle:
-            panels = (yaml.safe_load(handle) or {}).get("panels")
-    frames, failed = [], 0
-    for path in _expand(args.fcs):
-        try:
-            data, channel_map = read_for_gating(path, gating, panels=panels)
-            table = count_events(data, strategy, channel_map=channel_map)
-        except CytotrialError as error:
-            failed += 1
-            print(f"cytotrial: {' '.join(str(error).split())}", file=sys.stderr)
-            continue
-        table.insert(0, "file", str(path))
-        frames.append(table.rename(columns={"gate_name": "population"}))
-    columns = ["file", "gate_path", "population", "count", "parent_count"]
-    out = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        out.to_csv(args.out, sep="\t", index=False, lineterminator="\n")
+    compensation = compensation_matrix(config["gating"]["compensation"])
+    return gating, config["panels"], compensation, int(config["mfi"]["min_events"])
+
+
+def _write_table(table: pd.DataFrame, path: str | None) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(path, sep="\t", index=False, lineterminator="\n")
     else:
-        out.to_csv(sys.stdout, sep="\t", index=False, lineterminator="\n")
-    return 1 if failed else 0
+        table.to_csv(sys.stdout, sep="\t", index=False, lineterminator="\n")
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ..gating import gate_samples
+
+    gating, panels, compensation, min_events = _gate_setup(args)
+    files = [str(path) for path in _expand(args.fcs)]
+    ids = [f"{i:09d}" for i in range(len(files))]  # gate_samples gates in id order: file order
+    samples = pd.DataFrame({"sample_id": ids, "panel": gating.panel, "fcs": files})
+    result = gate_samples(
+        samples,
+        {gating.panel: gating},
+        panels=panels,
+        compensation=compensation,
+        mfi_min_events=min_events,
+    )
+    for message in result.qc.loc[result.qc["status"] != "ok", "message"]:
+        print(f"cytotrial: {message}", file=sys.stderr)
+    names = dict(zip(ids, files))
+    counts = result.counts.rename(columns={"sample_id": "file"})
+    counts["file"] = counts["file"].map(names)
+    _write_table(counts, args.out)
+    if args.mfi_out:
+        mfi = result.mfi.rename(columns={"sample_id": "file"})
+        mfi["file"] = mfi["file"].map(names)
+        _write_table(mfi, args.mfi_out)
+    return 1 if (result.qc["status"] != "ok").any() else 0
 
 
 def _cmd_config_docs(args: argparse.Namespace) -> int:
@@ -199,17 +292,34 @@ def _parser() -> argparse.ArgumentParser:
     ins.add_argument("paths", nargs="+", help="FCS files or folders")
     ins.set_defaults(func=_cmd_inspect)
 
-    gate = sub.add_parser("gate", help="gate FCS files with a GatingML 2.0 or FlowJo strategy")
+    gate = sub.add_parser(
+        "gate",
+        help="gate FCS files with a GatingML 2.0 or FlowJo strategy, or exactly as the workflow does",
+    )
     gate.add_argument("fcs", nargs="+", help="FCS files or folders")
     gate.add_argument(
-        "--strategy", required=True, help="GatingML 2.0 (.xml) or FlowJo workspace (.wsp)"
+        "--strategy",
+        default=None,
+        help="GatingML 2.0 (.xml) or FlowJo workspace (.wsp); every gate is reported under its "
+        "name (with --config: optional, picks the panel whose strategy it is)",
     )
     gate.add_argument("--sample-group", default=None, help="FlowJo sample group whose gates to use")
     gate.add_argument("--sample-id", default=None, help="FlowJo sample whose gates to use")
     gate.add_argument(
-        "--config", default=None, help="workflow config whose panels: harmonise channel names"
+        "--config",
+        default=None,
+        help="workflow config: gate as the workflow does (its compensation, panels: channel names, "
+        "populations, Boolean populations and parents)",
+    )
+    gate.add_argument(
+        "--panel", default=None, help="panel of --config to gate with (default: the only one)"
     )
     gate.add_argument("--out", default=None, help="TSV to write (default: standard output)")
+    gate.add_argument(
+        "--mfi-out",
+        default=None,
+        help="TSV of the config's mfi.markers intensities (with --config)",
+    )
     gate.set_defaults(func=_cmd_gate)
 
     docs = sub.add_parser(

@@ -1,27 +1,42 @@
-"""Gating: every gate of a strategy applied to a file's events, and the samples of a batch counted."""
+"""Gating: every gate of a strategy applied to a file's events, and a batch's populations counted."""
 
 from ._engine import COUNT_TABLE_COLUMNS, count_events, gate_events, transformed_events
+from ._mfi import MFI_COLUMNS, marker_channels
+from ._populations import (
+    PanelGating,
+    gate_population_model,
+    load_panel_gating,
+    panel_gating,
+    population_masks,
+)
 from ._reference import benchmark_gating, flowkit_session_counts
 from ._samples import (
     COUNT_COLUMNS,
     QC_COLUMNS,
-    PanelGating,
+    GatedBatch,
+    compensation_matrix,
     gate_samples,
-    load_panel_gating,
     read_for_gating,
 )
 
 __all__ = [
     "COUNT_COLUMNS",
     "COUNT_TABLE_COLUMNS",
+    "MFI_COLUMNS",
     "QC_COLUMNS",
+    "GatedBatch",
     "PanelGating",
     "benchmark_gating",
+    "compensation_matrix",
     "count_events",
     "flowkit_session_counts",
     "gate_events",
+    "gate_population_model",
     "gate_samples",
     "load_panel_gating",
+    "marker_channels",
+    "panel_gating",
+    "population_masks",
     "read_for_gating",
     "transformed_events",
 ]

@@ -249,11 +249,13 @@ class Compensations:
         store, done = self._exact[comp.ref]
         todo = rows[~done[rows]]
         if todo.size:
-            block = self.events[np.ix_(todo, comp.columns)]
-            if todo.size == 1:  # one right-hand side takes another LAPACK path; keep FlowKit's
-                solved = np.linalg.solve(comp.matrix.T, np.vstack([block, block]).T).T[:1]
-            else:
-                solved = np.linalg.solve(comp.matrix.T, block.T).T
-            store[todo] = solved
+            store[todo] = self.solve_rows(comp, todo)
             done[todo] = True
         return store[rows]
+
+    def solve_rows(self, comp: Compensation, rows: np.ndarray) -> np.ndarray:
+        """FlowKit's compensation of ``rows`` by a (square) matrix, not kept: ``(rows, detectors)``."""
+        block = self.events[np.ix_(rows, comp.columns)]
+        if rows.size == 1:  # one right-hand side takes another LAPACK path; keep FlowKit's
+            return np.linalg.solve(comp.matrix.T, np.vstack([block, block]).T).T[:1]
+        return np.linalg.solve(comp.matrix.T, block.T).T

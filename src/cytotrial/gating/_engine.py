@@ -61,6 +61,7 @@ __all__ = [
     "COUNT_TABLE_COLUMNS",
     "Engine",
     "count_events",
+    "engine_for",
     "gate_events",
     "transformed_events",
 ]
@@ -129,6 +130,20 @@ def _check_data(data: FCSData) -> None:
         )
 
 
+def engine_for(
+    data: FCSData, strategy: Strategy, *, channel_map: Mapping[str, str] | None = None
+) -> Engine:
+    """An :class:`Engine` for one data set, its events checked against its channel list first.
+
+    Raises
+    ------
+    FCSReadError, MissingMarkerError, StrategyError
+        As for :func:`gate_events`.
+    """
+    _check_data(data)
+    return Engine(data, strategy, channel_map)
+
+
 def gate_events(
     data: FCSData, strategy: Strategy, *, channel_map: Mapping[str, str] | None = None
 ) -> dict[str, np.ndarray]:
@@ -157,8 +172,7 @@ def gate_events(
     StrategyError
         The strategy cannot be applied (undefined transformation or matrix, mixed compensations).
     """
-    _check_data(data)
-    return Engine(data, strategy, channel_map).run()
+    return engine_for(data, strategy, channel_map=channel_map).run()
 
 
 def count_events(

@@ -1,80 +1,64 @@
-"""Gate the samples of a batch: read each file, find its channels, count every gate.
+"""Gate the samples of a batch: read each file, find its channels, count its populations, MFIs.
 
-A sample that cannot be read or lacks a marker is excluded with its one-line reason; it never stops
-the other samples of the batch.
+Each file is gated once (every gate of its panel's strategy); each population the panel reports is
+then counted (a gate's events, or a Boolean combination of populations' events) with its parent's
+count, and the median intensities of ``mfi.markers`` are taken from the same gated, compensated
+values. A sample that cannot be read or lacks a marker is excluded with its one-line reason; it
+never stops the other samples of the batch. The workflow's ``gate`` rule and ``cytotrial gate``
+both call :func:`gate_samples`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
+import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, CytotrialError, StrategyError
-from ..tl import POPULATIONS
-from ._engine import count_events
+from ..errors import CytotrialError
+from ._engine import engine_for
+from ._mfi import MFI_COLUMNS, marker_channels, mfi_rows
+from ._populations import PanelGating, population_masks
 
 if TYPE_CHECKING:
-    from ..io import FCSData, Strategy
+    from ..io import FCSData
 
 __all__ = [
     "COUNT_COLUMNS",
     "QC_COLUMNS",
-    "PanelGating",
+    "GatedBatch",
+    "compensation_matrix",
     "gate_samples",
-    "load_panel_gating",
     "read_for_gating",
 ]
 
-COUNT_COLUMNS = ["sample_id", "population", "gate_path", "gate_name", "count", "parent_count"]
+#: Columns of a gating batch's counts table: one row per sample and reported population.
+COUNT_COLUMNS = ["sample_id", "population", "gate_path", "parent", "count", "parent_count"]
+#: Columns of a gating batch's QC table: one row per sample.
 QC_COLUMNS = ["sample_id", "status", "events_in", "events_stated", "notes", "message"]
 
 
-@dataclass
-class PanelGating:
-    """A panel's loaded strategy and its canonical population -> gate path mapping."""
+class GatedBatch(NamedTuple):
+    """The tables of a gated batch: :data:`COUNT_COLUMNS`, :data:`QC_COLUMNS`, :data:`MFI_COLUMNS`."""
 
-    panel: str
-    strategy: Strategy
-    populations: dict[str, str]
+    counts: pd.DataFrame
+    qc: pd.DataFrame
+    mfi: pd.DataFrame
 
 
-def load_panel_gating(panel: str, spec: Mapping, *, base: Path | None = None) -> PanelGating:
-    """Load a panel's strategy (GatingML or FlowJo) and resolve its population mapping.
+def compensation_matrix(value: str | Path) -> pd.DataFrame | None:
+    """The config's ``gating.compensation``: ``None`` for ``fcs`` (each file's own), else the matrix.
 
-    Parameters
-    ----------
-    panel
-        The panel name (a value of the sample sheet's ``panel`` column).
-    spec
-        The config entry: ``strategy`` (path), optional ``sample_group`` / ``sample_id`` (FlowJo) and
-        ``populations`` (canonical name -> gate name or gate path).
-    base
-        Folder that relative strategy paths are relative to (the working directory by default).
+    Raises
+    ------
+    ConfigError
+        The matrix file is missing or not a square numeric matrix.
     """
-    from ..io import load_strategy
+    from ..io import read_compensation
 
-    path = Path(spec["strategy"])
-    if base is not None and not path.is_absolute():
-        path = base / path
-    strategy = load_strategy(
-        path, sample_group=spec.get("sample_group"), sample_id=spec.get("sample_id")
-    )
-    populations = {}
-    for name, gate in (spec.get("populations") or {}).items():
-        if name not in POPULATIONS:
-            raise ConfigError(
-                f"config strategies.{panel}.populations: {name!r} is not a canonical population "
-                f"({', '.join(POPULATIONS)})"
-            )
-        try:
-            populations[name] = strategy.resolve(str(gate)).path
-        except StrategyError as error:
-            raise ConfigError(f"config strategies.{panel}.populations.{name}: {error}") from None
-    return PanelGating(panel=panel, strategy=strategy, populations=populations)
+    return None if str(value).lower() == "fcs" else read_compensation(value)
 
 
 def _one_line(error: BaseException) -> str:
@@ -110,34 +94,67 @@ def read_for_gating(
     return data, channel_map
 
 
+def _gate_one(
+    data: FCSData,
+    gating: PanelGating,
+    channel_map: Mapping[str, str],
+    *,
+    panels: Mapping[str, Sequence[str]] | None,
+    mfi_min_events: int,
+) -> tuple[list[tuple], list[tuple]]:
+    """Count rows (population, gate path, parent, count, parent count) and MFI rows of one file."""
+    channels = marker_channels(data, gating.mfi, panels=panels)  # before gating: may exclude
+    engine = engine_for(data, gating.strategy, channel_map=channel_map)
+    masks = population_masks(gating, engine.run())
+    counts = {name: int(np.count_nonzero(mask)) for name, mask in masks.items()}
+    rows = [
+        (
+            name,
+            gating.gate_path(name),
+            gating.parents[name],
+            counts[name],
+            counts[gating.parents[name]] if gating.parents[name] else engine.n,
+        )
+        for name in gating.order
+    ]
+    return rows, mfi_rows(engine, masks, gating.mfi, channels, min_events=mfi_min_events)
+
+
 def gate_samples(
     samples: pd.DataFrame,
     gatings: Mapping[str, PanelGating],
     *,
     panels: Mapping[str, Sequence[str]] | None = None,
     compensation: pd.DataFrame | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Gate every sample of a batch.
+    mfi_min_events: int = 0,
+) -> GatedBatch:
+    """Gate every sample of a batch into its panel's populations, their parents and MFIs.
 
     Parameters
     ----------
     samples
-        Rows with ``sample_id``, ``panel`` and ``fcs`` (absolute path).
+        Rows with ``sample_id``, ``panel`` and ``fcs`` (gated in ``sample_id`` order).
     gatings
-        Loaded strategy and population mapping per panel.
+        Per panel, its loaded strategy and reported populations (:func:`load_panel_gating`).
     panels
         The config's marker -> channel names mapping (harmonisation).
     compensation
-        A spillover matrix to use instead of each file's own.
+        A spillover matrix to use instead of each file's own (:func:`compensation_matrix`).
+    mfi_min_events
+        The config's ``mfi.min_events``: a population with fewer events gets NA intensities
+        (``0``: no minimum).
 
     Returns
     -------
-    counts, qc
-        ``counts``: one row per sample and gate (``COUNT_COLUMNS``; ``population`` is the canonical
-        name or ""). ``qc``: one row per sample (``QC_COLUMNS``), ``status`` "ok" or "excluded"
-        with the one-line reason in ``message``.
+    GatedBatch
+        ``counts``: one row per sample and population its panel reports (:data:`COUNT_COLUMNS`;
+        ``gate_path`` ``""`` for a Boolean population, ``parent`` ``""`` and ``parent_count`` all
+        events of the file at the top). ``qc``: one row per sample (:data:`QC_COLUMNS`),
+        ``status`` "ok" or "excluded" with the one-line reason in ``message``. ``mfi``: one row
+        per sample and ``(population, marker)`` pair of its panel (:data:`MFI_COLUMNS`).
     """
-    counts: list[pd.DataFrame] = []
+    count_rows: list[tuple] = []
+    mfi_table: list[tuple] = []
     qc_rows: list[dict] = []
     for row in samples.sort_values("sample_id").itertuples(index=False):
         gating = gatings[row.panel]
@@ -156,21 +173,26 @@ def gate_samples(
             record["events_in"] = data.n_events
             record["events_stated"] = data.n_events_stated
             record["notes"] = "; ".join(data.notes)
-            table = count_events(data, gating.strategy, channel_map=channel_map)
+            counted, intensities = _gate_one(
+                data, gating, channel_map, panels=panels, mfi_min_events=mfi_min_events
+            )
         except CytotrialError as error:
             record["status"] = "excluded"
             record["message"] = _one_line(error)
             qc_rows.append(record)
             continue
-        names = {path: name for name, path in gating.populations.items()}
-        table = table.assign(
-            sample_id=row.sample_id, population=table["gate_path"].map(names).fillna("")
-        )
-        counts.append(table[COUNT_COLUMNS])
+        count_rows += [(row.sample_id, *r) for r in counted]
+        mfi_table += [(row.sample_id, *r) for r in intensities]
         qc_rows.append(record)
-    counts_df = (
-        pd.concat(counts, ignore_index=True) if counts else pd.DataFrame(columns=COUNT_COLUMNS)
+    counts = pd.DataFrame(count_rows, columns=COUNT_COLUMNS).astype(
+        {"count": "int64", "parent_count": "int64"}
     )
-    counts_df["count"] = counts_df["count"].astype("int64")
-    counts_df["parent_count"] = counts_df["parent_count"].astype("int64")
-    return counts_df, pd.DataFrame(qc_rows, columns=QC_COLUMNS)
+    mfi = pd.DataFrame(mfi_table, columns=MFI_COLUMNS).astype(
+        {
+            "n_events": "int64",
+            "median": "float64",
+            "median_transformed": "float64",
+            "rcv": "float64",
+        }
+    )
+    return GatedBatch(counts, pd.DataFrame(qc_rows, columns=QC_COLUMNS), mfi)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..gating import gate_samples, load_panel_gating
-from ..io import read_compensation
+from ..config import population_model
+from ..gating import GatedBatch, compensation_matrix, gate_samples, load_panel_gating
 from ._tables import write_tsv
 
 __all__ = ["run_gate_batch"]
@@ -20,28 +20,47 @@ def run_gate_batch(
     strategies: Mapping[str, Mapping],
     panels: Mapping[str, Sequence[str]] | None,
     compensation: str,
+    populations: Mapping[str, Mapping] | None = None,
+    mfi: Mapping | None = None,
     counts_out: str | Path,
     qc_out: str | Path,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Gate a batch of samples and write its counts and QC tables.
+    mfi_out: str | Path,
+) -> GatedBatch:
+    """Gate a batch of samples and write its counts, QC and MFI tables.
 
     Parameters
     ----------
     samples
         Dicts with ``sample_id``, ``panel`` and ``fcs``.
     strategies
-        The config's ``strategies:`` entries for the panels of the batch.
+        The config's ``strategies:`` entries (at least those of the panels of the batch).
     panels
         The config's marker -> channel names mapping.
     compensation
         ``"fcs"`` or the path of a spillover matrix file.
+    populations
+        The config's top-level ``populations:`` (labels, Boolean definitions, parent overrides);
+        ``None``: none.
+    mfi
+        The config's resolved ``mfi:`` section (``markers``, ``min_events``); ``None``: no MFIs.
+    counts_out, qc_out, mfi_out
+        Where the batch's tables go (``batch_<id>.counts.tsv``, ``.qc.tsv``, ``.mfi.tsv``).
     """
     table = pd.DataFrame(list(samples), columns=["sample_id", "panel", "fcs"])
+    model = population_model({"populations": populations or {}, "strategies": strategies})
+    mfi = mfi or {"markers": {}, "min_events": 0}
     gatings = {
-        panel: load_panel_gating(panel, strategies[panel]) for panel in sorted(set(table["panel"]))
+        panel: load_panel_gating(panel, strategies[panel], model=model, mfi_markers=mfi["markers"])
+        for panel in sorted(set(table["panel"]))
     }
-    matrix = None if str(compensation).lower() == "fcs" else read_compensation(compensation)
-    counts, qc = gate_samples(table, gatings, panels=panels, compensation=matrix)
-    write_tsv(counts, counts_out)
-    write_tsv(qc, qc_out)
-    return counts, qc
+    result = gate_samples(
+        table,
+        gatings,
+        panels=panels,
+        compensation=compensation_matrix(compensation),
+        mfi_min_events=int(mfi["min_events"]),
+    )
+    write_tsv(result.counts, counts_out)
+    write_tsv(result.qc, qc_out)
+    write_tsv(result.mfi, mfi_out)
+    return result
