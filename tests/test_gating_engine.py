@@ -370,14 +370,15 @@ def test_spectral_and_ill_conditioned_matrices_equal_flowkit(blood_file, tmp_pat
 
     data = read_fcs(blood_file)
     detectors = [c for c in data.channels if c not in ("FSC-A", "FSC-H", "SSC-A", "Time")]
+    n = len(detectors)  # every fluorescence detector of the simulated panel
     rng = np.random.default_rng(11)
-    spectral = np.hstack([np.eye(8), np.zeros((8, 1))]) + rng.uniform(0, 0.05, (8, 9))
-    nearly_singular = np.eye(9)
+    spectral = np.hstack([np.eye(n - 1), np.zeros((n - 1, 1))]) + rng.uniform(0, 0.05, (n - 1, n))
+    nearly_singular = np.eye(n)
     nearly_singular[:, 1] = nearly_singular[:, 0] + 1e-8 * rng.uniform(
-        0.5, 1.0, 9
+        0.5, 1.0, n
     )  # condition > 1e6
     gs = fk.GatingStrategy()
-    gs.add_comp_matrix("spectral", fk.SpectralMatrix(spectral, detectors, detectors[:8]))
+    gs.add_comp_matrix("spectral", fk.SpectralMatrix(spectral, detectors, detectors[: n - 1]))
     gs.add_comp_matrix("shaky", fk.Matrix(nearly_singular, detectors, detectors))
     gs.add_transform("logicle", fk.transforms.LogicleTransform(262144, 0.5, 4.5, 0))
     for ref in ("spectral", "shaky"):

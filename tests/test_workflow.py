@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-POPULATIONS = ["cd3", "cd4", "cd8", "treg", "nk", "cd8_ki67"]
+POPULATIONS = ["cd3", "cd4", "cd4_conv", "cd8", "treg", "nk", "cd8_ki67", "cd8_activated"]
 pytestmark = pytest.mark.e2e
 
 
@@ -87,23 +87,18 @@ def test_outputs_follow_the_contract(demo):
     assert list(adata.obs_names) == sorted(adata.obs_names) or set(adata.obs_names) <= set(
         sheet["sample_id"]
     )
-    assert list(adata.var_names) == [
-        "lymphocytes",
-        "singlets",
-        "live",
-        "leukocytes",
-        "cd3",
-        "cd4",
-        "cd8",
-        "treg",
-        "nk",
-        "cd8_ki67",
-    ]
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    assert list(adata.var_names) == list(config["populations"])  # the config's order
+    assert adata.var.loc["cd8_activated", "label"] == "Activated CD8 (HLA-DR+CD38+)"
     assert {"freq_parent", "freq_live", "per_ul"} <= set(adata.layers)
     assert adata.var.loc["treg", "parent"] == "cd4" and adata.var.loc["cd8_ki67", "parent"] == "cd8"
-    assert adata.var.loc["nk", "parent"] == "live" and adata.var.loc[
-        "nk", "parent_gate_blood"
-    ].endswith("/cd3_neg")
+    # true parents: nk sits under an unmapped CD3- gate; its parent is the reported ancestor
+    assert adata.var.loc["nk", "parent_blood"] == "live"
+    assert adata.var.loc["nk", "parent_tumor"] == "leukocytes"
+    assert adata.var.loc["cd4_conv", "parent"] == "cd4"
+    assert adata.var.loc["cd8_activated", "parent"] == "cd8"
+    assert set(adata.obsm["ratios"].columns) == {"cd8_treg"}
+    assert {"cd8:Ki67", "treg:CD25"} <= set(adata.obsm["mfi_median"].columns)
     blood = (adata.obs["compartment"] == "blood").to_numpy()
     leuk = list(adata.var_names).index("leukocytes")
     assert np.isnan(adata.X[blood, leuk]).all() and not np.isnan(adata.X[~blood, leuk]).any()
@@ -166,6 +161,40 @@ def test_demo_tables_are_byte_identical_to_the_stored_checksums(demo):
     assert not changed, f"demo tables differ from tests/demo_checksums.tsv: {', '.join(changed)}"
 
 
+def test_freq_parent_is_count_over_the_named_parent_in_every_row(demo):
+    table = pd.read_csv(demo / "results/counts/populations.tsv", sep="\t", keep_default_na=False)
+    counts = table.set_index(["sample_id", "population"])["count"]
+    events = pd.read_csv(demo / "results/qc/samples.tsv", sep="\t").set_index("sample_id")[
+        "events_in"
+    ]
+    for row in table.itertuples():
+        denominator = counts[(row.sample_id, row.parent)] if row.parent else events[row.sample_id]
+        assert float(row.freq_parent) == pytest.approx(row.count / denominator), row
+
+
+def test_ratios_and_mfi_tables(demo):
+    ratios = pd.read_csv(demo / "results/counts/ratios.tsv", sep="\t")
+    counts = pd.read_csv(demo / "results/counts/populations.tsv", sep="\t").set_index(
+        ["sample_id", "population"]
+    )["count"]
+    for row in ratios.itertuples():
+        assert row.value == pytest.approx(
+            counts[(row.sample_id, "cd8")] / counts[(row.sample_id, "treg")]
+        )
+    mfi = pd.read_csv(demo / "results/counts/mfi.tsv", sep="\t")
+    assert list(mfi.columns) == [
+        "sample_id",
+        "population",
+        "marker",
+        "channel",
+        "n_events",
+        "median",
+        "median_transformed",
+        "rcv",
+    ]
+    assert {("cd8", "Ki67"), ("treg", "CD25")} <= set(zip(mfi["population"], mfi["marker"]))
+
+
 def test_gated_counts_match_simulator_truth(demo):
     counts = pd.read_csv(demo / "results/counts/populations.tsv", sep="\t")
     truth = pd.read_csv(demo / "resources/demo/truth/populations.tsv", sep="\t")
@@ -190,10 +219,13 @@ def test_counts_equal_flowkit_session(demo):
             load_strategy(ROOT / f"resources/gating/{panel}.xml"),
         )
         ours = counts[counts["sample_id"] == row["sample_id"]].set_index("population")["count"]
-        gate_of = {p: p for p in ours.index}
+        config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+        gate_of = config["strategies"][panel]["populations"]  # config Booleans are not gates
         by_name = reference.set_index("gate_name")["count"]
-        for population in ours.index:
+        for population in ours.index.intersection(list(gate_of)):
             assert ours[population] == by_name[gate_of[population]], (panel, population)
+        # the config's Boolean populations against FlowKit's own gate memberships
+        assert len(ours) > len(gate_of) - (panel == "blood")
 
 
 def test_no_fcs_identifier_reaches_outputs(demo):
@@ -224,11 +256,13 @@ def test_demo_recovers_the_true_effects(demo):
     versus = between[(between["compartment"] == "blood") & (between["visit"] == "C1D8")].set_index(
         "population"
     )
-    for population in ("cd8", "nk", "treg"):
+    for population in ("cd8", "nk", "treg", "cd8_activated"):
         assert (
             combo.loc[population, "q_value"] < 0.05 and combo.loc[population, "median_log2fc"] > 0
-        )
-        assert versus.loc[population, "q_value"] < 0.05 and versus.loc[population, "estimate"] > 0
+        ), population
+        assert (
+            versus.loc[population, "q_value"] < 0.05 and versus.loc[population, "estimate"] > 0
+        ), population
     measure = {"blood": "per_ul", "tumor": "freq_parent"}
     checked = 0
     for row in effects.itertuples():

@@ -63,8 +63,12 @@ def _analyze(path: Path, strategy: Strategy, *, copy_strategy: bool) -> tuple[Sa
     return sample, session
 
 
-def _session_gate_counts(session: Session) -> dict[str, int]:
-    """Gate path (as :attr:`Gate.path`) -> count, from FlowKit's public results report."""
+def _session_gate_counts(session: Session, strategy: Strategy) -> dict[str, int]:
+    """Gate path (as :attr:`Gate.path`) -> count, from FlowKit's public results report.
+
+    FlowKit names gates by the ids it parsed (safe ids for names FlowJo allows but XML does not);
+    :meth:`Strategy.flowkit_path` turns them back into the paths of our gate records.
+    """
     with _flowkit_warnings():
         report = session.get_gating_results("sample").report
     counts: dict[str, int] = {}
@@ -74,7 +78,7 @@ def _session_gate_counts(session: Session) -> dict[str, int]:
         base = [p for p in ancestors if p and p != "root"]  # ancestors: ("root", ...)
         # a quadrant's row names its quadrant gate, which is part of the population's path
         names = [quadrant_gate, name] if isinstance(quadrant_gate, str) else [name]
-        counts["/".join(base + names)] = int(count)
+        counts[strategy.flowkit_path(base + names)] = int(count)
     return counts
 
 
@@ -84,7 +88,7 @@ def flowkit_session_counts(path: str | Path, strategy: Strategy) -> pd.DataFrame
     The file is read by FlowKit itself; channel names must match the strategy as they are.
     """
     sample, session = _analyze(Path(path), strategy, copy_strategy=True)
-    counts = _session_gate_counts(session)
+    counts = _session_gate_counts(session, strategy)
     n = int(sample.event_count)
     rows = []
     for gate in strategy.gates:
