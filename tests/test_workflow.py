@@ -224,8 +224,9 @@ def test_counts_equal_flowkit_session(demo):
         by_name = reference.set_index("gate_name")["count"]
         for population in ours.index.intersection(list(gate_of)):
             assert ours[population] == by_name[gate_of[population]], (panel, population)
-        # the config's Boolean populations against FlowKit's own gate memberships
-        assert len(ours) > len(gate_of) - (panel == "blood")
+        # the config's Booleans: treg is a gate under cd4, so "cd4 and not treg" is their difference
+        assert ours["cd4_conv"] == by_name["cd4"] - by_name["treg"]
+        assert ours["cd8_activated"] <= min(by_name["cd8_hladr"], by_name["cd8_cd38"])
 
 
 def test_no_fcs_identifier_reaches_outputs(demo):
