@@ -16,8 +16,10 @@ from cytotrial.sim import PANELS, simulate_sample, simulate_trial, write_fcs
 
 flowkit = pytest.importorskip("flowkit")
 
-STRICT = ("cd3", "cd4", "cd8", "treg", "nk", "cd8_ki67")
+STRICT = ("cd3", "cd4", "cd8", "treg", "nk", "cd8_ki67", "cd8_hladr", "cd8_cd38")
 TOLERANCE = 0.03  # median over samples of |gated - truth| / truth
+# The demo config's Boolean populations over the gates: (gate, gate, whether the second is negated)
+BOOLEANS = {"cd8_activated": ("cd8_hladr", "cd8_cd38", False), "cd4_conv": ("cd4", "treg", True)}
 
 BELOW_LIVE = {
     "cd3": (),
@@ -25,6 +27,8 @@ BELOW_LIVE = {
     "treg": ("cd3", "cd4"),
     "cd8": ("cd3",),
     "cd8_ki67": ("cd3", "cd8"),
+    "cd8_hladr": ("cd3", "cd8"),
+    "cd8_cd38": ("cd3", "cd8"),
     "cd3_neg": (),
     "nk": ("cd3_neg",),
 }
@@ -74,6 +78,43 @@ def test_strategy_is_the_contract_tree(strategies, panel):
                 assert dimension.transformation_ref == "logicle", (name, dimension.id)
 
 
+def _boolean_membership(session, sample_id: str, population: str) -> np.ndarray:
+    """Events of a Boolean population of the demo config, from FlowKit's gate memberships."""
+    first, second, negated = BOOLEANS[population]
+    a = np.asarray(session.get_gate_membership(sample_id, first), dtype=bool)
+    b = np.asarray(session.get_gate_membership(sample_id, second), dtype=bool)
+    return a & ~b if negated else a & b
+
+
+def _boolean_counts(session, sample_ids) -> pd.DataFrame:
+    """Gated counts of the Boolean populations, FlowKit report style."""
+    return pd.DataFrame(
+        [
+            (sample_id, population, int(_boolean_membership(session, sample_id, population).sum()))
+            for sample_id in sample_ids
+            for population in BOOLEANS
+        ],
+        columns=["sample_id", "gate_name", "count"],
+    )
+
+
+@pytest.mark.parametrize("panel", list(PANELS))
+def test_hladr_and_cd38_gates_are_positive_ranges_under_cd8(strategies, panel):
+    strategy = strategies[panel]
+    paths = dict(strategy.get_gate_ids())
+    for name, channel, marker in (
+        ("cd8_hladr", "BV711-A", "HLA-DR"),
+        ("cd8_cd38", "PE-CF594-A", "CD38"),
+    ):
+        assert paths[name][-1] == "cd8", name
+        assert (channel, marker) in PANELS[panel]
+        gate = strategy.get_gate(name, gate_path=paths[name])
+        [dimension] = gate.dimensions
+        assert dimension.id == channel
+        # open-ended: positive events above the gap between negative (dim) and positive cells
+        assert dimension.max is None and 0.3 < dimension.min < 0.45, (name, dimension.min)
+
+
 @pytest.fixture(scope="module")
 def gated_trial(tmp_path_factory, strategies) -> pd.DataFrame:
     """Gated and true counts of every population in a small simulated trial, gated by FlowKit."""
@@ -91,6 +132,7 @@ def gated_trial(tmp_path_factory, strategies) -> pd.DataFrame:
         session.analyze_samples(use_mp=False)
         report = session.get_analysis_report()
         rows.append(report[["sample_id", "gate_name", "count"]].assign(panel=panel))
+        rows.append(_boolean_counts(session, group.sample_id).assign(panel=panel))
     gated = pd.concat(rows).rename(columns={"gate_name": "population", "count": "gated"})
     merged = gated.merge(truth, on=["sample_id", "population"], validate="one_to_one")
     return merged.assign(error=(merged.gated - merged["count"]).abs() / merged["count"])
@@ -101,7 +143,7 @@ def test_gated_counts_match_the_truth_for_the_median_sample(gated_trial, panel):
     counts = gated_trial[gated_trial.panel == panel]
     assert counts.sample_id.nunique() >= 3
     median_error = counts.groupby("population").error.median()
-    for population in STRICT:
+    for population in STRICT + tuple(BOOLEANS):
         assert median_error[population] <= TOLERANCE, (panel, population, median_error[population])
     # the gates above them hold too
     upper = ["lymphocytes", "singlets", "live"] + (["leukocytes"] if panel == "tumor" else [])
@@ -127,8 +169,11 @@ def test_gates_hold_event_by_event_under_batch_shifts(tmp_path, strategies, pane
     )
     session.analyze_samples(use_mp=False)
     truth = simulated.truth_membership()
-    for population in STRICT:
-        gated = np.asarray(session.get_gate_membership("s", population), dtype=bool)
+    for population in STRICT + tuple(BOOLEANS):
+        if population in BOOLEANS:
+            gated = _boolean_membership(session, "s", population)
+        else:
+            gated = np.asarray(session.get_gate_membership("s", population), dtype=bool)
         wrong = np.count_nonzero(gated != truth[population])
         assert wrong / truth[population].sum() <= TOLERANCE, (population, wrong)
 
@@ -159,5 +204,6 @@ def test_header_comment_names_every_gate(project_root):
         text = (Path(project_root) / "resources" / "gating" / f"{panel}.xml").read_text()
         header = text.split("<gating:Gating-ML", 1)[0]
         names = ["lymphocytes", "singlets", "live", "cd3", "cd4", "treg", "cd8", "cd8_ki67", "nk"]
+        names += ["cd8_hladr", "cd8_cd38"]
         for name in names + (["leukocytes"] if panel == "tumor" else []):
             assert f"    {name} " in header or f"      {name} " in header, (panel, name)

@@ -14,6 +14,7 @@ import flowio
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from cytotrial.errors import ConfigError
 from cytotrial.sim import (
@@ -56,6 +57,7 @@ PATIENT_COLUMNS = [
 CONTRACT_PANEL = {
     "FITC-A": "CD3",
     "PE-A": "CD25",
+    "PE-CF594-A": "CD38",
     "PerCP-Cy5-5-A": "CD4",
     "PE-Cy7-A": "CD56",
     "APC-A": "Ki67",
@@ -63,6 +65,7 @@ CONTRACT_PANEL = {
     "BV421-A": "CD127",
     "BV510-A": "Viability",
     "BV605-A": "CD16",
+    "BV711-A": "HLA-DR",
 }
 CANONICAL_PARENT = {
     "singlets": "lymphocytes",
@@ -74,6 +77,18 @@ CANONICAL_PARENT = {
     "treg": "cd4",
     "nk": "live",
     "cd8_ki67": "cd8",
+    "cd8_hladr": "cd8",
+    "cd8_cd38": "cd8",
+    "cd8_activated": "cd8",
+    "cd4_conv": "cd4",
+}
+CD8_TYPES = {
+    "cd8_ki67neg",
+    "cd8_ki67pos",
+    "cd8_act_ki67neg",
+    "cd8_act_ki67pos",
+    "cd8_hladr_only",
+    "cd8_cd38_only",
 }
 
 
@@ -175,6 +190,44 @@ def test_spillover_matrix_follows_the_fcs_convention():
     np.testing.assert_allclose(sample.events[:, fluorescence], mixed, rtol=1e-4, atol=0.05)
 
 
+def test_hladr_and_cd38_channels_spill_into_and_from_their_neighbours():
+    for panel in PANELS:
+        spill = spillover_matrix(panel)
+        # PE-CF594 sits next to PE (yellow-green laser), BV711 between BV605 and BV786 (violet)
+        assert spill.loc["PE-A", "PE-CF594-A"] > 0.1 and spill.loc["PE-CF594-A", "PE-A"] > 0
+        assert spill.loc["PE-CF594-A", "PerCP-Cy5-5-A"] > 0
+        assert spill.loc["BV605-A", "BV711-A"] > 0.1 and spill.loc["BV711-A", "BV605-A"] > 0
+        if panel == "tumor":
+            assert spill.loc["BV711-A", "BV786-A"] > 0.1 and spill.loc["BV786-A", "BV711-A"] > 0
+        # every channel is mixed with some other one, both ways
+        off_diagonal = spill.to_numpy() - np.eye(len(spill))
+        assert (off_diagonal.sum(axis=0) > 0).all() and (off_diagonal.sum(axis=1) > 0).all()
+
+
+def test_hladr_and_cd38_expression_is_continuous_and_where_biology_puts_it():
+    sample = simulate_sample(
+        panel="blood", n_events=60_000, dead_rate=0.0, doublet_rate=0.0, seed=8
+    )
+    labels = np.array(CELL_TYPES)[sample.cell_type]
+    hladr = sample.unmixed[:, sample.markers.index("HLA-DR")]
+    cd38 = sample.unmixed[:, sample.markers.index("CD38")]
+
+    def median(values, *types):
+        return float(np.median(values[np.isin(labels, types)]))
+
+    resting_t = ("cd4_conv", "cd8_ki67neg")
+    activated = ("cd8_act_ki67neg", "cd8_act_ki67pos")
+    # HLA-DR bright on B cells and on activated T cells, negative on resting T cells
+    assert median(hladr, "b") > median(hladr, *activated) > 10 * median(hladr, *resting_t)
+    # CD38 on NK cells, B cells and activated T cells, dim on resting T cells
+    for types in (("nk",), ("b",), activated):
+        assert median(cd38, *types) > 10 * median(cd38, *resting_t), types
+    assert 30 < median(cd38, *resting_t) < 300  # dim, not absent
+    # continuous: a log-normal cloud spanning several-fold, not a point
+    low, high = np.percentile(cd38[np.isin(labels, activated)], [5, 95])
+    assert high > 2 * low > 0
+
+
 # --- truth -----------------------------------------------------------------------------------
 
 
@@ -186,8 +239,15 @@ def test_truth_counts_are_the_labels_of_the_events():
     assert counts == {k: int(v.sum()) for k, v in membership.items()}
     labels = np.array(CELL_TYPES)[sample.cell_type]
     cd8 = membership["cd8"]
-    assert set(labels[cd8]) == {"cd8_ki67neg", "cd8_ki67pos"}
+    assert set(labels[cd8]) == CD8_TYPES
     assert not sample.dead[cd8].any() and not sample.doublet[cd8].any()
+    # the Boolean populations, event by event, as the demo config defines them
+    activated = membership["cd8_activated"]
+    np.testing.assert_array_equal(activated, membership["cd8_hladr"] & membership["cd8_cd38"])
+    np.testing.assert_array_equal(membership["cd4_conv"], membership["cd4"] & ~membership["treg"])
+    assert set(labels[activated]) == {"cd8_act_ki67neg", "cd8_act_ki67pos"}
+    assert set(labels[membership["cd8_hladr"] & ~activated]) == {"cd8_hladr_only"}
+    assert set(labels[membership["cd8_cd38"] & ~activated]) == {"cd8_cd38_only"}
     # lymphocytes include their dead cells and doublets; small tumor cells scatter like them
     lymph = membership["lymphocytes"]
     assert sample.dead[lymph].any() and sample.doublet[lymph].any()
@@ -212,9 +272,25 @@ def test_truth_populations_sit_at_their_gate_paths_in_the_demo_strategies(projec
     def path(gate: str) -> tuple[str, ...]:
         return (*path(parent[gate]), gate) if parent[gate] else (gate,)
 
-    assert tuple(_GATE_PATHS[panel]) == POPULATIONS[panel]
+    assert POPULATIONS[panel] == (*_GATE_PATHS[panel], "cd8_activated", "cd4_conv")
     for population, gate_path in _GATE_PATHS[panel].items():
         assert gate_path == path(population), population
+    assert {"cd8_hladr", "cd8_cd38"} <= set(_GATE_PATHS[panel])
+
+
+def test_truth_parents_follow_the_reported_population_rule():
+    # nearest truth population above on the gate path (cd3_neg is a gate, not a population);
+    # a Boolean's parent is the deepest population above all its positive operands
+    from cytotrial.sim._truth import _PARENT
+
+    for panel in PANELS:
+        lineage = "leukocytes" if panel == "tumor" else "live"
+        expected = {**CANONICAL_PARENT, "lymphocytes": None}
+        if panel == "tumor":
+            expected |= {"cd3": lineage, "nk": lineage}
+        else:
+            del expected["leukocytes"]
+        assert _PARENT[panel] == expected
 
 
 def test_truth_table_has_every_sample_and_population(trial, sheet):
@@ -227,6 +303,7 @@ def test_truth_table_has_every_sample_and_population(trial, sheet):
 
 
 def test_truth_counts_add_up_along_the_tree(truth):
+    assert {"cd8_hladr", "cd8_cd38", "cd8_activated", "cd4_conv"} <= set(truth.columns)
     for sample_id, row in truth.iterrows():
         for child, parent in CANONICAL_PARENT.items():
             if row.panel == "tumor" and child in ("cd3", "nk"):
@@ -236,6 +313,10 @@ def test_truth_counts_add_up_along_the_tree(truth):
                 continue
             assert 0 <= row[child] <= row[parent], (sample_id, child)
         assert row.cd4 + row.cd8 <= row.cd3
+        # Booleans: conventional CD4 and Treg make up CD4; activated CD8 are HLA-DR+ and CD38+
+        assert row.cd4_conv + row.treg == row.cd4
+        assert row.cd8_activated <= min(row.cd8_hladr, row.cd8_cd38)
+        assert row.cd8_hladr + row.cd8_cd38 - row.cd8_activated <= row.cd8
         lineage = row.leukocytes if row.panel == "tumor" else row.live
         assert row.cd3 + row.nk <= lineage
         assert row.lymphocytes <= 3000
@@ -246,6 +327,17 @@ def test_baseline_blood_frequencies_are_near_published_values(truth):
     assert 0.25 <= (baseline.cd8 / baseline.cd3).median() <= 0.40
     assert 0.05 <= (baseline.treg / baseline.cd4).median() <= 0.10
     assert 0.05 <= (baseline.nk / baseline.lymphocytes).median() <= 0.20
+    assert 0.02 <= (baseline.cd8_activated / baseline.cd8).median() <= 0.10
+
+
+def test_activated_cd8_t_cells_are_more_often_ki67_positive():
+    sample = simulate_sample(panel="blood", n_events=100_000, seed=12)
+    membership = sample.truth_membership()
+    ki67 = membership["cd8_ki67"]
+    activated = membership["cd8_activated"]
+    resting = membership["cd8"] & ~activated
+    assert ki67[activated].mean() > 5 * ki67[resting].mean()
+    assert 0.2 <= ki67[activated].mean() <= 0.6
 
 
 def _per_ul_change(truth: pd.DataFrame, population: str, visit: str) -> pd.DataFrame:
@@ -257,7 +349,7 @@ def _per_ul_change(truth: pd.DataFrame, population: str, visit: str) -> pd.DataF
     return (wide[visit] / wide["C1D1"]).dropna().rename("ratio").reset_index()
 
 
-@pytest.mark.parametrize("population", ["cd8", "nk", "treg"])
+@pytest.mark.parametrize("population", ["cd8", "nk", "treg", "cd8_activated"])
 def test_bempeg_raises_blood_counts_at_c1d8_more_than_nivo(truth, population):
     change = _per_ul_change(truth, population, "C1D8")
     bempeg = change.loc[change.arm == "BEMPEG+NIVO", "ratio"]
@@ -266,6 +358,19 @@ def test_bempeg_raises_blood_counts_at_c1d8_more_than_nivo(truth, population):
     assert bempeg.median() > 1.5
     assert (bempeg > 1).mean() >= 0.8
     assert bempeg.median() > 1.5 * nivo.median()
+
+
+def test_activated_cd8_rise_at_c1d8_is_found_against_nivo_and_fades(truth):
+    # the workflow's arm comparison: Mann-Whitney on log2 fold changes of per_ul
+    change = {visit: _per_ul_change(truth, "cd8_activated", visit) for visit in ("C1D8", "C5D1")}
+    c1d8 = change["C1D8"].assign(log2fc=lambda d: np.log2(d.ratio))
+    bempeg = c1d8.loc[c1d8.arm == "BEMPEG+NIVO", "log2fc"]
+    nivo = c1d8.loc[c1d8.arm == "NIVO", "log2fc"]
+    assert stats.mannwhitneyu(bempeg, nivo, alternative="two-sided").pvalue < 0.001
+    assert (nivo.median() > 0) and (bempeg.median() > 2.5)  # log2: NIVO a little, combo ~10x
+    c5d1 = change["C5D1"]
+    late = np.log2(c5d1.loc[c5d1.arm == "BEMPEG+NIVO", "ratio"])
+    assert late.median() < bempeg.median() - 1.5
 
 
 def test_expected_fractions_of_the_effect_model_mirror_the_sampler():
@@ -280,10 +385,6 @@ def test_expected_fractions_of_the_effect_model_mirror_the_sampler():
         )  # fmt: skip
         expected = _expected_fractions(panel, composition, 0.1, 0.05)
         counts = sample.truth_counts()
-        # cd3_neg, the parent gate of nk: live (tumor: leukocytes) cells that are not T cells
-        lineage = sample.truth_membership()["leukocytes" if panel == "tumor" else "live"]
-        labels = np.array(CELL_TYPES)[sample.cell_type]
-        counts["cd3_neg"] = int(np.count_nonzero(lineage & np.isin(labels, ["nk", "b"])))
         assert set(expected) == set(counts)
         for population, count in counts.items():
             mean = expected[population] * sample.n_events
@@ -327,7 +428,7 @@ def test_effect_model_is_the_one_of_the_issue(effects):
         assert max(later) < peak, population  # the peak is at C1D8
         assert nivo.loc[(population, "C1D8", "per_ul")] < 1.2
     assert bempeg.loc[("cd8_ki67", "C1D8", "freq_parent")] >= 3.0  # Ki67+ fraction of CD8
-    # nk's parent gate is cd3_neg (NK and B cells): NK expand, B cells do not
+    # nk's parent is live: NK expand more than the other lymphocytes
     assert 1.2 <= bempeg.loc[("nk", "C1D8", "freq_parent")] < bempeg.loc[("nk", "C1D8", "per_ul")]
     assert 1.3 <= nivo.loc[("cd8_ki67", "C1D8", "freq_parent")] <= 1.7
     # CD8 gains attenuate by C3 while Tregs stay high
@@ -336,11 +437,31 @@ def test_effect_model_is_the_one_of_the_issue(effects):
     assert bempeg.loc[("treg", "C5D1", "per_ul")] >= 2.0
 
 
+@pytest.mark.parametrize("measure", ["per_ul", "freq_parent"])
+def test_activated_cd8_rise_early_and_fade_like_ki67_more_with_bempeg(effects, measure):
+    bempeg = effects.loc["BEMPEG+NIVO", "blood"]
+    nivo = effects.loc["NIVO", "blood"]
+    visits = ["C1D8", "C2D1", "C3D1", "C5D1"]
+    for population in ("cd8_activated", "cd8_ki67"):
+        combo = [bempeg.loc[(population, visit, measure)] for visit in visits]
+        alone = [nivo.loc[(population, visit, measure)] for visit in visits]
+        assert combo == sorted(combo, reverse=True) and combo[-1] > 1.0, population  # fades
+        assert combo[0] >= (8.0 if measure == "per_ul" else 3.0), population  # strongly at C1D8
+        assert all(1.0 < a < 1.6 for a in alone), population  # NIVO: a small rise
+        assert all(c > a for c, a in zip(combo, alone)), population
+        assert combo[0] > 2 * alone[0], population
+    # the fraction of CD8 that is activated, as the Ki67+ fraction: several-fold at C1D8
+    assert bempeg.loc[("cd8_activated", "C1D8", "freq_parent")] >= 3.0
+    # conventional CD4 (parent cd4) shrink as a fraction while Tregs expand
+    assert bempeg.loc[("cd4_conv", "C1D8", "freq_parent")] < 1.0
+
+
 def test_tumor_effects_do_not_differ_between_arms(effects):
     bempeg = effects.loc["BEMPEG+NIVO", "tumor"]
     nivo = effects.loc["NIVO", "tumor"]
     pd.testing.assert_series_equal(bempeg, nivo)
     assert bempeg.loc[("cd8", "C2D1", "freq_parent")] > 1.0  # but there is a change
+    assert bempeg.loc[("cd8_activated", "C2D1", "freq_parent")] > 1.0
 
 
 # --- trial design ----------------------------------------------------------------------------

@@ -16,14 +16,17 @@ Layout written by :func:`simulate_trial` into ``DIR``::
 Signal model
 ------------
 Every event is drawn as one cell type (:data:`CELL_TYPES`): lymphocyte subsets (conventional
-CD4 T, Treg, Ki67- CD8 T, Ki67+ CD8 T, NK, B, other T cells), monocytes, granulocytes, debris and,
-in tumor, large and small CD45- tumor cells. Independently, each cell (not debris) is dead with
-the sample's dead rate and a doublet with the sample's doublet rate. Scatter is log-normal per
-type (doublets: FSC-A and SSC-A grow by part of a partner's, FSC-H barely; dead cells: lower FSC,
-higher SSC). Each marker is either negative or a log-normal cloud (a Gaussian cloud on a logicle
-scale); negatives sit near 0 with spread from electronic noise, autofluorescence and spillover
-spreading, so compensated values go below 0 as in real data. Dead cells are viability-dye
-bright. The unmixed signal is then mixed with the panel's spillover matrix ``S`` (FCS convention:
+CD4 T, Treg, CD8 T cells resting or activated (HLA-DR+CD38+), each Ki67- or Ki67+, and the single
+positive HLA-DR+CD38- and CD38+HLA-DR- CD8 T cells, NK, B, other T cells), monocytes,
+granulocytes, debris and, in tumor, large and small CD45- tumor cells. Independently, each cell
+(not debris) is dead with the sample's dead rate and a doublet with the sample's doublet rate.
+Scatter is log-normal per type (doublets: FSC-A and SSC-A grow by part of a partner's, FSC-H
+barely; dead cells: lower FSC, higher SSC). Each marker is either negative or a log-normal cloud
+(a Gaussian cloud on a logicle scale); negatives sit near 0 with spread from electronic noise,
+autofluorescence and spillover spreading, so compensated values go below 0 as in real data. Dead
+cells are viability-dye bright. HLA-DR is bright on B cells, monocytes and activated T cells;
+CD38 on NK cells, B cells, monocytes and activated T cells, dim on resting T cells. The unmixed
+signal is then mixed with the panel's spillover matrix ``S`` (FCS convention:
 ``observed = unmixed @ S``, row ``i`` of ``S`` is how fluorochrome ``i`` spills into every
 detector), which is written as ``$SPILLOVER``, so ``observed @ inv(S)`` recovers the unmixed
 signal. Acquisition batches shift intensities by a few percent.
@@ -32,7 +35,7 @@ Truth
 -----
 A population's true count is the number of events whose labels satisfy every criterion on the
 population's gate path in the default gating trees (``resources/gating/blood.xml``,
-``tumor.xml``):
+``tumor.xml``), or, for the demo's Boolean populations, their expression over those gates:
 
 - ``lymphocytes``: events of lymphocyte scatter, i.e. lymphocyte subsets and, in tumor, small
   tumor cells that scatter like lymphocytes, including their dead cells and doublets;
@@ -41,14 +44,19 @@ population's gate path in the default gating trees (``resources/gating/blood.xml
 - ``leukocytes`` (tumor only): live events of a CD45+ lymphocyte subset;
 - ``cd3``: live (tumor: leukocytes) conventional CD4, Treg, CD8 and other T cells;
 - ``cd4``: live conventional CD4 T cells and Tregs; ``treg``: live Tregs;
-- ``cd8``: live CD8 T cells, Ki67- and Ki67+; ``cd8_ki67``: live Ki67+ CD8 T cells;
-- ``nk``: live NK cells.
+- ``cd8``: live CD8 T cells (every CD8 type); ``cd8_ki67``: live Ki67+ CD8 T cells;
+- ``cd8_hladr``: live HLA-DR+ CD8 T cells (activated and HLA-DR+CD38-); ``cd8_cd38``: live CD38+
+  CD8 T cells (activated and CD38+HLA-DR-);
+- ``nk``: live NK cells;
+- ``cd8_activated`` (``cd8_hladr and cd8_cd38``): live activated (HLA-DR+CD38+) CD8 T cells;
+  ``cd4_conv`` (``cd4 and not treg``): live conventional CD4 T cells.
 
 Trial model
 -----------
 Blood: each patient has baseline abundances per microlitre of every lymphocyte subset (published
-blood values for the typical patient: CD8 ~32% of CD3, Treg ~7% of CD4, NK ~12% of
-lymphocytes), spread between patients. At each visit the abundance is
+blood values for the typical patient: CD8 ~32% of CD3, Treg ~7% of CD4, NK ~12% of lymphocytes;
+~5% of CD8 T cells HLA-DR+CD38+, a third of those and ~2% of the others Ki67+), spread between
+patients. At each visit the abundance is
 ``baseline x fold_change ** responsiveness x visit noise``, with the arm's fold change of
 :data:`BLOOD_EFFECTS`; ``lymphocytes_per_ul`` is the sum over lymphocyte subsets, and the file's
 event composition follows (plus monocytes, granulocytes, debris, dead cells and doublets).
@@ -56,11 +64,13 @@ Tumor: relative abundances of infiltrating subsets, myeloid cells and tumor cell
 on-treatment change in both arms (:data:`TUMOR_EFFECTS`). Patients get a RECIST best response
 (objective response rate about a third, equal in both arms), progression-free and overall
 survival; patients stop at progression (mostly progressive disease, early) or for toxicity, so
-later visits have fewer samples. ``truth/effects.tsv`` gives, for the typical noise-free
-patient, the fold change versus baseline of ``per_ul`` (blood: count / live x
-lymphocytes_per_ul) and ``freq_parent`` (count / count of the population's parent gate in the
-default tree, all events for ``lymphocytes``; ``nk`` is a frequency of ``cd3_neg``, the live
-(tumor: CD45+) CD3- cells, i.e. NK and B cells).
+later visits have fewer samples. In BEMPEG+NIVO blood, activated and Ki67+ CD8 T cells rise most,
+strongly at C1D8, and fade over later cycles; NIVO raises them a little; tumor changes are the
+same in both arms. ``truth/effects.tsv`` gives, for the typical noise-free patient, the fold
+change versus baseline of ``per_ul`` (blood: count / live x lymphocytes_per_ul) and
+``freq_parent`` (count / count of the population's parent: the nearest truth population above
+it, all events for ``lymphocytes``; ``nk``: live, tumor: leukocytes; ``cd8_activated``: cd8;
+``cd4_conv``: cd4).
 
 Identifiers: the TEXT segment carries keywords a site would leave (``$SRC`` with a made-up
 patient name, ``$OP``, ``$FIL``, ``$INST``, ``$COM``, ``$SMNO``, ``PATIENT ID``), each value

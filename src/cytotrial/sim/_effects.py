@@ -21,11 +21,16 @@ VISITS: dict[str, tuple[tuple[str, int, int], ...]] = {
 _CYCLE_DAYS = 21
 
 #: Typical baseline blood abundances, cells per microlitre (lymphocyte subsets sum to ~1,450).
+#: CD8 T cells (343): HLA-DR+CD38+ activated ~5.5%, Ki67+ ~4% (half of them activated).
 _BLOOD_BASELINE: dict[str, float] = {
     "cd4_conv": 590.0,
     "treg": 45.0,
-    "cd8_ki67neg": 330.0,
-    "cd8_ki67pos": 13.0,
+    "cd8_ki67neg": 287.0,
+    "cd8_ki67pos": 7.0,
+    "cd8_act_ki67neg": 12.0,
+    "cd8_act_ki67pos": 7.0,
+    "cd8_hladr_only": 14.0,
+    "cd8_cd38_only": 16.0,
     "nk": 180.0,
     "b": 200.0,
     "t_other": 90.0,
@@ -34,13 +39,20 @@ _BLOOD_BASELINE: dict[str, float] = {
 }
 
 #: Fold change of the typical patient's abundance per microlitre, by arm and visit (1 if absent).
+#: BEMPEG+NIVO: CD8 T cells (activated and proliferating ones most), NK cells and Tregs expand at
+#: C1D8; the CD8 and NK gains fade over later cycles, Tregs stay high. NIVO: a small rise of
+#: proliferating and activated CD8 T cells.
 BLOOD_EFFECTS: dict[str, dict[str, dict[str, float]]] = {
     "BEMPEG+NIVO": {
         "C1D8": {
             "cd4_conv": 1.3,
             "treg": 3.2,
-            "cd8_ki67neg": 2.4,
-            "cd8_ki67pos": 12.0,
+            "cd8_ki67neg": 2.2,
+            "cd8_ki67pos": 8.0,
+            "cd8_act_ki67neg": 8.0,
+            "cd8_act_ki67pos": 16.0,
+            "cd8_hladr_only": 2.5,
+            "cd8_cd38_only": 2.5,
             "nk": 3.0,
             "t_other": 1.6,
             "monocyte": 1.2,
@@ -48,42 +60,69 @@ BLOOD_EFFECTS: dict[str, dict[str, dict[str, float]]] = {
         "C2D1": {
             "cd4_conv": 1.15,
             "treg": 2.6,
-            "cd8_ki67neg": 1.5,
-            "cd8_ki67pos": 3.0,
+            "cd8_ki67neg": 1.45,
+            "cd8_ki67pos": 2.5,
+            "cd8_act_ki67neg": 2.5,
+            "cd8_act_ki67pos": 3.5,
+            "cd8_hladr_only": 1.5,
+            "cd8_cd38_only": 1.5,
             "nk": 1.8,
             "t_other": 1.2,
         },
         "C3D1": {
             "cd4_conv": 1.1,
             "treg": 2.5,
-            "cd8_ki67neg": 1.2,
-            "cd8_ki67pos": 1.8,
+            "cd8_ki67neg": 1.18,
+            "cd8_ki67pos": 1.6,
+            "cd8_act_ki67neg": 1.6,
+            "cd8_act_ki67pos": 2.0,
+            "cd8_hladr_only": 1.2,
+            "cd8_cd38_only": 1.2,
             "nk": 1.5,
             "t_other": 1.1,
         },
         "C5D1": {
             "cd4_conv": 1.1,
             "treg": 2.4,
-            "cd8_ki67neg": 1.1,
-            "cd8_ki67pos": 1.5,
+            "cd8_ki67neg": 1.08,
+            "cd8_ki67pos": 1.4,
+            "cd8_act_ki67neg": 1.4,
+            "cd8_act_ki67pos": 1.5,
+            "cd8_hladr_only": 1.1,
+            "cd8_cd38_only": 1.1,
             "nk": 1.4,
             "t_other": 1.05,
         },
     },
     "NIVO": {
-        "C1D8": {"cd8_ki67neg": 1.05, "cd8_ki67pos": 1.5},
-        "C2D1": {"cd8_ki67neg": 1.05, "cd8_ki67pos": 1.4},
-        "C3D1": {"cd8_ki67pos": 1.3},
-        "C5D1": {"cd8_ki67pos": 1.2},
+        "C1D8": {
+            "cd8_ki67neg": 1.05,
+            "cd8_ki67pos": 1.4,
+            "cd8_act_ki67neg": 1.4,
+            "cd8_act_ki67pos": 1.7,
+        },
+        "C2D1": {
+            "cd8_ki67neg": 1.05,
+            "cd8_ki67pos": 1.3,
+            "cd8_act_ki67neg": 1.3,
+            "cd8_act_ki67pos": 1.5,
+        },
+        "C3D1": {"cd8_ki67pos": 1.2, "cd8_act_ki67neg": 1.2, "cd8_act_ki67pos": 1.3},
+        "C5D1": {"cd8_ki67pos": 1.15, "cd8_act_ki67neg": 1.15, "cd8_act_ki67pos": 1.2},
     },
 }
 
 #: Typical baseline tumor composition, relative units (tumor cells 100, infiltrate ~25% of cells).
+#: Tumor-infiltrating CD8 T cells are often activated (a third HLA-DR+CD38+).
 _TUMOR_BASELINE: dict[str, float] = {
     "cd4_conv": 7.3,
     "treg": 2.0,
-    "cd8_ki67neg": 7.6,
-    "cd8_ki67pos": 0.9,
+    "cd8_ki67neg": 4.6,
+    "cd8_ki67pos": 0.3,
+    "cd8_act_ki67neg": 2.2,
+    "cd8_act_ki67pos": 0.6,
+    "cd8_hladr_only": 0.5,
+    "cd8_cd38_only": 0.3,
     "nk": 0.9,
     "b": 1.3,
     "t_other": 1.1,
@@ -97,8 +136,12 @@ _TUMOR_BASELINE: dict[str, float] = {
 TUMOR_EFFECTS: dict[str, dict[str, float]] = {
     "C2D1": {
         "cd4_conv": 1.1,
-        "cd8_ki67neg": 1.8,
-        "cd8_ki67pos": 3.0,
+        "cd8_ki67neg": 1.6,
+        "cd8_ki67pos": 2.5,
+        "cd8_act_ki67neg": 2.4,
+        "cd8_act_ki67pos": 3.4,
+        "cd8_hladr_only": 1.8,
+        "cd8_cd38_only": 1.8,
         "nk": 1.4,
         "t_other": 1.2,
         "monocyte": 1.2,
@@ -162,7 +205,7 @@ def _visit_abundance(compartment: str, arm: str, visit: str) -> dict[str, float]
 def _expected_fractions(
     panel: str, composition: Mapping[str, float], dead_rate: float, doublet_rate: float
 ) -> dict[str, float]:
-    """Expected fraction of all events in each population and cd3_neg (mirrors the sampler)."""
+    """Expected fraction of all events in each truth population (mirrors the sampler)."""
     lymph = sum(composition.get(t, 0.0) for t in _LYMPH_SCATTER)
     kept = (1.0 - doublet_rate) * (1.0 - dead_rate)
     fractions = {
@@ -170,7 +213,7 @@ def _expected_fractions(
         "singlets": lymph * (1.0 - doublet_rate),
         "live": lymph * kept,
     }
-    for population in (*POPULATIONS[panel][3:], "cd3_neg"):
+    for population in POPULATIONS[panel][3:]:
         fractions[population] = kept * sum(
             composition.get(t, 0.0) for t in _POPULATION_TYPES[population]
         )
@@ -206,8 +249,9 @@ def effect_model() -> pd.DataFrame:
     pandas.DataFrame
         Tidy, with columns arm, compartment, population, visit, measure, fold_change: measure
         ``per_ul`` (blood; count / live x lymphocytes_per_ul) and ``freq_parent`` (both
-        compartments; count / count of the parent gate in the default tree, all events for
-        lymphocytes, cd3_neg for nk). Baseline rows have fold change 1.
+        compartments; count / count of the population's parent: the nearest truth population
+        above it in the default tree, all events for lymphocytes, live (tumor: leukocytes) for
+        nk, cd8 for cd8_activated, cd4 for cd4_conv). Baseline rows have fold change 1.
     """
     rows = []
     for arm in ARMS:

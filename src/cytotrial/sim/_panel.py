@@ -18,6 +18,7 @@ PANELS: dict[str, tuple[tuple[str, str], ...]] = {
         ("SSC-A", ""),
         ("FITC-A", "CD3"),
         ("PE-A", "CD25"),
+        ("PE-CF594-A", "CD38"),
         ("PerCP-Cy5-5-A", "CD4"),
         ("PE-Cy7-A", "CD56"),
         ("APC-A", "Ki67"),
@@ -25,6 +26,7 @@ PANELS: dict[str, tuple[tuple[str, str], ...]] = {
         ("BV421-A", "CD127"),
         ("BV510-A", "Viability"),
         ("BV605-A", "CD16"),
+        ("BV711-A", "HLA-DR"),
         ("Time", ""),
     ),
 }
@@ -37,6 +39,10 @@ CELL_TYPES: tuple[str, ...] = (
     "treg",
     "cd8_ki67neg",
     "cd8_ki67pos",
+    "cd8_act_ki67neg",
+    "cd8_act_ki67pos",
+    "cd8_hladr_only",
+    "cd8_cd38_only",
     "nk",
     "b",
     "t_other",
@@ -45,7 +51,17 @@ CELL_TYPES: tuple[str, ...] = (
     "tumor_large",
     "tumor_small",
 )
-_LYMPHOID = ("cd4_conv", "treg", "cd8_ki67neg", "cd8_ki67pos", "nk", "b", "t_other")
+#: CD8 T cells: resting (HLA-DR-, CD38 dim) Ki67- and Ki67+, activated (HLA-DR+CD38+) Ki67- and
+#: Ki67+, and the single positives HLA-DR+CD38- and CD38+HLA-DR- (both Ki67-).
+_CD8 = (
+    "cd8_ki67neg",
+    "cd8_ki67pos",
+    "cd8_act_ki67neg",
+    "cd8_act_ki67pos",
+    "cd8_hladr_only",
+    "cd8_cd38_only",
+)
+_LYMPHOID = ("cd4_conv", "treg", *_CD8, "nk", "b", "t_other")
 _LYMPH_SCATTER = _LYMPHOID + ("tumor_small",)
 
 # Scatter per cell type: FSC-A median, natural-log sd, SSC-A median, natural-log sd.
@@ -55,6 +71,10 @@ _SCATTER: dict[str, tuple[float, float, float, float]] = {
     "treg": (53000.0, 0.10, 16500.0, 0.15),
     "cd8_ki67neg": (52000.0, 0.10, 16000.0, 0.15),
     "cd8_ki67pos": (56000.0, 0.10, 17500.0, 0.15),
+    "cd8_act_ki67neg": (55000.0, 0.10, 17000.0, 0.15),
+    "cd8_act_ki67pos": (58000.0, 0.10, 18000.0, 0.15),
+    "cd8_hladr_only": (53000.0, 0.10, 16500.0, 0.15),
+    "cd8_cd38_only": (52000.0, 0.10, 16000.0, 0.15),
     "nk": (57000.0, 0.10, 18000.0, 0.15),
     "b": (50000.0, 0.10, 14500.0, 0.15),
     "t_other": (52000.0, 0.10, 16000.0, 0.15),
@@ -67,59 +87,71 @@ _SINGLET_HEIGHT_RATIO = 0.85  # FSC-H / FSC-A of single cells
 _SINGLET_RATIO_SD = 0.035  # natural-log sd of that ratio
 _SCATTER_MAX = 262143.0
 
-# Marker expression per cell type: marker -> (median, log10 sd, fraction positive). Absent = negative.
+# Marker expression per cell type: marker -> (median, log10 sd, fraction positive); a marker not
+# listed is negative. HLA-DR is bright on B cells, monocytes and activated T cells; CD38 on NK
+# cells, B cells, monocytes and activated T cells, dim on resting T cells (a dim cloud well below
+# the CD38+ gate of the demo strategies).
+_T_CELL = {"CD3": (4000.0, 0.18, 1.0), "CD38": (90.0, 0.20, 1.0), "CD45": (12000.0, 0.18, 1.0)}
+_CD8_T = {
+    **_T_CELL,
+    "CD3": (4500.0, 0.18, 1.0),
+    "CD8": (8000.0, 0.20, 1.0),
+    "CD45": (13000.0, 0.18, 1.0),
+}
+_RESTING_CD8 = {**_CD8_T, "CD127": (2000.0, 0.25, 0.7), "CD56": (2500.0, 0.25, 0.05)}
+_KI67 = {"Ki67": (3000.0, 0.22, 1.0), "CD25": (300.0, 0.30, 1.0), "CD127": (800.0, 0.30, 0.5)}
+_ACTIVATED = {"HLA-DR": (3000.0, 0.20, 1.0), "CD38": (4500.0, 0.20, 1.0)}
 _EXPRESSION: dict[str, dict[str, tuple[float, float, float]]] = {
     "debris": {"Viability": (6000.0, 0.35, 0.5)},
     "cd4_conv": {
-        "CD3": (4000.0, 0.18, 1.0),
+        **_T_CELL,
         "CD4": (5500.0, 0.18, 1.0),
         "CD127": (3000.0, 0.20, 0.85),
         "CD25": (80.0, 0.30, 1.0),
-        "CD45": (12000.0, 0.18, 1.0),
+        "HLA-DR": (1500.0, 0.25, 0.04),
     },
     "treg": {
-        "CD3": (4000.0, 0.18, 1.0),
+        **_T_CELL,
         "CD4": (5000.0, 0.18, 1.0),
         "CD25": (5000.0, 0.20, 1.0),
         "CD127": (60.0, 0.25, 1.0),
-        "CD45": (12000.0, 0.18, 1.0),
+        "HLA-DR": (1800.0, 0.25, 0.3),
     },
-    "cd8_ki67neg": {
-        "CD3": (4500.0, 0.18, 1.0),
-        "CD8": (8000.0, 0.20, 1.0),
-        "CD127": (2000.0, 0.25, 0.7),
-        "CD56": (2500.0, 0.25, 0.05),
-        "CD45": (13000.0, 0.18, 1.0),
-    },
-    "cd8_ki67pos": {
-        "CD3": (4500.0, 0.18, 1.0),
-        "CD8": (8000.0, 0.20, 1.0),
-        "Ki67": (3000.0, 0.22, 1.0),
-        "CD25": (300.0, 0.30, 1.0),
-        "CD127": (800.0, 0.30, 0.5),
-        "CD45": (13000.0, 0.18, 1.0),
-    },
+    "cd8_ki67neg": _RESTING_CD8,
+    "cd8_ki67pos": {**_RESTING_CD8, **_KI67},
+    "cd8_act_ki67neg": {**_CD8_T, **_ACTIVATED, "CD127": (1200.0, 0.30, 0.4)},
+    "cd8_act_ki67pos": {**_CD8_T, **_KI67, **_ACTIVATED, "CD127": (600.0, 0.30, 0.3)},
+    "cd8_hladr_only": {**_RESTING_CD8, "HLA-DR": (2500.0, 0.20, 1.0)},
+    "cd8_cd38_only": {**_RESTING_CD8, "CD38": (3500.0, 0.20, 1.0)},
     "nk": {
         "CD56": (4000.0, 0.22, 1.0),
         "CD16": (6000.0, 0.25, 0.9),
         "CD8": (800.0, 0.30, 0.35),
+        "CD38": (6000.0, 0.20, 0.95),
+        "HLA-DR": (1000.0, 0.30, 0.1),
         "CD45": (11000.0, 0.18, 1.0),
     },
-    "b": {"CD45": (10000.0, 0.18, 1.0)},
+    "b": {
+        "HLA-DR": (12000.0, 0.18, 1.0),
+        "CD38": (2500.0, 0.30, 0.9),
+        "CD45": (10000.0, 0.18, 1.0),
+    },
     "t_other": {
-        "CD3": (4000.0, 0.18, 1.0),
+        **_T_CELL,
         "CD56": (3000.0, 0.25, 0.2),
         "CD127": (2000.0, 0.25, 0.8),
-        "CD45": (12000.0, 0.18, 1.0),
+        "HLA-DR": (1500.0, 0.25, 0.1),
     },
     "monocyte": {
         "CD4": (1200.0, 0.20, 1.0),
         "CD16": (3000.0, 0.30, 0.15),
+        "HLA-DR": (8000.0, 0.25, 1.0),
+        "CD38": (2500.0, 0.25, 1.0),
         "CD45": (9000.0, 0.18, 1.0),
     },
     "granulocyte": {"CD16": (20000.0, 0.25, 0.95), "CD45": (5000.0, 0.20, 1.0)},
-    "tumor_large": {"CD56": (2500.0, 0.30, 0.3)},
-    "tumor_small": {"CD56": (2500.0, 0.30, 0.3)},
+    "tumor_large": {"CD56": (2500.0, 0.30, 0.3), "HLA-DR": (3000.0, 0.30, 0.25)},
+    "tumor_small": {"CD56": (2500.0, 0.30, 0.3), "HLA-DR": (3000.0, 0.30, 0.25)},
 }
 _DEAD_VIABILITY = (15000.0, 0.22)  # median, log10 sd of the dye in dead cells
 _DEAD_MARKER_DIMMING = 0.7
@@ -136,6 +168,7 @@ _AUTOFLUORESCENCE_SCALE: dict[str, float] = {
 _DETECTOR: dict[str, tuple[float, float]] = {
     "FITC-A": (35.0, 40.0),
     "PE-A": (45.0, 25.0),
+    "PE-CF594-A": (45.0, 20.0),
     "PerCP-Cy5-5-A": (40.0, 20.0),
     "PE-Cy7-A": (45.0, 10.0),
     "APC-A": (25.0, 8.0),
@@ -143,22 +176,52 @@ _DETECTOR: dict[str, tuple[float, float]] = {
     "BV421-A": (30.0, 35.0),
     "BV510-A": (40.0, 45.0),
     "BV605-A": (40.0, 20.0),
+    "BV711-A": (40.0, 15.0),
     "BV786-A": (50.0, 10.0),
 }
 _SPREADING = 1.5  # photon-counting variance per unit of spilled signal
 
 # Spillover of each fluorochrome's detector into the others (diagonal 1), a four-laser analyser.
 _SPILL: dict[str, dict[str, float]] = {
-    "FITC-A": {"PE-A": 0.18, "PerCP-Cy5-5-A": 0.03, "PE-Cy7-A": 0.005},
-    "PE-A": {"FITC-A": 0.01, "PerCP-Cy5-5-A": 0.12, "PE-Cy7-A": 0.02, "BV605-A": 0.03},
-    "PerCP-Cy5-5-A": {"PE-Cy7-A": 0.15, "APC-A": 0.02, "APC-H7-A": 0.04, "BV786-A": 0.02},
+    "FITC-A": {"PE-A": 0.18, "PE-CF594-A": 0.06, "PerCP-Cy5-5-A": 0.03, "PE-Cy7-A": 0.005},
+    "PE-A": {
+        "FITC-A": 0.01,
+        "PE-CF594-A": 0.30,
+        "PerCP-Cy5-5-A": 0.12,
+        "PE-Cy7-A": 0.02,
+        "BV605-A": 0.03,
+    },
+    "PE-CF594-A": {
+        "PE-A": 0.06,
+        "PerCP-Cy5-5-A": 0.12,
+        "PE-Cy7-A": 0.03,
+        "APC-A": 0.01,
+        "BV605-A": 0.08,
+        "BV711-A": 0.02,
+    },
+    "PerCP-Cy5-5-A": {
+        "PE-CF594-A": 0.01,
+        "PE-Cy7-A": 0.15,
+        "APC-A": 0.02,
+        "APC-H7-A": 0.04,
+        "BV711-A": 0.05,
+        "BV786-A": 0.02,
+    },
     "PE-Cy7-A": {"PerCP-Cy5-5-A": 0.03, "APC-H7-A": 0.05, "BV786-A": 0.08},
     "APC-A": {"PerCP-Cy5-5-A": 0.01, "APC-H7-A": 0.12},
     "APC-H7-A": {"APC-A": 0.03, "PE-Cy7-A": 0.08, "BV786-A": 0.04},
     "BV421-A": {"FITC-A": 0.02, "BV510-A": 0.25, "BV605-A": 0.03},
     "BV510-A": {"BV421-A": 0.01, "FITC-A": 0.05, "BV605-A": 0.10},
-    "BV605-A": {"PE-A": 0.05, "PerCP-Cy5-5-A": 0.02, "BV510-A": 0.01, "BV786-A": 0.06},
-    "BV786-A": {"PE-Cy7-A": 0.05, "APC-H7-A": 0.02, "BV605-A": 0.01},
+    "BV605-A": {
+        "PE-A": 0.05,
+        "PE-CF594-A": 0.04,
+        "PerCP-Cy5-5-A": 0.02,
+        "BV510-A": 0.01,
+        "BV711-A": 0.15,
+        "BV786-A": 0.06,
+    },
+    "BV711-A": {"PerCP-Cy5-5-A": 0.03, "PE-Cy7-A": 0.01, "BV605-A": 0.02, "BV786-A": 0.20},
+    "BV786-A": {"PE-Cy7-A": 0.05, "APC-H7-A": 0.02, "BV605-A": 0.01, "BV711-A": 0.05},
 }
 _VOLTAGES: dict[str, int] = {
     "FSC-A": 350,
@@ -166,6 +229,7 @@ _VOLTAGES: dict[str, int] = {
     "SSC-A": 260,
     "FITC-A": 480,
     "PE-A": 520,
+    "PE-CF594-A": 540,
     "PerCP-Cy5-5-A": 600,
     "PE-Cy7-A": 560,
     "APC-A": 610,
@@ -173,6 +237,7 @@ _VOLTAGES: dict[str, int] = {
     "BV421-A": 420,
     "BV510-A": 440,
     "BV605-A": 470,
+    "BV711-A": 500,
     "BV786-A": 520,
 }
 _EVENT_RATE = 2500.0  # events per second

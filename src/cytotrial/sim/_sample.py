@@ -224,7 +224,8 @@ def _acquire(
         # float32 bounds keep the whole clip in float32 (no cast step; 262143 is exact in float32)
         np.clip(row, np.float32(0.0), np.float32(_SCATTER_MAX), out=row)
     time_row = unmixed[model.channels.index("Time")]
-    np.cumsum(rng.exponential(1.0 / (_EVENT_RATE * _TIMESTEP), n_events), out=time_row)
+    # accumulated in float64, then stored (a float32 ``out=`` would read the uninitialised row)
+    time_row[...] = np.cumsum(rng.exponential(1.0 / (_EVENT_RATE * _TIMESTEP), n_events))
     scatter_rows = [i for i in range(len(model.channels)) if not model.markers[i]]
     events[scatter_rows] = unmixed[scatter_rows]
     return events, unmixed
@@ -265,7 +266,11 @@ def _fluorescence(
     cell_type: np.ndarray,
     dead: np.ndarray,
 ) -> np.ndarray:
-    """Unmixed fluorescence, channel-major ``(n_channels, n_events)``."""
+    """Unmixed fluorescence, channel-major ``(n_channels, n_events)``.
+
+    Computed in place on a few ``(n_channels, n_events)`` buffers: drawing normals and passing
+    over these arrays is most of a file's time.
+    """
     n, m = cell_type.size, len(model.fluorescence)
     signal = np.zeros((m, n), dtype=np.float32)
     for t, start, stop in blocks:
@@ -273,15 +278,17 @@ def _fluorescence(
         if expressed.size == 0:
             continue
         size = stop - start
-        z = rng.standard_normal((expressed.size, size), dtype=np.float32)
-        values = model.median[expressed, t, None] * np.exp(model.log_sd[expressed, t, None] * z)
+        values = rng.standard_normal((expressed.size, size), dtype=np.float32)
+        values *= model.log_sd[expressed, t, None]
+        np.exp(values, out=values)
+        values *= model.median[expressed, t, None]
         for row, channel in enumerate(expressed):
             fraction = model.fraction_positive[channel, t]
             if fraction < 1.0:  # a subset of the type carries the marker
                 values[row] *= rng.random(size, dtype=np.float32) < fraction
         signal[expressed, start:stop] = values
-    # dead cells: bright viability dye, dimmer antibody staining
-    signal[:, dead] *= np.float32(_DEAD_MARKER_DIMMING)
+    # dead cells: bright viability dye, dimmer antibody staining (x 1 is exact for live cells)
+    signal *= np.where(dead, np.float32(_DEAD_MARKER_DIMMING), np.float32(1.0))
     n_dead = int(np.count_nonzero(dead))
     signal[model.viability, dead] = _DEAD_VIABILITY[0] * np.exp(
         np.float32(_DEAD_VIABILITY[1] * np.log(10.0))
@@ -290,11 +297,14 @@ def _fluorescence(
     # autofluorescence: one brightness per event, shared by all detectors
     brightness = np.exp(np.float32(0.35) * rng.standard_normal(n, dtype=np.float32))
     brightness *= model.autofluorescence_scale[cell_type]
-    autofluorescence = model.autofluorescence_base * brightness
     # noise: electronic, plus spreading from photons of other fluorochromes spilling in
-    variance = model.noise_var + _mix(signal, model.spill_off_diagonal)
-    noise = np.sqrt(variance) * rng.standard_normal((m, n), dtype=np.float32)
-    signal += autofluorescence
+    spread = _mix(signal, model.spill_off_diagonal)
+    spread += model.noise_var
+    np.sqrt(spread, out=spread)
+    noise = rng.standard_normal((m, n), dtype=np.float32)
+    noise *= spread
+    np.multiply(model.autofluorescence_base, brightness, out=spread)
+    signal += spread
     signal += noise
     return signal
 

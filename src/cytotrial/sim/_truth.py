@@ -2,17 +2,22 @@
 
 These are the simulator's own: the canonical populations of the demo, each at its gate path in
 the demo gating strategies ``resources/gating/blood.xml`` and ``tumor.xml`` (``gating:id`` of the
-gates from the top of the tree down). A population's true count is the number of events whose
-labels satisfy every criterion on that path.
+gates from the top of the tree down), plus the demo's Boolean populations (``cd8_activated`` =
+``cd8_hladr and cd8_cd38``, ``cd4_conv`` = ``cd4 and not treg``), which the demo config defines
+over those gates. A population's true count is the number of events whose labels satisfy every
+criterion on that path (for a Boolean population: its expression over the gate populations).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._panel import _LYMPHOID, CELL_TYPES, _panel_model
+from ._panel import _CD8, _LYMPHOID, CELL_TYPES, _panel_model
 
-#: Gate path of each truth population in the demo strategies, parents before children.
+_CD8_PATH = ("lymphocytes", "singlets", "live", "cd3", "cd8")
+_TUMOR_CD8_PATH = ("lymphocytes", "singlets", "live", "leukocytes", "cd3", "cd8")
+
+#: Gate path of each gate population in the demo strategies, parents before children.
 _GATE_PATHS: dict[str, dict[str, tuple[str, ...]]] = {
     "blood": {
         "lymphocytes": ("lymphocytes",),
@@ -20,10 +25,12 @@ _GATE_PATHS: dict[str, dict[str, tuple[str, ...]]] = {
         "live": ("lymphocytes", "singlets", "live"),
         "cd3": ("lymphocytes", "singlets", "live", "cd3"),
         "cd4": ("lymphocytes", "singlets", "live", "cd3", "cd4"),
-        "cd8": ("lymphocytes", "singlets", "live", "cd3", "cd8"),
+        "cd8": _CD8_PATH,
         "treg": ("lymphocytes", "singlets", "live", "cd3", "cd4", "treg"),
         "nk": ("lymphocytes", "singlets", "live", "cd3_neg", "nk"),
-        "cd8_ki67": ("lymphocytes", "singlets", "live", "cd3", "cd8", "cd8_ki67"),
+        "cd8_ki67": (*_CD8_PATH, "cd8_ki67"),
+        "cd8_hladr": (*_CD8_PATH, "cd8_hladr"),
+        "cd8_cd38": (*_CD8_PATH, "cd8_cd38"),
     },
     "tumor": {
         "lymphocytes": ("lymphocytes",),
@@ -32,35 +39,53 @@ _GATE_PATHS: dict[str, dict[str, tuple[str, ...]]] = {
         "leukocytes": ("lymphocytes", "singlets", "live", "leukocytes"),
         "cd3": ("lymphocytes", "singlets", "live", "leukocytes", "cd3"),
         "cd4": ("lymphocytes", "singlets", "live", "leukocytes", "cd3", "cd4"),
-        "cd8": ("lymphocytes", "singlets", "live", "leukocytes", "cd3", "cd8"),
+        "cd8": _TUMOR_CD8_PATH,
         "treg": ("lymphocytes", "singlets", "live", "leukocytes", "cd3", "cd4", "treg"),
         "nk": ("lymphocytes", "singlets", "live", "leukocytes", "cd3_neg", "nk"),
-        "cd8_ki67": ("lymphocytes", "singlets", "live", "leukocytes", "cd3", "cd8", "cd8_ki67"),
+        "cd8_ki67": (*_TUMOR_CD8_PATH, "cd8_ki67"),
+        "cd8_hladr": (*_TUMOR_CD8_PATH, "cd8_hladr"),
+        "cd8_cd38": (*_TUMOR_CD8_PATH, "cd8_cd38"),
     },
 }
 
-#: Truth populations per panel, parents before children.
-POPULATIONS: dict[str, tuple[str, ...]] = {
-    panel: tuple(paths) for panel, paths in _GATE_PATHS.items()
+#: Boolean populations of the demo (both panels): expression over gate populations, parent.
+_BOOLEANS: dict[str, tuple[str, str]] = {
+    "cd8_activated": ("cd8_hladr and cd8_cd38", "cd8"),
+    "cd4_conv": ("cd4 and not treg", "cd4"),
 }
 
-#: Parent gate of each population in the demo trees (None: top level, parent = all events).
+#: Truth populations per panel, parents before children: the gates, then the Booleans.
+POPULATIONS: dict[str, tuple[str, ...]] = {
+    panel: (*paths, *_BOOLEANS) for panel, paths in _GATE_PATHS.items()
+}
+
+#: Parent of each population (None: top level, parent = all events), as the workflow reports it:
+#: the nearest gate above it on its gate path that is itself a truth population (``nk``: live,
+#: tumor: leukocytes; the ``cd3_neg`` gate is not a population), for a Boolean population the
+#: deepest population above all its positive operands.
 _PARENT: dict[str, dict[str, str | None]] = {
-    panel: {p: path[-2] if len(path) > 1 else None for p, path in paths.items()}
+    panel: {
+        **{p: next((g for g in path[-2::-1] if g in paths), None) for p, path in paths.items()},
+        **{p: parent for p, (_, parent) in _BOOLEANS.items()},
+    }
     for panel, paths in _GATE_PATHS.items()
 }
 
-#: Cell types making up each population (among live singlets of lymphocyte scatter);
-#: ``cd3_neg`` is a gate of the trees, not a truth population.
+_ACTIVATED = ("cd8_act_ki67neg", "cd8_act_ki67pos")
+
+#: Cell types making up each population (among live singlets of lymphocyte scatter).
 _POPULATION_TYPES: dict[str, tuple[str, ...]] = {
     "leukocytes": _LYMPHOID,
-    "cd3_neg": ("nk", "b"),
-    "cd3": ("cd4_conv", "treg", "cd8_ki67neg", "cd8_ki67pos", "t_other"),
+    "cd3": ("cd4_conv", "treg", *_CD8, "t_other"),
     "cd4": ("cd4_conv", "treg"),
-    "cd8": ("cd8_ki67neg", "cd8_ki67pos"),
+    "cd8": _CD8,
     "treg": ("treg",),
     "nk": ("nk",),
-    "cd8_ki67": ("cd8_ki67pos",),
+    "cd8_ki67": ("cd8_ki67pos", "cd8_act_ki67pos"),
+    "cd8_hladr": (*_ACTIVATED, "cd8_hladr_only"),
+    "cd8_cd38": (*_ACTIVATED, "cd8_cd38_only"),
+    "cd8_activated": _ACTIVATED,
+    "cd4_conv": ("cd4_conv",),
 }
 
 
