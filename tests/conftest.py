@@ -11,8 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cytotrial.tl import POPULATIONS as CANONICAL_POPULATIONS
-
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -93,32 +91,101 @@ def raw_keywords(path: Path, *, offset: int = 0) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------------
 # A tiny simulated trial with planted effects (statistics and figures tests)
+#
+# populations.h5ad as the aggregation writes it (X counts; layers freq_parent, freq_live, per_ul;
+# var label, parent, parent_<panel>; obsm ratios and mfi_median), three compartments with their
+# own visits. Feature names here are the test's own: the code under test knows none of them.
 
 ARM_A = "BEMPEG+NIVO"
 ARM_B = "NIVO"
-POPULATIONS = list(CANONICAL_POPULATIONS)
-PARENTS = {
-    "lymphocytes": "",
-    "singlets": "lymphocytes",
-    "live": "singlets",
-    "leukocytes": "live",
-    "cd3": "live",
-    "cd4": "cd3",
-    "cd8": "cd3",
-    "treg": "cd4",
-    "nk": "live",
-    "cd8_ki67": "cd8",
+POPULATIONS = [
+    "lymphocytes", "singlets", "live", "leukocytes", "cd3", "cd4", "cd8", "treg", "nk", "cd8_ki67",
+]  # fmt: skip
+LABELS = {
+    "lymphocytes": "Lymphocytes",
+    "singlets": "Single cells",
+    "live": "Live cells",
+    "leukocytes": "CD45+ leukocytes",
+    "cd3": "CD3+ T cells",
+    "cd4": "CD4+ T cells",
+    "cd8": "CD8+ T cells",
+    "treg": "Regulatory T cells",
+    "nk": "NK cells",
+    "cd8_ki67": "Ki67+ of CD8+ T cells",
 }
-VISITS = {"C1D1": (1, 1), "C1D8": (1, 8), "C2D1": (2, 1)}
-COMPARTMENT_VISITS = {"blood": ["C1D1", "C1D8", "C2D1"], "tumor": ["C1D1", "C2D1"]}
-# per-patient baseline counts: base + step * patient index
+MARROW = "bone marrow"
+# compartment -> its panel; each panel's parent of each population ("" = all events)
+PANELS = {"blood": "blood", "tumor": "tumor", MARROW: "marrow"}
+_BLOOD_PARENTS = {
+    "lymphocytes": "", "singlets": "lymphocytes", "live": "singlets", "cd3": "live", "cd4": "cd3",
+    "cd8": "cd3", "treg": "cd4", "nk": "live", "cd8_ki67": "cd8",
+}  # fmt: skip
+PANEL_PARENTS = {
+    "blood": _BLOOD_PARENTS,
+    "marrow": _BLOOD_PARENTS,
+    "tumor": {**_BLOOD_PARENTS, "leukocytes": "live", "cd3": "leukocytes"},
+}
+RATIOS = {"cd4_treg": ["cd4", "treg"]}  # noise-free populations: log2fc = cd4's minus treg's
+MFI = "cd8:Ki67"
+VISITS = {"SCREEN": (0, 1), "C1D1": (1, 1), "C1D8": (1, 8), "C2D1": (2, 1)}
+COMPARTMENT_VISITS = {
+    "blood": ["C1D1", "C1D8", "C2D1"],
+    "tumor": ["C1D1", "C2D1"],
+    MARROW: ["SCREEN", "C2D1"],
+}
+BASELINES = {"blood": "C1D1", "tumor": "C1D1", MARROW: "SCREEN"}
+# per-patient baseline values: base + step * patient index (counts; the MFI's median)
 BASE = {
     "cd4": (4000, 100),
     "cd8": (2000, 150),
-    "treg": (400, 10),
+    "treg": (400, 25),  # so that cd4_treg differs between patients
     "nk": (2500, 50),
     "cd8_ki67": (200, 5),
+    MFI: (800, 40),
 }
+
+
+def _obs_row(patient: str, arm: str, k: int, compartment: str, visit: str, flags: str) -> dict:
+    sample_id = f"{patient}_{compartment.replace(' ', '_')}_{visit}"
+    cycle, day = VISITS[visit]
+    return dict(
+        sample_id=sample_id,
+        patient_id=patient,
+        arm=arm,
+        visit=visit,
+        cycle=cycle,
+        day=day,
+        compartment=compartment,
+        panel=PANELS[compartment],
+        batch="b1",
+        fcs=f"{sample_id}.fcs",
+        lymphocytes_per_ul=1200.0 + 20 * k if compartment == "blood" else np.nan,
+        qc_flags=flags,
+    )
+
+
+def _layers(x: np.ndarray, obs: pd.DataFrame) -> dict[str, np.ndarray]:
+    """freq_parent (each panel's parent), freq_live and per_ul of the counts ``x``."""
+    col = {p: i for i, p in enumerate(POPULATIONS)}
+    freq_parent = np.full_like(x, np.nan)
+    for i, panel in enumerate(obs["panel"]):
+        for p, parent in PANEL_PARENTS[panel].items():
+            denominator = 100000.0 if not parent else x[i, col[parent]]
+            freq_parent[i, col[p]] = x[i, col[p]] / denominator
+    below_live = [col[p] for p in POPULATIONS if p not in ("lymphocytes", "singlets")]
+    freq_live = np.full_like(x, np.nan)
+    freq_live[:, below_live] = x[:, below_live] / x[:, [col["live"]]]
+    per_ul = freq_live * obs["lymphocytes_per_ul"].to_numpy()[:, None]
+    return {"freq_parent": freq_parent, "freq_live": freq_live, "per_ul": per_ul}
+
+
+def _var() -> pd.DataFrame:
+    var = pd.DataFrame({"label": [LABELS[p] for p in POPULATIONS]}, index=POPULATIONS)
+    for panel, parents in PANEL_PARENTS.items():
+        var[f"parent_{panel}"] = [parents.get(p, "") for p in POPULATIONS]
+    same = var[[f"parent_{panel}" for panel in PANEL_PARENTS]].nunique(axis=1) == 1
+    var["parent"] = var["parent_blood"].where(same, "")
+    return var
 
 
 def make_trial(
@@ -126,7 +193,7 @@ def make_trial(
     n_per_arm: int = 10,
     effects: Mapping[tuple[str, str, str, str], float] | None = None,
     noise_sd: float = 0.15,
-    noise_free: Sequence[str] = ("cd4",),
+    noise_free: Sequence[str] = ("cd4", "treg", MFI),
     patient_effects: Mapping[tuple[str, str, str, str], float] | None = None,
     drop: Sequence[tuple[str, str, str]] = (),
     qc_flags: Mapping[str, str] | None = None,
@@ -137,11 +204,12 @@ def make_trial(
     Parameters
     ----------
     effects
-        (arm, compartment, population, visit) -> planted log2 fold change from baseline.
+        (arm, compartment, feature, visit) -> planted log2 fold change from baseline (a population
+        of ``BASE`` or the MFI).
     noise_free
-        Populations without noise: their log2 fold change equals the planted effect exactly.
+        Features without noise: their log2 fold change equals the planted effect exactly.
     patient_effects
-        (patient_id, compartment, population, visit) -> extra log2 change for one patient.
+        (patient_id, compartment, feature, visit) -> extra log2 change for one patient.
     drop
         (patient_id, compartment, visit) samples to leave out.
     qc_flags
@@ -150,81 +218,70 @@ def make_trial(
     effects = dict(effects or {})
     patient_effects = dict(patient_effects or {})
     rng = np.random.default_rng(seed)
-    obs_rows, x_rows = [], []
+    obs_rows, x_rows, mfi = [], [], []
     patients = [
         (f"P{i + 1:02d}", ARM_A if i < n_per_arm else ARM_B, i % n_per_arm)
         for i in range(2 * n_per_arm)
     ]
     for patient, arm, k in patients:
-        lymph_per_ul = 1200.0 + 20 * k
         for compartment, visits in COMPARTMENT_VISITS.items():
             for visit in visits:
                 if (patient, compartment, visit) in drop:
                     continue
-                sample_id = f"{patient}_{compartment}_{visit}"
-                cycle, day = VISITS[visit]
-                counts = {"lymphocytes": 60000.0, "singlets": 55000.0, "live": 50000.0}
-                counts["leukocytes"] = 30000.0 if compartment == "tumor" else np.nan
-                counts["cd3"] = 20000.0
-                for population, (base, step) in BASE.items():
-                    effect = effects.get((arm, compartment, population, visit), 0.0)
-                    effect += patient_effects.get((patient, compartment, population, visit), 0.0)
-                    noise = (
-                        0.0
-                        if population in noise_free or visit == "C1D1"
-                        else rng.normal(0, noise_sd)
-                    )
+                row = _obs_row(patient, arm, k, compartment, visit, "")
+                row["qc_flags"] = (qc_flags or {}).get(row["sample_id"], "")
+                values = {"lymphocytes": 60000.0, "singlets": 55000.0, "live": 50000.0}
+                values["leukocytes"] = 30000.0 if compartment == "tumor" else np.nan
+                values["cd3"] = 20000.0
+                for feature, (base, step) in BASE.items():
+                    effect = effects.get((arm, compartment, feature, visit), 0.0)
+                    effect += patient_effects.get((patient, compartment, feature, visit), 0.0)
+                    at_baseline = visit == BASELINES[compartment]
+                    noise = 0.0 if feature in noise_free or at_baseline else rng.normal(0, noise_sd)
                     value = (base + step * k) * 2.0 ** (effect + noise)
-                    counts[population] = (
-                        value if population in noise_free else float(np.round(value))
-                    )
-                obs_rows.append(
-                    dict(
-                        sample_id=sample_id,
-                        patient_id=patient,
-                        arm=arm,
-                        visit=visit,
-                        cycle=cycle,
-                        day=day,
-                        compartment=compartment,
-                        panel=compartment,
-                        batch="b1",
-                        fcs=f"{sample_id}.fcs",
-                        lymphocytes_per_ul=lymph_per_ul if compartment == "blood" else np.nan,
-                        qc_flags=(qc_flags or {}).get(sample_id, ""),
-                    )
-                )
-                x_rows.append([counts[p] for p in POPULATIONS])
+                    values[feature] = value if feature in noise_free else float(np.round(value))
+                obs_rows.append(row)
+                x_rows.append([values[p] for p in POPULATIONS])
+                mfi.append(values[MFI] if compartment != MARROW else np.nan)  # not in that panel
     obs = pd.DataFrame(obs_rows).set_index("sample_id", drop=False)
     obs.index.name = None
     x = np.asarray(x_rows, dtype=float)
-    col = {p: i for i, p in enumerate(POPULATIONS)}
-    freq_parent = np.full_like(x, np.nan)
-    for p, parent in PARENTS.items():
-        denominator = np.full(len(x), 100000.0) if not parent else x[:, col[parent]].copy()
-        if p == "cd3":  # in the tumor panel CD3 sits under CD45+ leukocytes
-            tumor = (obs["compartment"] == "tumor").to_numpy()
-            denominator[tumor] = x[tumor, col["leukocytes"]]
-        freq_parent[:, col[p]] = x[:, col[p]] / denominator
-    freq_live = x / x[:, [col["live"]]]
-    per_ul = freq_live * obs["lymphocytes_per_ul"].to_numpy()[:, None]
-    var = pd.DataFrame({"parent": [PARENTS[p] for p in POPULATIONS]}, index=POPULATIONS)
-    adata = ad.AnnData(X=x, obs=obs, var=var)
-    adata.layers["freq_parent"] = freq_parent
-    adata.layers["freq_live"] = freq_live
-    adata.layers["per_ul"] = per_ul
-    adata.uns["provenance"] = {"strategy_sha256": {"blood": "0" * 64, "tumor": "1" * 64}}
+    adata = ad.AnnData(X=x, obs=obs, var=_var(), layers=_layers(x, obs))
+    counts = pd.DataFrame(x, index=obs.index, columns=POPULATIONS)
+    adata.obsm["ratios"] = pd.DataFrame(
+        {name: counts[a] / counts[b] for name, (a, b) in RATIOS.items()}, index=obs.index
+    )
+    adata.obsm["mfi_median"] = pd.DataFrame({MFI: mfi}, index=obs.index)
+    adata.obsm["mfi_n_events"] = pd.DataFrame({MFI: counts["cd8"].to_numpy()}, index=obs.index)
+    adata.uns["ratios"] = {name: list(pair) for name, pair in RATIOS.items()}
+    adata.uns["provenance"] = {"strategy_sha256": dict.fromkeys(PANEL_PARENTS, "0" * 64)}
     return adata
 
 
 # --------------------------------------------------------------------------------------------
 # the planted trial
 # --------------------------------------------------------------------------------------------
-ANALYSIS = {"populations": ["cd4", "cd8"], "reference_arm": ARM_B, "baseline_visit": "C1D1"}
+FEATURES = ["cd4", "cd8", "cd4_treg", MFI]
+ANALYSIS = {
+    "populations": FEATURES,
+    "reference_arm": ARM_B,
+    "baseline_visit": BASELINES,
+    "measure": {"blood": "per_ul"},  # tumor and bone marrow: freq_parent (not listed)
+}
 EFFECTS = {
     (ARM_A, "blood", "cd8", "C1D8"): 2.0,  # strong early rise of blood CD8 under the combination
     (ARM_A, "tumor", "cd8", "C2D1"): 1.5,  # and of intratumoral CD8 at the on-treatment biopsy
     (ARM_A, "blood", "cd4", "C2D1"): 1.0,  # noise-free: log2fc must be exactly 1
+    (ARM_A, "blood", "treg", "C1D8"): -1.0,  # noise-free: cd4_treg rises exactly 1 at C1D8
+    (ARM_A, "blood", MFI, "C1D8"): 1.5,  # noise-free MFI: log2fc exactly 1.5
+    (ARM_A, MARROW, "cd4", "C2D1"): 0.5,  # noise-free, from the bone marrow's SCREEN baseline
+}
+# the planted log2 fold change of each noise-free (arm, compartment, feature, visit)
+PLANTED = {
+    **{(ARM_A, "blood", "cd4", "C2D1"): 1.0, (ARM_A, MARROW, "cd4", "C2D1"): 0.5},
+    **{(ARM_A, "blood", "cd4_treg", v): 1.0 for v in ("C1D8", "C2D1")},
+    (ARM_A, MARROW, "cd4_treg", "C2D1"): 0.5,
+    (ARM_A, "blood", MFI, "C1D8"): 1.5,
 }
 RESPONDERS = {"P01": "CR", "P02": "PR", "P04": "PR", "P05": "PR", "P11": "PR", "P12": "CR"}
 # responders of the combination arm rise one more log2 unit at C1D8

@@ -1,16 +1,18 @@
 """Figures (cytotrial.pl) and report captions, on the planted trial of conftest.py.
 
-Figures are checked by what they draw (line data, colours, tick order, cell marks) against
-values computed here from the simulated trial, and by the files written (PNG/PDF, same bytes
-twice). The figures of the workflow are drawn from the statistics tables as written to TSV: they
+Figures are checked by what they draw (line data, colours, tick order, cell marks, the features'
+labels) against values computed here from the simulated trial, and by the files written (PNG/PDF,
+same bytes twice). The figures of the workflow are drawn from the statistics tables as written to TSV: they
 must draw what the freshly computed tables draw. Captions must exist for every table and figure
 and render as reStructuredText.
 """
 
 from __future__ import annotations
 
+import ast
 import io
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -25,12 +27,13 @@ from cytotrial import tl as stats
 from cytotrial.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import ANALYSIS, ARM_A, ARM_B, planted_trial
+from conftest import ANALYSIS, ARM_A, ARM_B, FEATURES, LABELS, MARROW, MFI, RATIOS, planted_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "workflow" / "report"
 FIGURE_TABLES = ["log2fc", "summary", "arm_comparison"]
 COLOURS = {ARM_A: "#C8102E", ARM_B: "#1F77B4"}
+TEXT = {"labels": LABELS, "ratios": RATIOS}  # the config's population labels and ratios
 
 
 @pytest.fixture(scope="module")
@@ -80,12 +83,16 @@ def _log2_ratios(
 
 def test_trajectories_draw_arm_means_in_fixed_colours_and_clinical_order(trial, tables):
     fig = plots.plot_trajectories(
-        tables["summary"], arm_colors={ARM_A: "#C8102E", ARM_B: "#1F77B4"}, reference_arm=ARM_B
+        tables["summary"],
+        arm_colors={ARM_A: "#C8102E", ARM_B: "#1F77B4"},
+        reference_arm=ARM_B,
+        populations=FEATURES,
+        **TEXT,
     )
     ax = _axis(fig, "CD8+ T cells · blood")
     assert [t.get_text() for t in ax.get_xticklabels()] == ["C1D1", "C1D8", "C2D1"]
     assert "cells/µL" in ax.get_ylabel() and "log2 fold change" in ax.get_ylabel()
-    assert "fraction of parent gate" in _axis(fig, "CD8+ T cells · tumor").get_ylabel()
+    assert "fraction of parent population" in _axis(fig, "CD8+ T cells · tumor").get_ylabel()
     lines = {line.get_gid(): line for line in ax.lines if line.get_gid()}
     assert to_hex(lines[f"mean:{ARM_A}"].get_color()) == "#c8102e"
     assert to_hex(lines[f"mean:{ARM_B}"].get_color()) == "#1f77b4"
@@ -94,13 +101,18 @@ def test_trajectories_draw_arm_means_in_fixed_colours_and_clinical_order(trial, 
     ]
     np.testing.assert_allclose(lines[f"mean:{ARM_A}"].get_ydata(), expected, atol=1e-9)
     assert lines[f"mean:{ARM_A}"].get_ydata()[1] > 2.0  # the planted rise is visible
-    # one panel per population and compartment, blood left of tumor
+    # one row per feature (labelled from the config), one column per compartment present
     titles = [a.get_title() for a in fig.axes if a.get_title()]
-    assert titles == [
-        "CD4+ T cells · blood",
-        "CD4+ T cells · tumor",
-        "CD8+ T cells · blood",
-        "CD8+ T cells · tumor",
+    names = ["CD4+ T cells", "CD8+ T cells", "cd4 / treg", "Ki67 MFI of CD8+ T cells"]
+    assert titles == [f"{n} · {c}" for n in names for c in ("blood", MARROW, "tumor")]
+    # the ratio and the MFI are drawn with their own measure; the MFI has no bone marrow data
+    assert "ratio of counts" in _axis(fig, "cd4 / treg · tumor").get_ylabel()
+    mfi = _axis(fig, "Ki67 MFI of CD8+ T cells · blood")
+    assert "median fluorescence intensity" in mfi.get_ylabel()
+    mean = next(line for line in mfi.lines if line.get_gid() == f"mean:{ARM_A}")
+    np.testing.assert_allclose(mean.get_ydata(), [0.0, 1.5, 0.0], atol=1e-9)  # planted
+    assert [t.get_text() for t in _axis(fig, f"Ki67 MFI of CD8+ T cells · {MARROW}").texts] == [
+        "no data"
     ]
 
 
@@ -112,13 +124,16 @@ def test_trajectories_follow_cycle_and_day_not_the_alphabet(trial):
         obs.loc[mask, "visit"], obs.loc[mask, "cycle"], obs.loc[mask, "day"] = new, cycle, day
     adata.obs = obs
     out = stats.compute_tables(adata, analysis=ANALYSIS, tables=["summary", "log2fc"])
-    for fig in (plots.plot_trajectories(out["summary"]), plots.plot_patient_lines(out["log2fc"])):
+    for fig in (
+        plots.plot_trajectories(out["summary"], **TEXT),
+        plots.plot_patient_lines(out["log2fc"], **TEXT),
+    ):
         ax = _axis(fig, "CD8+ T cells · blood")
         assert [t.get_text() for t in ax.get_xticklabels()] == ["C1D1", "C1D15", "C10D1"]
 
 
 def test_patient_lines_draw_every_patient_and_the_arm_median(trial, tables):
-    fig = plots.plot_patient_lines(tables["log2fc"], reference_arm=ARM_B)
+    fig = plots.plot_patient_lines(tables["log2fc"], reference_arm=ARM_B, **TEXT)
     ax = _axis(fig, "CD8+ T cells · tumor")
     gids = [line.get_gid() or "" for line in ax.lines]
     assert sum(g.startswith(f"patient:{ARM_A}:") for g in gids) == 10
@@ -133,7 +148,9 @@ def test_patient_lines_draw_every_patient_and_the_arm_median(trial, tables):
 
 def test_effect_heatmap_marks_exactly_the_significant_cells(tables):
     comparison = tables["arm_comparison"]
-    fig = plots.plot_effect_heatmap(comparison, alpha=0.05, visits=["C1D1", "C1D8", "C2D1"])
+    fig = plots.plot_effect_heatmap(
+        comparison, alpha=0.05, visits=["SCREEN", "C1D1", "C1D8", "C2D1"], **TEXT
+    )
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     significant = comparison[comparison["q_value"] < 0.05]
     assert 0 < len(significant) < len(comparison)
@@ -149,6 +166,70 @@ def test_effect_heatmap_marks_exactly_the_significant_cells(tables):
     assert label in [t.get_text() for t in blood.texts]
     image = blood.get_images()[0]
     assert image.norm.vcenter == 0.0 and image.norm.vmin == -image.norm.vmax
+    # one row per feature, labelled from the config; the populations' measure in the title
+    rows = ["CD4+ T cells", "CD8+ T cells", "cd4 / treg", "Ki67 MFI of CD8+ T cells"]
+    assert [t.get_text() for t in blood.get_yticklabels()] == rows
+    assert blood.get_title() == f"blood\n(cells/µL)\n{ARM_A} − {ARM_B}"
+    marrow = _axis(fig, f"{MARROW}\n(fraction of parent population)")
+    assert [t.get_text() for t in marrow.get_xticklabels()] == ["C2D1"]
+
+
+def test_figures_draw_the_analysed_features_in_their_order(tables):
+    analysis = {**ANALYSIS, "populations": [MFI, "cd8"], "reference_arm": ""}
+    figures = plots.draw_figures(tables, analysis=analysis, arm_colors=COLOURS, **TEXT)
+    titles = [a.get_title() for a in figures["trajectories"].axes if a.get_title()]
+    rows = ["Ki67 MFI of CD8+ T cells", "CD8+ T cells"]
+    assert titles == [f"{r} · {c}" for r in rows for c in ("blood", MARROW, "tumor")]
+    heatmap = _axis(figures["effect_heatmap"], "blood")
+    assert [t.get_text() for t in heatmap.get_yticklabels()] == rows
+    # reference arm "": the last arm of the config's arms, drawn last in the legend
+    legend = figures["trajectories"].legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == [ARM_A, ARM_B]
+    swapped = {ARM_B: COLOURS[ARM_B], ARM_A: COLOURS[ARM_A]}
+    figure = plots.draw_figures(
+        tables, names=["trajectories"], analysis=analysis, arm_colors=swapped, **TEXT
+    )["trajectories"]
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == [ARM_B, ARM_A]
+
+
+def test_feature_labels_come_from_the_config():
+    assert plots.feature_label("cd8", labels=LABELS) == "CD8+ T cells"
+    assert plots.feature_label("cd4_treg", labels=LABELS, ratios=RATIOS) == "cd4 / treg"
+    assert plots.feature_label(MFI, labels=LABELS) == "Ki67 MFI of CD8+ T cells"
+    assert plots.feature_label("cd8") == "cd8" and plots.feature_label(MFI) == "Ki67 MFI of cd8"
+    # a label given for any feature wins
+    assert plots.feature_label("cd4_treg", labels={"cd4_treg": "CD4:Treg"}, ratios=RATIOS) == (
+        "CD4:Treg"
+    )
+    assert plots.feature_labels(["cd8", MFI], labels=LABELS) == {
+        "cd8": "CD8+ T cells",
+        MFI: "Ki67 MFI of CD8+ T cells",
+    }
+
+
+def test_statistics_and_figures_know_no_population_arm_or_compartment_by_name():
+    # names are the user's: no population, arm or compartment is written into the code
+    names = re.compile(r"\b(blood|tumou?r|marrow|cd\d+\w*|treg|nk|bempeg|nivo)\b", re.IGNORECASE)
+    modules = sorted((ROOT / "src/cytotrial/pl").glob("*.py")) + [
+        ROOT / "src/cytotrial/tl" / f"_{name}.py"
+        for name in ("analysis", "measures", "compare", "mixed", "response", "tables", "rank")
+        + ("crosscheck",)
+    ]
+    for path in modules:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+        }
+        for node in ast.walk(tree):
+            text = isinstance(node, ast.Constant) and isinstance(node.value, str)
+            if text and id(node) not in docstrings:
+                assert not names.search(node.value), (path.name, node.value)
+    assert not {"POPULATION_LABELS", "DEFAULT_ARM_COLORS", "population_label"} & set(plots.__all__)
+    assert "EVENT_LABELS" not in stats.__all__
 
 
 def test_arm_palette_keeps_fixed_colours_and_separates_the_rest():
@@ -165,7 +246,7 @@ def test_arm_palette_keeps_fixed_colours_and_separates_the_rest():
 
 def test_write_figures_writes_png_and_pdf_deterministically(tmp_path, stats_dir):
     first = plots.write_figures(
-        stats_dir, outdir=tmp_path / "a", analysis=ANALYSIS, arm_colors=COLOURS
+        stats_dir, outdir=tmp_path / "a", analysis=ANALYSIS, arm_colors=COLOURS, **TEXT
     )
     assert sorted(first) == sorted(
         f"{name}.{ext}" for name in plots.FIGURES for ext in ("png", "pdf")
@@ -175,6 +256,7 @@ def test_write_figures_writes_png_and_pdf_deterministically(tmp_path, stats_dir)
         outdir=tmp_path / "b",
         analysis=ANALYSIS,
         arm_colors=COLOURS,
+        **TEXT,
     )
     for name, file in first.items():
         data = file.read_bytes()
@@ -244,7 +326,7 @@ def _assert_same_drawing(from_files, fresh, name: str) -> None:
 
 
 def test_figures_from_the_written_tables_draw_what_fresh_tables_draw(tables, stats_dir):
-    options = {"analysis": ANALYSIS, "arm_colors": COLOURS}
+    options = {"analysis": ANALYSIS, "arm_colors": COLOURS, **TEXT}
     from_files = plots.draw_figures(plots.read_stat_tables(stats_dir), **options)
     fresh = plots.draw_figures(tables, **options)
     assert list(from_files) == list(plots.FIGURES)
@@ -277,7 +359,7 @@ def test_umap_figures_are_written(tmp_path):
             "population": rng.choice(["cd4", "cd8", "other"], n),
             "leiden": rng.choice(["0", "1", "2"], n),
             "arm": rng.choice([ARM_A, ARM_B], n),
-            "compartment": rng.choice(["blood", "tumor"], n),
+            "compartment": rng.choice(["blood", "tumor", MARROW], n),
         },
         index=[f"e{i}" for i in range(n)],
     ).astype("category")
@@ -288,6 +370,56 @@ def test_umap_figures_are_written(tmp_path):
     plots.plot_umaps(events, arm_colors=COLOURS, out_png=png, out_pdf=pdf, ari=0.5)
     for path in png + pdf:
         assert path.stat().st_size > 5_000, path
+
+
+def test_event_labels_are_the_deepest_population_holding_each_event():
+    # events: 0 live only, 1 cd4, 2 treg (in cd4), 3 cd8, 4 activated cd8 (a Boolean under cd8)
+    members = {
+        "live": [1, 1, 1, 1, 1],
+        "cd3": [0, 1, 1, 1, 1],
+        "cd4": [0, 1, 1, 0, 0],
+        "treg": [0, 0, 1, 0, 0],
+        "cd8": [0, 0, 0, 1, 1],
+        "cd8_act": [0, 0, 0, 0, 1],
+    }
+    masks = {name: np.asarray(m, dtype=bool) for name, m in members.items()}
+    parents = {
+        "live": "",
+        "cd3": "live",
+        "cd4": "cd3",
+        "treg": "cd4",
+        "cd8": "cd3",
+        "cd8_act": "cd8",
+    }
+    labels = ["cd3", "cd4", "treg", "cd8", "cd8_act", "absent"]
+    got = stats.event_labels(masks, parents, 5, labels=labels)
+    assert list(got) == ["other", "cd4", "treg", "cd8", "cd8_act"]
+    assert list(stats.event_labels(masks, parents, 5)) == ["live", "cd4", "treg", "cd8", "cd8_act"]
+    assert list(stats.event_labels(masks, parents, 5, labels=["cd3"])) == ["other"] + ["cd3"] * 4
+
+
+def test_subsampled_events_are_labelled_with_the_populations_below_within(tmp_path):
+    from cytotrial.gating import load_panel_gating
+    from cytotrial.sim import simulate_sample, write_fcs
+
+    fcs = write_fcs(simulate_sample(panel="blood", n_events=4000, seed=2), tmp_path / "s.fcs")
+    names = ["lymphocytes", "singlets", "live", "cd3", "cd4", "treg", "cd8"]
+    spec = {
+        "strategy": str(ROOT / "resources/gating/blood.xml"),
+        "populations": {name: name for name in names},
+    }
+    gatings = {"blood": load_panel_gating("blood", spec)}
+    samples = pd.DataFrame(
+        {"sample_id": ["s"], "panel": ["blood"], "fcs": [str(fcs)], "arm": [ARM_A]}
+    )
+    options = dict(per_sample=500, seed=0, within="live")
+    events = stats.subsample_events(samples, gatings, **options)
+    assert events.n_obs == 500
+    assert set(events.obs["population"]) == {"cd3", "cd4", "treg", "cd8", "other"}
+    only = stats.subsample_events(samples, gatings, labels=["cd8", "nk"], **options)
+    assert set(only.obs["population"]) == {"cd8", "other"}
+    # the same events: labels do not change the draw
+    assert list(only.obs_names) == list(events.obs_names)
 
 
 def test_gating_qc_draws_each_gate_of_the_readable_samples(tmp_path):

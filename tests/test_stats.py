@@ -1,9 +1,11 @@
 """Longitudinal statistics (cytotrial.tl) on a tiny simulated trial with planted effects.
 
 The trial is built in conftest.py (``make_trial``, also used by test_plots.py): per-patient
-baseline counts times ``2 ** (planted effect + noise)``, layers per the populations.h5ad contract.
-Expected values come from the planted effects or from independent computations (scipy, direct
-formulas), never from the code under test.
+baseline values times ``2 ** (planted effect + noise)``, layers and ``obsm`` per the
+populations.h5ad contract, three compartments (blood, tumor, bone marrow with its own SCREEN
+baseline), features that are populations, a ratio and an MFI. Expected values come from the
+planted effects or from independent computations (scipy, direct formulas), never from the code
+under test.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from conftest import (
     ANALYSIS,
     ARM_A,
     ARM_B,
+    BASELINES,
     EFFECTS,
+    FEATURES,
+    MARROW,
+    MFI,
+    PLANTED,
+    RATIOS,
     patients_table,
     planted_trial,
 )
@@ -71,20 +79,46 @@ def _bh(p: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # change from baseline values
 # --------------------------------------------------------------------------------------------
-def test_log2fc_equals_planted_value_where_noise_free(tables):
+@pytest.mark.parametrize("feature", ["cd4", "cd4_treg", MFI])
+def test_log2fc_equals_planted_value_where_noise_free(tables, feature):
+    # a population, a ratio of two noise-free populations, an MFI: each its planted value
     fc = tables["log2fc"]
-    cd4 = fc[(fc["population"] == "cd4") & (fc["compartment"] == "blood")]
-    expected = np.where(
-        (cd4["arm"] == ARM_A) & (cd4["visit"] == "C2D1"),
-        EFFECTS[(ARM_A, "blood", "cd4", "C2D1")],
-        0.0,
-    )
-    np.testing.assert_allclose(cd4["log2fc"].to_numpy(), expected, atol=1e-12)
+    rows = fc[fc["population"] == feature]
+    expected = [
+        PLANTED.get((row.arm, row.compartment, feature, row.visit), 0.0)
+        for row in rows.itertuples()
+    ]
+    np.testing.assert_allclose(rows["log2fc"].to_numpy(), expected, atol=1e-12)
+    assert (rows["log2fc"] != 0).any()
+    blood = rows[rows["compartment"] == "blood"]
     # 10 + 10 patients x 3 visits, minus P03 who has no blood baseline
-    assert len(cd4) == 19 * 3
+    assert len(blood) == 19 * 3
+    measures = dict(zip(rows["compartment"], rows["measure"]))
+    if feature == "cd4":
+        assert measures == {"blood": "per_ul", "tumor": "freq_parent", MARROW: "freq_parent"}
+    else:
+        assert set(measures.values()) == {"ratio" if feature in RATIOS else "mfi"}
+    # the MFI is not in the bone marrow panel: no rows there
+    assert (MARROW in measures) == (feature != MFI)
 
 
-def test_log2fc_is_the_log2_ratio_of_the_measure_to_the_own_baseline(trial, tables):
+def test_each_compartment_is_related_to_its_own_baseline(tables):
+    fc = tables["log2fc"]
+    marrow = fc[fc["compartment"] == MARROW]
+    assert set(marrow["baseline_sample_id"].str.rsplit("_", n=1).str[1]) == {"SCREEN"}
+    assert set(marrow["visit"]) == {"SCREEN", "C2D1"}
+    row = _row(marrow, patient_id="P01", population="cd4", visit="C2D1")
+    assert row["baseline_sample_id"] == "P01_bone_marrow_SCREEN"
+    assert row["log2fc"] == pytest.approx(0.5, abs=1e-12)
+    # the baseline is not tested against itself, in any compartment
+    for name in ("change_from_baseline", "arm_comparison"):
+        table = tables[name]
+        for compartment, baseline in BASELINES.items():
+            visits = set(table.loc[table["compartment"] == compartment, "visit"])
+            assert visits and baseline not in visits, (name, compartment)
+
+
+def test_log2fc_is_the_log2_ratio_of_the_value_to_the_own_baseline(trial, tables):
     fc = tables["log2fc"]
     per_ul = pd.Series(
         trial.layers["per_ul"][:, list(trial.var_names).index("cd8")], index=trial.obs_names
@@ -100,12 +134,22 @@ def test_log2fc_is_the_log2_ratio_of_the_measure_to_the_own_baseline(trial, tabl
             base = f"{row['patient_id']}_{compartment}_C1D1"
             assert row["sample_id"] == own and row["baseline_sample_id"] == base
             assert row["log2fc"] == pytest.approx(math.log2(layer[own] / layer[base]), abs=1e-9)
+    # a ratio and an MFI: their own values, whatever the compartment's measure
+    for feature, key in (("cd4_treg", "ratios"), (MFI, "mfi_median")):
+        values = trial.obsm[key][feature]
+        rows = fc[(fc["population"] == feature) & (fc["compartment"] == "tumor")]
+        assert len(rows) == 40
+        for _, row in rows.iterrows():
+            expected = math.log2(values[row["sample_id"]] / values[row["baseline_sample_id"]])
+            assert row["log2fc"] == pytest.approx(expected, abs=1e-9)
+            assert row["value"] == pytest.approx(values[row["sample_id"]])
 
 
 def test_qc_flags_are_kept_in_the_long_table(tables):
     fc = tables["log2fc"]
     flagged = fc[fc["sample_id"] == "P05_blood_C1D8"]
-    assert len(flagged) == 2 and set(flagged["qc_flags"]) == {"low_events"}
+    assert list(flagged["population"]) == FEATURES
+    assert set(flagged["qc_flags"]) == {"low_events"}
     assert set(fc.loc[fc["sample_id"] != "P05_blood_C1D8", "qc_flags"]) == {""}
     assert "baseline_qc_flags" in fc.columns
 
@@ -115,7 +159,8 @@ def test_patient_without_baseline_is_reported_not_dropped_silently(tables):
     row = _row(missing, patient_id="P03", compartment="blood")
     assert row["arm"] == ARM_A
     assert row["visits_available"] == "C1D8,C2D1"
-    assert "no C1D1 sample" in row["reason"]
+    assert row["reason"] == "no C1D1 sample"
+    assert (row["population"], row["measure"]) == ("", "")  # every feature
     assert len(missing) == 1  # P03 has a tumor baseline
     fc = tables["log2fc"]
     assert not ((fc["patient_id"] == "P03") & (fc["compartment"] == "blood")).any()
@@ -126,14 +171,19 @@ def test_patient_without_baseline_is_reported_not_dropped_silently(tables):
 
 
 def test_baseline_without_value_is_reported(trial):
-    adata = trial.copy()
+    adata = _with_obs_value(trial, "P07_blood_C1D1", "lymphocytes_per_ul", np.nan)
+    adata.obs["lymphocytes_per_ul"] = adata.obs["lymphocytes_per_ul"].astype(float)
     adata.layers["per_ul"][adata.obs_names.get_loc("P07_blood_C1D1"), :] = np.nan
     out = stats.compute_tables(adata, analysis=ANALYSIS, tables=["missing_baseline", "log2fc"])
     row = _row(out["missing_baseline"], patient_id="P07", compartment="blood")
-    assert "P07_blood_C1D1" in row["reason"] and "lymphocytes_per_ul" in row["reason"]
-    assert not (
-        (out["log2fc"]["patient_id"] == "P07") & (out["log2fc"]["compartment"] == "blood")
-    ).any()
+    assert row["reason"] == (
+        "C1D1 sample P07_blood_C1D1 has no per_ul value (lymphocytes_per_ul missing)"
+    )
+    assert (row["population"], row["measure"]) == ("cd4,cd8", "per_ul")
+    fc = out["log2fc"]
+    p07 = fc[(fc["patient_id"] == "P07") & (fc["compartment"] == "blood")]
+    # the populations have no change from baseline; the ratio and the MFI still do
+    assert set(p07["population"]) == {"cd4_treg", MFI}
 
 
 def test_zero_values_stay_finite(trial):
@@ -154,6 +204,135 @@ def test_zero_values_stay_finite(trial):
     assert blood["log2_value"] == pytest.approx(0.0)  # log2(0 + pseudocount 1)
     base = adata.X[adata.obs_names.get_loc("P12_blood_C1D1"), j]
     assert blood["log2fc"] == pytest.approx(-math.log2(base + 1.0))
+
+
+def _with_mfi(adata: ad.AnnData, changes: dict[str, float]) -> ad.AnnData:
+    adata = adata.copy()
+    frame = adata.obsm["mfi_median"].copy()
+    for sample, value in changes.items():
+        frame.loc[sample, MFI] = value
+    adata.obsm["mfi_median"] = frame
+    return adata
+
+
+def test_non_positive_mfi_median_is_missing_not_a_number(trial):
+    adata = _with_mfi(trial, {"P02_blood_C1D8": -3.0, "P04_blood_C1D1": 0.0})
+    values = stats.measure_table(adata, analysis=ANALYSIS)
+    row = _row(values, sample_id="P02_blood_C1D8", population=MFI)
+    assert np.isnan(row["value"]) and np.isnan(row["log2_value"])
+    assert (row["measure"], row["missing"]) == ("mfi", "median <= 0")
+    out = stats.compute_tables(
+        adata, analysis=ANALYSIS, tables=["log2fc", "missing_baseline", "summary"]
+    )
+    fc = out["log2fc"][out["log2fc"]["population"] == MFI]
+    assert "P02_blood_C1D8" not in set(fc["sample_id"])
+    assert not ((fc["patient_id"] == "P04") & (fc["compartment"] == "blood")).any()
+    assert np.isfinite(fc["log2fc"]).all()
+    missing = out["missing_baseline"]
+    p02 = _row(missing, patient_id="P02", compartment="blood")
+    assert (p02["population"], p02["measure"]) == (MFI, "mfi")
+    assert p02["reason"] == "C1D8 sample P02_blood_C1D8 has no mfi value (median <= 0)"
+    p04 = _row(missing, patient_id="P04", compartment="blood")
+    assert p04["reason"] == "C1D1 sample P04_blood_C1D1 has no mfi value (median <= 0)"
+    # the summary counts patients with a value: P02 has none at C1D8
+    summary = _row(out["summary"], population=MFI, compartment="blood", arm=ARM_A, visit="C1D8")
+    assert summary["n_patients"] == 9 and summary["unit"] == "median fluorescence intensity"
+
+
+def test_missing_values_say_why(trial):
+    adata = _with_mfi(trial, {"P06_tumor_C2D1": np.nan})
+    ratios = adata.obsm["ratios"].copy()
+    ratios.loc["P08_tumor_C2D1", "cd4_treg"] = np.nan
+    adata.obsm["ratios"] = ratios
+    flags = {
+        "P06_tumor_C2D1": f"mfi_too_few_events:{MFI}",
+        "P08_tumor_C2D1": "too_few_events:cd3<200,ratio_zero_denominator:cd4_treg",
+    }
+    for sample, flag in flags.items():
+        adata = _with_obs_value(adata, sample, "qc_flags", flag)
+    missing = stats.compute_tables(adata, analysis=ANALYSIS, tables=["missing_baseline"])
+    missing = missing["missing_baseline"].set_index("patient_id")
+    assert missing.loc["P06", "reason"] == (
+        "C2D1 sample P06_tumor_C2D1 has no mfi value (too few events)"
+    )
+    assert missing.loc["P08", "reason"] == (
+        "C2D1 sample P08_tumor_C2D1 has no ratio value (zero denominator)"
+    )
+    assert (missing.loc["P08", "population"], missing.loc["P08", "measure"]) == (
+        "cd4_treg",
+        "ratio",
+    )
+    assert list(missing.columns) == [
+        "arm", "compartment", "population", "measure", "visits_available", "reason",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name", ["log2fc", "summary", "change_from_baseline", "arm_comparison", "mixed_model"]
+)
+def test_ratio_and_mfi_rows_are_in_every_table(tables, name):
+    table = tables[name]
+    measures = table.groupby("population")["measure"].agg(set).to_dict()
+    assert measures["cd4_treg"] == {"ratio"} and measures[MFI] == {"mfi"}
+    assert list(dict.fromkeys(table["population"])) == FEATURES  # in the configured order
+    assert set(table["compartment"]) == {"blood", "tumor", MARROW}
+
+
+def test_ratio_and_mfi_effects_are_found(tables):
+    arm = tables["arm_comparison"]
+    row = _row(arm, population=MFI, compartment="blood", visit="C1D8")
+    assert row["estimate"] == pytest.approx(1.5) and row["q_value"] < 0.05
+    row = _row(arm, population="cd4_treg", compartment="blood", visit="C1D8")
+    assert row["estimate"] == pytest.approx(1.0) and row["q_value"] < 0.05
+    summary = tables["summary"]
+    assert (
+        _row(summary, population="cd4_treg", compartment="tumor", arm=ARM_B, visit="C1D1")["unit"]
+        == "ratio of counts"
+    )
+    early = tables["response"]
+    early = early[early["analysis"] == "early_change"]
+    assert {"cd4_treg", MFI} <= set(early["population"])
+
+
+def test_defaults_resolve_against_the_data(trial):
+    arms = [ARM_A, ARM_B]
+    plan = stats.analysis_plan(trial, analysis={}, arms=arms, frequencies_of=["live"])
+    assert plan["baseline_visit"] == BASELINES  # "": each compartment's earliest visit
+    assert plan["reference_arm"] == ARM_B  # "": the last arm of the config's arms
+    assert plan["response_visit"] == "C1D8"  # "": the earliest visit after every baseline
+    assert plan["measure"] == dict.fromkeys(BASELINES, "freq_parent")  # unlisted: freq_parent
+    # empty populations: every population at or below live, every ratio, every MFI
+    below_live = ["live", "leukocytes", "cd3", "cd4", "cd8", "treg", "nk", "cd8_ki67"]
+    assert plan["populations"] == [*below_live, "cd4_treg", MFI]
+    assert stats.analysis_plan(trial, arms=[ARM_B, ARM_A])["reference_arm"] == ARM_A
+    assert stats.analysis_plan(trial)["populations"] == plan["populations"]  # freq_live layer
+    everything = stats.analysis_plan(trial, frequencies_of=[])["populations"]
+    assert everything[:3] == ["lymphocytes", "singlets", "live"] and len(everything) == 12
+    below_cd3 = stats.analysis_plan(trial, frequencies_of=["cd3"])["populations"]
+    assert below_cd3 == ["cd3", "cd4", "cd8", "treg", "cd8_ki67", "cd4_treg", MFI]
+    # a compartment left out of the mapping: its earliest visit
+    partial = stats.analysis_plan(trial, analysis={"baseline_visit": {"tumor": "C2D1"}})
+    assert partial["baseline_visit"] == {"blood": "C1D1", MARROW: "SCREEN", "tumor": "C2D1"}
+    assert partial["response_visit"] == ""  # no visit after tumor's C2D1
+
+
+def test_default_tables_equal_the_explicit_ones(trial, tables):
+    defaults_ = {"populations": FEATURES, "measure": {"blood": "per_ul"}}
+    out = stats.compute_tables(
+        trial,
+        analysis=defaults_,
+        patients=patients_table(),
+        tables=["log2fc", "arm_comparison", "response"],
+        arms=[ARM_A, ARM_B],
+    )
+    for name, table in out.items():
+        pd.testing.assert_frame_equal(table, tables[name], obj=name)
+
+
+def test_no_response_visit_after_baseline_is_a_config_error(trial):
+    analysis = {**ANALYSIS, "baseline_visit": {**BASELINES, "tumor": "C2D1"}}
+    with pytest.raises(ConfigError, match=r"analysis\.response_visit: no visit follows"):
+        stats.compute_tables(trial, analysis=analysis, patients=patients_table())
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,7 +423,7 @@ def test_mixed_model_survives_degenerate_data(trial):
         adata, analysis={**ANALYSIS, "populations": ["cd8", "treg"]}, tables=["mixed_model"]
     )["mixed_model"]
     flat = mm[mm["population"] == "treg"]
-    assert list(flat["term"]) == ["model", "model"]
+    assert list(flat["term"]) == ["model"] * 3  # one per compartment
     assert not flat["converged"].any() and flat["note"].str.contains("do not vary").all()
     blood = mm[(mm["population"] == "cd8") & (mm["compartment"] == "blood")]
     assert f"arm[{ARM_A}]:visit[C1D8]" not in set(blood["term"])
@@ -273,9 +452,10 @@ def test_failed_fit_is_a_row_with_its_note(trial, mixedlm_fit):
     mixedlm_fit(singular)
     values = stats.measure_table(trial, analysis=ANALYSIS)
     mm = stats.mixed_models(
-        values, reference_arm=ARM_B, baseline_visit="C1D1", visits=None, alpha=0.05
+        values, reference_arm=ARM_B, baseline_visit=BASELINES, visits=None, alpha=0.05
     )
-    assert len(mm) == 4 and set(mm["term"]) == {"model"}  # 2 populations x 2 compartments
+    # 3 features x 3 compartments, and the MFI in blood and tumor only
+    assert len(mm) == 11 and set(mm["term"]) == {"model"}
     assert (mm["note"] == "fit failed: Singular matrix").all()
     assert not mm["converged"].any() and mm["p_value"].isna().all()
 
@@ -480,7 +660,7 @@ def test_visits_are_in_clinical_order_not_alphabetical(trial):
         mask = obs["visit"] == old
         obs.loc[mask, "visit"], obs.loc[mask, "cycle"], obs.loc[mask, "day"] = new, cycle, day
     adata.obs = obs
-    assert stats.visit_order(adata.obs) == ["C1D1", "C1D15", "C10D1"]
+    assert stats.visit_order(adata.obs) == ["SCREEN", "C1D1", "C1D15", "C10D1"]
     out = stats.compute_tables(
         adata,
         analysis={**ANALYSIS, "response_visit": "C1D15"},
@@ -618,7 +798,13 @@ BAD_INPUTS = {
         lambda a: a,
         {"populations": ["cd8", "cd99"]},
         ConfigError,
-        ("config analysis.populations", "cd99"),
+        ("analysis.populations", "cd99"),
+    ),
+    "unknown MFI": (
+        lambda a: a,
+        {"populations": ["cd8", "cd8:CD99"]},
+        ConfigError,
+        ("analysis.populations", "cd8:CD99"),
     ),
     "unknown measure": (
         lambda a: a,
@@ -650,9 +836,21 @@ BAD_INPUTS = {
     ),
     "baseline absent": (
         lambda a: a,
-        {"baseline_visit": "SCREEN"},
+        {"baseline_visit": "C9D9"},
         ConfigError,
-        ("analysis.baseline_visit", "SCREEN"),
+        ("analysis.baseline_visit", "C9D9", "no sample's visit"),
+    ),
+    "baseline absent from a compartment": (
+        lambda a: a,
+        {"baseline_visit": "C1D1"},
+        ConfigError,
+        ("analysis.baseline_visit", "'C1D1' is no bone marrow sample's visit", "SCREEN"),
+    ),
+    "compartment baseline absent": (
+        lambda a: a,
+        {"baseline_visit": {MARROW: "C1D8"}},
+        ConfigError,
+        (f"analysis.baseline_visit.{MARROW}", "C1D8", "SCREEN, C2D1"),
     ),
     "reference arm absent": (
         lambda a: a,
@@ -660,11 +858,11 @@ BAD_INPUTS = {
         ConfigError,
         ("analysis.reference_arm", "PLACEBO"),
     ),
-    "compartment without measure": (
-        lambda a: _with_obs_value(a, "P01_blood_C1D8", "compartment", "marrow"),
-        {},
+    "measure the data lacks": (
+        lambda a: a,
+        {"measure": {"tumor": "freq_cd3"}},
         ConfigError,
-        ("analysis.measure", "marrow"),
+        ("analysis.measure.tumor", "freq_cd3"),
     ),
     "missing obs column": (
         lambda a: _without_obs_column(a, "cycle"),
@@ -712,9 +910,8 @@ def test_resolve_analysis_is_the_schema_section():
     assert not hasattr(stats, "DEFAULT_ANALYSIS")  # the schema holds the defaults
     assert stats.resolve_analysis() == defaults("analysis")
     assert stats.resolve_analysis(None) == defaults("analysis")
-    # measure is filled per compartment
     cfg = stats.resolve_analysis({"measure": {"blood": "count"}, "alpha": 0.1})
-    assert cfg["measure"] == {"blood": "count", "tumor": defaults("analysis")["measure"]["tumor"]}
+    assert cfg["measure"] == {"blood": "count"}  # other compartments: freq_parent, in the plan
     assert cfg["alpha"] == 0.1 and cfg["pseudocount"] == defaults("analysis")["pseudocount"]
     with pytest.raises(ConfigError, match="config analysis: must be a mapping"):
         stats.resolve_analysis(["alpha", 0.1])

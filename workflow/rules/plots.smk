@@ -1,6 +1,12 @@
 # Figures: trajectories, per-patient lines, effect heatmap (drawn from the statistics tables),
 # gating QC and the event-level cross-check (drawn from the FCS files).
+from cytotrial.config import population_model
+
 FIGURES = ["trajectories", "patient_lines", "effect_heatmap"]
+# Each reported population's label (the config's `populations:`; else its name).
+POPULATION_LABELS = {
+    name: spec["label"] for name, spec in population_model(config).items()
+}
 
 
 localrules:
@@ -10,7 +16,7 @@ localrules:
 
 rule figures:
     """Draw what treatment did from the statistics tables: arm trajectories, per-patient lines and
-    the arm effect heatmap (PNG and PDF).
+    the arm effect heatmap (PNG and PDF), one row per analysed feature, labelled from the config.
     """
     input:
         log2fc="results/stats/log2fc.tsv",
@@ -37,6 +43,8 @@ rule figures:
     params:
         analysis=config["analysis"],
         arms=config["arms"],
+        labels=POPULATION_LABELS,
+        ratios=config["ratios"],
     script:
         "../scripts/figures.py"
 
@@ -72,8 +80,10 @@ rule gating_qc:
 
 
 rule events:
-    """Cross-check the gates without them: subsample every gated sample's live events, embed them
-    with UMAP, cluster them with Leiden and measure how well clusters and gates agree.
+    """Cross-check the gates without them: subsample every gated sample's events of the first
+    reference population (frequencies.of), embed them with UMAP, cluster them with Leiden and
+    measure how well clusters and gates agree (each event labelled with the deepest analysed
+    population holding it).
     """
     input:
         h5ad="results/counts/populations.h5ad",
@@ -112,5 +122,11 @@ rule events:
         compensation=config["gating"]["compensation"],
         events=config["events"],
         arms=config["arms"],
+        within=(config["frequencies"]["of"] or [""])[0],
+        labels=[
+            name
+            for name in config["analysis"]["populations"]
+            if name in POPULATION_LABELS
+        ],
     script:
         "../scripts/events.py"

@@ -11,8 +11,9 @@ STAT_TABLES = [
 
 
 rule stats:
-    """Change from baseline, arm comparison, mixed models, summaries and the outcome link, as
-    tidy tables (each q-value names its family).
+    """Change from baseline of every analysed feature (populations, ratios, MFIs) from each
+    compartment's baseline, arm comparison, mixed models, summaries and the outcome link, as tidy
+    tables (each q-value names its family).
     """
     input:
         h5ad="results/counts/populations.h5ad",
@@ -34,5 +35,7 @@ rule stats:
         "../envs/cytotrial.yaml"
     params:
         analysis=config["analysis"],
+        arms=list(config["arms"]),
+        frequencies_of=config["frequencies"]["of"],
     script:
         "../scripts/stats.py"

@@ -15,6 +15,8 @@ with rule_log(snakemake) as log:
         compensation=snakemake.params.compensation,
         options=snakemake.params.events,
         arm_colors=snakemake.params.arms,
+        within=snakemake.params.within or None,
+        labels=snakemake.params.labels,
         h5ad_out=snakemake.output.h5ad,
         table_out=snakemake.output.table,
         out_png=[snakemake.output.umap_population_png, snakemake.output.umap_arm_png],

@@ -17,5 +17,7 @@ with rule_log(snakemake) as log:
         outputs=outputs,
         analysis=snakemake.params.analysis,
         arm_colors=snakemake.params.arms,
+        labels=snakemake.params.labels,
+        ratios=snakemake.params.ratios,
     )
     log.write(f"wrote {len(written)} files\n")

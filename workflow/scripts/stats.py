@@ -12,6 +12,8 @@ with rule_log(snakemake) as log:
         snakemake.input.h5ad,
         outputs=outputs,
         analysis=snakemake.params.analysis,
+        arms=snakemake.params.arms,
+        frequencies_of=snakemake.params.frequencies_of,
         patients_path=snakemake.input.patients[0] if snakemake.input.patients else None,
     )
     log.write(f"wrote {len(written)} tables\n")

@@ -6,28 +6,26 @@ from ._gating import plot_gating_qc
 from ._heatmap import plot_effect_heatmap
 from ._lines import plot_patient_lines, plot_trajectories
 from ._style import (
-    DEFAULT_ARM_COLORS,
-    POPULATION_LABELS,
     arm_palette,
+    feature_label,
+    feature_labels,
     fold_change_label,
-    population_label,
     save_figure,
 )
 
 __all__ = [
-    "DEFAULT_ARM_COLORS",
     "FIGURES",
     "FIGURE_TABLES",
-    "POPULATION_LABELS",
     "arm_palette",
     "draw_figures",
+    "feature_label",
+    "feature_labels",
     "fold_change_label",
     "plot_effect_heatmap",
     "plot_gating_qc",
     "plot_patient_lines",
     "plot_trajectories",
     "plot_umaps",
-    "population_label",
     "read_stat_tables",
     "save_figure",
     "write_figures",

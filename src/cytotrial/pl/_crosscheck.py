@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from ._style import _save_tight
+from ._style import _save_tight, arm_palette
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -36,9 +36,11 @@ def _umap_by_population(events: AnnData, ari: float | None) -> Figure:
     coords = events.obsm["X_umap"]
     fig = Figure(figsize=(12, 5.2))
     axes = fig.subplots(1, 2)
-    palette = dict(zip(sorted(events.obs["population"].unique()), colormaps["tab10"].colors))
+    names = sorted(events.obs["population"].astype(str).unique())
+    colours = colormaps["tab10" if len(names) <= 10 else "tab20"].colors
+    palette = {name: colours[i % len(colours)] for i, name in enumerate(names)}
     for label, color in palette.items():
-        mask = (events.obs["population"] == label).to_numpy()
+        mask = (events.obs["population"].astype(str) == label).to_numpy()
         axes[0].scatter(
             coords[mask, 0],
             coords[mask, 1],
@@ -67,20 +69,25 @@ def _umap_by_population(events: AnnData, ari: float | None) -> Figure:
 
 
 def _umap_by_arm(events: AnnData, arm_colors: Mapping[str, str]) -> Figure:
-    """Blood and tumor events coloured by arm, the other compartment in grey behind."""
+    """Events coloured by arm, one panel per compartment, the other compartments in grey behind."""
     coords = events.obsm["X_umap"]
-    fig = Figure(figsize=(12, 5.2))
-    axes = fig.subplots(1, 2, sharex=True, sharey=True)
-    for ax, compartment in zip(axes, ["blood", "tumor"]):
-        inside = (events.obs["compartment"] == compartment).to_numpy()
+    compartments = sorted(events.obs["compartment"].astype(str).unique())
+    arms = [str(a) for a in arm_colors] + sorted(
+        set(events.obs["arm"].astype(str)) - {str(a) for a in arm_colors}
+    )
+    colours = arm_palette(arms, arm_colors)
+    fig = Figure(figsize=(6 * len(compartments), 5.2))
+    axes = np.atleast_1d(fig.subplots(1, len(compartments), sharex=True, sharey=True))
+    for ax, compartment in zip(axes, compartments):
+        inside = (events.obs["compartment"].astype(str) == compartment).to_numpy()
         ax.scatter(coords[~inside, 0], coords[~inside, 1], s=1, color="0.9", rasterized=True)
-        for arm, color in arm_colors.items():
-            mask = inside & (events.obs["arm"] == arm).to_numpy()
+        for arm in arms:
+            mask = inside & (events.obs["arm"].astype(str) == arm).to_numpy()
             ax.scatter(
                 coords[mask, 0],
                 coords[mask, 1],
                 s=2,
-                color=color,
+                color=colours[arm],
                 alpha=0.5,
                 label=f"{arm} ({mask.sum()})",
                 rasterized=True,
@@ -99,14 +106,14 @@ def plot_umaps(
     out_pdf: Sequence[str | Path],
     ari: float | None = None,
 ) -> None:
-    """Two UMAP figures: coloured by gated population (with Leiden clusters beside), and by arm.
+    """Two UMAP figures: coloured by gated label (with Leiden clusters beside), and by arm per compartment.
 
     Parameters
     ----------
     events
         Clustered events (:func:`cytotrial.tl.cluster_events`).
     arm_colors
-        Colour of each arm (the config ``arm_colors``).
+        Colour of each arm (the config's ``arms:``; other arms get a palette colour).
     out_png, out_pdf
         Paths of the population figure, then of the arm figure.
     ari

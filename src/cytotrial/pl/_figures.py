@@ -168,33 +168,43 @@ def read_stat_tables(
     return {name: _read_table(name, path) for name, path in paths.items()}
 
 
+def _reference_arm(cfg: Mapping[str, Any], arm_colors: Mapping[str, str] | None) -> str | None:
+    """The configured reference arm, else the last arm of the config's ``arms:``."""
+    if cfg["reference_arm"]:
+        return cfg["reference_arm"]
+    return list(arm_colors)[-1] if arm_colors else None
+
+
 def _draw(
     name: str,
     tables: Mapping[str, pd.DataFrame],
     cfg: Mapping[str, Any],
-    arm_colors: Mapping[str, str] | None,
+    style: Mapping[str, Any],
 ) -> Figure:
-    """Figure ``name`` of :data:`FIGURES` from its tables, with the resolved ``analysis`` config."""
+    """Figure ``name`` of :data:`FIGURES` from its tables, the ``analysis`` config and the style.
+
+    ``style`` holds ``arm_colors``, ``labels`` and ``ratios`` (see :func:`draw_figures`).
+    """
+    order = cfg["populations"] or None  # empty: the features in the tables' order
+    text = dict(labels=style["labels"], ratios=style["ratios"], populations=order)
+    reference = _reference_arm(cfg, style["arm_colors"])
     if name == "trajectories":
         return plot_trajectories(
             tables["summary"],
-            arm_colors=arm_colors,
-            reference_arm=cfg["reference_arm"],
+            arm_colors=style["arm_colors"],
+            reference_arm=reference,
             alpha=cfg["alpha"],
-            populations=cfg["populations"],
+            **text,
         )
     if name == "patient_lines":
         return plot_patient_lines(
-            tables["log2fc"],
-            arm_colors=arm_colors,
-            reference_arm=cfg["reference_arm"],
-            populations=cfg["populations"],
+            tables["log2fc"], arm_colors=style["arm_colors"], reference_arm=reference, **text
         )
     return plot_effect_heatmap(
         tables["arm_comparison"],
         alpha=cfg["alpha"],
         visits=_visit_order(tables["summary"]),
-        populations=cfg["populations"],
+        **text,
     )
 
 
@@ -215,8 +225,13 @@ def draw_figures(
     names: Sequence[str] = FIGURES,
     analysis: Mapping[str, Any] | None = None,
     arm_colors: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    ratios: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Figure]:
     """Draw figures of :data:`FIGURES` from the statistics tables.
+
+    One row of panels per analysed feature (``analysis.populations`` in order; empty: every
+    feature of the tables), one column per compartment of the tables.
 
     Parameters
     ----------
@@ -226,9 +241,14 @@ def draw_figures(
     names
         Figures to draw.
     analysis
-        The ``analysis:`` config section (populations, reference arm, alpha).
+        The ``analysis:`` config section (features, reference arm, alpha); reference arm ``""``:
+        the last arm of ``arm_colors``.
     arm_colors
-        The config ``arm_colors``.
+        The config's ``arms:`` (arm -> colour, in the config's order).
+    labels
+        Population -> label (the config's population model), for titles and row labels.
+    ratios
+        The config's ``ratios:`` (name -> numerator, denominator), labelled ``"cd8 / treg"``.
 
     Returns
     -------
@@ -240,7 +260,8 @@ def draw_figures(
     if absent:
         raise ValueError(f"table(s) {absent} needed for figures {list(names)}")
     cfg = resolve_analysis(analysis)
-    return {name: _draw(name, tables, cfg, arm_colors) for name in names}
+    style = dict(arm_colors=arm_colors, labels=labels, ratios=ratios)
+    return {name: _draw(name, tables, cfg, style) for name in names}
 
 
 def write_figures(
@@ -250,6 +271,8 @@ def write_figures(
     outputs: Mapping[str, str | Path] | None = None,
     analysis: Mapping[str, Any] | None = None,
     arm_colors: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    ratios: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Path]:
     """Read the statistics tables and write the figures as PNG and PDF.
 
@@ -263,10 +286,8 @@ def write_figures(
     outputs
         Instead of ``outdir``: figure name -> path (its ``.png``/``.pdf`` suffix is replaced),
         writing only those figures.
-    analysis
-        The ``analysis:`` config section.
-    arm_colors
-        The config ``arm_colors``.
+    analysis, arm_colors, labels, ratios
+        As in :func:`draw_figures`.
 
     Returns
     -------
@@ -288,9 +309,10 @@ def write_figures(
     _check_names(list(targets))
     cfg = resolve_analysis(analysis)
     frames = read_stat_tables(tables, _tables_for(list(targets)))
+    style = dict(arm_colors=arm_colors, labels=labels, ratios=ratios)
     written: dict[str, Path] = {}
     for name, target in targets.items():
-        png, pdf = save_figure(_draw(name, frames, cfg, arm_colors), target)
+        png, pdf = save_figure(_draw(name, frames, cfg, style), target)
         written[f"{name}.png"] = png
         written[f"{name}.pdf"] = pdf
     return written

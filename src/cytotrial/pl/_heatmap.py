@@ -1,8 +1,8 @@
-"""The arm effect heatmap: arm minus reference arm, by population and visit."""
+"""The arm effect heatmap: arm minus reference arm, by feature (population, ratio, MFI) and visit."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -10,8 +10,8 @@ import pandas as pd
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from ..tl import MEASURE_UNITS
-from ._style import _panel_layout, population_label
+from ..tl import measure_unit
+from ._style import _panel_layout, feature_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -46,7 +46,7 @@ def _colour_limit(arm_comparison: pd.DataFrame) -> float:
 def _cell_grid(
     cell: pd.DataFrame, pops: Sequence[str], order: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Estimates and q-values of one panel as populations x visits arrays (NaN where missing)."""
+    """Estimates and q-values of one panel as features x visits arrays (NaN where missing)."""
     est = np.full((len(pops), len(order)), np.nan)
     q = np.full_like(est, np.nan)
     for _, row in cell.iterrows():
@@ -85,12 +85,13 @@ def _draw_panel(
     arm: str,
     compartment: str,
     pops: Sequence[str],
+    names: Sequence[str],
     visits: Sequence[str] | None,
     norm: TwoSlopeNorm,
     limit: float,
     alpha: float,
 ) -> AxesImage:
-    """One panel: the effects of ``arm`` in ``compartment``, populations x visits."""
+    """One panel: the effects of ``arm`` in ``compartment``, features (labelled ``names``) x visits."""
     order = (
         list(dict.fromkeys(cell["visit"]))
         if visits is None
@@ -101,12 +102,13 @@ def _draw_panel(
     ax.set_facecolor("0.88")
     _annotate_cells(ax, est, q, alpha=alpha, limit=limit)
     ax.set_xticks(range(len(order)), order, fontsize=8)
-    ax.set_yticks(range(len(pops)), [population_label(p) for p in pops], fontsize=8)
+    ax.set_yticks(range(len(pops)), list(names), fontsize=8)
     ax.set_xlabel("visit", fontsize=8)
     reference = cell["reference_arm"].iloc[0] if not cell.empty else ""
-    measure = cell["measure"].iloc[0] if not cell.empty else ""
-    unit = MEASURE_UNITS.get(measure, measure)
-    ax.set_title(f"{compartment} ({unit})\n{arm} − {reference}", fontsize=9)
+    # the populations' measure of the compartment (ratios and MFIs say what they are in their label)
+    units = dict.fromkeys(measure_unit(m) for m in cell["measure"] if m not in ("ratio", "mfi"))
+    where = f"{compartment}\n({', '.join(units)})" if units else compartment
+    ax.set_title(f"{where}\n{arm} − {reference}", fontsize=9)
     return image
 
 
@@ -114,14 +116,17 @@ def plot_effect_heatmap(
     arm_comparison: pd.DataFrame,
     *,
     alpha: float = 0.05,
+    labels: Mapping[str, str] | None = None,
+    ratios: Mapping[str, Sequence[str]] | None = None,
     populations: Sequence[str] | None = None,
     compartments: Sequence[str] | None = None,
     visits: Sequence[str] | None = None,
 ) -> Figure:
-    """Arm effect (difference in log2 fold change, arm minus reference) by population and visit.
+    """Arm effect (difference in log2 fold change, arm minus reference) by feature and visit.
 
-    One panel per compartment (columns) and treatment arm (rows); cells show the Hodges-Lehmann
-    shift, ``*`` marks q < ``alpha``; a shared colour scale centred on 0.
+    One panel per compartment (columns) and treatment arm (rows); one row of cells per feature;
+    cells show the Hodges-Lehmann shift, ``*`` marks q < ``alpha``; a shared colour scale centred
+    on 0.
 
     Parameters
     ----------
@@ -129,19 +134,23 @@ def plot_effect_heatmap(
         The ``arm_comparison`` table (:func:`cytotrial.tl.arm_comparison`).
     alpha
         q-value threshold of the ``*``.
+    labels, ratios
+        The config's population labels and ratios: row labels (see :func:`feature_label`).
     populations, compartments
-        Row and panel order.
+        The features (rows) and compartments (panels) drawn, in this order; default: every one
+        of the table.
     visits
         Visit labels in clinical order (default: order of appearance, which the table keeps).
     """
     if arm_comparison.empty:
         return _no_comparison()
     pops, comps = _panel_layout(arm_comparison, populations, compartments)
+    names = [feature_label(p, labels=labels, ratios=ratios) for p in pops]
     arms = sorted(set(arm_comparison["arm"]))
     limit = _colour_limit(arm_comparison)
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
     per_compartment = arm_comparison.groupby("compartment")["visit"].nunique()
-    widths = [max(1.5, float(per_compartment.get(c, 1))) for c in comps]
+    widths = [max(2.4, float(per_compartment.get(c, 1))) for c in comps]  # room for the title
     fig = Figure(
         figsize=(0.95 * sum(widths) + 2.4 + 1.2, 0.42 * len(pops) * len(arms) + 1.8),
         layout="constrained",
@@ -162,6 +171,7 @@ def plot_effect_heatmap(
                 arm=arm,
                 compartment=compartment,
                 pops=pops,
+                names=names,
                 visits=visits,
                 norm=norm,
                 limit=limit,

@@ -1,4 +1,7 @@
-"""Change from baseline over visits: arm means with their interval, and each patient's line."""
+"""Change from baseline over visits: arm means with their interval, and each patient's line.
+
+One panel per analysed feature (rows: populations, ratios, MFIs) and compartment present (columns).
+"""
 
 from __future__ import annotations
 
@@ -18,8 +21,8 @@ from ._style import (
     _style,
     _visit_order,
     arm_palette,
+    feature_label,
     fold_change_label,
-    population_label,
 )
 
 if TYPE_CHECKING:
@@ -30,7 +33,7 @@ __all__ = ["plot_patient_lines", "plot_trajectories"]
 
 
 def _cell(table: pd.DataFrame, population: str, compartment: str) -> pd.DataFrame:
-    """The rows of one panel: one population in one compartment."""
+    """The rows of one panel: one feature in one compartment."""
     return table[(table["population"] == population) & (table["compartment"] == compartment)]
 
 
@@ -86,6 +89,8 @@ def plot_trajectories(
     summary: pd.DataFrame,
     *,
     arm_colors: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    ratios: Mapping[str, Sequence[str]] | None = None,
     populations: Sequence[str] | None = None,
     compartments: Sequence[str] | None = None,
     reference_arm: str | None = None,
@@ -93,23 +98,28 @@ def plot_trajectories(
 ) -> Figure:
     """Mean log2 fold change from baseline with its interval by visit, one line per arm.
 
-    One panel per population (rows) and compartment (columns, e.g. blood beside tumor).
+    One panel per feature (rows) and compartment (columns, every compartment of the table).
 
     Parameters
     ----------
     summary
         The ``summary`` table (:func:`cytotrial.tl.summary_table`).
     arm_colors
-        Fixed arm colours (see :func:`arm_palette`).
+        Fixed arm colours, arm -> colour (the config's ``arms:``; see :func:`arm_palette`); their
+        order is the legend's.
+    labels, ratios
+        The config's population labels and ratios: panel titles (see :func:`feature_label`).
     populations, compartments
-        Panel order (default: as in the table; compartments sorted).
+        The features (rows) and compartments (columns) drawn, in this order (others of the table
+        are left out); default: every one of the table, features in its order, compartments
+        sorted.
     reference_arm
         Drawn last in the legend.
     alpha
         Only for the legend text: the intervals are the table's ``1 - alpha`` t-intervals.
     """
     pops, comps = _panel_layout(summary, populations, compartments)
-    arms = _arms_order(summary["arm"], reference_arm)
+    arms = _arms_order(summary["arm"], reference_arm, list(arm_colors or {}))
     colours = arm_palette(arms, arm_colors)
     fig, axes = _grid(len(pops), len(comps))
     offsets = {a: (i - (len(arms) - 1) / 2) * 0.08 for i, a in enumerate(arms)}
@@ -119,7 +129,8 @@ def plot_trajectories(
             cell = _cell(summary, population, compartment)
             cell = cell[cell["n_log2fc"] > 0]
             _style(ax)
-            ax.set_title(f"{population_label(population)} · {compartment}", fontsize=9)
+            title = feature_label(population, labels=labels, ratios=ratios)
+            ax.set_title(f"{title} · {compartment}", fontsize=9)
             if cell.empty:
                 _no_data(ax)
                 continue
@@ -170,6 +181,8 @@ def plot_patient_lines(
     log2fc: pd.DataFrame,
     *,
     arm_colors: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    ratios: Mapping[str, Sequence[str]] | None = None,
     populations: Sequence[str] | None = None,
     compartments: Sequence[str] | None = None,
     reference_arm: str | None = None,
@@ -180,11 +193,11 @@ def plot_patient_lines(
     ----------
     log2fc
         The ``log2fc`` table (:func:`cytotrial.tl.log2_fold_changes`).
-    arm_colors, populations, compartments, reference_arm
+    arm_colors, labels, ratios, populations, compartments, reference_arm
         As in :func:`plot_trajectories`.
     """
     pops, comps = _panel_layout(log2fc, populations, compartments)
-    arms = _arms_order(log2fc["arm"], reference_arm)
+    arms = _arms_order(log2fc["arm"], reference_arm, list(arm_colors or {}))
     colours = arm_palette(arms, arm_colors)
     fig, axes = _grid(len(pops), len(comps))
     for r, population in enumerate(pops):
@@ -192,7 +205,8 @@ def plot_patient_lines(
             ax = axes[r, c]
             cell = _cell(log2fc, population, compartment)
             _style(ax)
-            ax.set_title(f"{population_label(population)} · {compartment}", fontsize=9)
+            title = feature_label(population, labels=labels, ratios=ratios)
+            ax.set_title(f"{title} · {compartment}", fontsize=9)
             if cell.empty:
                 _no_data(ax)
                 continue

@@ -1,8 +1,10 @@
-"""What every figure shares: arm colours, population labels, panel layout and saving.
+"""What every figure shares: arm colours, feature labels, panel layout and saving.
 
 Figures are :class:`matplotlib.figure.Figure` objects built without pyplot (no global state, no
-display needed). Visits are in clinical order (cycle, then day); arms have fixed colours
-(``arm_colors`` in the config, a colour-blind palette for the others).
+display needed). Visits are in clinical order (cycle, then day); arms have the colours of the
+config's ``arms:`` (a colour-blind palette for any other). Features (populations, ratios, MFIs)
+are labelled from the config's population labels and ratios (:func:`feature_label`); nothing here
+knows a population, arm or compartment by name.
 """
 
 from __future__ import annotations
@@ -17,37 +19,19 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..tl import MEASURE_UNITS
+from ..tl import measure_unit
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
     from matplotlib.axes import Axes
 
 __all__ = [
-    "DEFAULT_ARM_COLORS",
-    "POPULATION_LABELS",
     "arm_palette",
+    "feature_label",
+    "feature_labels",
     "fold_change_label",
-    "population_label",
     "save_figure",
 ]
-
-#: Fixed arm colours of the model trial (config ``arm_colors`` overrides or extends).
-DEFAULT_ARM_COLORS: dict[str, str] = {"BEMPEG+NIVO": "#C8102E", "NIVO": "#1F77B4"}
-
-#: Readable names of the canonical populations.
-POPULATION_LABELS: dict[str, str] = {
-    "lymphocytes": "Lymphocytes",
-    "singlets": "Single cells",
-    "live": "Live cells",
-    "leukocytes": "CD45+ leukocytes",
-    "cd3": "CD3+ T cells",
-    "cd4": "CD4+ T cells",
-    "cd8": "CD8+ T cells",
-    "treg": "Treg (CD4+CD25+CD127low)",
-    "nk": "NK cells (CD3−CD56+)",
-    "cd8_ki67": "Ki67+ of CD8+ T cells",
-}
 
 # Okabe-Ito colour-blind palette, for arms without a fixed colour
 _PALETTE = ["#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#0072B2", "#F0E442", "#000000"]
@@ -63,9 +47,9 @@ def arm_palette(arms: Sequence[str], arm_colors: Mapping[str, str] | None = None
     arms
         Arm names to colour.
     arm_colors
-        Fixed colours (config ``arm_colors``); default :data:`DEFAULT_ARM_COLORS`.
+        Fixed colours (the config's ``arms:``, arm -> colour); None: the palette for every arm.
     """
-    fixed = dict(DEFAULT_ARM_COLORS if arm_colors is None else arm_colors)
+    fixed = dict(arm_colors or {})
     used = {to_hex(c).lower() for c in fixed.values()}
     spare = iter([c for c in _PALETTE if c.lower() not in used] + _PALETTE)
     colours = {}
@@ -74,23 +58,64 @@ def arm_palette(arms: Sequence[str], arm_colors: Mapping[str, str] | None = None
     return colours
 
 
-def population_label(population: str) -> str:
-    """Readable name of a population (the name itself when not canonical)."""
-    return POPULATION_LABELS.get(population, population)
+def feature_label(
+    feature: str,
+    *,
+    labels: Mapping[str, str] | None = None,
+    ratios: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """Readable name of a feature (a population, ratio or MFI ``<population>:<marker>``).
+
+    Parameters
+    ----------
+    feature
+        The feature's name, as in the statistics tables' ``population`` column.
+    labels
+        Name -> label (the config's population labels); a feature listed here takes its label.
+    ratios
+        Ratio name -> (numerator, denominator) (the config's ``ratios:``).
+
+    Returns
+    -------
+    str
+        ``labels[feature]``; for a ratio ``"<numerator> / <denominator>"`` (``cd8 / treg``); for
+        an MFI ``"<marker> MFI of <population label>"`` (``Ki67 MFI of CD8+ T cells``); else the
+        name itself.
+    """
+    labels, ratios = labels or {}, ratios or {}
+    if feature in labels:
+        return str(labels[feature])
+    if feature in ratios:
+        numerator, denominator = ratios[feature]
+        return f"{numerator} / {denominator}"
+    population, colon, marker = feature.partition(":")
+    if colon:
+        return f"{marker} MFI of {labels.get(population, population)}"
+    return feature
+
+
+def feature_labels(
+    features: Sequence[str],
+    *,
+    labels: Mapping[str, str] | None = None,
+    ratios: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, str]:
+    """Feature -> :func:`feature_label` of each of ``features``."""
+    return {f: feature_label(f, labels=labels, ratios=ratios) for f in features}
 
 
 def fold_change_label(measure: str, *, wrap: bool = False) -> str:
     """Axis label of a log2 fold change from baseline of ``measure``, with its unit."""
-    unit = MEASURE_UNITS.get(measure, measure)
     sep = "\n" if wrap else " "
-    return f"log2 fold change{sep}from baseline ({unit})"
+    return f"log2 fold change from baseline{sep}({measure_unit(measure)})"
 
 
 def _order(values: pd.Series, preferred: Sequence[str] | None) -> list[str]:
+    """The values present, in ``preferred`` order and only those (None: in order of appearance)."""
     present = list(dict.fromkeys(values))
     if preferred is None:
         return present
-    return [p for p in preferred if p in present] + [p for p in present if p not in preferred]
+    return [p for p in preferred if p in present]
 
 
 def _visit_order(table: pd.DataFrame) -> list[str]:
@@ -99,9 +124,13 @@ def _visit_order(table: pd.DataFrame) -> list[str]:
     return pairs.sort_values(["cycle", "day", "visit"])["visit"].tolist()
 
 
-def _arms_order(arms: Sequence[str], reference_arm: str | None) -> list[str]:
-    """Treatment arms first, the reference arm (comparator) last."""
-    ordered = sorted(set(arms))
+def _arms_order(
+    arms: Sequence[str], reference_arm: str | None, preferred: Sequence[str] | None = None
+) -> list[str]:
+    """Arms in ``preferred`` order (the config's, others sorted after), the reference arm last."""
+    present = set(arms)
+    ordered = [a for a in (preferred or []) if a in present]
+    ordered += sorted(present - set(ordered))
     if reference_arm in ordered:
         ordered.remove(reference_arm)
         ordered.append(reference_arm)

@@ -191,7 +191,7 @@ def baseline_visits(
         Compartment -> baseline visit, compartments sorted.
     """
     out = {}
-    for compartment, rows in table.groupby("compartment", sort=True):
+    for compartment, rows in table.groupby("compartment", sort=True, observed=True):
         given = (
             baseline_visit.get(compartment, "")
             if isinstance(baseline_visit, Mapping)
@@ -220,7 +220,7 @@ def feature_kinds(adata: AnnData) -> dict[str, str]:
     """
     kinds = {str(name): "population" for name in adata.var_names}
     for key, kind in FEATURE_OBSM.items():
-        frame = adata.obsm[key] if key in adata.obsm else None
+        frame = adata.obsm.get(key)
         if isinstance(frame, pd.DataFrame):
             for column in frame.columns:
                 kinds.setdefault(str(column), kind)
@@ -237,7 +237,7 @@ def _parent_maps(adata: AnnData) -> list[dict[str, str]]:
     for column in adata.var.columns:
         if column != "parent" and not str(column).startswith("parent_"):
             continue
-        values = adata.var[column].fillna("").astype(str)
+        values = adata.var[column].astype(object).fillna("").astype(str)
         if all(v == "" or v in names for v in values):
             maps.append(dict(zip([str(v) for v in adata.var_names], values)))
     return maps
@@ -264,7 +264,7 @@ def _default_features(
     if frequencies_of is None:  # the references of the AnnData's freq_<ref> layers
         frequencies_of = [
             layer[len("freq_") :]
-            for layer in adata.layers.keys()
+            for layer in adata.layers
             if layer.startswith("freq_") and layer != "freq_parent"
         ]
     references = [ref for ref in frequencies_of if ref in populations]
@@ -352,7 +352,7 @@ def _measures(adata: AnnData, obs: pd.DataFrame, measure: Mapping[str, str]) -> 
         if chosen != "count" and chosen not in adata.layers:
             raise ConfigError(
                 f"analysis.measure.{compartment} is {chosen} but populations.h5ad has no layer "
-                f"{chosen!r}; use one of count, {', '.join(adata.layers.keys())}"
+                f"{chosen!r}; use one of count, {', '.join(adata.layers)}"
             )
     return out
 

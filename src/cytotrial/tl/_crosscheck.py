@@ -166,7 +166,7 @@ def subsample_events(
     import anndata as ad
 
     from ..errors import CytotrialError
-    from ..gating import gate_events, population_masks, read_for_gating, transformed_events
+    from ..gating import gate_events, population_masks, read_for_gating
 
     rng = np.random.default_rng(seed)
     parts = []
@@ -180,15 +180,10 @@ def subsample_events(
         except CytotrialError:
             continue
         masks = population_masks(gating, memberships)
-        inside = masks.get(within or "", np.ones(data.n_events, dtype=bool))
-        index = np.flatnonzero(inside)
+        index = np.flatnonzero(masks.get(within or "", np.ones(data.n_events, dtype=bool)))
         if index.size == 0:
             continue
         pick = np.sort(rng.choice(index, size=min(per_sample, index.size), replace=False))
-        dims = _marker_dimensions(gating.strategy, data, channel_map)
-        values = transformed_events(
-            data, gating.strategy, [d for d, _ in dims], channel_map=channel_map, events=pick
-        )
         obs = pd.DataFrame(
             {c: getattr(row, c) for c in obs_columns if hasattr(row, c)}, index=range(pick.size)
         )
@@ -199,17 +194,34 @@ def subsample_events(
             labels=_panel_labels(gating, within, labels),
         )
         obs.index = [f"{row.sample_id}:{i}" for i in pick]
-        parts.append(
-            ad.AnnData(
-                X=values.astype(np.float32), obs=obs, var=pd.DataFrame(index=[m for _, m in dims])
-            )
-        )
+        parts.append(_events_adata(data, gating.strategy, channel_map, pick, obs))
     if not parts:
         raise ValueError("no sample could be read for the event-level cross-check")
     events = ad.concat(parts, join="inner", merge="same")
     for column in events.obs.columns:
         events.obs[column] = events.obs[column].astype(str).astype("category")
     return events
+
+
+def _events_adata(
+    data: FCSData,
+    strategy: Strategy,
+    channel_map: Mapping[str, str],
+    pick: np.ndarray,
+    obs: pd.DataFrame,
+) -> AnnData:
+    """The picked events x the strategy's markers, as the gates see them."""
+    import anndata as ad
+
+    from ..gating import transformed_events
+
+    dims = _marker_dimensions(strategy, data, channel_map)
+    values = transformed_events(
+        data, strategy, [d for d, _ in dims], channel_map=channel_map, events=pick
+    )
+    return ad.AnnData(
+        X=values.astype(np.float32), obs=obs, var=pd.DataFrame(index=[m for _, m in dims])
+    )
 
 
 def cluster_events(

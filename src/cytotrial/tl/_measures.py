@@ -216,12 +216,12 @@ def _compartment_frames(
                 }
             )
         )
-    if measure == "per_ul" and len(rows) and population_values:
-        if np.isnan(np.concatenate(population_values)).all():
-            raise ConfigError(
-                f"analysis.measure.{compartment} is per_ul but no {compartment} sample has "
-                "lymphocytes_per_ul; add that column to samples.tsv or use a freq_<ref> measure"
-            )
+    measured = np.concatenate(population_values) if population_values else np.empty(0)
+    if measure == "per_ul" and measured.size and np.isnan(measured).all():
+        raise ConfigError(
+            f"analysis.measure.{compartment} is per_ul but no {compartment} sample has "
+            "lymphocytes_per_ul; add that column to samples.tsv or use a freq_<ref> measure"
+        )
     return frames
 
 

@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..errors import ConfigError
-from ._compare import arm_comparison, summary_table, within_arm_changes
 from ._analysis import _validated, visit_order
+from ._compare import arm_comparison, summary_table, within_arm_changes
 from ._measures import _measure_table, log2_fold_changes, missing_baselines
 from ._mixed import mixed_models
 from ._response import _RESPONSE_COLUMNS, read_patients, response_table
