@@ -147,4 +147,6 @@ def test_statistics_cover_the_users_features_and_compartments(user_run):
     features = set(log2fc["population"])
     assert {"b_positive", "double_pos_per_double_neg", "a_pos_b_pos:MarkerA"} <= features
     assert set(log2fc["compartment"]) == {"bone marrow", "lymph node"}
-    assert set(log2fc["visit"]) == {"WEEK2"}  # the baseline is each compartment's earliest visit
+    # the baseline is each compartment's earliest visit: SCREEN rows are the baseline (log2fc 0)
+    assert set(log2fc["visit"]) == {"SCREEN", "WEEK2"}
+    assert (log2fc.loc[log2fc["visit"] == "SCREEN", "log2fc"] == 0).all()

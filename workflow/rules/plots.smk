@@ -122,6 +122,7 @@ rule events:
         compensation=config["gating"]["compensation"],
         events=config["events"],
         arms=config["arms"],
+        populations=config["populations"],
         within=(config["frequencies"]["of"] or [""])[0],
         labels=[
             name

@@ -15,6 +15,7 @@ with rule_log(snakemake) as log:
         compensation=snakemake.params.compensation,
         options=snakemake.params.events,
         arm_colors=snakemake.params.arms,
+        populations=snakemake.params.populations,
         within=snakemake.params.within or None,
         labels=snakemake.params.labels,
         h5ad_out=snakemake.output.h5ad,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ..config import population_model
 from ..gating import load_panel_gating
 from ..io import read_compensation
 from ..tl import (
@@ -17,9 +17,6 @@ from ..tl import (
 )
 from ._paths import resolve_sheet_fcs
 from ._tables import write_tsv
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["run_event_crosscheck", "run_gating_qc"]
 
@@ -38,9 +35,14 @@ def _gated_samples(h5ad: str | Path, *, sheet: str | Path) -> pd.DataFrame:
     return obs
 
 
-def _panel_gatings(strategies: Mapping[str, Mapping], panels_used) -> dict:
+def _panel_gatings(
+    strategies: Mapping[str, Mapping], panels_used, populations: Mapping[str, Mapping] | None = None
+) -> dict:
+    """Each panel's strategy with the config's populations (Booleans included) and parents."""
+    model = population_model({"populations": populations or {}, "strategies": strategies})
     return {
-        panel: load_panel_gating(panel, strategies[panel]) for panel in sorted(set(panels_used))
+        panel: load_panel_gating(panel, strategies[panel], model=model)
+        for panel in sorted(set(panels_used))
     }
 
 
@@ -83,6 +85,9 @@ def run_event_crosscheck(
     compensation: str,
     options: Mapping,
     arm_colors: Mapping[str, str],
+    populations: Mapping[str, Mapping] | None = None,
+    within: str | None = None,
+    labels: Sequence[str] | None = None,
     h5ad_out: str | Path,
     table_out: str | Path,
     out_png: Sequence[str | Path],
@@ -92,7 +97,9 @@ def run_event_crosscheck(
 
     ``sheet`` is the sample sheet the ``fcs`` paths of ``populations.h5ad`` are relative to;
     ``options`` is the config's ``events:`` section (``per_sample``, ``max_events``,
-    ``leiden_resolution``, ``seed``). Returns the adjusted Rand index.
+    ``leiden_resolution``, ``seed``); ``populations`` its top-level ``populations:`` (so Boolean
+    populations label events too); events are subsampled ``within`` that population and labelled
+    with the deepest of ``labels`` holding them. Returns the adjusted Rand index.
     """
     from ..pl import plot_umaps  # matplotlib: only for the figure steps
 
@@ -103,11 +110,13 @@ def run_event_crosscheck(
     per_sample = max(10, min(per_sample, cap // max(1, len(obs))))
     events = subsample_events(
         obs,
-        _panel_gatings(strategies, obs["panel"]),
+        _panel_gatings(strategies, obs["panel"], populations),
         panels=panels,
         compensation=matrix,
         per_sample=per_sample,
         seed=int(options["seed"]),
+        within=within,
+        labels=labels,
     )
     cluster_events(
         events,
