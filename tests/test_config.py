@@ -10,13 +10,14 @@ import pytest
 import yaml
 
 from cytotrial.config import (
-    canonical_populations,
     check_config,
     check_section,
     config_problems,
     config_reference,
     defaults,
     load_schema,
+    population_model,
+    reported_populations,
     resolve_config,
 )
 from cytotrial.errors import ConfigError
@@ -42,7 +43,7 @@ def test_bad_values_name_their_keys():
         p.startswith("config gating.batch_size: 0 is less than the minimum of 1") for p in problems
     )
     assert any(
-        p.startswith("config analysis.measure.blood: 'percent' is not one of") for p in problems
+        p.startswith("config analysis.measure.blood: 'percent' is not allowed (one of count") for p in problems
     )
     assert any(p.startswith("config qc:") and "min_evnts" in p for p in problems)
     assert all("\n" not in p for p in problems)
@@ -110,7 +111,8 @@ def test_defaults_are_filled_at_every_level():
         "analysis": {"measure": {"blood": "count"}},
     }
     resolved = resolve_config(config)
-    assert resolved["analysis"]["measure"] == {"blood": "count", "tumor": "freq_parent"}
+    assert resolved["analysis"]["measure"] == {"blood": "count"}  # unlisted: freq_parent
+    assert resolved["mfi"] == {"markers": {}, "min_events": 100}
     assert resolved["analysis"]["alpha"] == defaults("analysis")["alpha"]
     assert resolved["gating"] == {"compensation": "fcs", "batch_size": 400}
     assert config["analysis"] == {"measure": {"blood": "count"}}  # the input is left alone
@@ -136,7 +138,77 @@ def test_check_section_fills_and_checks_one_section():
         check_section("analysis", {"alpha": 2})
 
 
-def test_population_names_live_in_the_schema_only():
+def test_the_library_holds_no_population_names():
+    """Population names are the user's: the schema only constrains their spelling."""
     schema = load_schema("config")
-    assert canonical_populations() == schema["$defs"]["population"]["enum"]
+    assert "enum" not in schema["$defs"]["name"]
     assert load_schema("config") is not load_schema("config")  # callers get their own copy
+
+
+def test_reported_populations_follow_the_config_order_and_booleans_parse():
+    config = _config()
+    names = reported_populations(config)
+    assert names[: len(config["populations"])] == list(config["populations"])
+    model = population_model(config)
+    assert model["cd4_conv"]["boolean"] == ("and", ("name", "cd4"), ("not", ("name", "treg")))
+    assert model["cd8"]["gates"] == {"blood": "cd8", "tumor": "cd8"}
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda c: c["populations"].update(x={"boolean": "cd8 and"}),
+            "config populations.x.boolean:",
+        ),
+        (
+            lambda c: c["populations"].update(x={"boolean": "cd8 and cd99"}),
+            "cd99 is not a reported population",
+        ),
+        (
+            lambda c: c["populations"].update(x={"label": "no gate"}),
+            "config populations.x: no strategies",
+        ),
+        (
+            lambda c: c["populations"].update(a={"boolean": "b"}, b={"boolean": "a"}),
+            "refers to itself",
+        ),
+        (lambda c: c["populations"]["cd8"].update(boolean="cd3"), "defined both as a boolean"),
+        (
+            lambda c: c["populations"]["cd8"].update(parent="cd99"),
+            "config populations.cd8.parent: 'cd99'",
+        ),
+        (lambda c: c["ratios"].update(r=["cd8", "cd99"]), "config ratios.r: 'cd99'"),
+        (lambda c: c["ratios"].update(cd8=["cd8", "treg"]), "already a population"),
+        (lambda c: c["mfi"]["markers"].update(cd99=["Ki67"]), "config mfi.markers.cd99"),
+        (lambda c: c["mfi"]["markers"].update(cd8=["Live/Dead"]), "config mfi.markers.cd8.0"),
+        (lambda c: c["qc"]["min_events"].update(cd99=5), "config qc.min_events.cd99"),
+        (lambda c: c["analysis"]["populations"].append("cd8:CD99"), "'cd8:CD99' is not a reported"),
+        (
+            lambda c: c["analysis"]["measure"].update(tumor="freq_cd3"),
+            "freq_cd3 needs 'cd3' in frequencies.of",
+        ),
+        (lambda c: c["frequencies"].update(of=["cd99"]), "config frequencies.of: 'cd99'"),
+        (lambda c: c.update(sample="x.tsv"), "'sample' was unexpected"),
+    ],
+)
+def test_bad_population_references_are_one_line_each(edit, expected):
+    config = _config()
+    edit(config)
+    problems = config_problems(config, base=ROOT)
+    assert any(expected in line for line in problems), problems
+    assert all("\n" not in line for line in problems)
+
+
+def test_a_users_config_needs_no_demo_defaults(tmp_path):
+    """No `live` gate, no `demo:`, no analysis section: the defaults that name populations drop."""
+    strategy = tmp_path / "s.xml"
+    strategy.write_text((ROOT / "resources/gating/blood.xml").read_text())
+    config = {
+        "samples": "sheet.tsv",
+        "arms": {"A": "red", "B": "blue"},
+        "strategies": {"p": {"strategy": str(strategy), "populations": {"t": "cd3"}}},
+    }
+    resolved = check_config(config, base=tmp_path)
+    assert resolved["frequencies"]["of"] == [] and resolved["absolute"]["reference"] == ""
+    assert "demo" not in resolved and resolved["analysis"]["reference_arm"] == ""

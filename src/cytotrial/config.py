@@ -118,7 +118,10 @@ def _schema_problems(config: Mapping) -> list[str]:
         spec = error.schema if isinstance(error.schema, Mapping) else {}
         described = error.path and spec.get("description")
         hint = f" ({_first_sentence(spec['description'])})" if described else ""
-        problems.append(f"config {_key(error.path)}: {error.message}{hint}")
+        message = error.message
+        if error.validator == "pattern":  # a regular expression says little to a user
+            message = f"{error.instance!r} is not allowed"
+        problems.append(f"config {_key(error.path)}: {message}{hint}")
     return problems
 
 
