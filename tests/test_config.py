@@ -43,7 +43,8 @@ def test_bad_values_name_their_keys():
         p.startswith("config gating.batch_size: 0 is less than the minimum of 1") for p in problems
     )
     assert any(
-        p.startswith("config analysis.measure.blood: 'percent' is not allowed (one of count") for p in problems
+        p.startswith("config analysis.measure.blood: 'percent' is not allowed (one of count")
+        for p in problems
     )
     assert any(p.startswith("config qc:") and "min_evnts" in p for p in problems)
     assert all("\n" not in p for p in problems)
