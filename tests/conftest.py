@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -42,6 +45,44 @@ def external_data() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the workflow
+
+
+def run_snakemake(
+    workdir: Path, *args: str, check: bool = True, in_place: bool = False
+) -> subprocess.CompletedProcess:
+    """`snakemake ARGS` on ``workdir``.
+
+    The project's Snakefile with ``-d workdir``; or, with ``in_place``, run inside ``workdir`` (a
+    project folder holding its own Snakefile), as a user types it.
+    """
+    where = {"cwd": workdir} if in_place else {}
+    target = [] if in_place else ["-s", str(PROJECT_ROOT / "Snakefile"), "-d", str(workdir)]
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", *target, *args], capture_output=True, text=True, **where
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result
+
+
+def planned_jobs(workdir: Path, *args: str, in_place: bool = False) -> dict[str, int]:
+    """Rule -> number of jobs a dry run would run (``args``: targets, options).
+
+    Targets come before `--quiet rules`: the profile's options follow on the command line.
+    """
+    result = run_snakemake(workdir, "-n", *args, "--quiet", "rules", in_place=in_place)
+    jobs = {}
+    for line in (result.stdout + result.stderr).splitlines():
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if match and match.group(1) != "total":
+            jobs[match.group(1)] = int(match.group(2))
+    return jobs
 
 
 # ---------------------------------------------------------------------------------------------

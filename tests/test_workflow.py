@@ -19,40 +19,16 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import planned_jobs as dry_run_jobs
+from conftest import run_snakemake
+
 ROOT = Path(__file__).resolve().parents[1]
 POPULATIONS = ["cd3", "cd4", "cd4_conv", "cd8", "treg", "nk", "cd8_ki67", "cd8_activated"]
 pytestmark = pytest.mark.e2e
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "-d",
-        str(workdir),
-        *args,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
-    return result
-
-
-def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
-    """Rule -> number of jobs a dry run would run (``args``: targets, options)."""
-    # targets before `--quiet rules`: the profile's options follow on the command line
-    result = snakemake(workdir, "-n", *args, "--quiet", "rules")
-    jobs = {}
-    for line in (result.stdout + result.stderr).splitlines():
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if match and match.group(1) != "total":
-            jobs[match.group(1)] = int(match.group(2))
-    return jobs
+snakemake = run_snakemake
+planned_jobs = dry_run_jobs
 
 
 def write_config(workdir: Path, **overrides) -> Path:
@@ -61,6 +37,8 @@ def write_config(workdir: Path, **overrides) -> Path:
         spec["strategy"] = str(ROOT / spec["strategy"])
     for key, value in overrides.items():
         config[key] = value
+    if "samples" in overrides:  # a sheet of one's own: not the demo's config any more
+        config.pop("demo")
     path = workdir / "config" / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -419,22 +397,34 @@ def test_broken_files_are_excluded_and_the_rest_counted(demo, tmp_path):
 
 def test_aggregation_is_deterministic(demo, tmp_path):
     """The same batch outputs and sheet give byte-identical tables."""
+    from cytotrial.config import check_config, population_model
     from cytotrial.rules import run_aggregate
 
-    config = yaml.safe_load((demo / "config/config.yaml").read_text())
+    config = check_config(yaml.safe_load((demo / "config/config.yaml").read_text()), base=demo)
     batches = sorted((demo / "results/gating").glob("*.counts.tsv"))
     run_aggregate(
         counts=batches,
+        mfi=[p.with_name(p.name.replace(".counts.", ".mfi.")) for p in batches],
         qc=[p.with_name(p.name.replace(".counts.", ".qc.")) for p in batches],
         sheet=demo / "resources/demo/samples.tsv",
         arms=list(config["arms"]),
         strategies=config["strategies"],
+        model=population_model(config),
+        ratios=config["ratios"],
+        frequencies=config["frequencies"]["of"],
+        absolute_reference=config["absolute"]["reference"],
+        mfi_markers=config["mfi"]["markers"],
+        mfi_min_events=config["mfi"]["min_events"],
         min_events=config["qc"]["min_events"],
         config=config,
         h5ad_out=tmp_path / "p.h5ad",
         tsv_out=tmp_path / "p.tsv",
+        ratios_out=tmp_path / "r.tsv",
+        mfi_out=tmp_path / "m.tsv",
         qc_out=tmp_path / "q.tsv",
     )
+    for ours, theirs in (("r.tsv", "ratios.tsv"), ("m.tsv", "mfi.tsv")):
+        assert (tmp_path / ours).read_bytes() == (demo / "results/counts" / theirs).read_bytes()
     assert (tmp_path / "p.tsv").read_bytes() == (
         demo / "results/counts/populations.tsv"
     ).read_bytes()

@@ -7,16 +7,16 @@ as a user would.
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from conftest import planned_jobs as dry_run_jobs
+from conftest import run_snakemake
 from cytotrial.cli import main
 from cytotrial.rules import assign_batches
 
@@ -28,25 +28,12 @@ pytestmark = pytest.mark.e2e
 
 def snakemake(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """`snakemake ARGS` run in the project folder, as a user types it."""
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", *args], cwd=project, capture_output=True, text=True
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
-    return result
+    return run_snakemake(project, *args, check=check, in_place=True)
 
 
 def planned_jobs(project: Path, *targets: str) -> dict[str, int]:
-    """Rule -> number of jobs a dry run would run."""
-    result = snakemake(project, "-n", *targets, "--quiet", "rules")
-    jobs = {}
-    for line in (result.stdout + result.stderr).splitlines():
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if match and match.group(1) != "total":
-            jobs[match.group(1)] = int(match.group(2))
-    return jobs
+    """Rule -> number of jobs a dry run in the project folder would run."""
+    return dry_run_jobs(project, *targets, in_place=True)
 
 
 def read_sheet(project: Path) -> pd.DataFrame:

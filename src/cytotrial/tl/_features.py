@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from ..gating import MFI_COLUMNS  # a gating batch's MFI table is results/counts/mfi.tsv's layout
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -29,17 +30,6 @@ __all__ = [
     "ratios_long",
 ]
 
-#: The MFI table of a gating batch and of ``results/counts/mfi.tsv``.
-MFI_COLUMNS = [
-    "sample_id",
-    "population",
-    "marker",
-    "channel",
-    "n_events",
-    "median",
-    "median_transformed",
-    "rcv",
-]
 #: ``results/counts/ratios.tsv``.
 RATIO_COLUMNS = [
     "sample_id",
