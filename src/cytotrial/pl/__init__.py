@@ -12,6 +12,7 @@ from ._style import (
     fold_change_label,
     save_figure,
 )
+from ._survival import plot_kaplan_meier
 
 __all__ = [
     "FIGURES",
@@ -23,6 +24,7 @@ __all__ = [
     "fold_change_label",
     "plot_effect_heatmap",
     "plot_gating_qc",
+    "plot_kaplan_meier",
     "plot_patient_lines",
     "plot_trajectories",
     "plot_umaps",
