@@ -457,6 +457,7 @@ def test_flowkit_reads_comp_prefix_in_a_workspace_as_the_samples_matrix(
         prefix="Comp-",
         suffix="",
         name="Acquisition-defined",
+        spectral="0",  # FlowJo 10 writes it; FlowKit 1.3.0 requires it
     )
     params = etree.SubElement(matrix, f"{{{d}}}parameters")
     for channel in ("channel_A", "channel_B"):
