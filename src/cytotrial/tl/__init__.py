@@ -9,6 +9,7 @@ from ._analysis import (
     resolve_analysis,
     visit_order,
 )
+from ._availability import DAYS_PER_MONTH, missing_samples, sample_availability
 from ._compare import arm_comparison, summary_table, within_arm_changes
 from ._crosscheck import (
     cluster_events,
@@ -26,20 +27,36 @@ from ._measures import (
     missing_baselines,
 )
 from ._mixed import mixed_models
+from ._mmrm import MMRM_COLUMNS, MMRM_COVARIANCES, mmrm, mmrm_models
 from ._rank import bh_qvalues, hodges_lehmann_ci, hodges_lehmann_shift_ci, t_interval
+from ._responders import responder_analysis, stratified_shift_test
 from ._response import RESPONSE_CATEGORIES, read_patients, response_table
+from ._survival import (
+    SPLIT_GROUPS,
+    SURVIVAL_ENDPOINTS,
+    SURVIVAL_TABLES,
+    kaplan_meier_curve,
+    survival_data,
+    survival_tables,
+)
 from ._tables import STAT_TABLES, compute_tables, write_stats, write_tsv
 
 __all__ = [
     "COUNT_INPUT_COLUMNS",
+    "DAYS_PER_MONTH",
     "FEATURE_OBSM",
     "MEASURES",
     "MEASURE_UNITS",
     "MFI_COLUMNS",
     "MFI_OBSM",
+    "MMRM_COLUMNS",
+    "MMRM_COVARIANCES",
     "RATIO_COLUMNS",
     "RESPONSE_CATEGORIES",
+    "SPLIT_GROUPS",
     "STAT_TABLES",
+    "SURVIVAL_ENDPOINTS",
+    "SURVIVAL_TABLES",
     "analysis_plan",
     "arm_comparison",
     "baseline_visits",
@@ -52,20 +69,29 @@ __all__ = [
     "feature_kinds",
     "hodges_lehmann_ci",
     "hodges_lehmann_shift_ci",
+    "kaplan_meier_curve",
     "log2_fold_changes",
     "measure_table",
     "measure_unit",
     "mfi_table",
     "missing_baselines",
+    "missing_samples",
     "mixed_models",
+    "mmrm",
+    "mmrm_models",
     "populations_long",
     "qc_flags",
     "ratios_long",
     "read_patients",
     "resolve_analysis",
+    "responder_analysis",
     "response_table",
+    "sample_availability",
+    "stratified_shift_test",
     "subsample_events",
     "summary_table",
+    "survival_data",
+    "survival_tables",
     "t_interval",
     "visit_order",
     "within_arm_changes",
