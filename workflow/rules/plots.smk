@@ -3,6 +3,8 @@
 from cytotrial.config import population_model
 
 FIGURES = ["trajectories", "patient_lines", "effect_heatmap"]
+# Kaplan-Meier figures of the primary early change, one per survival endpoint.
+KM_FIGURES = ["km_pfs", "km_os"]
 # Each reported population's label (the config's `populations:`; else its name).
 POPULATION_LABELS = {
     name: spec["label"] for name, spec in population_model(config).items()
@@ -11,6 +13,7 @@ POPULATION_LABELS = {
 
 localrules:
     figures,
+    km_figures,
     gating_qc,
 
 
@@ -47,6 +50,44 @@ rule figures:
         ratios=config["ratios"],
     script:
         "../scripts/figures.py"
+
+
+rule km_figures:
+    """Draw Kaplan-Meier curves of progression-free and overall survival by the median split of
+    the primary early change (the first analysed feature of the first compartment with an early
+    change), per arm (PNG and PDF); a placeholder without a patients table.
+    """
+    input:
+        h5ad="results/counts/populations.h5ad",
+        log2fc="results/stats/log2fc.tsv",
+        km="results/stats/km.tsv",
+        patients=[PATIENTS] if PATIENTS else [],
+    output:
+        **{
+            f"{name}_{ext}": (
+                report(
+                    f"results/figures/{name}.{ext}",
+                    caption=f"../report/{name}.rst",
+                    category="Figures",
+                )
+                if ext == "png"
+                else f"results/figures/{name}.{ext}"
+            )
+            for name in KM_FIGURES
+            for ext in ("png", "pdf")
+        },
+    log:
+        "logs/km_figures.log",
+    conda:
+        "../envs/cytotrial.yaml"
+    params:
+        analysis=config["analysis"],
+        arms=config["arms"],
+        frequencies_of=config["frequencies"]["of"],
+        labels=POPULATION_LABELS,
+        ratios=config["ratios"],
+    script:
+        "../scripts/survival.py"
 
 
 rule gating_qc:

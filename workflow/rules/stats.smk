@@ -1,4 +1,5 @@
-# Statistics: change from baseline, arm comparison, mixed models, outcome link.
+# Statistics: change from baseline, arm comparison, mixed models, outcome link (response,
+# responders, survival) and sample availability.
 STAT_TABLES = [
     "log2fc",
     "missing_baseline",
@@ -7,17 +8,27 @@ STAT_TABLES = [
     "arm_comparison",
     "mixed_model",
     "response",
+    "cox",
+    "km",
+    "survival_missing",
+    "responders",
+    "availability",
+    "missing_samples",
 ]
 
 
 rule stats:
     """Change from baseline of every analysed feature (populations, ratios, MFIs) from each
-    compartment's baseline, arm comparison, mixed models, summaries and the outcome link, as tidy
-    tables (each q-value names its family).
+    compartment's baseline, arm comparison, mixed models, summaries and the outcome link
+    (response, responders within and across arms, Cox and Kaplan-Meier of the early change), and
+    the samples expected, taken and missing per visit, as tidy tables (each q-value names its
+    family).
     """
     input:
         h5ad="results/counts/populations.h5ad",
         patients=[PATIENTS] if PATIENTS else [],
+        sheet=config["samples"],
+        qc="results/qc/samples.tsv",
     output:
         **{
             name: report(

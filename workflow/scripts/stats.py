@@ -15,5 +15,7 @@ with rule_log(snakemake) as log:
         arms=snakemake.params.arms,
         frequencies_of=snakemake.params.frequencies_of,
         patients_path=snakemake.input.patients[0] if snakemake.input.patients else None,
+        samples_path=snakemake.input.sheet,
+        qc_path=snakemake.input.qc,
     )
     log.write(f"wrote {len(written)} tables\n")

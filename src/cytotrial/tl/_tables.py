@@ -25,7 +25,19 @@ written with 6 significant digits):
 ``response``
     Objective response rate per arm (Clopper-Pearson interval) and the early change in responders
     versus non-responders (Mann-Whitney, Hodges-Lehmann shift).
+``cox``, ``km``, ``survival_missing``
+    PFS and OS against the early change (log2 fold change at the response visit): Cox models with
+    arm and the early change, Kaplan-Meier medians by the median split within each arm, and every
+    patient left out with the reason (:func:`survival_tables`).
+``responders``
+    The early change in responders versus non-responders within each arm and stratified by arm
+    (:func:`responder_analysis`); no pooled rows.
+``availability``, ``missing_samples``
+    Per compartment, visit and arm the patients expected, sampled, excluded and missing (dropout
+    at progression or missed sample), and the samples behind the missing counts
+    (:func:`sample_availability`, :func:`missing_samples`).
 
+The tables from ``response`` on need the patients table (without it: a header only).
 Benjamini-Hochberg q-values are computed within each table.
 """
 
@@ -39,10 +51,24 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ._analysis import _validated, visit_order
+from ._availability import (
+    _AVAILABILITY_COLUMNS,
+    _LISTING_COLUMNS,
+    missing_samples,
+    sample_availability,
+)
 from ._compare import arm_comparison, summary_table, within_arm_changes
 from ._measures import _measure_table, log2_fold_changes, missing_baselines
 from ._mixed import mixed_models
+from ._responders import _RESPONDER_COLUMNS, responder_analysis
 from ._response import _RESPONSE_COLUMNS, read_patients, response_table
+from ._survival import (
+    _COX_COLUMNS,
+    _KM_COLUMNS,
+    _MISSING_COLUMNS,
+    SURVIVAL_TABLES,
+    survival_tables,
+)
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -58,7 +84,24 @@ STAT_TABLES: tuple[str, ...] = (
     "arm_comparison",
     "mixed_model",
     "response",
+    "cox",
+    "km",
+    "survival_missing",
+    "responders",
+    "availability",
+    "missing_samples",
 )
+
+# The tables that need the patients table: their columns, for the header-only table without it.
+_OUTCOME_COLUMNS: dict[str, list[str]] = {
+    "response": _RESPONSE_COLUMNS,
+    "cox": _COX_COLUMNS,
+    "km": _KM_COLUMNS,
+    "survival_missing": _MISSING_COLUMNS,
+    "responders": _RESPONDER_COLUMNS,
+    "availability": _AVAILABILITY_COLUMNS,
+    "missing_samples": _LISTING_COLUMNS,
+}
 
 _FLOAT_FORMAT = "%.6g"
 
@@ -71,6 +114,8 @@ def compute_tables(
     tables: Sequence[str] | None = None,
     arms: Sequence[str] | None = None,
     frequencies_of: Sequence[str] | None = None,
+    samples: pd.DataFrame | None = None,
+    qc: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
     """All statistics tables of one ``populations.h5ad``, in memory.
 
@@ -81,15 +126,23 @@ def compute_tables(
     analysis
         The ``analysis:`` config section (see :func:`resolve_analysis`).
     patients
-        Output of :func:`read_patients`, or None (then ``response`` has a header only).
+        Output of :func:`read_patients`, or None (then ``response`` and the tables after it in
+        :data:`STAT_TABLES` have a header only).
     tables
         Names from :data:`STAT_TABLES` to compute (default all); the mixed models are the slow
         part, so leave ``mixed_model`` out when only figures are needed.
     arms
-        The config's arms in order: the default reference arm is the last; response rates follow
-        this order (other arms after it, sorted).
+        The config's arms in order: the default reference arm is the last; response rates, the
+        ``responders``, ``km`` and ``availability`` rows follow this order (other arms after it,
+        sorted).
     frequencies_of
         The config's ``frequencies.of`` (the default features, see :func:`analysis_plan`).
+    samples
+        The sample sheet (:func:`cytotrial.io.read_sample_sheet`: every sample, also those not
+        gated) for ``availability`` and ``missing_samples``; None: the samples of ``adata``.
+    qc
+        The QC table (``results/qc/samples.tsv``: ``sample_id``, ``status``, ``message``) telling
+        the samples excluded at gating; None: every sample of ``samples`` counts as sampled.
 
     Returns
     -------
@@ -110,7 +163,13 @@ def compute_tables(
     values = _measure_table(adata, obs, cfg)
     fc = log2_fold_changes(values, baseline_visit=cfg["baseline_visit"])
     context = dict(values=values, fc=fc, visits=visits, patients=patients, arms=arms)
-    return {name: _one_table(name, cfg, **context) for name in wanted}
+    survival = [name for name in wanted if name in SURVIVAL_TABLES]
+    out = _survival(cfg, survival, **context) if survival and patients is not None else {}
+    sheet = dict(samples=obs if samples is None else samples, qc=qc)
+    for name in wanted:
+        if name not in out:
+            out[name] = _one_table(name, cfg, **context, **sheet)
+    return {name: out[name] for name in wanted}
 
 
 def _arm_order(arms: Sequence[str] | None, *tables: pd.DataFrame) -> list[str] | None:
@@ -130,6 +189,8 @@ def _one_table(
     visits: Sequence[str],
     patients: pd.DataFrame | None,
     arms: Sequence[str] | None,
+    samples: pd.DataFrame,
+    qc: pd.DataFrame | None,
 ) -> pd.DataFrame:
     """Table ``name`` of :data:`STAT_TABLES` from the long tables and the resolved plan."""
     baseline, alpha = cfg["baseline_visit"], cfg["alpha"]
@@ -153,24 +214,61 @@ def _one_table(
             visits=visits,
             alpha=alpha,
         )
-    if patients is None:  # name == "response"
-        return pd.DataFrame(columns=_RESPONSE_COLUMNS)
+    if patients is None:  # the outcome tables
+        return pd.DataFrame(columns=_OUTCOME_COLUMNS[name])
+    if name in ("availability", "missing_samples"):
+        tabulate = sample_availability if name == "availability" else missing_samples
+        return tabulate(samples, patients, qc=qc, cycle_days=cfg["cycle_days"], arms=arms)
+    response_visit = _checked_response_visit(cfg, visits)
+    if name == "responders":
+        return responder_analysis(
+            fc, patients, response_visit=response_visit, alpha=alpha, arms=arms
+        )
+    return response_table(  # name == "response"
+        fc,
+        patients,
+        response_visit=response_visit,
+        alpha=alpha,
+        arms=_arm_order(arms, fc, patients),
+    )
+
+
+def _checked_response_visit(cfg: Mapping[str, Any], visits: Sequence[str]) -> str:
+    """The resolved ``analysis.response_visit``; a ConfigError when there is none or no sample."""
     if not cfg["response_visit"]:
         raise ConfigError(
             "analysis.response_visit: no visit follows the baseline visits "
-            f"({', '.join(sorted(set(baseline.values())))}); set it to an on-treatment visit"
+            f"({', '.join(sorted(set(cfg['baseline_visit'].values())))}); set it to an "
+            "on-treatment visit"
         )
     if cfg["response_visit"] not in visits:
         raise ConfigError(
             f"analysis.response_visit {cfg['response_visit']!r} is no sample's visit "
             f"(visits: {', '.join(visits)}); set it to an on-treatment visit"
         )
-    return response_table(
+    return cfg["response_visit"]
+
+
+def _survival(
+    cfg: Mapping[str, Any],
+    names: Sequence[str],
+    *,
+    values: pd.DataFrame,
+    fc: pd.DataFrame,
+    visits: Sequence[str],
+    patients: pd.DataFrame,
+    arms: Sequence[str] | None,
+) -> dict[str, pd.DataFrame]:
+    """The tables ``names`` of :data:`SURVIVAL_TABLES`, computed together."""
+    return survival_tables(
         fc,
         patients,
-        response_visit=cfg["response_visit"],
-        alpha=alpha,
-        arms=_arm_order(arms, fc, patients),
+        response_visit=_checked_response_visit(cfg, visits),
+        reference_arm=cfg["reference_arm"],
+        alpha=cfg["alpha"],
+        arms=arms,
+        values=values,
+        tables=names,
     )
 
 
@@ -193,6 +291,8 @@ def write_stats(
     patients_path: str | Path | None = None,
     arms: Sequence[str] | None = None,
     frequencies_of: Sequence[str] | None = None,
+    samples_path: str | Path | None = None,
+    qc_path: str | Path | None = None,
 ) -> dict[str, Path]:
     """Read ``populations.h5ad`` and write the statistics tables as TSV.
 
@@ -212,6 +312,11 @@ def write_stats(
         only.
     arms, frequencies_of
         The config's ``arms`` (in order) and ``frequencies.of`` (see :func:`compute_tables`).
+    samples_path
+        The sample sheet (``samples.tsv``), for ``availability`` and ``missing_samples``; None:
+        the samples of ``populations.h5ad``.
+    qc_path
+        The QC table ``results/qc/samples.tsv`` (samples excluded at gating), or None.
 
     Returns
     -------
@@ -239,6 +344,8 @@ def write_stats(
         tables=list(targets),
         arms=arms,
         frequencies_of=frequencies_of,
+        samples=_read_sheet(samples_path, arms) if samples_path else None,
+        qc=_read_qc(qc_path) if qc_path else None,
     )
     return {name: write_tsv(tables[name], path) for name, path in targets.items()}
 
@@ -255,3 +362,28 @@ def _read_adata(path: str | Path) -> AnnData:
         raise ConfigError(
             f"{path}: cannot be read as an AnnData .h5ad file ({first}); re-run the aggregation"
         ) from None
+
+
+def _read_sheet(path: str | Path, arms: Sequence[str] | None) -> pd.DataFrame:
+    """The checked sample sheet; its FCS files are not needed here (nor checked)."""
+    from ..io import read_sample_sheet
+
+    return read_sample_sheet(path, arms=arms, check_files=False)
+
+
+def _read_qc(path: str | Path) -> pd.DataFrame:
+    """``results/qc/samples.tsv`` as text; a ConfigError if it cannot be read or lacks a column."""
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(
+            f"{path}: cannot be read as the QC table ({first}); re-run the aggregation"
+        ) from None
+    missing = [c for c in ("sample_id", "status") if c not in table.columns]
+    if missing:
+        raise ConfigError(
+            f"{path}: not a QC table (no column {', '.join(missing)}); re-run the aggregation"
+        )
+    return table
