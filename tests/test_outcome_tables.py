@@ -189,7 +189,9 @@ def _read(path: Path) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 def test_every_table_is_written_and_the_new_ones_have_their_columns(written):
     assert list(written) == list(stats.STAT_TABLES)
-    assert list(stats.STAT_TABLES) == OLD_TABLES + list(NEW_COLUMNS)
+    expected = [*OLD_TABLES[:6], "mmrm", OLD_TABLES[6], *NEW_COLUMNS]
+    assert list(stats.STAT_TABLES) == expected
+    assert list(_read(written["mmrm"]).columns) == list(stats.MMRM_COLUMNS)
     for name, columns in NEW_COLUMNS.items():
         table = _read(written[name])
         assert list(table.columns) == columns, name

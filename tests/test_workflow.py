@@ -281,7 +281,7 @@ def test_strategy_or_mapping_change_reruns_gating_and_what_follows_only(demo, tm
     )
     assert planned_jobs(work) == {}
 
-    downstream = {"aggregate", "stats", "figures", "gating_qc", "events", "all"}
+    downstream = {"aggregate", "stats", "figures", "km_figures", "gating_qc", "events", "all"}
     # a changed gate: the file changes
     text = strategy.read_text()
     time.sleep(0.05)

@@ -147,6 +147,8 @@ def final_outputs():
     ]
     outputs += [f"results/stats/{name}.tsv" for name in STAT_TABLES]
     outputs += [
-        f"results/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")
+        f"results/figures/{name}.{ext}"
+        for name in FIGURES + KM_FIGURES
+        for ext in ("png", "pdf")
     ]
     return outputs

@@ -7,6 +7,7 @@ STAT_TABLES = [
     "change_from_baseline",
     "arm_comparison",
     "mixed_model",
+    "mmrm",
     "response",
     "cox",
     "km",
@@ -19,10 +20,9 @@ STAT_TABLES = [
 
 rule stats:
     """Change from baseline of every analysed feature (populations, ratios, MFIs) from each
-    compartment's baseline, arm comparison, mixed models, summaries and the outcome link
-    (response, responders within and across arms, Cox and Kaplan-Meier of the early change), and
-    the samples expected, taken and missing per visit, as tidy tables (each q-value names its
-    family).
+    compartment's baseline, arm comparison, mixed models and the MMRM, summaries and the outcome
+    link (response, responders within and across arms, Cox and Kaplan-Meier of the early change),
+    and the samples expected, taken and missing per visit, as tidy tables.
     """
     input:
         h5ad="results/counts/populations.h5ad",

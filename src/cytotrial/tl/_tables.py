@@ -60,6 +60,7 @@ from ._availability import (
 from ._compare import arm_comparison, summary_table, within_arm_changes
 from ._measures import _measure_table, log2_fold_changes, missing_baselines
 from ._mixed import mixed_models
+from ._mmrm import mmrm_models
 from ._responders import _RESPONDER_COLUMNS, responder_analysis
 from ._response import _RESPONSE_COLUMNS, read_patients, response_table
 from ._survival import (
@@ -83,6 +84,7 @@ STAT_TABLES: tuple[str, ...] = (
     "change_from_baseline",
     "arm_comparison",
     "mixed_model",
+    "mmrm",
     "response",
     "cox",
     "km",
@@ -209,6 +211,14 @@ def _one_table(
     if name == "mixed_model":
         return mixed_models(
             values,
+            reference_arm=cfg["reference_arm"],
+            baseline_visit=baseline,
+            visits=visits,
+            alpha=alpha,
+        )
+    if name == "mmrm":
+        return mmrm_models(
+            fc,
             reference_arm=cfg["reference_arm"],
             baseline_visit=baseline,
             visits=visits,
