@@ -25,6 +25,7 @@ rule figures:
         log2fc="results/stats/log2fc.tsv",
         summary="results/stats/summary.tsv",
         arm_comparison="results/stats/arm_comparison.tsv",
+        mmrm="results/stats/mmrm.tsv",
     output:
         **{
             f"{name}_{ext}": (

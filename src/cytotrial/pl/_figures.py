@@ -39,7 +39,7 @@ FIGURES: tuple[str, ...] = ("trajectories", "patient_lines", "effect_heatmap")
 FIGURE_TABLES: dict[str, tuple[str, ...]] = {
     "trajectories": ("summary",),
     "patient_lines": ("log2fc",),
-    "effect_heatmap": ("arm_comparison", "summary"),
+    "effect_heatmap": ("arm_comparison", "summary", "mmrm"),
 }
 
 _TEXT, _INT, _FLOAT = "object", "int64", "float64"
@@ -100,6 +100,18 @@ _TABLE_DTYPES: dict[str, dict[str, str]] = {
         "ci_high": _FLOAT,
         "p_value": _FLOAT,
         "q_value": _FLOAT,
+    },
+    # the heatmap stars the cells whose MMRM arm difference is significant in the primary family
+    "mmrm": {
+        "population": _TEXT,
+        "compartment": _TEXT,
+        "measure": _TEXT,
+        "visit": _TEXT,
+        "contrast": _TEXT,
+        "estimate": _FLOAT,
+        "p_value": _FLOAT,
+        "q_value": _FLOAT,
+        "family": _TEXT,
     },
 }
 
@@ -204,6 +216,7 @@ def _draw(
         tables["arm_comparison"],
         alpha=cfg["alpha"],
         visits=_visit_order(tables["summary"]),
+        primary=tables.get("mmrm"),
         **text,
     )
 

@@ -43,6 +43,29 @@ def _colour_limit(arm_comparison: pd.DataFrame) -> float:
     return limit if limit > 0 else 1.0
 
 
+def _primary_stars(arm_comparison: pd.DataFrame, primary: pd.DataFrame | None) -> pd.DataFrame:
+    """``arm_comparison`` with ``q_value`` the PRIMARY family's q of the same cell (else NaN).
+
+    A cell is matched to the MMRM row of the same feature, compartment, visit and contrast
+    ``<arm> - <reference_arm>`` whose ``family`` starts with ``primary:``; every other cell
+    (secondary or estimate) gets no q-value, so it is not starred.
+    """
+    out = arm_comparison.copy()
+    out["q_value"] = np.nan
+    if primary is None or primary.empty or "family" not in primary.columns:
+        return out
+    rows = primary[primary["family"].astype(str).str.startswith("primary:")]
+    q = {
+        (r.population, r.compartment, r.visit, r.contrast): float(r.q_value)
+        for r in rows.itertuples(index=False)
+    }
+    keys = zip(
+        out["population"], out["compartment"], out["visit"], out["arm"], out["reference_arm"]
+    )
+    out["q_value"] = [q.get((p, c, v, f"{a} - {ref}"), np.nan) for p, c, v, a, ref in keys]
+    return out
+
+
 def _cell_grid(
     cell: pd.DataFrame, pops: Sequence[str], order: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -116,6 +139,7 @@ def plot_effect_heatmap(
     arm_comparison: pd.DataFrame,
     *,
     alpha: float = 0.05,
+    primary: pd.DataFrame | None = None,
     labels: Mapping[str, str] | None = None,
     ratios: Mapping[str, Sequence[str]] | None = None,
     populations: Sequence[str] | None = None,
@@ -125,8 +149,9 @@ def plot_effect_heatmap(
     """Arm effect (difference in log2 fold change, arm minus reference) by feature and visit.
 
     One panel per compartment (columns) and treatment arm (rows); one row of cells per feature;
-    cells show the Hodges-Lehmann shift, ``*`` marks q < ``alpha``; a shared colour scale centred
-    on 0.
+    cells show the Hodges-Lehmann shift; ``*`` marks only the cells whose MMRM arm difference is
+    significant in the declared PRIMARY family (q < ``alpha`` there); a shared colour scale
+    centred on 0.
 
     Parameters
     ----------
@@ -134,6 +159,10 @@ def plot_effect_heatmap(
         The ``arm_comparison`` table (:func:`cytotrial.tl.arm_comparison`).
     alpha
         q-value threshold of the ``*``.
+    primary
+        The ``mmrm`` table with its ``family`` column (see :func:`cytotrial.tl.compute_tables`):
+        its ``primary:<compartment>`` rows give the stars. None: no cell is starred (the
+        arm-comparison q-values are secondary).
     labels, ratios
         The config's population labels and ratios: row labels (see :func:`feature_label`).
     populations, compartments
@@ -145,6 +174,7 @@ def plot_effect_heatmap(
     if arm_comparison.empty:
         return _no_comparison()
     pops, comps = _panel_layout(arm_comparison, populations, compartments)
+    arm_comparison = _primary_stars(arm_comparison, primary)
     names = [feature_label(p, labels=labels, ratios=ratios) for p in pops]
     arms = sorted(set(arm_comparison["arm"]))
     limit = _colour_limit(arm_comparison)
@@ -184,5 +214,9 @@ def plot_effect_heatmap(
             fontsize=8,
         )
         bar.ax.tick_params(labelsize=8)
-    fig.suptitle(f"Arm effect by visit  (* q < {alpha:g}, Benjamini-Hochberg)", fontsize=10)
+    fig.suptitle(
+        f"Arm effect by visit  (* q < {alpha:g} in the primary family, MMRM arm difference; "
+        "other cells not starred)",
+        fontsize=10,
+    )
     return fig

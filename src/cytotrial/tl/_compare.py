@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 
 from ._analysis import at_baseline
+from ._families import ESTIMATE, interval_notes, secondary_families
 from ._measures import _sorted, measure_unit
 from ._rank import (
     _rank_sum_p,
     _signed_rank_p,
-    bh_qvalues,
     hodges_lehmann_ci,
     hodges_lehmann_shift_ci,
     t_interval,
@@ -33,13 +33,13 @@ _SUMMARY_COLUMNS = [
 
 _CHANGE_COLUMNS = [
     "population", "compartment", "arm", "visit", "measure", "n", "median_log2fc",
-    "hl_log2fc", "ci_low", "ci_high", "p_value", "q_value",
+    "hl_log2fc", "ci_low", "ci_high", "p_value", "q_value", "family", "note",
 ]  # fmt: skip
 
 _ARM_COLUMNS = [
     "population", "compartment", "visit", "measure", "arm", "reference_arm", "n_arm",
     "n_reference", "median_log2fc_arm", "median_log2fc_reference", "estimate", "ci_low",
-    "ci_high", "p_value", "q_value",
+    "ci_high", "p_value", "q_value", "family", "note",
 ]  # fmt: skip
 
 
@@ -128,9 +128,11 @@ def within_arm_changes(
     -------
     pandas.DataFrame
         Columns ``population, compartment, arm, visit, measure, n, median_log2fc, hl_log2fc,
-        ci_low, ci_high, p_value, q_value``. ``median_log2fc`` is the sample median;
-        ``hl_log2fc`` the Hodges-Lehmann pseudo-median with its exact interval (see
-        :func:`hodges_lehmann_ci`); ``q_value`` Benjamini-Hochberg over the whole table.
+        ci_low, ci_high, p_value, q_value, family, note``. ``median_log2fc`` is the sample
+        median; ``hl_log2fc`` the Hodges-Lehmann pseudo-median with its exact interval (see
+        :func:`hodges_lehmann_ci`). Within-arm changes are estimates, not a declared question:
+        ``family`` is ``estimate`` and ``q_value`` empty (the signed-rank p is descriptive);
+        ``note`` says why a row has a p-value but no interval (too few values).
     """
     data = log2fc[~at_baseline(log2fc, baseline_visit)]
     rows = []
@@ -156,8 +158,10 @@ def within_arm_changes(
                 _day=group["day"].iloc[0],
             )
         )
-    table = pd.DataFrame(rows, columns=_CHANGE_COLUMNS[:-1] + ["_cycle", "_day"])
-    table["q_value"] = bh_qvalues(table["p_value"].to_numpy(dtype=float))
+    table = pd.DataFrame(rows, columns=_CHANGE_COLUMNS[:-3] + ["_cycle", "_day"])
+    table["q_value"] = np.nan
+    table["family"] = ESTIMATE
+    table["note"] = interval_notes(table, table["n"].to_numpy(), alpha=alpha)
     populations = list(dict.fromkeys(log2fc["population"]))
     table = _sorted(
         table,
@@ -193,9 +197,11 @@ def arm_comparison(
     pandas.DataFrame
         Columns ``population, compartment, visit, measure, arm, reference_arm, n_arm,
         n_reference, median_log2fc_arm, median_log2fc_reference, estimate, ci_low, ci_high,
-        p_value, q_value``. ``estimate`` is the Hodges-Lehmann shift (median of all pairwise
-        differences) with its exact interval (see :func:`hodges_lehmann_shift_ci`); ``p_value``
-        two-sided Mann-Whitney; ``q_value`` Benjamini-Hochberg over the whole table.
+        p_value, q_value, family, note``. ``estimate`` is the Hodges-Lehmann shift (median of
+        all pairwise differences) with its exact interval (see :func:`hodges_lehmann_shift_ci`);
+        ``p_value`` two-sided Mann-Whitney; ``q_value`` Benjamini-Hochberg within ``family``
+        ``secondary:arm_comparison:<compartment>`` (the declared primary question is the MMRM
+        arm difference); ``note`` says why a row has a p-value but no interval.
     """
     data = log2fc[~at_baseline(log2fc, baseline_visit)]
     rows = []
@@ -209,8 +215,10 @@ def arm_comparison(
             measure=group["measure"].iloc[0],
         )
         rows += _arm_rows(group, cell, reference_arm=reference_arm, alpha=alpha)
-    table = pd.DataFrame(rows, columns=_ARM_COLUMNS[:-1] + ["_cycle", "_day"])
-    table["q_value"] = bh_qvalues(table["p_value"].to_numpy(dtype=float))
+    table = pd.DataFrame(rows, columns=_ARM_COLUMNS[:-3] + ["_cycle", "_day"])
+    sizes = [f"{a} vs {b}" for a, b in zip(table["n_arm"], table["n_reference"])]
+    table["note"] = interval_notes(table, np.asarray(sizes, dtype=object), alpha=alpha)
+    table = secondary_families("arm_comparison", table, by_compartment=True)
     populations = list(dict.fromkeys(log2fc["population"]))
     table = _sorted(
         table,

@@ -12,8 +12,8 @@ import pandas as pd
 from scipy import stats as sps
 
 from ._analysis import baseline_visits, visit_order
+from ._families import interval_notes, secondary_families
 from ._measures import _sorted
-from ._rank import bh_qvalues
 
 if TYPE_CHECKING:
     from statsmodels.regression.mixed_linear_model import MixedLMResults
@@ -21,10 +21,11 @@ if TYPE_CHECKING:
 __all__ = ["mixed_models"]
 
 _INTERCEPT = "Intercept"
+_FAMILY = ("q_value", "family")
 
 _MIXED_COLUMNS = [
     "population", "compartment", "measure", "term", "estimate", "ci_low", "ci_high", "p_value",
-    "q_value", "n_obs", "n_patients", "converged", "random_intercept_var", "note",
+    "q_value", "family", "n_obs", "n_patients", "converged", "random_intercept_var", "note",
 ]  # fmt: skip
 
 
@@ -219,9 +220,11 @@ def mixed_models(
     -------
     pandas.DataFrame
         Columns ``population, compartment, measure, term, estimate, ci_low, ci_high, p_value,
-        q_value, n_obs, n_patients, converged, random_intercept_var, note``. Wald z tests; the
-        intercept gets no p-value and no q-value; q-values are Benjamini-Hochberg over all other
-        terms of the table. A model that cannot be fitted gives one row with ``term`` =
+        q_value, family, n_obs, n_patients, converged, random_intercept_var, note``. Wald z
+        tests; the intercept gets no p-value. The arm x visit terms (the arm difference in the
+        change from baseline) form the family ``secondary:mixed_model:<compartment>``,
+        Benjamini-Hochberg within it; the baseline-imbalance (``arm[A]``) and visit terms are
+        estimates with intervals (``family`` ``estimate``, no q-value). A model that cannot be fitted gives one row with ``term`` =
         ``model``, ``converged`` False and the reason in ``note``.
     """
     if visits is None:
@@ -247,8 +250,12 @@ def mixed_models(
                     population=population, compartment=compartment, measure=measure, **term, **info
                 )
             )
-    table = pd.DataFrame(rows, columns=[c for c in _MIXED_COLUMNS if c != "q_value"])
-    table["q_value"] = bh_qvalues(table["p_value"].to_numpy(dtype=float))
+    table = pd.DataFrame(rows, columns=[c for c in _MIXED_COLUMNS if c not in _FAMILY])
+    table["note"] = interval_notes(
+        table, table["n_patients"].to_numpy(), alpha=alpha, note=table["note"]
+    )
+    interaction = table["term"].astype(str).str.contains(":", regex=False)
+    table = secondary_families("mixed_model", table, by_compartment=True, estimate=~interaction)
     # keep term order within a model: sort only by population and compartment (stable)
     populations = list(dict.fromkeys(values["population"]))
     return _sorted(table[_MIXED_COLUMNS], ["population", "compartment"], populations=populations)

@@ -11,7 +11,8 @@ import pandas as pd
 from scipy import stats as sps
 
 from ..errors import SampleSheetError
-from ._rank import _rank_sum_p, bh_qvalues, hodges_lehmann_shift_ci
+from ._families import ESTIMATE, interval_notes, secondary_families
+from ._rank import _rank_sum_p, hodges_lehmann_shift_ci
 
 __all__ = ["RESPONSE_CATEGORIES", "read_patients", "response_table"]
 
@@ -22,7 +23,7 @@ _RESPONDERS = ("CR", "PR")
 _RESPONSE_COLUMNS = [
     "analysis", "arm", "compartment", "population", "visit", "n", "n_responders",
     "n_non_responders", "median_log2fc_responders", "median_log2fc_non_responders",
-    "estimate", "ci_low", "ci_high", "p_value", "q_value",
+    "estimate", "ci_low", "ci_high", "p_value", "q_value", "family", "note",
 ]  # fmt: skip
 
 
@@ -71,14 +72,18 @@ def response_table(
     pandas.DataFrame
         One tidy table, ``analysis`` telling the row kind. Columns ``analysis, arm, compartment,
         population, visit, n, n_responders, n_non_responders, median_log2fc_responders,
-        median_log2fc_non_responders, estimate, ci_low, ci_high, p_value, q_value``.
+        median_log2fc_non_responders, estimate, ci_low, ci_high, p_value, q_value, family,
+        note``.
 
         ``objective_response_rate`` rows: per arm of ``patients``, responders (CR/PR) over all
-        listed patients (NE counted as non-responder), Clopper-Pearson interval; no test.
-        ``early_change`` rows: per arm and for all arms pooled (``arm`` = ``all``), per
-        compartment and feature (``population``), the log2 fold change at ``response_visit`` in responders
-        (CR/PR) minus non-responders (SD/PD; NE left out): Hodges-Lehmann shift, exact interval,
-        two-sided Mann-Whitney p; q-values Benjamini-Hochberg over the early-change rows.
+        listed patients (NE counted as non-responder), Clopper-Pearson interval; no test
+        (``family`` ``estimate``). ``early_change`` rows: within each arm (no pooled rows: the
+        arms differ in response rate, so pooling confounds response with arm; the arm-adjusted
+        analysis is the ``responders`` table), per compartment and feature (``population``), the
+        log2 fold change at ``response_visit`` in responders (CR/PR) minus non-responders
+        (SD/PD; NE left out): Hodges-Lehmann shift, exact interval, two-sided Mann-Whitney p;
+        q-values Benjamini-Hochberg within the family ``secondary:response``. ``note`` says why
+        a row with a p-value has no interval.
 
     Raises
     ------
@@ -95,8 +100,11 @@ def response_table(
         log2fc, clinical, arm_order, response_visit=response_visit, alpha=alpha
     )
     change = pd.DataFrame(change_rows, columns=_RESPONSE_COLUMNS)
-    change["q_value"] = bh_qvalues(change["p_value"].to_numpy(dtype=float))
-    parts = [pd.DataFrame(orr_rows, columns=_RESPONSE_COLUMNS)]
+    change["note"] = interval_notes(change, change["n"].to_numpy(), alpha=alpha)
+    change = secondary_families("response", change)
+    rates = pd.DataFrame(orr_rows, columns=_RESPONSE_COLUMNS)
+    rates["family"], rates["note"] = ESTIMATE, ""
+    parts = [rates]
     if change_rows:  # pandas deprecates concatenating an empty frame (its dtypes would count)
         parts.append(change)
     table = pd.concat(parts, ignore_index=True)
@@ -174,8 +182,8 @@ def _early_change_rows(
             ]
             if cell.empty:
                 continue
-            for arm in list(arm_order) + ["all"]:
-                group = cell if arm == "all" else cell[cell["arm"] == arm]
+            for arm in arm_order:
+                group = cell[cell["arm"] == arm]
                 r = group.loc[group["status"] == "responder", "log2fc"].to_numpy(dtype=float)
                 nr = group.loc[group["status"] == "non_responder", "log2fc"].to_numpy(dtype=float)
                 if len(r) + len(nr) == 0:

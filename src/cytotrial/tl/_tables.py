@@ -38,7 +38,15 @@ written with 6 significant digits):
     (:func:`sample_availability`, :func:`missing_samples`).
 
 The tables from ``response`` on need the patients table (without it: a header only).
-Benjamini-Hochberg q-values are computed within each table.
+
+Declared multiplicity (:mod:`._families`): every table with p-values has a ``family`` column
+naming the family its ``q_value`` belongs to, and q is computed within that family only. The
+primary family ``primary:<compartment>`` is the MMRM arm difference at each on-treatment visit
+of the ``analysis.primary`` features, corrected by ``analysis.primary.correction`` (Holm by
+default); other tests are in secondary families (``secondary:<table>[:<compartment>]``,
+Benjamini-Hochberg); within-arm changes, adjusted means, baseline-imbalance and visit terms,
+model covariates and Kaplan-Meier splits are estimates with intervals (``estimate``, no q-value).
+A row with a p-value but no interval says why in ``note``.
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ from ._availability import (
     sample_availability,
 )
 from ._compare import arm_comparison, summary_table, within_arm_changes
+from ._families import mmrm_families, secondary_families, with_family_columns
 from ._measures import _measure_table, log2_fold_changes, missing_baselines
 from ._mixed import mixed_models
 from ._mmrm import mmrm_models
@@ -97,10 +106,10 @@ STAT_TABLES: tuple[str, ...] = (
 # The tables that need the patients table: their columns, for the header-only table without it.
 _OUTCOME_COLUMNS: dict[str, list[str]] = {
     "response": _RESPONSE_COLUMNS,
-    "cox": _COX_COLUMNS,
-    "km": _KM_COLUMNS,
+    "cox": with_family_columns(_COX_COLUMNS),
+    "km": with_family_columns(_KM_COLUMNS, p_column="logrank_p"),
     "survival_missing": _MISSING_COLUMNS,
-    "responders": _RESPONDER_COLUMNS,
+    "responders": with_family_columns(_RESPONDER_COLUMNS),
     "availability": _AVAILABILITY_COLUMNS,
     "missing_samples": _LISTING_COLUMNS,
 }
@@ -167,6 +176,7 @@ def compute_tables(
     context = dict(values=values, fc=fc, visits=visits, patients=patients, arms=arms)
     survival = [name for name in wanted if name in SURVIVAL_TABLES]
     out = _survival(cfg, survival, **context) if survival and patients is not None else {}
+    out = {name: _families(name, table, cfg) for name, table in out.items()}
     sheet = dict(samples=obs if samples is None else samples, qc=qc)
     for name in wanted:
         if name not in out:
@@ -217,13 +227,14 @@ def _one_table(
             alpha=alpha,
         )
     if name == "mmrm":
-        return mmrm_models(
+        table = mmrm_models(
             fc,
             reference_arm=cfg["reference_arm"],
             baseline_visit=baseline,
             visits=visits,
             alpha=alpha,
         )
+        return _families(name, table, cfg)
     if patients is None:  # the outcome tables
         return pd.DataFrame(columns=_OUTCOME_COLUMNS[name])
     if name in ("availability", "missing_samples"):
@@ -231,9 +242,10 @@ def _one_table(
         return tabulate(samples, patients, qc=qc, cycle_days=cfg["cycle_days"], arms=arms)
     response_visit = _checked_response_visit(cfg, visits)
     if name == "responders":
-        return responder_analysis(
+        table = responder_analysis(
             fc, patients, response_visit=response_visit, alpha=alpha, arms=arms
         )
+        return _families(name, table, cfg)
     return response_table(  # name == "response"
         fc,
         patients,
@@ -241,6 +253,37 @@ def _one_table(
         alpha=alpha,
         arms=_arm_order(arms, fc, patients),
     )
+
+
+def _primary_populations(cfg: Mapping[str, Any]) -> list[str]:
+    """``analysis.primary.populations`` (empty: every analysed feature); each must be analysed."""
+    chosen = list(cfg["primary"]["populations"]) or list(cfg["populations"])
+    unknown = [p for p in chosen if p not in cfg["populations"]]
+    if unknown:
+        raise ConfigError(
+            f"analysis.primary.populations: {', '.join(unknown)} not analysed "
+            f"(analysis.populations: {', '.join(cfg['populations'])}); list analysed features"
+        )
+    return chosen
+
+
+def _families(name: str, table: pd.DataFrame, cfg: Mapping[str, Any]) -> pd.DataFrame:
+    """Table ``name`` with its ``family`` and within-family ``q_value`` (see :mod:`._families`)."""
+    if name == "mmrm":
+        return mmrm_families(
+            table,
+            reference_arm=cfg["reference_arm"],
+            primary_populations=_primary_populations(cfg),
+            correction=cfg["primary"]["correction"],
+        )
+    if name == "responders":
+        return secondary_families(name, table)
+    if name == "cox":  # the early change is the question; the arm term is a covariate
+        return secondary_families(name, table, estimate=table["term"] != "log2fc")
+    if name == "km":  # a descriptive split; the Cox model's early-change term is the test
+        estimate = pd.Series(True, index=table.index)
+        return secondary_families(name, table, estimate=estimate, p_column="logrank_p")
+    return table
 
 
 def _checked_response_visit(cfg: Mapping[str, Any], visits: Sequence[str]) -> str:
