@@ -210,6 +210,34 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return run_benchmark(args)
 
 
+def _cmd_bench_stats(args: argparse.Namespace) -> int:
+    from ._bench_stats import run_bench_stats
+
+    return run_bench_stats(args)
+
+
+def _add_bench_stats(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser(
+        "bench-stats",
+        help="calibration of the statistics tables on simulated trials: type I error, CI "
+        "coverage, family-wise error, power",
+    )
+    bench.add_argument("--trials", type=int, default=200, help="trials per scenario and size")
+    bench.add_argument(
+        "--per-arm", type=int, nargs="+", default=[12, 24], metavar="N", help="patients per arm"
+    )
+    bench.add_argument("--seed", type=int, default=0, help="random seed")
+    bench.add_argument(
+        "--effects",
+        type=float,
+        nargs="+",
+        default=[1.5, 2.0],
+        metavar="X",
+        help="fold changes of the planted arm effect (1.0 is skipped)",
+    )
+    bench.set_defaults(func=_cmd_bench_stats)
+
+
 def _add_simulate(sub: argparse._SubParsersAction, demo: dict) -> None:
     sim = sub.add_parser(
         "simulate", help="write a simulated trial (FCS files, sample sheet, truth)"
@@ -329,6 +357,7 @@ def _parser() -> argparse.ArgumentParser:
     docs.set_defaults(func=_cmd_config_docs)
 
     _add_bench(sub, demo)
+    _add_bench_stats(sub)
     return parser
 
 

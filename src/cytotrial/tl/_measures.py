@@ -10,6 +10,9 @@ Everything starts from ``populations.h5ad`` (samples x populations). A feature's
 
 Values are analysed on the log2 scale, so that a change from baseline is a log2 ratio of a patient's
 value to the same patient's value at the compartment's baseline visit.
+
+Zeros have no log2; each is offset against its own denominator in the same sample, so that no
+sample's value depends on another sample or patient (see :data:`ZERO_RULE`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pandas as pd
 from scipy import sparse
 
 from ..errors import ConfigError
+from ._aggregate import _row_parents
 from ._analysis import _validated, at_baseline, baseline_visits, feature_kinds
 
 if TYPE_CHECKING:
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MEASURES",
     "MEASURE_UNITS",
+    "ZERO_RULE",
     "log2_fold_changes",
     "measure_table",
     "measure_unit",
@@ -48,6 +53,16 @@ MEASURE_UNITS: dict[str, str] = {
     "ratio": "ratio of counts",
     "mfi": "median fluorescence intensity",
 }
+
+#: How a zero gets a log2 value, from that sample's own counts only (one sentence per measure).
+ZERO_RULE: str = (
+    "A zero count is offset against its own denominator in the same sample before the logarithm: "
+    "freq_parent and freq_<ref> of a zero count are (0 + 0.5) / (denominator count + 1), per_ul "
+    "that fraction of the absolute reference times lymphocytes_per_ul, a ratio with a zero "
+    "numerator (0 + 0.5) / (denominator count + 0.5); event counts get analysis.pseudocount "
+    "added; non-zero values are unchanged. A zero whose denominator count is unknown has no "
+    "log2 value."
+)
 
 _MEASURE_COLUMNS = [
     "sample_id", "patient_id", "arm", "compartment", "population", "visit", "cycle", "day",
@@ -111,8 +126,10 @@ def measure_table(
         and ``missing`` then says why when it is known (else ""); a feature without any value in
         a compartment (not gated in that panel) has no rows there. ``log2_value`` is
         ``log2(count + pseudocount)`` for the ``count`` measure and ``log2(median)`` for ``mfi``;
-        for the other measures zeros are replaced by half the smallest positive value of that
-        feature in that compartment before taking log2.
+        for the other measures ``log2(value)``, where a zero (a zero count) is first offset
+        against its own denominator in the same sample (:data:`ZERO_RULE`), so that a
+        sample's ``log2_value`` depends only on that sample's counts. ``value`` itself stays the
+        measured one (0).
 
     Raises
     ------
@@ -197,6 +214,10 @@ def _compartment_frames(
         if np.isnan(raw).all():
             continue  # not gated in this compartment's panel
         value = np.where(raw > 0, raw, np.nan) if kind == "mfi" else raw
+        offset = _zero_offsets(adata, rows, feature, kind, own, value)
+        log2_value = _log2(value, measure=own, pseudocount=cfg["pseudocount"], offset=offset)
+        causes = _causes(raw, feature, kind, own, meta)
+        causes[(value == 0) & np.isnan(log2_value)] = "zero with unknown denominator"
         frames.append(
             pd.DataFrame(
                 {
@@ -210,9 +231,9 @@ def _compartment_frames(
                     "day": meta["day"].to_numpy(),
                     "measure": own,
                     "value": value,
-                    "log2_value": _log2(value, measure=own, pseudocount=cfg["pseudocount"]),
+                    "log2_value": log2_value,
                     "qc_flags": meta["qc_flags"].to_numpy(),
-                    "missing": _causes(raw, feature, kind, own, meta),
+                    "missing": causes,
                 }
             )
         )
@@ -225,8 +246,10 @@ def _compartment_frames(
     return frames
 
 
-def _log2(values: np.ndarray, *, measure: str, pseudocount: float) -> np.ndarray:
-    """log2 of a measure; zeros handled as documented in :func:`measure_table`."""
+def _log2(
+    values: np.ndarray, *, measure: str, pseudocount: float, offset: np.ndarray | None = None
+) -> np.ndarray:
+    """log2 of a measure; a zero takes its ``offset`` value (:data:`ZERO_RULE`), NaN: no log2."""
     values = np.asarray(values, dtype=float)
     out = np.full(values.shape, np.nan)
     valid = np.isfinite(values) & (values >= 0)
@@ -234,11 +257,69 @@ def _log2(values: np.ndarray, *, measure: str, pseudocount: float) -> np.ndarray
         out[valid] = np.log2(values[valid] + pseudocount)
         return out
     positive = valid & (values > 0)
-    if measure == "mfi" or not positive.any():
-        out[positive] = np.log2(values[positive])
+    out[positive] = np.log2(values[positive])
+    if measure == "mfi" or offset is None:
         return out
-    floor = values[positive].min() / 2.0
-    out[valid] = np.log2(np.where(values[valid] > 0, values[valid], floor))
+    zero = valid & (values == 0) & np.isfinite(offset) & (offset > 0)
+    out[zero] = np.log2(offset[zero])
+    return out
+
+
+def _zero_offsets(
+    adata: AnnData, rows: np.ndarray, feature: str, kind: str, measure: str, value: np.ndarray
+) -> np.ndarray | None:
+    """The value each zero of a feature takes before log2 (:data:`ZERO_RULE`); NaN: unknown."""
+    if measure in ("count", "mfi") or not (np.asarray(value) == 0).any():
+        return None
+    counts = _dense(adata.X[rows]) if len(rows) else np.empty((0, adata.n_vars))
+    names = [str(v) for v in adata.var_names]
+    if kind == "ratio":
+        pair = dict(adata.uns.get("ratios", {})).get(feature)
+        if pair is None or str(pair[1]) not in names:
+            return np.full(len(rows), np.nan)
+        return 0.5 / (counts[:, names.index(str(pair[1]))] + 0.5)
+    if measure == "freq_parent":
+        return 0.5 / (_parent_counts(adata, rows, feature, counts, names) + 1.0)
+    if measure.startswith("freq_"):
+        reference = measure[len("freq_") :]
+        if reference not in names:
+            return np.full(len(rows), np.nan)
+        return 0.5 / (counts[:, names.index(reference)] + 1.0)
+    if measure == "per_ul" and "lymphocytes_per_ul" in adata.obs.columns:
+        per_ul = _dense(adata.layers["per_ul"][rows]) if len(rows) else counts * np.nan
+        lymphocytes = pd.to_numeric(adata.obs["lymphocytes_per_ul"], errors="coerce")
+        lymphocytes = lymphocytes.to_numpy(dtype=float)[rows]
+        return 0.5 / (_reference_counts(counts, per_ul, lymphocytes) + 1.0) * lymphocytes
+    return np.full(len(rows), np.nan)
+
+
+def _parent_counts(
+    adata: AnnData, rows: np.ndarray, feature: str, counts: np.ndarray, names: list[str]
+) -> np.ndarray:
+    """Each sample's count of its panel's parent of ``feature`` (NaN: a top population)."""
+    j = names.index(feature)
+    panels = adata.obs["panel"].astype(str).to_numpy()[rows] if "panel" in adata.obs else None
+    parents = _row_parents(adata.var, j, panels, len(rows))
+    out = np.full(len(rows), np.nan)
+    for i, parent in enumerate(parents):
+        if parent in names:
+            out[i] = counts[i, names.index(parent)]
+    return out
+
+
+def _reference_counts(
+    counts: np.ndarray, per_ul: np.ndarray, lymphocytes: np.ndarray
+) -> np.ndarray:
+    """Each sample's count of the absolute reference, from its own non-zero ``per_ul`` values.
+
+    ``per_ul = count / reference count x lymphocytes_per_ul``, so any population of the sample
+    with a positive count and ``per_ul`` gives the reference count; the largest count is used.
+    """
+    out = np.full(len(counts), np.nan)
+    usable = np.isfinite(counts) & (counts > 0) & np.isfinite(per_ul) & (per_ul > 0)
+    for i in np.flatnonzero(usable.any(axis=1)):
+        k = np.flatnonzero(usable[i])[np.argmax(counts[i, usable[i]])]
+        out[i] = np.round(counts[i, k] * lymphocytes[i] / per_ul[i, k])
     return out
 
 
