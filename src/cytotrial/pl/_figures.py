@@ -39,8 +39,12 @@ FIGURES: tuple[str, ...] = ("trajectories", "patient_lines", "effect_heatmap")
 FIGURE_TABLES: dict[str, tuple[str, ...]] = {
     "trajectories": ("summary",),
     "patient_lines": ("log2fc",),
-    "effect_heatmap": ("arm_comparison", "summary", "mmrm"),
+    "effect_heatmap": ("arm_comparison", "summary"),
 }
+
+#: Tables a figure uses when they are there: the heatmap stars the cells whose MMRM arm
+#: difference is significant in the primary family (no ``mmrm`` table: no stars).
+OPTIONAL_TABLES: dict[str, tuple[str, ...]] = {"effect_heatmap": ("mmrm",)}
 
 _TEXT, _INT, _FLOAT = "object", "int64", "float64"
 
@@ -322,6 +326,10 @@ def write_figures(
     _check_names(list(targets))
     cfg = resolve_analysis(analysis)
     frames = read_stat_tables(tables, _tables_for(list(targets)))
+    for name in {opt for target in targets for opt in OPTIONAL_TABLES.get(target, ())}:
+        given = tables.get(name) if isinstance(tables, Mapping) else Path(tables) / f"{name}.tsv"
+        if given is not None and Path(given).is_file():
+            frames[name] = read_stat_tables({name: given}, [name])[name]
     style = dict(arm_colors=arm_colors, labels=labels, ratios=ratios)
     written: dict[str, Path] = {}
     for name, target in targets.items():
