@@ -105,7 +105,8 @@ def test_q_values_are_computed_within_their_family_only(tables, name):
         ok = np.isfinite(p)
         method = METHOD[PRIMARY["correction"]] if family.startswith("primary:") else "fdr_bh"
         expected = np.full(len(p), np.nan)
-        expected[ok] = multipletests(p[ok], method=method)[1]
+        if ok.any():  # a family whose tests could not be run has no q-values
+            expected[ok] = multipletests(p[ok], method=method)[1]
         np.testing.assert_allclose(rows["q_value"].to_numpy(dtype=float), expected, rtol=1e-12)
 
 
