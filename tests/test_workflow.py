@@ -235,10 +235,17 @@ def test_demo_recovers_the_true_effects(demo):
     versus = between[(between["compartment"] == "blood") & (between["visit"] == "C1D8")].set_index(
         "population"
     )
+    mmrm = pd.read_csv(demo / "results/stats/mmrm.tsv", sep="\t")
+    primary = mmrm[(mmrm["family"] == "primary:blood") & (mmrm["visit"] == "C1D8")].set_index(
+        "population"
+    )
     for population in ("cd8", "nk", "treg", "cd8_activated"):
+        # within-arm changes are estimates (no q-value); the arm difference is tested in the
+        # declared primary family (MMRM), and in the secondary arm-comparison family
         assert (
-            combo.loc[population, "q_value"] < 0.05 and combo.loc[population, "median_log2fc"] > 0
+            combo.loc[population, "p_value"] < 0.05 and combo.loc[population, "median_log2fc"] > 0
         ), population
+        assert primary.loc[population, "q_value"] < 0.05 and primary.loc[population, "estimate"] > 0
         assert (
             versus.loc[population, "q_value"] < 0.05 and versus.loc[population, "estimate"] > 0
         ), population
@@ -261,6 +268,8 @@ def test_demo_recovers_the_true_effects(demo):
     assert checked >= 10
     tumor = between[between["compartment"] == "tumor"]
     assert len(tumor) > 0 and (tumor["q_value"] >= 0.05).all()
+    tested = mmrm[(mmrm["compartment"] == "tumor") & (mmrm["family"] != "estimate")]
+    assert len(tested) > 0 and (tested["q_value"] >= 0.05).all()
 
 
 def test_second_run_does_nothing(demo):
