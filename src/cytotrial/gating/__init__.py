@@ -16,6 +16,7 @@ from ._samples import (
     GatedBatch,
     compensation_matrix,
     gate_samples,
+    read_and_gate,
     read_for_gating,
 )
 
@@ -37,6 +38,7 @@ __all__ = [
     "marker_channels",
     "panel_gating",
     "population_masks",
+    "read_and_gate",
     "read_for_gating",
     "transformed_events",
 ]

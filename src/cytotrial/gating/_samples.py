@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CytotrialError
-from ._engine import engine_for
+from ._engine import engine_for, gate_events
 from ._mfi import MFI_COLUMNS, marker_channels, mfi_rows
 from ._populations import PanelGating, population_masks
 
@@ -31,6 +31,7 @@ __all__ = [
     "GatedBatch",
     "compensation_matrix",
     "gate_samples",
+    "read_and_gate",
     "read_for_gating",
 ]
 
@@ -92,6 +93,24 @@ def read_for_gating(
         file=Path(fcs).name,
     )
     return data, channel_map
+
+
+def read_and_gate(
+    fcs: str | Path,
+    gating: PanelGating,
+    *,
+    panels: Mapping[str, Sequence[str]] | None = None,
+    compensation: pd.DataFrame | None = None,
+) -> tuple[FCSData, dict[str, str], dict[str, np.ndarray]]:
+    """Read a file and apply every gate of its panel: ``(FCSData, channel_map, memberships)``.
+
+    Raises
+    ------
+    FCSReadError, MissingMarkerError
+        The file cannot be read, or lacks a channel the strategy needs.
+    """
+    data, channel_map = read_for_gating(fcs, gating, panels=panels, compensation=compensation)
+    return data, channel_map, gate_events(data, gating.strategy, channel_map=channel_map)
 
 
 def _gate_one(

@@ -101,16 +101,15 @@ def _read_and_gate(
 ) -> list[_GatedSample]:
     """Read and gate each chosen sample; a sample that cannot be read is left out."""
     from ..errors import CytotrialError
-    from ..gating import gate_events, read_for_gating
+    from ..gating import read_and_gate
 
     rows = []
     for row in chosen.itertuples(index=False):
         gating = gatings[row.panel]
         try:
-            data, channel_map = read_for_gating(
+            data, channel_map, memberships = read_and_gate(
                 row.fcs, gating, panels=panels, compensation=compensation
             )
-            memberships = gate_events(data, gating.strategy, channel_map=channel_map)
         except CytotrialError:
             continue
         rows.append(_GatedSample(row, gating, data, channel_map, memberships))

@@ -166,17 +166,16 @@ def subsample_events(
     import anndata as ad
 
     from ..errors import CytotrialError
-    from ..gating import gate_events, population_masks, read_for_gating
+    from ..gating import population_masks, read_and_gate
 
     rng = np.random.default_rng(seed)
     parts = []
     for row in samples.sort_values("sample_id").itertuples(index=False):
         gating = gatings[row.panel]
         try:
-            data, channel_map = read_for_gating(
+            data, channel_map, memberships = read_and_gate(
                 row.fcs, gating, panels=panels, compensation=compensation
             )
-            memberships = gate_events(data, gating.strategy, channel_map=channel_map)
         except CytotrialError:
             continue
         masks = population_masks(gating, memberships)
