@@ -23,7 +23,6 @@ PRIMARY = {"populations": ["cd8", "cd4"], "correction": "holm"}
 TESTED = {
     "change_from_baseline": "p_value",
     "arm_comparison": "p_value",
-    "mixed_model": "p_value",
     "mmrm": "p_value",
     "response": "p_value",
     "responders": "p_value",
@@ -67,12 +66,6 @@ def test_the_families_of_each_table(tables):
     assert families("arm_comparison") == {
         f"secondary:arm_comparison:{c}" for c in set(tables["arm_comparison"]["compartment"])
     }
-    mm = tables["mixed_model"]
-    interaction = mm["term"].str.contains(":", regex=False)
-    assert set(mm.loc[interaction, "family"]) == {
-        f"secondary:mixed_model:{c}" for c in set(mm.loc[interaction, "compartment"])
-    }
-    assert set(mm.loc[~interaction, "family"]) == {"estimate"}  # imbalance, visit terms
     mmrm = tables["mmrm"]
     difference = mmrm["contrast"] == f"{ARM_A} - {ARM_B}"
     in_primary = difference & mmrm["population"].isin(PRIMARY["populations"])

@@ -58,6 +58,6 @@ def test_plain_install_in_a_fresh_venv_runs_the_demo(tmp_path):
     _run([str(python), "-m", "snakemake", "--cores", "2"], cwd=project, env=env)
     for output in ("counts/populations.h5ad", "counts/populations.tsv", "qc/samples.tsv"):
         assert (project / "results" / output).stat().st_size > 0, output
-    assert (project / "results/stats/mixed_model.tsv").stat().st_size > 0
+    assert (project / "results/stats/mmrm.tsv").stat().st_size > 0
     version = _run([str(venv / "bin" / "cytotrial"), "--version"]).stdout
     assert version.startswith("cytotrial ")

@@ -218,8 +218,8 @@ def test_statistics_and_figures_know_no_population_arm_or_compartment_by_name():
     names = re.compile(r"\b(blood|tumou?r|marrow|cd\d+\w*|treg|nk|bempeg|nivo)\b", re.IGNORECASE)
     modules = sorted((ROOT / "src/cytotrial/pl").glob("*.py")) + [
         ROOT / "src/cytotrial/tl" / f"_{name}.py"
-        for name in ("analysis", "measures", "compare", "mixed", "response", "tables", "rank")
-        + ("crosscheck",)
+        for name in ("analysis", "measures", "compare", "mmrm", "response", "tables", "rank")
+        + ("mmrm_fit", "mmrm_cov", "families", "crosscheck")
     ]
     for path in modules:
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -459,7 +459,7 @@ def test_plots_are_in_pl_and_computing_in_tl():
 
 
 CAPTIONS = [
-    "workflow", "log2fc", "summary", "change_from_baseline", "arm_comparison", "mixed_model",
+    "workflow", "log2fc", "summary", "change_from_baseline", "arm_comparison", "mmrm",
     "response", "missing_baseline", "trajectories", "patient_lines", "effect_heatmap",
 ]  # fmt: skip
 
@@ -479,7 +479,7 @@ def test_captions_render_as_restructuredtext(name):
 
 
 @pytest.mark.parametrize(
-    "name", ["summary", "change_from_baseline", "arm_comparison", "mixed_model", "response"]
+    "name", ["summary", "change_from_baseline", "arm_comparison", "mmrm", "response"]
 )
 def test_table_captions_explain_the_estimate_columns(name):
     text = (REPORT / f"{name}.rst").read_text(encoding="utf-8")

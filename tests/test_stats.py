@@ -165,9 +165,11 @@ def test_patient_without_baseline_is_reported_not_dropped_silently(tables):
     fc = tables["log2fc"]
     assert not ((fc["patient_id"] == "P03") & (fc["compartment"] == "blood")).any()
     assert ((fc["patient_id"] == "P03") & (fc["compartment"] == "tumor")).any()
-    # the mixed model still uses P03's two blood samples: 20 x 3 - 1 observations
-    mm = tables["mixed_model"]
-    assert set(mm.loc[mm["compartment"] == "blood", "n_obs"]) == {59}
+    # the MMRM needs the baseline (its covariate): P03 is left out, 19 patients x 2 visits
+    mmrm = tables["mmrm"]
+    blood = mmrm[mmrm["compartment"] == "blood"]
+    assert set(blood["n_obs"]) == {38}
+    assert set(blood.loc[blood["contrast"] == f"{ARM_A} adjusted mean", "n_patients"]) == {9}
 
 
 def test_baseline_without_value_is_reported(trial):
@@ -268,7 +270,7 @@ def test_missing_values_say_why(trial):
 
 
 @pytest.mark.parametrize(
-    "name", ["log2fc", "summary", "change_from_baseline", "arm_comparison", "mixed_model"]
+    "name", ["log2fc", "summary", "change_from_baseline", "arm_comparison", "mmrm"]
 )
 def test_ratio_and_mfi_rows_are_in_every_table(tables, name):
     table = tables[name]
@@ -394,108 +396,70 @@ def test_arm_comparison_finds_the_difference_with_the_right_sign(trial, tables):
     assert flipped["p_value"] == pytest.approx(row["p_value"])
 
 
-def test_mixed_model_interaction_is_positive_and_significant(tables):
-    mm = tables["mixed_model"]
-    blood = mm[(mm["population"] == "cd8") & (mm["compartment"] == "blood")]
-    assert list(blood["term"]) == [
-        "Intercept", f"arm[{ARM_A}]", "visit[C1D8]", "visit[C2D1]",
-        f"arm[{ARM_A}]:visit[C1D8]", f"arm[{ARM_A}]:visit[C2D1]",
-    ]  # fmt: skip
-    inter = _row(blood, term=f"arm[{ARM_A}]:visit[C1D8]")
-    assert inter["estimate"] > 1.5 and inter["ci_low"] > 0 and inter["q_value"] < 0.05
-    assert bool(inter["converged"]) and inter["n_patients"] == 20
-    assert inter["family"] == "secondary:mixed_model:blood"
-    # visit and baseline-imbalance terms are estimates (no q-value)
-    visit = _row(blood, term="visit[C1D8]")
-    assert visit["p_value"] >= 0.05 and visit["family"] == "estimate"  # nothing planted there
-    imbalance = _row(blood, term=f"arm[{ARM_A}]")
-    assert imbalance["p_value"] >= 0.05  # same baseline in both arms
-    assert np.isnan(imbalance["q_value"]) and imbalance["family"] == "estimate"
-    tumor = _row(mm, population="cd8", compartment="tumor", term=f"arm[{ARM_A}]:visit[C2D1]")
-    assert tumor["ci_low"] < 1.5 < tumor["ci_high"] and tumor["q_value"] < 0.05
-    intercepts = mm[mm["term"] == "Intercept"]
-    assert intercepts["p_value"].isna().all() and intercepts["q_value"].isna().all()
-
-
-def test_mixed_model_survives_degenerate_data(trial):
-    adata = trial.copy()
-    drop = [f"P{i}_blood_C1D8" for i in range(11, 21)]  # reference arm never seen at C1D8 ...
-    adata = adata[~adata.obs_names.isin(drop)].copy()
-    j = list(adata.var_names).index("treg")
-    adata.layers["per_ul"][:, j] = 5.0  # ... and a population that never varies
-    adata.layers["freq_parent"][:, j] = 0.1
-    mm = stats.compute_tables(
-        adata, analysis={**ANALYSIS, "populations": ["cd8", "treg"]}, tables=["mixed_model"]
-    )["mixed_model"]
-    flat = mm[mm["population"] == "treg"]
-    assert list(flat["term"]) == ["model"] * 3  # one per compartment
-    assert not flat["converged"].any() and flat["note"].str.contains("do not vary").all()
-    blood = mm[(mm["population"] == "cd8") & (mm["compartment"] == "blood")]
-    assert f"arm[{ARM_A}]:visit[C1D8]" not in set(blood["term"])
-    assert blood["note"].str.contains(f"not estimable: arm[{ARM_A}]:visit[C1D8]", regex=False).all()
-    assert np.isfinite(_row(blood, term=f"arm[{ARM_A}]:visit[C2D1]")["p_value"])
+def test_mmrm_recovers_the_planted_arm_differences(tables):
+    mmrm = tables["mmrm"]
+    difference = f"{ARM_A} - {ARM_B}"
+    row = _row(mmrm, population="cd8", compartment="blood", visit="C1D8", contrast=difference)
+    # planted 2.0, and 1.0 more in the 4 responders of the 9 combination patients with a baseline
+    truth = EFFECTS[(ARM_A, "blood", "cd8", "C1D8")] + 4 / 9
+    assert row["ci_low"] < truth < row["ci_high"] and row["q_value"] < 0.05
+    assert row["covariance"] == "unstructured" and row["family"] == "primary:blood"
+    later = _row(mmrm, population="cd8", compartment="blood", visit="C2D1", contrast=difference)
+    assert later["p_value"] >= 0.05  # nothing planted there
+    tumor = _row(mmrm, population="cd8", compartment="tumor", visit="C2D1", contrast=difference)
+    truth = EFFECTS[(ARM_A, "tumor", "cd8", "C2D1")]
+    assert tumor["ci_low"] < truth < tumor["ci_high"] and tumor["q_value"] < 0.05
+    assert tumor["covariance"] == "ancova"  # one visit after the tumor baseline
+    means = mmrm[mmrm["contrast"].str.endswith(" adjusted mean")]
+    assert len(means) and set(means["family"]) == {"estimate"} and means["q_value"].isna().all()
 
 
 @pytest.fixture
-def mixedlm_fit(monkeypatch):
-    """Replace statsmodels' ``MixedLM.fit`` by a function of the model and the original fit."""
-    from statsmodels.regression.mixed_linear_model import MixedLM
+def mmrm_fit(monkeypatch):
+    """Replace the REML fit of one covariance structure: ``fake(original, *arguments)``."""
+    from cytotrial.tl import _mmrm_fit
 
-    original = MixedLM.fit
+    original = _mmrm_fit.fit
 
     def install(fake):
-        monkeypatch.setattr(MixedLM, "fit", lambda model, **kw: fake(model, original, **kw))
+        monkeypatch.setattr(_mmrm_fit, "fit", lambda *args: fake(original, *args))
 
     return install
 
 
-def test_failed_fit_is_a_row_with_its_note(trial, mixedlm_fit):
-    # a degenerate design makes statsmodels invert a singular matrix (seen on near-empty cells)
-    def singular(model, original, **kw):
-        raise np.linalg.LinAlgError("Singular matrix")
+def test_failed_fit_is_a_row_with_its_note(trial, tables, mmrm_fit):
+    # every structure fails on the models with two visits (blood): their rows stay, with the
+    # reason; the other models are fitted as before
+    from cytotrial.tl._mmrm_fit import FitError
 
-    mixedlm_fit(singular)
-    values = stats.measure_table(trial, analysis=ANALYSIS)
-    mm = stats.mixed_models(
-        values, reference_arm=ARM_B, baseline_visit=BASELINES, visits=None, alpha=0.05
-    )
-    # 3 features x 3 compartments, and the MFI in blood and tumor only
-    assert len(mm) == 11 and set(mm["term"]) == {"model"}
-    assert (mm["note"] == "fit failed: Singular matrix").all()
-    assert not mm["converged"].any() and mm["p_value"].isna().all()
+    def diverging(original, prob, structure, theta0):
+        if prob.n_visits > 1:
+            raise FitError("REML did not converge")
+        return original(prob, structure, theta0)
+
+    mmrm_fit(diverging)
+    got = stats.compute_tables(trial, analysis=ANALYSIS, tables=["mmrm"])["mmrm"]
+    before = tables["mmrm"]
+    keys = ["population", "compartment", "visit", "contrast"]
+    assert got[keys].equals(before[keys])
+    blood = (got["compartment"] == "blood").to_numpy()
+    pd.testing.assert_frame_equal(got[~blood], before[~blood])
+    failed = got[blood & (before["note"] != "not fitted: the changes do not vary").to_numpy()]
+    structures = ["unstructured", "heterogeneous_toeplitz", "heterogeneous_compound_symmetry"]
+    reason = "; ".join(f"{s}: REML did not converge" for s in [*structures, "compound_symmetry"])
+    assert len(failed) and (failed["note"] == f"not fitted: {reason}").all()
+    assert (failed["covariance"] == "").all()
+    assert failed[["estimate", "se", "df", "p_value", "q_value"]].isna().all().all()
+    assert (failed["n_obs"] == 38).all()
 
 
-def test_programming_error_in_fit_is_not_swallowed(trial, mixedlm_fit):
-    def broken(model, original, **kw):
+def test_programming_error_in_fit_is_not_swallowed(trial, mmrm_fit):
+    def broken(original, *args):
         raise TypeError("fit() got an unexpected keyword argument")
 
-    mixedlm_fit(broken)
+    mmrm_fit(broken)
     with pytest.raises(TypeError, match="unexpected keyword"):
-        stats.compute_tables(trial, analysis=ANALYSIS, tables=["mixed_model"])
-
-
-def test_fit_warnings_go_into_the_note_other_warnings_pass(trial, mixedlm_fit):
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
-
-    def warning(model, original, **kw):
-        warnings.warn(
-            "Gradient optimization failed, |grad| = 0.5", ConvergenceWarning, stacklevel=2
-        )
-        # judged by the code itself (relative to the residual variance), so not noted
-        warnings.warn(
-            "The MLE may be on the boundary of the parameter space.",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
-        warnings.warn("an unrelated deprecation", DeprecationWarning, stacklevel=2)
-        return original(model, **kw)
-
-    mixedlm_fit(warning)
-    with pytest.warns(DeprecationWarning, match="an unrelated deprecation"):
-        mm = stats.compute_tables(trial, analysis=ANALYSIS, tables=["mixed_model"])["mixed_model"]
-    notes = mm["note"]
-    assert notes.str.startswith("Gradient optimization failed, |grad| = 0.5").all()
-    assert not notes.str.contains("boundary|deprecation").any()
+        stats.compute_tables(trial, analysis=ANALYSIS, tables=["mmrm"])
 
 
 def test_summary_counts_and_intervals(trial, tables):
@@ -597,18 +561,24 @@ COLUMNS = {
         "p_value",
         "q_value",
     ],
-    "mixed_model": [
+    "mmrm": [
         "population",
         "compartment",
-        "term",
+        "measure",
+        "visit",
+        "contrast",
         "estimate",
+        "se",
+        "df",
         "ci_low",
         "ci_high",
         "p_value",
         "q_value",
-        "n_obs",
+        "family",
         "n_patients",
-        "converged",
+        "n_obs",
+        "covariance",
+        "note",
     ],
     "response": [
         "analysis",
@@ -640,7 +610,7 @@ def test_tables_have_the_named_columns(tables, name):
     assert len(tables[name]) > 0
 
 
-@pytest.mark.parametrize("name", ["arm_comparison", "mixed_model", "response"])
+@pytest.mark.parametrize("name", ["arm_comparison", "response"])
 def test_q_values_are_benjamini_hochberg(tables, name):
     # within each secondary family (test_families.py checks every family of every table)
     table = tables[name]
@@ -670,7 +640,7 @@ def test_visits_are_in_clinical_order_not_alphabetical(trial):
     out = stats.compute_tables(
         adata,
         analysis={**ANALYSIS, "response_visit": "C1D15"},
-        tables=["summary", "change_from_baseline", "mixed_model"],
+        tables=["summary", "change_from_baseline", "mmrm"],
     )
     cell = out["summary"][
         (out["summary"]["population"] == "cd8")
@@ -684,8 +654,8 @@ def test_visits_are_in_clinical_order_not_alphabetical(trial):
             "visit"
         ]
     ) == ["C1D15", "C10D1"]
-    terms = out["mixed_model"].query("population == 'cd8' and compartment == 'blood'")["term"]
-    assert list(terms)[2:4] == ["visit[C1D15]", "visit[C10D1]"]
+    mmrm = out["mmrm"].query("population == 'cd8' and compartment == 'blood'")
+    assert list(dict.fromkeys(mmrm["visit"])) == ["C1D15", "C10D1"]
 
 
 def test_write_stats_is_deterministic_and_tidy(tmp_path, trial, patients_path):

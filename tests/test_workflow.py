@@ -104,7 +104,7 @@ def test_outputs_follow_the_contract(demo):
         "summary",
         "change_from_baseline",
         "arm_comparison",
-        "mixed_model",
+        "mmrm",
         "response",
         "missing_baseline",
     ):

@@ -1,12 +1,11 @@
-# Statistics: change from baseline, arm comparison, mixed models, outcome link (response,
-# responders, survival) and sample availability.
+# Statistics: change from baseline, arm comparison, MMRM, outcome link (response, responders,
+# survival) and sample availability.
 STAT_TABLES = [
     "log2fc",
     "missing_baseline",
     "summary",
     "change_from_baseline",
     "arm_comparison",
-    "mixed_model",
     "mmrm",
     "response",
     "cox",
@@ -20,9 +19,9 @@ STAT_TABLES = [
 
 rule stats:
     """Change from baseline of every analysed feature (populations, ratios, MFIs) from each
-    compartment's baseline, arm comparison, mixed models and the MMRM, summaries and the outcome
-    link (response, responders within and across arms, Cox and Kaplan-Meier of the early change),
-    and the samples expected, taken and missing per visit, as tidy tables.
+    compartment's baseline, arm comparison, the MMRM (primary longitudinal model), summaries and
+    the outcome link (response, responders within and across arms, Cox and Kaplan-Meier of the
+    early change), and the samples expected, taken and missing per visit, as tidy tables.
     """
     input:
         h5ad="results/counts/populations.h5ad",

@@ -26,7 +26,6 @@ from ._measures import (
     measure_unit,
     missing_baselines,
 )
-from ._mixed import mixed_models
 from ._mmrm import MMRM_COLUMNS, MMRM_COVARIANCES, mmrm, mmrm_models
 from ._rank import bh_qvalues, hodges_lehmann_ci, hodges_lehmann_shift_ci, t_interval
 from ._responders import responder_analysis, stratified_shift_test
@@ -76,7 +75,6 @@ __all__ = [
     "mfi_table",
     "missing_baselines",
     "missing_samples",
-    "mixed_models",
     "mmrm",
     "mmrm_models",
     "populations_long",

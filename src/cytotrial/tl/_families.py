@@ -10,8 +10,8 @@ Every table with p-values has a ``family`` column beside ``q_value``:
     Every other test: Benjamini-Hochberg within the family only.
 ``estimate``
     Estimates with intervals that answer no declared question (within-arm changes, adjusted
-    means, baseline-imbalance and visit terms, covariates of a model): ``q_value`` is empty and
-    nothing is starred; the p-value, where there is one, is descriptive.
+    means, covariates of a model, Kaplan-Meier splits): ``q_value`` is empty and nothing is
+    starred; the p-value, where there is one, is descriptive.
 """
 
 from __future__ import annotations

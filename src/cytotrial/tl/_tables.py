@@ -19,9 +19,12 @@ written with 6 significant digits):
 ``arm_comparison``
     Between arms, Mann-Whitney test of the log2 fold change at each visit, with the Hodges-Lehmann
     shift (arm minus reference arm) and its exact distribution-free interval.
-``mixed_model``
-    Per feature and compartment, a linear mixed model of the log2 value on arm, visit and their
-    interaction with a random intercept per patient.
+``mmrm``
+    The primary longitudinal model, per feature, compartment and measure: an MMRM of the log2
+    change from baseline at every post-baseline visit (unstructured covariance; fallbacks
+    heterogeneous Toeplitz, heterogeneous compound symmetry, compound symmetry; REML,
+    Satterthwaite degrees of freedom), with the arm difference and each arm's adjusted mean
+    change at each visit (:func:`mmrm_models`).
 ``response``
     Objective response rate per arm (Clopper-Pearson interval) and the early change in responders
     versus non-responders (Mann-Whitney, Hodges-Lehmann shift).
@@ -44,8 +47,8 @@ naming the family its ``q_value`` belongs to, and q is computed within that fami
 primary family ``primary:<compartment>`` is the MMRM arm difference at each on-treatment visit
 of the ``analysis.primary`` features, corrected by ``analysis.primary.correction`` (Holm by
 default); other tests are in secondary families (``secondary:<table>[:<compartment>]``,
-Benjamini-Hochberg); within-arm changes, adjusted means, baseline-imbalance and visit terms,
-model covariates and Kaplan-Meier splits are estimates with intervals (``estimate``, no q-value).
+Benjamini-Hochberg); within-arm changes, adjusted means, model covariates and Kaplan-Meier
+splits are estimates with intervals (``estimate``, no q-value).
 A row with a p-value but no interval says why in ``note``.
 """
 
@@ -68,7 +71,6 @@ from ._availability import (
 from ._compare import arm_comparison, summary_table, within_arm_changes
 from ._families import mmrm_families, secondary_families, with_family_columns
 from ._measures import _measure_table, log2_fold_changes, missing_baselines
-from ._mixed import mixed_models
 from ._mmrm import mmrm_models
 from ._responders import _RESPONDER_COLUMNS, responder_analysis
 from ._response import _RESPONSE_COLUMNS, read_patients, response_table
@@ -92,7 +94,6 @@ STAT_TABLES: tuple[str, ...] = (
     "summary",
     "change_from_baseline",
     "arm_comparison",
-    "mixed_model",
     "mmrm",
     "response",
     "cox",
@@ -140,8 +141,9 @@ def compute_tables(
         Output of :func:`read_patients`, or None (then ``response`` and the tables after it in
         :data:`STAT_TABLES` have a header only).
     tables
-        Names from :data:`STAT_TABLES` to compute (default all); the mixed models are the slow
-        part, so leave ``mixed_model`` out when only figures are needed.
+        Names from :data:`STAT_TABLES` to compute (default all); the MMRM and the exact rank
+        tests are the slow part, so leave ``mmrm`` and ``change_from_baseline`` out when they
+        are not needed.
     arms
         The config's arms in order: the default reference arm is the last; response rates, the
         ``responders``, ``km`` and ``availability`` rows follow this order (other arms after it,
@@ -217,14 +219,6 @@ def _one_table(
     if name == "arm_comparison":
         return arm_comparison(
             fc, reference_arm=cfg["reference_arm"], baseline_visit=baseline, alpha=alpha
-        )
-    if name == "mixed_model":
-        return mixed_models(
-            values,
-            reference_arm=cfg["reference_arm"],
-            baseline_visit=baseline,
-            visits=visits,
-            alpha=alpha,
         )
     if name == "mmrm":
         table = mmrm_models(
