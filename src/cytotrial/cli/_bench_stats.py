@@ -1,45 +1,31 @@
 """``cytotrial bench-stats``: calibration of the statistics tables on trials simulated from the truth.
 
-Each trial is drawn like the simulator's (:mod:`cytotrial.sim`) but without events or FCS files:
-per patient, log-normal factors per cell type (shared and individual, as the simulator draws
-them); per sample, abundances = typical baseline x fold change x patient factor x visit noise, the
-cell types of ``n_events`` events drawn multinomially, then doublets and dead cells binomially;
-the truth populations are sums of live singlets of their cell types. The counts go through
-:func:`cytotrial.tl.build_populations` (counts, parents, layers, as the workflow builds them) and
-:func:`cytotrial.tl.compute_tables`. Every patient has every visit (no dropout).
-
-Scenarios: ``null`` (no change at all), ``variable`` (the simulator's BEMPEG+NIVO blood and
-tumor changes in *both* arms, raised per patient to a log-normal responsiveness, so on-treatment
-changes vary between patients but the arms do not differ) and ``effect <x>`` (no change except
-NK cells in BEMPEG+NIVO blood, x-fold at every on-treatment visit).
+Trials, scenarios and outcomes are drawn by :mod:`._bench_trials` (counts from the simulator's
+truth, no events). Each trial goes through :func:`cytotrial.tl.compute_tables` as the workflow
+runs it, and every row of every table with a p-value is a test: ``arm_comparison``, ``mmrm``
+(arm difference), ``change_from_baseline`` (within arm), ``response`` and ``responders`` (early
+change in responders vs non-responders, within arm and arm-adjusted), ``cox`` (hazard ratio of
+the early change, adjusted for arm) and ``km`` (log-rank, high vs low early change within arm).
+For each, the printout gives the type I error (share of true-null tests with p < alpha), the
+coverage of its confidence intervals, the family-wise error of its q-values (the declared
+primary family where the table has one), and, for the planted effect, power and bias.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-# the simulator's model internals: the bench draws truth counts without writing events
 from ..errors import ConfigError
-from ..sim import ARMS, BLOOD_EFFECTS, CELL_TYPES, POPULATIONS, TUMOR_EFFECTS, VISITS
-from ..sim._effects import _BLOOD_BASELINE, _RATES, _TUMOR_BASELINE, _composition
-from ..sim._panel import _LYMPH_SCATTER, _LYMPHOID
-from ..sim._truth import _PARENT, _POPULATION_TYPES
+from ..sim import ARMS
+from ._bench_trials import PLANTED, SCENARIOS, simulate_counts, simulate_patients
 
-if TYPE_CHECKING:
-    from anndata import AnnData
+__all__ = ["ANALYSIS", "TABLES", "bench_stats", "run_bench_stats", "simulate_counts"]
 
-__all__ = ["ANALYSIS", "bench_stats", "run_bench_stats", "simulate_counts"]
-
-EVENTS = {"blood": 20_000, "tumor": 10_000}
-VISIT_SD = {"blood": 0.15, "tumor": 0.25}  # as the simulator's visit noise
-RESPONSIVENESS_SD = 0.5  # log sd of the per-patient exponent of the change ("variable")
-PLANTED = ("blood", "nk")  # the feature of the planted arm effect (per_ul: exactly x-fold)
 FEATURES = ["cd3", "cd4", "cd4_conv", "cd8", "treg", "nk", "cd8_ki67", "cd8_activated", "cd8_treg"]
 ANALYSIS = {
     "baseline_visit": "C1D1",
@@ -51,174 +37,56 @@ ANALYSIS = {
     "pseudocount": 1.0,
     "primary": {"populations": ["cd8", "nk", "treg", "cd8_activated", "cd8_ki67"]},
 }
-_SHEET_COLUMNS = [
-    "sample_id", "patient_id", "arm", "visit", "cycle", "day", "compartment", "lymphocytes_per_ul",
-]  # fmt: skip
-TABLES = ("arm_comparison", "mmrm", "mixed_model", "change_from_baseline")
-
-
-# --------------------------------------------------------------------------------------------
-# simulated counts
-# --------------------------------------------------------------------------------------------
-def _fold(scenario: str, effect: float, compartment: str, arm: str, visit: str) -> dict:
-    """Cell type -> fold change of the typical patient at a visit in a scenario."""
-    if scenario == "variable":
-        if compartment == "blood":
-            return dict(BLOOD_EFFECTS[ARMS[0]].get(visit, {}))
-        return dict(TUMOR_EFFECTS.get(visit, {}))
-    on_treatment = visit != VISITS[compartment][0][0]
-    if scenario == "effect" and (compartment, arm) == (PLANTED[0], ARMS[0]) and on_treatment:
-        return dict.fromkeys(_POPULATION_TYPES[PLANTED[1]], effect)
-    return {}
-
-
-def _patient_factors(rng: np.random.Generator, n: int) -> dict[str, dict[str, np.ndarray]]:
-    """Between-patient log-factors per compartment and cell type (the simulator's spreads)."""
-    shared = {"blood": 0.25 * rng.standard_normal(n), "tumor": 0.6 * rng.standard_normal(n)}
-    factors: dict[str, dict[str, np.ndarray]] = {"blood": {}, "tumor": {}}
-    for cell_type in CELL_TYPES[1:]:
-        individual = rng.standard_normal((2, n))
-        if cell_type in _LYMPHOID:
-            factors["blood"][cell_type] = shared["blood"] + 0.25 * individual[0]
-            factors["tumor"][cell_type] = shared["tumor"] + 0.40 * individual[1]
-        elif cell_type in ("monocyte", "granulocyte"):
-            sd = 0.3 if cell_type == "monocyte" else 0.5
-            factors["blood"][cell_type] = sd * individual[0]
-            factors["tumor"][cell_type] = shared["tumor"] + 0.40 * individual[1]
-        else:
-            factors["tumor"][cell_type] = 0.2 * individual[1]
-    return factors
-
-
-def _truth_counts(
-    rng: np.random.Generator, compartment: str, abundance: Mapping[str, float]
-) -> dict[str, int]:
-    """One sample's true count of every truth population, drawn from its abundances."""
-    rates = {k: rng.uniform(*v) for k, v in _RATES[compartment].items()}
-    composition = _composition(abundance, rates["debris"])
-    p = np.array([composition[t] for t in CELL_TYPES])
-    n_type = dict(zip(CELL_TYPES, rng.multinomial(EVENTS[compartment], p / p.sum())))
-    lymph = [t for t in _LYMPH_SCATTER if n_type[t]]
-    singlets = {t: rng.binomial(n_type[t], 1.0 - rates["doublet"]) for t in lymph}
-    live = {t: rng.binomial(singlets[t], 1.0 - rates["dead"]) for t in lymph}
-    counts = {
-        "lymphocytes": int(sum(n_type[t] for t in lymph)),
-        "singlets": int(sum(singlets.values())),
-        "live": int(sum(live.values())),
-    }
-    for population in POPULATIONS[compartment][3:]:
-        counts[population] = int(sum(live.get(t, 0) for t in _POPULATION_TYPES[population]))
-    return counts
-
-
-def _abundance(
-    rng: np.random.Generator,
-    compartment: str,
-    fold: Mapping[str, float],
-    log_factors: Mapping[str, float],
-) -> dict[str, float]:
-    """One sample's abundances: typical baseline x fold change x patient x visit noise."""
-    baseline = _BLOOD_BASELINE if compartment == "blood" else _TUMOR_BASELINE
-    abundance = {}
-    for cell_type, value in baseline.items():
-        sd = 0.4 if cell_type == "granulocyte" else VISIT_SD[compartment]
-        noise = sd * rng.standard_normal()
-        abundance[cell_type] = (
-            value * fold.get(cell_type, 1.0) * np.exp(log_factors[cell_type] + noise)
-        )
-    return abundance
-
-
-def _count_rows(sample_id: str, compartment: str, counts: Mapping[str, int]) -> list[tuple]:
-    """The gating's count rows of one sample (:data:`cytotrial.tl.COUNT_INPUT_COLUMNS`)."""
-    rows = []
-    for population, count in counts.items():
-        parent = _PARENT[compartment][population] or ""
-        parent_count = counts[parent] if parent else EVENTS[compartment]
-        rows.append(
-            (sample_id, population, f"{compartment}/{population}", parent, count, parent_count)
-        )
-    return rows
-
-
-def simulate_counts(
-    rng: np.random.Generator, n_per_arm: int, scenario: str, effect: float = 1.0
-) -> AnnData:
-    """One simulated trial's ``populations.h5ad`` (see the module docstring).
-
-    Parameters
-    ----------
-    rng
-        The trial's random generator.
-    n_per_arm
-        Patients in each arm.
-    scenario
-        ``null``, ``variable`` or ``effect``.
-    effect
-        Fold change of the planted feature (scenario ``effect``).
-    """
-    from ..tl import build_populations
-
-    n = 2 * n_per_arm
-    arms = [ARMS[0]] * n_per_arm + [ARMS[1]] * n_per_arm
-    factors = _patient_factors(rng, n)
-    spread = RESPONSIVENESS_SD if scenario == "variable" else 0.0
-    responsiveness = np.exp(spread * rng.standard_normal(n))
-    sheet, rows = [], []
-    for i, arm in enumerate(arms):
-        patient = f"P{i + 1:03d}"
-        for compartment, visits in VISITS.items():
-            own = {t: float(f[i]) for t, f in factors[compartment].items()}
-            for visit, cycle, day in visits:
-                fold = _fold(scenario, effect, compartment, arm, visit)
-                fold = {t: x ** responsiveness[i] for t, x in fold.items()}
-                abundance = _abundance(rng, compartment, fold, own)
-                sample_id = f"{patient}_{compartment}_{visit}"
-                per_ul = sum(abundance[t] for t in _LYMPHOID) if compartment == "blood" else np.nan
-                sheet.append((sample_id, patient, arm, visit, cycle, day, compartment, per_ul))
-                counts = _truth_counts(rng, compartment, abundance)
-                rows += _count_rows(sample_id, compartment, counts)
-    sheet = pd.DataFrame(sheet, columns=_SHEET_COLUMNS).set_index("sample_id", drop=False)
-    sheet["panel"] = sheet["compartment"]
-    names = list(dict.fromkeys([*POPULATIONS["tumor"], *POPULATIONS["blood"]]))
-    return build_populations(
-        pd.DataFrame(
-            rows,
-            columns=["sample_id", "population", "gate_path", "parent", "count", "parent_count"],
-        ),
-        sheet,
-        model={name: {"label": name} for name in names},
-        panels=list(VISITS),
-        ratios={"cd8_treg": ["cd8", "treg"]},
-        frequencies=["live"],
-        absolute_reference="live",
-        min_events={},
-    )
+#: The tables whose tests the bench counts.
+TABLES = (
+    "arm_comparison", "mmrm", "change_from_baseline", "response", "responders", "cox", "km",
+)  # fmt: skip
+#: Columns holding each table's estimate and p-value (others: ``estimate``, ``p_value``).
+_ESTIMATE = {"change_from_baseline": "hl_log2fc", "cox": "hazard_ratio", "km": None}
+_P_VALUE = {"km": "logrank_p"}
 
 
 # --------------------------------------------------------------------------------------------
 # the tests of each table and their true values
 # --------------------------------------------------------------------------------------------
 def _tests(name: str, table: pd.DataFrame) -> pd.DataFrame:
-    """The rows of a table that test something, with a ``visit`` and an ``arm`` column."""
+    """The rows of a table that test something, with ``visit`` and ``arm`` columns.
+
+    ``arm`` is ``difference`` for arm differences, the arm for within-arm tests and ``adjusted``
+    for tests stratified or adjusted by arm; ``visit`` is the endpoint for survival.
+    """
     if name == "mmrm":
         rows = table[table["contrast"] == f"{ARMS[0]} - {ARMS[1]}"]
         return rows.assign(arm="difference")
-    if name == "mixed_model":
-        terms = table["term"].astype(str).str.extract(r"^arm\[[^\]]+\]:visit\[([^\]]+)\]$")[0]
-        return table[terms.notna()].assign(visit=terms[terms.notna()], arm="difference")
     if name == "arm_comparison":
         return table.assign(arm="difference")
+    if name == "response":
+        return table[table["analysis"] == "early_change"]
+    if name == "responders":
+        adjusted = table["analysis"] == "arm_adjusted"
+        return table.assign(arm=table["arm"].where(~adjusted, "adjusted"))
+    if name == "cox":
+        return table[table["term"] == "log2fc"].assign(visit=table["endpoint"], arm="adjusted")
+    if name == "km":  # one log-rank test per arm: its "high" row
+        return table[table["group"] == "high"].assign(visit=table["endpoint"])
     return table  # change_from_baseline: one row per arm and visit
 
 
-def _truth(rows: pd.DataFrame, scenario: str, effect: float) -> np.ndarray:
-    """The true value each test row estimates (NaN: not known in this scenario)."""
+def _truth(name: str, rows: pd.DataFrame, scenario: str, effect: float) -> np.ndarray:
+    """The true value each test row estimates (NaN: not known in this scenario).
+
+    Responder and survival tests are null in every scenario (outcomes do not depend on any
+    biomarker within an arm): 0, or a hazard ratio of 1.
+    """
+    if name in ("response", "responders", "km"):
+        return np.zeros(len(rows))
+    if name == "cox":
+        return np.ones(len(rows))
     planted = (rows["compartment"] == PLANTED[0]) & (rows["population"] == PLANTED[1])
     planted &= rows["arm"].isin(["difference", ARMS[0]])
     within = (rows["arm"] != "difference").to_numpy()
     truth = np.zeros(len(rows))
-    if scenario == "effect":
+    if scenario in ("effect", "dropout"):
         truth[planted.to_numpy()] = np.log2(effect)
     if scenario == "variable":
         truth[within] = np.nan  # the within-arm changes are real but not known exactly
@@ -228,12 +96,18 @@ def _truth(rows: pd.DataFrame, scenario: str, effect: float) -> np.ndarray:
 def _collect(
     name: str, table: pd.DataFrame, scenario: str, effect: float, alpha: float
 ) -> pd.DataFrame:
-    """Per test row of one trial's table: rejected (p, q), covered, truth, family."""
+    """Per test row of one trial's table: rejected (p, q), covered, estimate, truth, family."""
     rows = _tests(name, table)
-    truth = _truth(rows, scenario, effect)
-    p = rows["p_value"].to_numpy(dtype=float)
+    truth = _truth(name, rows, scenario, effect)
+    null_value = 1.0 if name == "cox" else 0.0
+    p = rows[_P_VALUE.get(name, "p_value")].to_numpy(dtype=float)
     q = rows["q_value"].to_numpy(dtype=float) if "q_value" in rows else np.full(len(rows), np.nan)
-    low, high = (rows[c].to_numpy(dtype=float) for c in ("ci_low", "ci_high"))
+    column = _ESTIMATE.get(name, "estimate")
+    estimate = rows[column].to_numpy(dtype=float) if column else np.full(len(rows), np.nan)
+    if "ci_low" in rows and name != "km":  # km's interval is of a median survival time
+        low, high = (rows[c].to_numpy(dtype=float) for c in ("ci_low", "ci_high"))
+    else:
+        low = high = np.full(len(rows), np.nan)
     family = rows["family"].astype(str) if "family" in rows else pd.Series(name, index=rows.index)
     return pd.DataFrame(
         {
@@ -241,6 +115,8 @@ def _collect(
             "compartment": rows["compartment"].to_numpy(),
             "visit": rows["visit"].astype(str).to_numpy(),
             "truth": truth,
+            "null": truth == null_value,
+            "estimate": estimate,
             "tested": np.isfinite(p),
             "reject": p < alpha,
             "reject_q": q < alpha,
@@ -264,14 +140,38 @@ def _one_trial(
     from ..tl import compute_tables
 
     adata = simulate_counts(rng, n_per_arm, scenario, effect)
-    # recorded, not hidden: the printout counts them (e.g. a mixed model that did not converge)
+    patients = simulate_patients(rng, n_per_arm)
+    # recorded, not hidden: the printout counts them (e.g. a model that did not converge)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         tables = compute_tables(
-            adata, analysis=ANALYSIS, tables=list(TABLES), arms=list(ARMS), frequencies_of=["live"]
+            adata,
+            analysis=ANALYSIS,
+            patients=patients,
+            tables=list(TABLES),
+            arms=list(ARMS),
+            frequencies_of=["live"],
         )
     frames = [_collect(name, tables[name], scenario, effect, alpha) for name in TABLES]
     return pd.concat(frames, ignore_index=True), [w.category.__name__ for w in caught]
+
+
+def _seeded_trial(
+    task: tuple[list[int], int, str, float, float],
+) -> tuple[pd.DataFrame, list[str]]:
+    """:func:`_one_trial` of one task ``(seed, n_per_arm, scenario, effect, alpha)``."""
+    seed, n, scenario, effect, alpha = task
+    return _one_trial(np.random.default_rng(seed), n, scenario, effect, alpha)
+
+
+def _run(tasks: list, jobs: int) -> list[tuple[pd.DataFrame, list[str]]]:
+    """The trials of ``tasks`` in order, on ``jobs`` processes (each trial has its own seed)."""
+    if jobs <= 1:
+        return [_seeded_trial(task) for task in tasks]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(_seeded_trial, tasks, chunksize=4))
 
 
 def _family_error(rows: pd.DataFrame) -> float:
@@ -281,7 +181,7 @@ def _family_error(rows: pd.DataFrame) -> float:
     family = primary if not primary.empty else tested
     if not family["has_q"].any():
         return np.nan
-    null = family[family["truth"] == 0]
+    null = family[family["null"]]
     return float(
         null.groupby("trial")["reject_q"]
         .any()
@@ -290,15 +190,19 @@ def _family_error(rows: pd.DataFrame) -> float:
     )
 
 
+def _rate(values: pd.Series) -> float:
+    return float(values.mean()) if len(values) else np.nan
+
+
 def _summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per table, compartment and visit (and ``all``): type I error, coverage, FWER, power."""
+    """Per table, compartment and visit (and ``all``): type I error, coverage, FWER, power, bias."""
     out = []
     for (table, compartment), cell in rows.groupby(["table", "compartment"], sort=False):
         visits = list(dict.fromkeys(cell["visit"])) + ["all"]
         for visit in visits:
             part = cell if visit == "all" else cell[cell["visit"] == visit]
-            null = part[(part["truth"] == 0) & part["tested"]]
-            alt = part[np.isfinite(part["truth"]) & (part["truth"] != 0) & part["tested"]]
+            null = part[part["null"] & part["tested"]]
+            alt = part[np.isfinite(part["truth"]) & ~part["null"] & part["tested"]]
             ci = part[part["has_ci"] & np.isfinite(part["truth"])]
             out.append(
                 {
@@ -306,25 +210,33 @@ def _summary(rows: pd.DataFrame) -> pd.DataFrame:
                     "compartment": compartment,
                     "visit": visit,
                     "n_null": len(null),
-                    "type1": null["reject"].mean() if len(null) else np.nan,
-                    "coverage": ci["covered"].mean() if len(ci) else np.nan,
+                    "type1": _rate(null["reject"]),
+                    "coverage": _rate(ci["covered"]),
                     "fwer": _family_error(part) if visit == "all" else np.nan,
                     "n_alt": len(alt),
-                    "power": alt["reject"].mean() if len(alt) else np.nan,
-                    "power_q": alt["reject_q"].mean() if alt["has_q"].any() else np.nan,
+                    "power": _rate(alt["reject"]),
+                    "power_q": _rate(alt["reject_q"]) if alt["has_q"].any() else np.nan,
+                    "bias": _rate(alt["estimate"] - alt["truth"]),
+                    "alt_coverage": _rate(alt.loc[alt["has_ci"], "covered"]),
                 }
             )
     return pd.DataFrame(out)
 
 
 def _configurations(
-    per_arm: Sequence[int], effects: Sequence[float]
+    per_arm: Sequence[int],
+    effects: Sequence[float],
+    scenarios: Sequence[str],
+    dropout_effect: float,
 ) -> list[tuple[str, int, float]]:
     """(scenario, patients per arm, effect) in the order they are run and printed."""
     configs = []
     for n in per_arm:
-        configs += [("null", n, 1.0), ("variable", n, 1.0)]
-        configs += [("effect", n, float(x)) for x in effects if float(x) != 1.0]
+        configs += [(s, n, 1.0) for s in ("null", "variable") if s in scenarios]
+        if "effect" in scenarios:
+            configs += [("effect", n, float(x)) for x in effects if float(x) != 1.0]
+        if "dropout" in scenarios:
+            configs.append(("dropout", n, float(dropout_effect)))
     return configs
 
 
@@ -334,7 +246,10 @@ def bench_stats(
     per_arm: Sequence[int] = (12, 24),
     seed: int = 0,
     effects: Sequence[float] = (1.5, 2.0),
+    scenarios: Sequence[str] = SCENARIOS,
+    dropout_effect: float = 2.0,
     alpha: float = 0.05,
+    jobs: int = 1,
     echo=print,
 ) -> pd.DataFrame:
     """Simulate ``trials`` trials per scenario and print the calibration of every table.
@@ -349,8 +264,14 @@ def bench_stats(
         Seed: the same arguments give the same printout (but the time).
     effects
         Fold changes of the planted arm effect (scenario ``effect``; 1.0 is skipped).
+    scenarios
+        Which of ``null``, ``variable``, ``effect`` and ``dropout`` to run.
+    dropout_effect
+        Fold change of the planted arm effect in scenario ``dropout``.
     alpha
         Level of the tests (p < alpha rejects; q < alpha for the family-wise error).
+    jobs
+        Processes running trials at once (the printout does not depend on it).
     echo
         Where the lines go.
 
@@ -362,15 +283,16 @@ def bench_stats(
     start = time.perf_counter()
     echo(_LEGEND.format(alpha=alpha))
     results, warned = [], []
-    for k, (scenario, n, effect) in enumerate(_configurations(per_arm, effects)):
+    for scenario, n, effect in _configurations(per_arm, effects, scenarios, dropout_effect):
+        # each configuration's trials are seeded by its own name: adding one leaves others alone
+        key = [seed, SCENARIOS.index(scenario), n, round(effect * 1000)]
+        tasks = [([*key, trial], n, scenario, effect, alpha) for trial in range(trials)]
         frames = []
-        for trial in range(trials):
-            rng = np.random.default_rng([seed, k, trial])
-            rows, caught = _one_trial(rng, n, scenario, effect, alpha)
+        for trial, (rows, caught) in enumerate(_run(tasks, jobs)):
             frames.append(rows.assign(trial=trial))
             warned += caught
         summary = _summary(pd.concat(frames, ignore_index=True))
-        label = f"{scenario} x{effect:g}" if scenario == "effect" else scenario
+        label = f"{scenario} x{effect:g}" if scenario in ("effect", "dropout") else scenario
         summary.insert(0, "scenario", label)
         summary.insert(1, "per_arm", n)
         results.append(summary)
@@ -384,19 +306,23 @@ def bench_stats(
 
 
 _LEGEND = """bench-stats: tests of each table on simulated trials (see cytotrial.cli._bench_stats)
-  n_null   tests whose true value is 0 (arm differences; within-arm changes unless 'variable')
+  n_null   true-null tests: arm differences and within-arm changes of unchanged features (not
+           within-arm in 'variable'); every responder and survival test of the early change
   type1    share of them with p < {alpha}
-  coverage share of confidence intervals holding the true value (all tests with a known truth)
+  coverage share of confidence intervals holding the true value (all tests with a known truth;
+           cox: hazard ratio 1)
   fwer     share of trials with q < {alpha} in a true-null test of the family: the primary
            family where the table has one, else the table's q-value family per compartment
   n_alt    tests of the planted effect (NK cells per uL in BEMPEG+NIVO blood)
-  power    share of them with p < {alpha}; power_q: with q < {alpha}"""
+  power    share of them with p < {alpha}; power_q: with q < {alpha}
+  bias     mean estimate minus the true log2 effect; alt_coverage: their CIs' coverage
+  scenario 'dropout x<e>': patients with a small early change stop after C2D1 (missing at random)"""
 
 
 def _format(summary: pd.DataFrame) -> str:
     """The summary as aligned text, rates with 3 decimals, NA as ``-``."""
     shown = summary.copy()
-    for column in ("type1", "coverage", "fwer", "power", "power_q"):
+    for column in ("type1", "coverage", "fwer", "power", "power_q", "bias", "alt_coverage"):
         shown[column] = shown[column].map(lambda v: "-" if pd.isna(v) else f"{v:.3f}")
     return shown.to_string(index=False)
 
@@ -407,7 +333,18 @@ def run_bench_stats(args: argparse.Namespace) -> int:
         raise ConfigError(f"bench-stats: --trials must be at least 1, not {args.trials}")
     if min(args.per_arm) < 3:
         raise ConfigError(f"bench-stats: --per-arm must be at least 3, not {min(args.per_arm)}")
-    if min(args.effects) <= 0:
-        raise ConfigError(f"bench-stats: --effects must be positive, not {min(args.effects)}")
-    bench_stats(trials=args.trials, per_arm=args.per_arm, seed=args.seed, effects=args.effects)
+    if args.jobs < 1:
+        raise ConfigError(f"bench-stats: --jobs must be at least 1, not {args.jobs}")
+    if min(args.effects) <= 0 or args.dropout_effect <= 0:
+        bad = min(*args.effects, args.dropout_effect)
+        raise ConfigError(f"bench-stats: --effects must be positive, not {bad}")
+    bench_stats(
+        trials=args.trials,
+        per_arm=args.per_arm,
+        seed=args.seed,
+        effects=args.effects,
+        scenarios=args.scenarios,
+        dropout_effect=args.dropout_effect,
+        jobs=args.jobs,
+    )
     return 0
