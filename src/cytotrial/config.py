@@ -25,6 +25,7 @@ __all__ = [
     "config_problems",
     "config_reference",
     "defaults",
+    "diagnose_config",
     "load_schema",
     "population_model",
     "reported_populations",
@@ -97,39 +98,50 @@ def resolve_config(config: Mapping) -> dict[str, Any]:
     return _fill_defaults(dict(config), schema, schema)
 
 
-def _first_sentence(text: str) -> str:
-    """The first sentence of a description, on one line (the hint of a one-line message)."""
-    text = " ".join(text.split())
-    end = text.find(". ")
-    return text if end < 0 else text[: end + 1]
+def diagnose_config(
+    config: Mapping, *, base: Path | None = None
+) -> tuple[list[str], dict[str, Any] | None]:
+    """Every problem of a workflow config (one line each) and the config as far as it is usable.
 
+    The schema's problems come first (types, allowed values, unknown keys at every level, each
+    with the nearest known key); the checks a schema cannot make follow, on the config with the
+    faulty keys and values taken out, so one run names every problem.
 
-def _key(path) -> str:
-    return ".".join(str(p) for p in path) or "(top level)"
+    Parameters
+    ----------
+    config
+        The loaded config.
+    base
+        Folder relative paths are relative to (the working directory by default).
 
+    Returns
+    -------
+    tuple
+        The problems, and the usable config with its defaults filled in as :func:`check_config`
+        returns it (``None`` when too much is wrong to check further: a required top-level key
+        missing, or not a mapping).
+    """
+    from ._schema_check import schema_errors, schema_messages, without_faults
 
-def _schema_problems(config: Mapping) -> list[str]:
-    from jsonschema import Draft202012Validator
-
+    if not isinstance(config, Mapping):
+        return ["config: must be a mapping of keys; see config/README.md"], None
     schema = _schema("config")
-    problems = []
-    validator = Draft202012Validator(schema)
-    for error in sorted(validator.iter_errors(dict(config)), key=lambda e: list(e.path)):
-        spec = error.schema if isinstance(error.schema, Mapping) else {}
-        described = error.path and spec.get("description")
-        hint = f" ({_first_sentence(spec['description'])})" if described else ""
-        message = error.message
-        if error.validator == "pattern":  # a regular expression says little to a user
-            message = f"{error.instance!r} is not allowed"
-        problems.append(f"config {_key(error.path)}: {message}{hint}")
-    return problems
+    errors = schema_errors(dict(config), schema)
+    problems = schema_messages(errors)
+    usable = without_faults(config, schema) if errors else dict(config)
+    if usable is None:
+        return problems, None
+    problems += _checks(usable, base=Path(base or "."))
+    return problems, _with_population_defaults(usable)
 
 
 def config_problems(config: Mapping, *, base: Path | None = None) -> list[str]:
     """Every problem of a workflow config, one line each (empty when it is fine).
 
     Checks the schema (types, allowed values, unknown keys) and what a schema cannot: the strategy
-    files exist, the reference arm is one of the arms, a compensation matrix file exists.
+    files exist, the reference arm is one of the arms, a compensation matrix file exists, the arm
+    colours are colours, a channel name belongs to one marker, the references between populations.
+    See :func:`diagnose_config`.
 
     Parameters
     ----------
@@ -138,11 +150,13 @@ def config_problems(config: Mapping, *, base: Path | None = None) -> list[str]:
     base
         Folder relative paths are relative to (the working directory by default).
     """
-    problems = _schema_problems(config)
-    if problems:
-        return problems
-    raw, config = config, resolve_config(config)
-    base = Path(base or ".")
+    return diagnose_config(config, base=base)[0]
+
+
+def _checks(raw: Mapping, *, base: Path) -> list[str]:
+    """What a schema cannot check, on a config that passes the schema."""
+    config = resolve_config(raw)
+    problems = []
     for panel, spec in config["strategies"].items():
         path = Path(spec["strategy"])
         if not (path if path.is_absolute() else base / path).is_file():
@@ -155,7 +169,10 @@ def config_problems(config: Mapping, *, base: Path | None = None) -> list[str]:
         problems.append(
             f"config analysis.reference_arm: {reference!r} is not one of the arms ({', '.join(arms)})"
         )
+    problems += _colour_problems(config["arms"])
+    problems += _alias_problems(config["panels"])
     problems += _population_problems(config, raw)
+    problems += _measure_problems(_with_population_defaults(raw), raw)
     compensation = config["gating"]["compensation"]
     if (
         str(compensation).lower() != "fcs"
@@ -168,24 +185,71 @@ def config_problems(config: Mapping, *, base: Path | None = None) -> list[str]:
     return problems
 
 
+def _colour_problems(arms: Mapping[str, str]) -> list[str]:
+    """Each arm's colour is one matplotlib draws (a name, ``#rrggbb``, ``C0`` ...)."""
+    from matplotlib.colors import is_color_like
+
+    return [
+        f"config arms.{arm}: {colour!r} is not a colour; give a colour name (red), "
+        "#rrggbb or any matplotlib colour"
+        for arm, colour in arms.items()
+        if not is_color_like(colour)
+    ]
+
+
+def _alias_problems(panels: Mapping[str, Any]) -> list[str]:
+    """A channel name listed under two markers (matching ignores case and spacing)."""
+    owner: dict[str, str] = {}
+    problems = []
+    for marker, names in panels.items():
+        names = [names] if isinstance(names, str) else list(names or [])
+        written = {" ".join(str(n).split()).casefold(): str(n) for n in reversed([marker, *names])}
+        for key, name in written.items():
+            if key in owner and owner[key] != marker:
+                problems.append(
+                    f"config panels: the name {name!r} is listed under both {owner[key]!r} and "
+                    f"{marker!r}; a channel name may belong to one marker only"
+                )
+            owner.setdefault(key, marker)
+    return problems
+
+
+def _measure_problems(config: Mapping, raw: Mapping) -> list[str]:
+    """``per_ul`` needs the population ``lymphocytes_per_ul`` counts (``absolute.reference``)."""
+    if config["absolute"]["reference"]:
+        return []
+    given = "is empty" if "reference" in (raw.get("absolute") or {}) else "is not set"
+    return [
+        f"config analysis.measure.{compartment}: per_ul needs absolute.reference (the population "
+        f"the sheet's lymphocytes_per_ul counts), which {given}; set it or use another measure"
+        for compartment, measure in config["analysis"]["measure"].items()
+        if measure == "per_ul"
+    ]
+
+
+def _with_population_defaults(raw: Mapping) -> dict[str, Any]:
+    """The config with defaults filled; defaults naming populations nobody reports are dropped."""
+    resolved = resolve_config(raw)
+    reported = set(reported_populations(resolved))
+    if "frequencies" not in raw:
+        resolved["frequencies"]["of"] = [r for r in resolved["frequencies"]["of"] if r in reported]
+    if (
+        "reference" not in (raw.get("absolute") or {})
+        and resolved["absolute"]["reference"] not in reported
+    ):
+        resolved["absolute"]["reference"] = ""
+    return resolved
+
+
 def check_config(config: Mapping, *, base: Path | None = None) -> dict[str, Any]:
     """The config with its defaults filled in, or a ConfigError listing every problem, one per line.
 
     Defaults that name a population the strategies do not report (``frequencies.of: [live]``,
     ``absolute.reference: live``) are dropped rather than failing a config that never asked for them.
     """
-    problems = config_problems(config, base=base)
-    if problems:
+    problems, resolved = diagnose_config(config, base=base)
+    if problems or resolved is None:
         raise ConfigError("\n".join(problems))
-    resolved = resolve_config(config)
-    reported = set(reported_populations(resolved))
-    if "frequencies" not in config:
-        resolved["frequencies"]["of"] = [r for r in resolved["frequencies"]["of"] if r in reported]
-    if (
-        "reference" not in (config.get("absolute") or {})
-        and resolved["absolute"]["reference"] not in reported
-    ):
-        resolved["absolute"]["reference"] = ""
     return resolved
 
 
@@ -318,6 +382,14 @@ def _population_problems(config: Mapping, raw: Mapping) -> list[str]:
                 f"config analysis.populations: {feature!r} is not a reported population, a ratio "
                 "or an MFI of mfi.markers (<population>:<marker>)"
             )
+    analysed = config["analysis"]["populations"] or sorted(features)
+    for feature in config["analysis"]["primary"]["populations"]:
+        if feature not in analysed:
+            where = "in analysis.populations" if config["analysis"]["populations"] else "analysed"
+            problems.append(
+                f"config analysis.primary.populations: {feature!r} is not {where}; the primary "
+                "family holds analysed features only"
+            )
     refs = (
         set(config["frequencies"]["of"])
         if "frequencies" in raw
@@ -346,18 +418,10 @@ def check_section(name: str, value: Mapping | None) -> dict[str, Any]:
         raise KeyError(name)
     if value is not None and not isinstance(value, Mapping):
         raise ConfigError(f"config {name}: must be a mapping of options; see config/README.md")
-    from jsonschema import Draft202012Validator
+    from ._schema_check import schema_errors, schema_messages
 
     spec = {**schema["properties"][name], "$defs": schema["$defs"]}
-    problems = []
-    for error in sorted(
-        Draft202012Validator(spec).iter_errors(dict(value or {})), key=lambda e: list(e.path)
-    ):
-        described = (
-            isinstance(error.schema, Mapping) and error.path and error.schema.get("description")
-        )
-        hint = f" ({_first_sentence(error.schema['description'])})" if described else ""
-        problems.append(f"config {_key([name, *error.path])}: {error.message}{hint}")
+    problems = schema_messages(schema_errors(dict(value or {}), spec), prefix=(name,))
     if problems:
         raise ConfigError("\n".join(problems))
     return _fill_defaults(dict(value or {}), schema["properties"][name], schema)

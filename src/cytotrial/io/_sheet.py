@@ -6,6 +6,8 @@ row 1), the column and what is allowed, so a user can fix the sheet in one pass.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -34,6 +36,9 @@ SAMPLE_COLUMNS = [
     "fcs",
 ]
 _OPTIONAL = ["lymphocytes_per_ul"]
+_ROWS_SHOWN = 10  # rows named in one line, at most
+# A visit label that says its cycle and day: C1D1, c2d15 (cycle 1 day 1, cycle 2 day 15).
+_CYCLE_DAY = re.compile(r"^[Cc](\d+)[Dd](\d+)$")
 
 
 def _coerce(value: str, types: list[str]) -> str | int | float | None:
@@ -180,7 +185,83 @@ def sheet_problems(
         problems.append(
             f"{label}: patient {patient!r} appears in more than one arm; a patient belongs to one arm"
         )
+    problems += _shared_file_problems(typed, sheet=sheet, label=label)
+    problems += _visit_problems(typed, label=label)
     return problems, typed
+
+
+def _rows(lines: list[int]) -> str:
+    shown = ", ".join(str(line) for line in lines[:_ROWS_SHOWN])
+    more = f" and {len(lines) - _ROWS_SHOWN} more" if len(lines) > _ROWS_SHOWN else ""
+    return f"row{'s' if len(lines) > 1 else ''} {shown}{more}"
+
+
+def _shared_file_problems(typed: pd.DataFrame, *, sheet: Path, label: str) -> list[str]:
+    """Two rows naming one FCS file (the same path once made absolute; links are not followed)."""
+    first: dict[str, int] = {}
+    problems = []
+    for position, value in enumerate(typed["fcs"]):
+        if not value:
+            continue
+        key = os.path.normpath(os.path.abspath(resolve_fcs(str(value), sheet)))
+        if key in first:
+            problems.append(
+                f"{label} row {position + 2}: fcs {value!r} is the file of row {first[key]} too; "
+                "each sample has its own FCS file"
+            )
+        else:
+            first[key] = position + 2
+    return problems
+
+
+def _whole(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _visit_problems(typed: pd.DataFrame, *, label: str) -> list[str]:
+    """Visits against their cycle and day.
+
+    One (cycle, day) per visit label, one label per (cycle, day) in a compartment, and a label of
+    the form C<n>D<m> with the cycle and day it says.
+    """
+    pairs: dict[str, dict[tuple[int, int], list[int]]] = {}
+    times: dict[tuple[str, int, int], dict[str, list[int]]] = {}
+    for position, row in enumerate(typed[["visit", "cycle", "day", "compartment"]].itertuples()):
+        cycle, day = _whole(row.cycle), _whole(row.day)
+        if not row.visit or cycle is None or day is None:
+            continue  # said already
+        pairs.setdefault(row.visit, {}).setdefault((cycle, day), []).append(position + 2)
+        times.setdefault((row.compartment, cycle, day), {}).setdefault(row.visit, []).append(
+            position + 2
+        )
+    problems = []
+    for visit, found in pairs.items():
+        if len(found) > 1:
+            said = "; ".join(
+                f"cycle {c} day {d} in {_rows(lines)}" for (c, d), lines in found.items()
+            )
+            problems.append(
+                f"{label}: visit {visit!r} has more than one cycle and day ({said}); give each "
+                "visit label one cycle and day"
+            )
+        match = _CYCLE_DAY.match(visit)
+        if match:
+            named = (int(match.group(1)), int(match.group(2)))
+            for (cycle, day), lines in found.items():
+                if (cycle, day) != named:
+                    problems.append(
+                        f"{label} {_rows(lines)}: visit {visit!r} says cycle {named[0]} day "
+                        f"{named[1]} but the row has cycle {cycle} day {day}; fix cycle and day "
+                        "or the visit label"
+                    )
+    for (compartment, cycle, day), labels in times.items():
+        if len(labels) > 1:
+            said = ", ".join(f"{v!r} ({_rows(lines)})" for v, lines in labels.items())
+            problems.append(
+                f"{label}: visits {said} of compartment {compartment!r} are all cycle {cycle} day "
+                f"{day}; the visit order needs each visit at its own cycle and day"
+            )
+    return problems
 
 
 def resolve_fcs(value: str, sheet: Path) -> Path:

@@ -28,6 +28,7 @@ Importing this module is cheap; :func:`load_strategy` imports FlowKit (about 1-4
 
 from __future__ import annotations
 
+import difflib
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from .._flowkit import (
 )
 from ..errors import StrategyError
 from ._files import file_sha256
+from ._strategy_checks import check_gate_references, check_gatingml_references
 
 if TYPE_CHECKING:
     import flowkit as fk
@@ -219,8 +221,10 @@ class Strategy:
                 f"{self.path.name}: gate name {key!r} is ambiguous; use one of the paths "
                 f"{', '.join(repr(g.path) for g in matches)}"
             )
+        close = difflib.get_close_matches(key, [g.name for g in self.gates] + self.paths, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise StrategyError(
-            f"{self.path.name}: no gate named {key!r}; available gate paths: "
+            f"{self.path.name}: no gate named {key!r}; {hint}available gate paths: "
             f"{', '.join(repr(p) for p in self.paths) or '(none)'}"
         )
 
@@ -567,6 +571,8 @@ def load_strategy(
         raise StrategyError(
             f"{path}: sample_group/sample_id apply to FlowJo workspaces only, not to GatingML files"
         )
+    if kind == "gatingml":
+        check_gatingml_references(path, document)
     prepared = _prepared(path, kind, document)
     if kind == "gatingml":
         gating_strategy = _gatingml_gating_strategy(path, prepared)
@@ -580,6 +586,7 @@ def load_strategy(
         raise StrategyError(f"{path}: {error}") from None
     if not gates:
         raise StrategyError(f"{path}: the strategy has no gates")
+    check_gate_references(path, gating_strategy, gates)
     return Strategy(
         path=path,
         kind=kind,

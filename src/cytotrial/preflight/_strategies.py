@@ -1,0 +1,155 @@
+"""The config's strategies loaded once: strategy files, gate names and what each panel reports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, StrategyError
+
+if TYPE_CHECKING:
+    from ..gating import PanelGating
+    from ..io import Strategy
+
+__all__ = ["strategy_findings"]
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def located(value: str | Path, base: Path) -> Path:
+    """A config path: absolute, or relative to ``base``."""
+    path = Path(value)
+    return path if path.is_absolute() else base / path
+
+
+def _model(config: Mapping) -> dict[str, dict[str, Any]]:
+    """The population model without Boolean definitions that do not parse (said by the config)."""
+    from .._boolean import BooleanSyntaxError, parse
+    from ..config import population_model
+
+    populations = {}
+    for name, spec in (config.get("populations") or {}).items():
+        spec = dict(spec or {})
+        if spec.get("boolean"):
+            try:
+                parse(spec["boolean"])
+            except BooleanSyntaxError:
+                spec.pop("boolean")
+        populations[name] = spec
+    return population_model({**config, "populations": populations})
+
+
+def _load(panel: str, spec: Mapping, base: Path) -> tuple[Strategy | None, str | None]:
+    """The panel's strategy, or the one-line reason it cannot be loaded."""
+    from ..io import load_strategy
+
+    try:
+        strategy = load_strategy(
+            located(spec["strategy"], base),
+            sample_group=spec.get("sample_group"),
+            sample_id=spec.get("sample_id"),
+        )
+    except StrategyError as error:
+        return None, f"config strategies.{panel}.strategy: {one_line(error)}"
+    return strategy, None
+
+
+def _panel(
+    panel: str, strategy: Strategy, model: dict[str, dict[str, Any]], config: Mapping
+) -> tuple[PanelGating, list[str], set[str]]:
+    """The panel's gating, the lines of its unknown gates, and the populations they leave out."""
+    from ..gating import panel_gating
+
+    problems, broken = [], set()
+    usable = dict(model)
+    for name, gate in (config["strategies"][panel].get("populations") or {}).items():
+        try:
+            strategy.resolve(str(gate))
+        except StrategyError as error:
+            problems.append(f"config strategies.{panel}.populations.{name}: {one_line(error)}")
+            gates = {p: g for p, g in model[name]["gates"].items() if p != panel}
+            usable[name] = {**model[name], "gates": gates}
+            broken.add(name)
+    try:
+        gating = panel_gating(panel, strategy, usable, mfi_markers=config["mfi"]["markers"])
+    except ConfigError as error:  # every gate resolved above: a gate the gating cannot take
+        problems.append(one_line(error))
+        return None, problems, broken
+    return gating, problems, broken
+
+
+def _reach_problems(
+    config: Mapping, model: Mapping, gatings: Mapping[str, PanelGating], broken: set[str]
+) -> list[str]:
+    """Boolean populations and ratios that no panel can report (their operands in no one panel)."""
+    from .._boolean import names
+
+    reported = {name for gating in gatings.values() for name in gating.order}
+    problems = []
+    for name, spec in model.items():
+        tree = spec.get("boolean")
+        if tree is None or name in reported:
+            continue
+        operands = sorted(set(names(tree)))
+        if set(operands) & broken or not set(operands) <= set(model):
+            continue  # said already: an operand's gate is unknown, or it is no population
+        problems.append(
+            f"config populations.{name}.boolean: no panel reports all of {', '.join(operands)}; "
+            "a Boolean population combines populations of one panel"
+        )
+        broken.add(name)
+    for ratio, pair in config["ratios"].items():
+        if set(pair) & broken or not set(pair) <= reported:
+            continue
+        if not any(set(pair) <= set(gating.order) for gating in gatings.values()):
+            problems.append(
+                f"config ratios.{ratio}: no panel reports both {pair[0]} and {pair[1]}; a ratio "
+                "divides two populations of one sample"
+            )
+    return problems
+
+
+def strategy_findings(config: Mapping, *, base: Path) -> tuple[list[str], dict[str, PanelGating]]:
+    """Every strategy loaded, every reported gate found, every Boolean and ratio reachable.
+
+    Parameters
+    ----------
+    config
+        The resolved config (:func:`cytotrial.config.diagnose_config`).
+    base
+        Folder relative paths are relative to.
+
+    Returns
+    -------
+    tuple
+        One line per problem (naming ``strategies.<panel>...`` and the file), and each loaded
+        panel's gating (panels whose strategy cannot be loaded are left out).
+    """
+    model = _model(config)
+    problems: list[str] = []
+    gatings: dict[str, PanelGating] = {}
+    broken: set[str] = set()
+    complete = True
+    for panel, spec in config["strategies"].items():
+        if not located(spec["strategy"], base).is_file():
+            complete = False  # said by the config check
+            continue
+        strategy, problem = _load(panel, spec, base)
+        if strategy is None:
+            problems.append(problem)
+            complete = False
+            continue
+        gating, lines, left_out = _panel(panel, strategy, model, config)
+        problems += lines
+        broken |= left_out
+        if gating is None:
+            complete = False
+        else:
+            gatings[panel] = gating
+    if complete:  # with a panel missing, what no panel reports is not known
+        problems += _reach_problems(config, model, gatings, broken)
+    return problems, gatings
