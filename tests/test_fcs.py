@@ -463,6 +463,83 @@ def test_spillover_in_a_file_by_parameter_number_and_malformed(tmp_path: Path) -
     assert any("spillover was ignored" in note for note in data.notes)
 
 
+CANARY = "Jane Doe 1961"
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "says"),
+    [
+        ("$TOT", f"12 {CANARY}", "$TOT is not a whole number"),
+        ("$PAR", CANARY, "$PAR is not a whole number"),
+        ("$P2E", CANARY, "$P2E is not two numbers f1,f2"),
+        ("$P2E", f"4,0,{CANARY}", "$P2E is not two numbers f1,f2"),
+        ("$P1G", CANARY, "$P1G is not a number"),
+        ("$P2R", CANARY, "$P2R is not a number"),
+        ("$NEXTDATA", CANARY, "$NEXTDATA is not a whole number"),
+        ("$DATATYPE", CANARY, "$DATATYPE is not one of I, F, D"),
+        ("$MODE", CANARY, "$MODE is not L"),
+        ("$BYTEORD", CANARY, "$BYTEORD is not a byte order"),
+    ],
+)
+def test_malformed_keyword_named_without_its_value(
+    tmp_path: Path, keyword: str, value: str, says: str
+) -> None:
+    """A malformed technical keyword is named with its problem; its value is never echoed."""
+    path = write_fcs(
+        tmp_path / "malformed.fcs", np.ones((2, 2)), ["A", "B"], keywords={keyword: value}
+    )
+    with pytest.raises(FCSReadError) as caught:
+        read_fcs(path)
+    assert_one_line_error(caught.value, path)
+    assert says in str(caught.value), str(caught.value)
+    assert "Doe" not in str(caught.value) and "1961" not in str(caught.value)
+    assert "Doe" not in str(inspect_fcs(path))
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "problem"),
+    [
+        ("$SPILLOVER", CANARY, "$SPILLOVER: spillover does not start with the number of detectors"),
+        ("$SPILL", f"2,A,B,1,0,{CANARY},1", "$SPILL: spillover holds a value that is not a number"),
+        ("SPILL", "2,A,B,1,0,0", "$SPILL: spillover for 2 detectors needs 7 comma-separated items"),
+        ("$SPILLOVER", "2,A,B,1,nan,0,1", "holds a value that is not a finite number"),
+        ("$SPILLOVER", "2,A,A,1,0,0,1", "names a detector twice"),
+        ("$SPILLOVER", f"2,A,{CANARY},1,0,0,1", "names 1 of its 2 detectors after no channel"),
+    ],
+)
+def test_unusable_spillover_is_a_problem_named_without_its_value(
+    tmp_path: Path, keyword: str, value: str, problem: str
+) -> None:
+    path = write_fcs(tmp_path / "spill.fcs", np.ones((2, 2)), ["A", "B"], keywords={keyword: value})
+    data = read_fcs(path)
+    assert data.n_events == 2 and data.spill_problem is not None
+    assert problem in data.spill_problem and "Doe" not in data.spill_problem
+    assert any(data.spill_problem in note for note in data.notes)
+    assert "Doe" not in " ".join(data.notes) and "1961" not in " ".join(data.notes)
+    assert data.flags == []
+    row = inspect_fcs(path)
+    assert row["status"] == "warning" and "Doe" not in str(row)
+
+
+def test_a_usable_spillover_has_no_problem(tmp_path: Path) -> None:
+    path = write_fcs(
+        tmp_path / "spill.fcs", np.ones((2, 2)), ["A", "B"], keywords={"$SPILL": "2,A,B,1,0.1,0,1"}
+    )
+    data = read_fcs(path)
+    assert data.spill_problem is None and data.notes == [] and data.spill.loc["A", "B"] == 0.1
+
+
+def test_non_finite_values_are_counted_per_channel(tmp_path: Path) -> None:
+    values = np.array(
+        [[1.0, np.nan, 3.0], [np.inf, np.nan, 1.0], [-np.inf, 2.0, 2.0], [np.inf, 5.0, 4.0]]
+    )
+    path = write_fcs(tmp_path / "nan.fcs", values, ["A", "B", "C"])
+    data = read_fcs(path)
+    np.testing.assert_array_equal(data.events, values)  # read as they are; gating decides
+    assert data.notes == ["Non-finite values in A (2 +inf, 1 -inf), B (2 NaN)."]
+    assert inspect_fcs(path)["status"] == "warning"
+
+
 def test_channel_index_by_channel_or_marker(external_data: Path, tmp_path: Path) -> None:
     data = read_fcs(external_data / "gatingml2-compliance" / "data1.fcs")
     assert channel_index(data, "FL1-H") == 2

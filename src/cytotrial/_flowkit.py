@@ -24,6 +24,17 @@ FlowIO: :func:`read_text` (HEADER and TEXT of one data set)
        keyword) and a DATA segment said to end beyond the file (FlowIO's ``FCSParsingError`` whose
        message says "greater than file size"; FlowIO has no type of its own for it).
 
+    4. *Blank DATA offsets in HEADER.* FCS 3.x lets a writer leave the HEADER's DATA offsets blank
+       (spaces) or zero when DATA lies past byte 99,999,999; the offsets are then only in TEXT
+       (``$BEGINDATA``/``$ENDDATA``). FlowIO 1.4 reads zeros but fails on blanks (``int`` of spaces).
+       :func:`read_text` hands FlowIO a view of the file whose blank DATA offset fields read as
+       ``0`` (the file is not changed); a file without blanks is handed over as it is.
+    5. *Numbers that are not numbers.* FlowIO converts ``$PAR``, ``$TOT``, ``$NEXTDATA``, the
+       segment offsets and each channel's ``$PnE``, ``$PnG`` and ``$PnR`` with ``int``/``float``;
+       the ``ValueError`` it raises quotes the value (which must not reach a message: it may be
+       anything the instrument operator typed). :attr:`UnreadableText.bad_number` names the keyword
+       instead, found by converting the same keywords of the same TEXT again.
+
     FlowIO emits no warning when it reads only TEXT (its warnings are about DATA), so none is
     filtered.
 
@@ -94,6 +105,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import flowio
 from flowio.exceptions import FCSParsingError, FlowIOException
+
+from ._flowio_input import bad_number, blank_offsets_as_zero
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -186,11 +199,16 @@ class FCSText:
 
 
 class UnreadableText(Exception):
-    """FlowIO could not parse the HEADER or TEXT of a data set; :attr:`cause` is what it raised."""
+    """FlowIO could not parse the HEADER or TEXT of a data set; :attr:`cause` is what it raised.
 
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
+    :attr:`bad_number` is ``(keyword, what it must be)`` when a keyword FlowIO converts to a
+    number is not one (``("$P3E", "two numbers f1,f2")``), else ``None``.
+    """
+
+    def __init__(self, cause: BaseException, bad_number: tuple[str, str] | None = None) -> None:
+        super().__init__(type(cause).__name__)
         self.cause = cause
+        self.bad_number = bad_number
 
     @property
     def missing_keyword(self) -> str | None:
@@ -234,14 +252,15 @@ def read_text(path: Path, *, offset: int = 0, use_header_offsets: bool = False) 
     with open(path, "rb") as handle:
         try:
             flow_data = flowio.FlowData(
-                handle,
+                blank_offsets_as_zero(handle, offset),
                 only_text=True,
                 nextdata_offset=offset,
                 ignore_offset_discrepancy=True,
                 use_header_offsets=use_header_offsets,
             )
         except FLOWIO_TEXT_ERRORS as error:
-            raise UnreadableText(error) from error
+            bad = bad_number(handle, offset) if isinstance(error, ValueError) else None
+            raise UnreadableText(error, bad) from error
     with open(path, "rb") as handle:
         handle.seek(offset + flow_data.header["text_start"])
         delimiter = handle.read(1).decode("latin-1")

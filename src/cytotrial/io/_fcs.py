@@ -34,7 +34,8 @@ from ._fcs_parse import (
     parse_header,
     parse_text,
     preprocess,
-    row_dtype,
+    row_layout,
+    unpack_integers,
 )
 
 __all__ = ["FCSData", "channel_index", "inspect_fcs", "parse_spillover", "read_fcs"]
@@ -62,6 +63,11 @@ class FCSData:
     spill
         The file's own spillover matrix (``$SPILLOVER``/``$SPILL``/``SPILL``), rows and columns named by
         detector channel, or ``None``.
+    spill_problem
+        Why the file's spillover keyword cannot be used, in one line naming the keyword and the
+        problem (never its value): it cannot be parsed (``spill`` is then ``None``) or it names
+        detectors that are not channels of the file. ``None`` when there is no keyword or it is
+        usable. A file gated with its own spillover needs it usable.
     n_events_stated
         ``$TOT`` as the file states it.
     n_datasets
@@ -70,6 +76,10 @@ class FCSData:
         ``"FCS3.1"`` etc.
     notes
         Human-readable remarks about what reading had to work around (one short sentence each).
+        They name keywords and channels, never keyword values.
+    flags
+        Quality flags set on the data set before gating (e.g. ``non_finite:FL1-A``), reported as
+        the sample's QC flags; empty after reading.
     keywords
         All TEXT keywords as FlowIO and FlowKit present them: keys lower-cased without the leading
         ``$`` (``"tot"``, ``"spillover"``). May hold patient identifiers: never write to outputs.
@@ -85,6 +95,8 @@ class FCSData:
     fcs_version: str = ""
     notes: list[str] = field(default_factory=list)
     keywords: dict[str, str] = field(default_factory=dict, repr=False)
+    spill_problem: str | None = None
+    flags: list[str] = field(default_factory=list)
 
     @property
     def n_events(self) -> int:
@@ -184,9 +196,9 @@ def parse_spillover(
         tokens.pop()
     try:
         n = int(float(tokens[0]))
-    except (IndexError, ValueError):
+    except (IndexError, ValueError, OverflowError):
         raise FCSReadError(
-            f"{source}: spillover must start with the number of detectors, found {value[:20]!r}"
+            f"{source}: spillover does not start with the number of detectors"
         ) from None
     if n < 0 or len(tokens) != 1 + n + n * n:
         raise FCSReadError(
@@ -198,6 +210,8 @@ def parse_spillover(
         values = np.array([float(t) for t in tokens[n + 1 :]], dtype=np.float64).reshape(n, n)
     except ValueError:
         raise FCSReadError(f"{source}: spillover holds a value that is not a number") from None
+    if not np.isfinite(values).all():
+        raise FCSReadError(f"{source}: spillover holds a value that is not a finite number")
     if channels is not None and names and all(t.isdigit() for t in names):
         numbers = [int(t) for t in names]
         if not set(names) & set(channels) and all(1 <= k <= len(channels) for k in numbers):
@@ -271,7 +285,8 @@ def _read_first_data_set(path: Path) -> FCSData:
 
     channels = _unique_names(fcs_text.pnn_labels, notes=notes)
     markers = [str(label).strip() for label in fcs_text.pns_labels]
-    spill = _file_spill(text, channels=channels, name=name, notes=notes)
+    spill, spill_problem = _file_spill(text, channels=channels, notes=notes)
+    _note_non_finite(events, channels, notes=notes)
     n_datasets = _count_data_sets(path, text=text, file_size=size, notes=notes)
     if n_datasets > 1:
         notes.append(f"The file holds {n_datasets} data sets; only the first was read.")
@@ -287,6 +302,7 @@ def _read_first_data_set(path: Path) -> FCSData:
         fcs_version=header.version,
         notes=notes,
         keywords=dict(text),
+        spill_problem=spill_problem,
     )
 
 
@@ -310,9 +326,8 @@ def _check_layout(fcs_text: FCSText, *, name: str) -> tuple[int, int]:
 
     mode = text.get("mode", "L").strip().upper() or "L"
     if mode != "L":
-        raise FCSReadError(
-            f"{name}: $MODE is {mode!r} (histogram data); only list-mode (L) files hold events"
-        )
+        kind = f"{mode!r} (histogram data)" if mode in ("C", "U") else "not L"  # never free text
+        raise FCSReadError(f"{name}: $MODE is {kind}; only list-mode (L) files hold events")
     return n_channels, n_events
 
 
@@ -328,13 +343,13 @@ def _read_events(
 ) -> np.ndarray:
     """The ``$TOT`` events of DATA, decoded to float64 (not yet preprocessed)."""
     name = path.name
-    dtype = row_dtype(text, n_channels=n_channels, name=name)
-    needed = n_events * dtype.itemsize
+    layout = row_layout(text, n_channels=n_channels, name=name)
+    needed = layout.nbytes(n_events)
     start = choose_data_start(
         header=header,
         text=text,
         n_events=n_events,
-        row_bytes=dtype.itemsize,
+        layout=layout,
         file_size=file_size,
         name=name,
         notes=notes,
@@ -344,12 +359,16 @@ def _read_events(
             f"{name}: the file ends inside DATA ({file_size - start} of the {needed} bytes that "
             f"$TOT={n_events} events need); the file is truncated, copy or export it again"
         )
+    packed = layout.dtype is None  # integers of widths NumPy has no type for: from the bit stream
+    dtype, count = (np.dtype(np.uint8), needed) if packed else (layout.dtype, n_events)
     try:
-        records = np.fromfile(path, dtype=dtype, count=n_events, offset=start)
+        records = np.fromfile(path, dtype=dtype, count=count, offset=start)
     except OSError as error:
         raise FCSReadError(f"{name}: DATA cannot be read ({error.strerror or error})") from None
-    if records.shape[0] != n_events:  # the file changed under us
+    if records.shape[0] != count:  # the file changed under us
         raise FCSReadError(f"{name}: DATA could not be read in full; the file is truncated")
+    if packed:
+        return unpack_integers(records, layout=layout, text=text, n_events=n_events)
     return decode_records(records, text=text, n_channels=n_channels)
 
 
@@ -427,22 +446,49 @@ def _unique_names(names: Sequence[str], *, notes: list[str]) -> list[str]:
 
 
 def _file_spill(
-    text: dict[str, str], *, channels: list[str], name: str, notes: list[str]
-) -> pd.DataFrame | None:
+    text: dict[str, str], *, channels: list[str], notes: list[str]
+) -> tuple[pd.DataFrame | None, str | None]:
+    """The file's spillover matrix and, if it cannot be used, why (keyword and problem, no value)."""
     key = next((k for k in _SPILL_KEYWORDS if text.get(k, "").strip()), None)
     if key is None:
-        return None
+        return None, None
+    keyword = f"${key.upper()}"
     try:
-        spill = parse_spillover(text[key], channels=channels, source=f"${key.upper()}")
+        spill = parse_spillover(text[key], channels=channels, source=keyword)
     except FCSReadError as error:
-        notes.append(f"{error}; the file's spillover was ignored.")
-        return None
+        problem = str(error)
+        notes.append(f"{problem}; the file's spillover was ignored.")
+        return None, problem
     if spill.shape[0] == 0:
-        return None
+        return None, None
     missing = [d for d in spill.index if d not in channels]
-    if missing:
-        notes.append(f"${key.upper()} names detectors that are not channels: {', '.join(missing)}.")
-    return spill
+    if not missing:
+        return spill, None
+    problem = (
+        f"{keyword} names {len(missing)} of its {spill.shape[0]} detectors after no channel "
+        "of the file"
+    )
+    notes.append(f"{problem}.")
+    return spill, problem
+
+
+def _note_non_finite(events: np.ndarray, channels: list[str], *, notes: list[str]) -> None:
+    """Note, per channel, how many values are NaN, +inf or -inf (counts only, never values)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        suspects = np.flatnonzero(~np.isfinite(events.sum(axis=0)))
+    parts = []
+    for column in suspects:
+        values = events[:, column]
+        counts = (
+            (int(np.count_nonzero(np.isnan(values))), "NaN"),
+            (int(np.count_nonzero(values == np.inf)), "+inf"),
+            (int(np.count_nonzero(values == -np.inf)), "-inf"),
+        )
+        found = [f"{n} {label}" for n, label in counts if n]
+        if found:
+            parts.append(f"{channels[column]} ({', '.join(found)})")
+    if parts:
+        notes.append(f"Non-finite values in {', '.join(parts)}.")
 
 
 def _count_data_sets(path: Path, *, text: dict[str, str], file_size: int, notes: list[str]) -> int:

@@ -22,6 +22,7 @@ from ..errors import FCSReadError
 __all__ = [
     "HEADER_BYTES",
     "Header",
+    "RowLayout",
     "byte_order",
     "choose_data_start",
     "decode_records",
@@ -32,7 +33,8 @@ __all__ = [
     "parse_header",
     "parse_text",
     "preprocess",
-    "row_dtype",
+    "row_layout",
+    "unpack_integers",
 ]
 
 HEADER_BYTES = 58
@@ -130,19 +132,29 @@ def parse_text(path: Path, *, header: Header, file_size: int) -> FCSText:
                 raise FCSReadError(f"{name}: TEXT lacks the required keyword {keyword}") from None
             if error.data_past_end:
                 continue
-            cause = error.cause
-            if isinstance(cause, FCSParsingError):
-                raise FCSReadError(one_line(f"{name}: {cause}")) from None
-            raise FCSReadError(
-                one_line(
-                    f"{name}: the TEXT segment cannot be parsed ({type(cause).__name__}: {cause})"
-                )
-            ) from None
+            raise _unreadable_text_error(error, name=name) from None
     stop = header.data_stop
     where = f"ends at byte {stop}" if stop else "ends"
     raise FCSReadError(
         f"{name}: DATA {where} past the end of the file ({file_size} bytes); "
         "the file is truncated, copy or export it again"
+    )
+
+
+def _unreadable_text_error(error: UnreadableText, *, name: str) -> FCSReadError:
+    """The one-line error for a TEXT FlowIO refused: the keyword and the problem, never a value."""
+    if error.bad_number is not None:
+        keyword, what = error.bad_number
+        return FCSReadError(f"{name}: {keyword} is not {what}; the TEXT segment is damaged")
+    cause = error.cause
+    if isinstance(cause, FCSParsingError):
+        return FCSReadError(
+            f"{name}: the HEADER and TEXT offsets of the segments cannot be right; "
+            "the file is damaged, export it again"
+        )
+    return FCSReadError(
+        f"{name}: the TEXT segment cannot be parsed ({type(cause).__name__}); "
+        "the file is damaged, export it again"
     )
 
 
@@ -155,7 +167,7 @@ def int_keyword(text: dict[str, str], key: str, *, name: str) -> int:
         return int(value.strip())
     except ValueError:
         raise FCSReadError(
-            f"{name}: ${key.upper()} is not a whole number ({value[:20]!r})"
+            f"{name}: ${key.upper()} is not a whole number; the TEXT segment is damaged"
         ) from None
 
 
@@ -169,41 +181,111 @@ def offset_keyword(text: dict[str, str], key: str) -> int | None:
 # DATA: layout and location
 
 
+_ORDER_DIGITS = re.compile(r"^\d+(,\d+)*$")
+
+
 def byte_order(text: dict[str, str], *, name: str) -> str:
-    """NumPy byte order (``"<"`` or ``">"``) from ``$BYTEORD``."""
+    """NumPy byte order (``"<"`` or ``">"``) from ``$BYTEORD``.
+
+    ``1,2,...,k`` is little-endian and ``k,...,2,1`` big-endian, for any ``k`` (``1,2,3,4`` and
+    ``4,3,2,1`` are what FCS 3.1 allows; FCS 2.0 and 3.0 writers also use ``1,2``, ``2,1``, ...).
+    """
     order = text.get("byteord", "").replace(" ", "")
-    if order in ("1,2,3,4", "1,2", "1", "1,2,3,4,5,6,7,8"):
-        return "<"
-    if order in ("4,3,2,1", "2,1", "8,7,6,5,4,3,2,1"):
-        return ">"
+    if _ORDER_DIGITS.match(order):
+        digits = [int(d) for d in order.split(",")]
+        ascending = list(range(1, len(digits) + 1))
+        if digits == ascending:
+            return "<"
+        if digits == ascending[::-1]:
+            return ">"
+        shown = f" {order}" if len(order) <= 40 else ""  # digits and commas only: no free text
+        raise FCSReadError(
+            f"{name}: $BYTEORD{shown} is a mixed byte order, which is not supported "
+            "(only little- or big-endian order)"
+        )
     raise FCSReadError(
-        f"{name}: $BYTEORD {order!r} is not supported (only little- or big-endian order)"
+        f"{name}: $BYTEORD is not a byte order (comma-separated byte numbers such as 1,2,3,4)"
     )
 
 
-def row_dtype(text: dict[str, str], *, n_channels: int, name: str) -> np.dtype:
-    """NumPy dtype of one event (one row of DATA): a sub-array for uniform widths, else structured."""
-    data_type = text.get("datatype", "").strip().upper()
-    order = byte_order(text, name=name)
-    if data_type == "F":
-        return np.dtype((f"{order}f4", (n_channels,)))
-    if data_type == "D":
-        return np.dtype((f"{order}f8", (n_channels,)))
-    if data_type == "A":
-        raise FCSReadError(f"{name}: ASCII DATA ($DATATYPE A) is not supported; export as float")
-    if data_type != "I":
-        raise FCSReadError(f"{name}: $DATATYPE {data_type!r} is not one of I, F, D")
+_NUMPY_WIDTHS = (8, 16, 32, 64)
+_MAX_BITS = 64
+
+
+@dataclass(frozen=True)
+class RowLayout:
+    """How one event (one row of DATA) is stored.
+
+    ``dtype`` is the NumPy dtype of a row when NumPy reads rows as they are (float and double data,
+    integers of 8, 16, 32 and 64 bits: a sub-array for one width, else a structured dtype);
+    ``None`` for integers of other widths, which are unpacked from the bit stream
+    (:func:`unpack_integers`). ``widths`` are the bits of each channel (integer data).
+    """
+
+    dtype: np.dtype | None
+    widths: tuple[int, ...]
+    order: str
+
+    @property
+    def row_bits(self) -> int:
+        """Bits of one event."""
+        return self.dtype.itemsize * 8 if self.dtype is not None else sum(self.widths)
+
+    def nbytes(self, n_events: int) -> int:
+        """Bytes that ``n_events`` events take (the bit stream is not padded between events)."""
+        return -(-n_events * self.row_bits // 8)
+
+    def events_in(self, n_bytes: int) -> int:
+        """Whole events that ``n_bytes`` bytes hold."""
+        return max(n_bytes, 0) * 8 // self.row_bits
+
+
+def _integer_widths(text: dict[str, str], *, n_channels: int, name: str) -> list[int]:
+    """``$PnB`` of every channel of integer data: whole numbers of bits from 1 to 64."""
     widths = []
     for k in range(1, n_channels + 1):
         value = text.get(f"p{k}b", "").strip()
-        if value not in ("8", "16", "32", "64"):
+        if not value:
+            raise FCSReadError(f"{name}: TEXT lacks the required keyword $P{k}B")
+        if not value.isdigit():
             raise FCSReadError(
-                f"{name}: $P{k}B is {value!r}; integer channels must be 8, 16, 32 or 64 bits"
+                f"{name}: $P{k}B is not a whole number of bits; the TEXT segment is damaged"
             )
-        widths.append(int(value))
+        width = int(value)
+        if not 1 <= width <= _MAX_BITS:
+            raise FCSReadError(
+                f"{name}: $P{k}B is {width}; integer channels can be 1 to {_MAX_BITS} bits"
+            )
+        widths.append(width)
+    return widths
+
+
+def row_layout(text: dict[str, str], *, n_channels: int, name: str) -> RowLayout:
+    """The layout of one event from ``$DATATYPE``, ``$PnB`` and ``$BYTEORD``.
+
+    Integer data may have any width from 1 to 64 bits per channel: FCS 2.0 and 3.0 describe DATA as
+    a continuous bit stream and ``$PnB`` as the bits each value takes (``$PnB/10/`` packs 10-bit
+    values without padding); FCS 3.1 keeps widths that are whole bytes (24-bit values, written by
+    some instruments, included).
+    """
+    data_type = text.get("datatype", "").strip().upper()
+    order = byte_order(text, name=name)
+    if data_type == "F":
+        return RowLayout(np.dtype((f"{order}f4", (n_channels,))), (32,) * n_channels, order)
+    if data_type == "D":
+        return RowLayout(np.dtype((f"{order}f8", (n_channels,))), (64,) * n_channels, order)
+    if data_type == "A":
+        raise FCSReadError(f"{name}: ASCII DATA ($DATATYPE A) is not supported; export as float")
+    if data_type != "I":
+        raise FCSReadError(f"{name}: $DATATYPE is not one of I, F, D")
+    widths = _integer_widths(text, n_channels=n_channels, name=name)
+    if any(w not in _NUMPY_WIDTHS for w in widths):
+        return RowLayout(None, tuple(widths), order)
     if len(set(widths)) == 1:
-        return np.dtype((f"{order}u{widths[0] // 8}", (n_channels,)))
-    return np.dtype([(f"p{k}", f"{order}u{w // 8}") for k, w in enumerate(widths, start=1)])
+        dtype = np.dtype((f"{order}u{widths[0] // 8}", (n_channels,)))
+    else:
+        dtype = np.dtype([(f"p{k}", f"{order}u{w // 8}") for k, w in enumerate(widths, start=1)])
+    return RowLayout(dtype, tuple(widths), order)
 
 
 _Span = tuple[int, int]
@@ -248,10 +330,10 @@ def _fit(span: _Span, *, header: Header, needed: int, file_size: int) -> int | N
 
 
 def _no_fit_error(
-    label: str, span: _Span, *, n_events: int, row_bytes: int, file_size: int, name: str
+    label: str, span: _Span, *, n_events: int, layout: RowLayout, file_size: int, name: str
 ) -> FCSReadError:
     """The error for a file whose DATA offsets (of ``label``, the standard's choice) fit nowhere."""
-    needed = n_events * row_bytes
+    needed = layout.nbytes(n_events)
     start, stop = span
     length = stop - start + 1
     if stop >= file_size or (length >= needed and start + needed > file_size):
@@ -261,7 +343,7 @@ def _no_fit_error(
         )
     return FCSReadError(
         f"{name}: $TOT={n_events} events need {needed} bytes of DATA but the {label} offsets "
-        f"give {max(length, 0)} ({max(length, 0) // row_bytes} events); the file is damaged, "
+        f"give {max(length, 0)} ({layout.events_in(length)} events); the file is damaged, "
         "export it again"
     )
 
@@ -307,7 +389,7 @@ def choose_data_start(
     header: Header,
     text: dict[str, str],
     n_events: int,
-    row_bytes: int,
+    layout: RowLayout,
     file_size: int,
     name: str,
     notes: list[str],
@@ -320,14 +402,14 @@ def choose_data_start(
     fit wins, ties going to the standard's choice (TEXT for FCS 3.x, HEADER for 2.0). Anything but
     an exact fit from agreeing sources is noted.
     """
-    needed = n_events * row_bytes
+    needed = layout.nbytes(n_events)
     candidates = _data_spans(header, text, name=name)
     fits = [_fit(span, header=header, needed=needed, file_size=file_size) for _, span in candidates]
     ranked = [(fit, i) for i, fit in enumerate(fits) if fit is not None]
     if not ranked:
         label, span = candidates[0]
         raise _no_fit_error(
-            label, span, n_events=n_events, row_bytes=row_bytes, file_size=file_size, name=name
+            label, span, n_events=n_events, layout=layout, file_size=file_size, name=name
         )
     best_fit, best = min(ranked)
     label, span = candidates[best]
@@ -363,6 +445,45 @@ def decode_records(records: np.ndarray, *, text: dict[str, str], n_channels: int
     return events
 
 
+def unpack_integers(
+    raw: np.ndarray, *, layout: RowLayout, text: dict[str, str], n_events: int
+) -> np.ndarray:
+    """Integers of any widths (``layout.widths``) from DATA's bytes -> float64 ``(n, p)``.
+
+    DATA is one bit stream, events and values back to back. It follows ``$BYTEORD``: a
+    little-endian file fills each byte from its least significant bit, a big-endian one from its
+    most significant bit, so that values of whole bytes read as little- or big-endian integers
+    (24 bits as 3 bytes in the file's byte order). Each value is masked to ``$PnR`` as the standard
+    says.
+    """
+    widths = layout.widths
+    row_bits = sum(widths)
+    longest = max(widths)
+    padded = np.zeros(raw.size + (longest + 14) // 8, dtype=np.uint64)
+    padded[: raw.size] = raw
+    rows = np.arange(n_events, dtype=np.int64) * row_bits
+    events = np.empty((n_events, len(widths)), dtype=np.float64)
+    offset = 0
+    for k, width in enumerate(widths, start=1):
+        bits = rows + offset
+        first, shift = bits >> 3, (bits & 7).astype(np.int64)
+        value = np.zeros(n_events, dtype=np.uint64)
+        for j in range((width + 14) // 8):
+            byte = padded[first + j]
+            # where bit 0 of this byte lands in the value (negative: below the value's bit 0)
+            place = 8 * j - shift if layout.order == "<" else width + shift - 8 - 8 * j
+            left = np.clip(place, 0, 63).astype(np.uint64)
+            right = np.clip(-place, 0, 63).astype(np.uint64)
+            part = np.where(place >= 0, byte << left, byte >> right)
+            value |= np.where(place < 64, part, np.uint64(0))
+        mask = (1 << width) - 1
+        range_mask = _range_mask(text, k, width)
+        value &= np.uint64(mask if range_mask is None else range_mask)
+        events[:, k - 1] = value
+        offset += width
+    return events
+
+
 def _range_mask(text: dict[str, str], k: int, bits: int) -> int | None:
     """Bit mask for integer channel ``k`` when ``$PnR`` (rounded up to a power of 2) < 2**bits."""
     try:
@@ -385,9 +506,7 @@ def preprocess(events: np.ndarray, *, fcs_text: FCSText, notes: list[str]) -> No
             step = float(raw_step) if raw_step else 1.0
         except ValueError:
             step = None
-            notes.append(
-                f"$TIMESTEP {raw_step[:20]!r} is not a number; the Time channel was left in ticks."
-            )
+            notes.append("$TIMESTEP is not a number; the Time channel was left in ticks.")
         if step is not None and step != 1.0:
             events[:, time_index] = events[:, time_index] * step
     float_data = text.get("datatype", "").strip().upper() in ("F", "D")
