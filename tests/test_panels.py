@@ -58,3 +58,44 @@ def test_ambiguous_match_is_an_error():
 def test_a_name_under_two_markers_is_a_config_error():
     with pytest.raises(ConfigError, match="listed under both"):
         resolve_channels(["A"], [""], ["A"], panels={"CD3": ["FITC-A"], "CD4": ["FITC-A"]})
+
+
+def test_swapped_marker_labels_are_refused_naming_channel_label_and_expected_marker():
+    # the file's FITC-A carries $PnS "CD8" and APC-H7-A carries "CD3": the labels contradict panels:
+    with pytest.raises(MissingMarkerError) as info:
+        resolve_channels(
+            ["FSC-A", "FITC-A", "APC-H7-A"],
+            ["", "CD8", "CD3 FITC"],
+            ["FSC-A", "FITC-A", "APC-H7-A"],
+            panels=PANELS,
+            file="s1.fcs",
+        )
+    message = str(info.value)
+    assert len(message.splitlines()) == 1 and message.startswith("s1.fcs: ")
+    assert "channel FITC-A is labelled CD8 by its $P2S but the strategy reads it as CD3" in message
+    assert (
+        "channel APC-H7-A is labelled CD3 by its $P3S but the strategy reads it as CD8" in message
+    )
+    assert "CD3 FITC" not in message  # the config's marker is named, not the file's label
+
+
+def test_a_strategy_reading_the_marker_by_name_is_checked_too():
+    # strategy dimension "Comp-FITC-A" -> FITC-A by $PnN, whose label names CD8
+    with pytest.raises(MissingMarkerError, match=r"FITC-A is labelled CD8 .* reads it as CD3"):
+        resolve_channels(["FITC-A"], ["CD8 APC-H7"], ["Comp-FITC-A"], panels=PANELS, file="s.fcs")
+
+
+def test_labels_that_agree_or_that_no_marker_lists_are_not_refused():
+    mapping = resolve_channels(
+        ["FITC-A", "APC-H7-A", "PE-A"],
+        ["CD3", "cd8  apc-h7", "PD-1"],  # case and blanks ignored; PD-1 is in no alias group
+        ["FITC-A", "APC-H7-A", "PE-A"],
+        panels=PANELS,
+    )
+    assert mapping == {"FITC-A": "FITC-A", "APC-H7-A": "APC-H7-A", "PE-A": "PE-A"}
+    # another site's channel, found through its label: label and strategy agree
+    assert resolve_channels(["BUV805-A"], ["CD8"], ["APC-H7-A"], panels=PANELS) == {
+        "APC-H7-A": "BUV805-A"
+    }
+    # without panels: nothing to check against
+    assert resolve_channels(["FITC-A"], ["CD8"], ["FITC-A"]) == {"FITC-A": "FITC-A"}

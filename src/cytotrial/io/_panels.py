@@ -9,6 +9,10 @@ strategy dimension is resolved to a file channel by, in order:
    ``$PnN`` or ``$PnS`` is one of the group's names.
 
 Matching ignores case and surrounding white space.
+
+A channel found is then checked against its own ``$PnS``: when the label names a marker of
+``panels:`` other than the one the strategy reads there (CD3 and CD8 swapped in the file's
+labels), the file cannot be trusted to carry what its channel names say, and it is refused.
 """
 
 from __future__ import annotations
@@ -84,7 +88,9 @@ def resolve_channels(
     Raises
     ------
     MissingMarkerError
-        Listing every dimension the file cannot supply, with the names tried, in one line.
+        Listing every dimension the file cannot supply, with the names tried, in one line; or
+        naming every channel found whose ``$PnS`` names another marker of ``panels:`` than the
+        one the strategy reads there.
     """
     by_pnn = {_norm(c): c for c in channels}
     by_any: dict[str, list[str]] = {}
@@ -128,4 +134,41 @@ def resolve_channels(
             f"{file}: lacks {len(missing)} channel(s) the gating strategy needs: "
             f"{'; '.join(missing)}; file has: {present}; add the file's names under config panels:"
         )
+    _check_labels(mapping, channels, markers, groups, file=file)
     return mapping
+
+
+def _check_labels(
+    mapping: Mapping[str, str],
+    channels: Sequence[str],
+    markers: Sequence[str],
+    groups: list[tuple[str, frozenset[str]]],
+    *,
+    file: str,
+) -> None:
+    """Refuse channels whose ``$PnS`` names another marker of ``panels:`` than the strategy reads.
+
+    The marker the strategy reads on a channel is the one whose names hold the strategy's name for
+    it or the channel's ``$PnN``; a label no marker lists, or a channel no marker lists, is not
+    checked. Only marker names of the config are quoted, never the label itself.
+    """
+    owner = {name: marker for marker, names in groups for name in names}
+    problems = []
+    for dim, channel in mapping.items():
+        column = list(channels).index(channel)
+        label = markers[column] if column < len(markers) else ""
+        labelled = owner.get(_norm(label or ""))
+        if labelled is None:
+            continue
+        names = {_norm(dim), _norm(_strip_comp(dim)), _norm(channel), _norm(_strip_comp(channel))}
+        expected = sorted({owner[name] for name in names if name in owner})
+        if expected and labelled not in expected:
+            problems.append(
+                f"channel {channel} is labelled {labelled} by its $P{column + 1}S but the strategy "
+                f"reads it as {' or '.join(expected)}"
+            )
+    if problems:
+        raise MissingMarkerError(
+            f"{file}: {'; '.join(dict.fromkeys(problems))}; the file's $PnS labels contradict "
+            "config panels: (markers swapped?); check the file's panel before gating it"
+        )
