@@ -28,6 +28,9 @@ a transform of unknown kind is decided exactly for every event, and a spectral (
 matrix whose condition number exceeds 1e6 is applied exactly to every event. NaN and infinite
 values take FlowKit's decisions too (FlowUtils' logicle maps them to -1).
 
+Adaptive gates (``adaptive``, see ``_adaptive``) are placed per file from their parent's events
+(``_placement``) just before they are applied, and then decided exactly like the strategy's own.
+
 The semantics are FlowKit's, including its quirks: one compensation per gate (the matrix any of its
 dimensions names applies to all of them), ratio dimensions computed from uncompensated data,
 channels found by ``$PnN``, then ``$PnS``, then FlowJo's ``/`` -> ``_`` spelling, then through a
@@ -50,12 +53,14 @@ from ..errors import FCSReadError, StrategyError
 from . import _shapes
 from ._compensation import Compensations
 from ._dims import ChannelIndex, Dim, plan_gates
+from ._placement import Position, place_gate
 from ._values import Values
 
 if TYPE_CHECKING:
     from flowkit import Dimension, QuadrantDivider, RatioDimension
 
-    from ..io import FCSData, Strategy
+    from ..io import FCSData, Gate, Strategy
+    from ._adaptive import AdaptivePlan
 
 __all__ = [
     "COUNT_TABLE_COLUMNS",
@@ -77,9 +82,18 @@ class Engine:
     """
 
     def __init__(
-        self, data: FCSData, strategy: Strategy, channel_map: Mapping[str, str] | None
+        self,
+        data: FCSData,
+        strategy: Strategy,
+        channel_map: Mapping[str, str] | None,
+        adaptive: AdaptivePlan | None = None,
     ) -> None:
         self.strategy = strategy
+        self.adaptive = adaptive
+        #: Where each adaptive boundary went in the last :meth:`run` (strategy order).
+        self.positions: list[Position] = []
+        #: Gate path -> the geometry placed for this sample (keyword arguments of its shape).
+        self.placements: dict[str, dict[str, Any]] = {}
         self.file = Path(getattr(data, "path", "") or "").name or "data"
         events = np.asarray(data.events, dtype=np.float64)
         self.n = int(events.shape[0])
@@ -93,29 +107,53 @@ class Engine:
         self._all = np.ones(self.n, dtype=bool)
 
     def run(self) -> dict[str, np.ndarray]:
-        """Membership of every event in every gate, in strategy order."""
+        """Membership of every event in every gate, in strategy order.
+
+        Gates with adaptive boundaries (``adaptive``) are placed from their parent's events first
+        (:attr:`positions`, :attr:`placements`); the others keep the strategy's geometry.
+        """
         results: dict[str, np.ndarray] = {}
         values = self.values
+        self.positions = []
+        self.placements = {}
+        self._quadrant_gates: dict[int, dict[str, Any]] = {}
         for gate in self.strategy.gates:
             parent = results[gate.parent_path] if gate.parent_path is not None else self._all
             dims = self.plans[gate.path]
+            placed = self._place(gate, dims, parent)
             if gate.kind == "boolean":
                 results[gate.path] = _shapes.boolean(gate, results, parent, self.strategy.path.name)
             elif gate.kind == "rectangle":
-                results[gate.path] = _shapes.rectangle(values, gate, dims, parent)
+                results[gate.path] = _shapes.rectangle(values, gate, dims, parent, **placed)
             elif gate.kind == "quadrant":
-                results[gate.path] = _shapes.quadrant(values, gate, dims, parent)
+                results[gate.path] = _shapes.quadrant(values, gate, dims, parent, **placed)
             elif gate.kind == "polygon":
                 results[gate.path] = _shapes.polygon(
-                    values, gate, dims, parent, everyone=parent is self._all
+                    values, gate, dims, parent, everyone=parent is self._all, **placed
                 )
             elif gate.kind == "ellipsoid":
-                results[gate.path] = _shapes.ellipsoid(values, gate, dims, parent)
+                results[gate.path] = _shapes.ellipsoid(values, gate, dims, parent, **placed)
             else:
                 raise StrategyError(
                     f"{self.strategy.path.name}: gate {gate.path!r} has unsupported type {gate.kind!r}"
                 )
         return results
+
+    def _place(self, gate: Gate, dims: list[Dim], parent: np.ndarray) -> dict[str, Any]:
+        """The gate's geometry in this sample (``{}``: the strategy's own)."""
+        boundaries = self.adaptive.of(gate.path) if self.adaptive else []
+        if not boundaries:
+            return {}
+        shared = self._quadrant_gates.get(id(gate.fk_gate))
+        if gate.kind == "quadrant" and shared is not None:  # quadrants share their dividers
+            self.placements[gate.path] = shared
+            return shared
+        placed, positions = place_gate(self.values, gate, dims, boundaries, parent)
+        self.placements[gate.path] = placed
+        if gate.kind == "quadrant":
+            self._quadrant_gates[id(gate.fk_gate)] = placed
+        self.positions += positions
+        return placed
 
 
 def _check_data(data: FCSData) -> None:
@@ -131,7 +169,11 @@ def _check_data(data: FCSData) -> None:
 
 
 def engine_for(
-    data: FCSData, strategy: Strategy, *, channel_map: Mapping[str, str] | None = None
+    data: FCSData,
+    strategy: Strategy,
+    *,
+    channel_map: Mapping[str, str] | None = None,
+    adaptive: AdaptivePlan | None = None,
 ) -> Engine:
     """An :class:`Engine` for one data set, its events checked against its channel list first.
 
@@ -141,11 +183,15 @@ def engine_for(
         As for :func:`gate_events`.
     """
     _check_data(data)
-    return Engine(data, strategy, channel_map)
+    return Engine(data, strategy, channel_map, adaptive)
 
 
 def gate_events(
-    data: FCSData, strategy: Strategy, *, channel_map: Mapping[str, str] | None = None
+    data: FCSData,
+    strategy: Strategy,
+    *,
+    channel_map: Mapping[str, str] | None = None,
+    adaptive: AdaptivePlan | None = None,
 ) -> dict[str, np.ndarray]:
     """Membership of every event in every population of the strategy.
 
@@ -158,6 +204,9 @@ def gate_events(
     channel_map
         Strategy dimension name -> the file's channel name, for files that name channels differently
         (``None``: names are identical). Compensation happens in the file's channel space.
+    adaptive
+        The strategy's adaptive boundaries (:func:`adaptive_plan`), placed from this file's events;
+        ``None``: every gate as the strategy draws it.
 
     Returns
     -------
@@ -172,11 +221,15 @@ def gate_events(
     StrategyError
         The strategy cannot be applied (undefined transformation or matrix, mixed compensations).
     """
-    return engine_for(data, strategy, channel_map=channel_map).run()
+    return engine_for(data, strategy, channel_map=channel_map, adaptive=adaptive).run()
 
 
 def count_events(
-    data: FCSData, strategy: Strategy, *, channel_map: Mapping[str, str] | None = None
+    data: FCSData,
+    strategy: Strategy,
+    *,
+    channel_map: Mapping[str, str] | None = None,
+    adaptive: AdaptivePlan | None = None,
 ) -> pd.DataFrame:
     """Event count of every population and of its parent.
 
@@ -187,7 +240,7 @@ def count_events(
         ``count`` and ``parent_count`` (all events for a top-level gate), one row per gate in
         :attr:`Strategy.gates` order.
     """
-    memberships = gate_events(data, strategy, channel_map=channel_map)
+    memberships = gate_events(data, strategy, channel_map=channel_map, adaptive=adaptive)
     n = int(np.shape(data.events)[0])
     rows = []
     for gate in strategy.gates:

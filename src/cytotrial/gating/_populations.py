@@ -27,6 +27,7 @@ import numpy as np
 
 from .._boolean import evaluate, names, positive_names
 from ..errors import ConfigError, StrategyError
+from ._adaptive import AdaptivePlan, adaptive_plan
 
 if TYPE_CHECKING:
     from ..io import Strategy
@@ -63,6 +64,9 @@ class PanelGating:
         Population -> its parent population in this panel (``""``: all events of the file).
     mfi
         ``(population, marker)`` pairs whose median intensity the panel reports, in config order.
+    adaptive
+        The strategy's gates placed from each sample's data (:func:`adaptive_plan`); ``None``:
+        every gate as the strategy draws it.
     """
 
     panel: str
@@ -72,6 +76,7 @@ class PanelGating:
     order: list[str] = field(default_factory=list)
     parents: dict[str, str] = field(default_factory=dict)
     mfi: list[tuple[str, str]] = field(default_factory=list)
+    adaptive: AdaptivePlan | None = None
 
     def __post_init__(self) -> None:
         if not self.order:
@@ -113,6 +118,7 @@ def load_panel_gating(
     model: Mapping[str, Mapping[str, Any]] | None = None,
     mfi_markers: Mapping[str, Sequence[str]] | None = None,
     base: Path | None = None,
+    panels: Mapping[str, Sequence[str]] | None = None,
 ) -> PanelGating:
     """Load a panel's strategy (GatingML or FlowJo) and resolve the populations it reports.
 
@@ -122,7 +128,8 @@ def load_panel_gating(
         The panel name (a value of the sample sheet's ``panel`` column).
     spec
         The config entry ``strategies.<panel>``: ``strategy`` (path), optional ``sample_group`` /
-        ``sample_id`` (FlowJo) and ``populations`` (name -> gate name or gate path).
+        ``sample_id`` (FlowJo), ``populations`` (name -> gate name or gate path) and optional
+        ``adaptive`` (gates placed from each sample's data).
     model
         The config's population model (:func:`cytotrial.config.population_model`): labels, Boolean
         definitions, parent overrides and each population's gate per panel. ``None``: the
@@ -132,12 +139,16 @@ def load_panel_gating(
         reports are kept.
     base
         Folder that relative strategy paths are relative to (the working directory by default).
+    panels
+        The config's ``panels:`` (marker -> channel names): adaptive declarations may name a
+        gate's dimension by marker.
 
     Raises
     ------
     ConfigError
         A population maps to a gate the strategy lacks (one line naming
-        ``strategies.<panel>.populations.<name>``).
+        ``strategies.<panel>.populations.<name>``), or an adaptive declaration does not fit the
+        strategy (one line per problem naming ``strategies.<panel>.adaptive.<gate>...``).
     StrategyError
         The strategy file cannot be loaded.
     """
@@ -152,7 +163,14 @@ def load_panel_gating(
     )
     if model is None:
         model = population_model({"strategies": {panel: dict(spec)}})
-    return panel_gating(panel, strategy, model, mfi_markers=mfi_markers)
+    return panel_gating(
+        panel,
+        strategy,
+        model,
+        mfi_markers=mfi_markers,
+        adaptive=spec.get("adaptive"),
+        panels=panels,
+    )
 
 
 def panel_gating(
@@ -161,11 +179,14 @@ def panel_gating(
     model: Mapping[str, Mapping[str, Any]],
     *,
     mfi_markers: Mapping[str, Sequence[str]] | None = None,
+    adaptive: Mapping[str, Any] | None = None,
+    panels: Mapping[str, Sequence[str]] | None = None,
 ) -> PanelGating:
     """The populations a loaded strategy reports for a panel, their order and their parents.
 
     Parameters are as for :func:`load_panel_gating`; ``model`` may come from
-    :func:`gate_population_model` (every gate, no config).
+    :func:`gate_population_model` (every gate, no config); ``adaptive`` is the config's
+    ``strategies.<panel>.adaptive``.
     """
     mapped: dict[str, str] = {}
     for name, spec in model.items():
@@ -193,6 +214,7 @@ def panel_gating(
         order=order,
         parents=parents,
         mfi=pairs,
+        adaptive=adaptive_plan(panel, strategy, adaptive, panels=panels) if adaptive else None,
     )
 
 

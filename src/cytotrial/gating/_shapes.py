@@ -12,7 +12,7 @@ parent.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,12 +32,24 @@ _GRID_MIN_EVENTS = 4096  # below this a polygon is tested exactly on every event
 _GRID_MIN_EVENTS_CHEAP = 200_000  # the same, when its exact values are cheap (raw, linear, asinh)
 
 
-def rectangle(values: Values, gate: Gate, dims: list[Dim], parent: np.ndarray) -> np.ndarray:
-    """A rectangle (or range): every bound of every dimension, or its complement."""
+def rectangle(
+    values: Values,
+    gate: Gate,
+    dims: list[Dim],
+    parent: np.ndarray,
+    *,
+    bounds: Sequence[tuple[float | None, float | None]] | None = None,
+) -> np.ndarray:
+    """A rectangle (or range): every bound of every dimension, or its complement.
+
+    ``bounds``: ``(min, max)`` per dimension placed for this sample (default: the gate's own).
+    """
     result = parent.copy()
-    for fk_dim, dim in zip(gate.fk_gate.dimensions, dims):
-        low = getattr(fk_dim, "min", None)
-        high = getattr(fk_dim, "max", None)
+    if bounds is None:
+        bounds = [
+            (getattr(d, "min", None), getattr(d, "max", None)) for d in gate.fk_gate.dimensions
+        ]
+    for (low, high), dim in zip(bounds, dims):
         if low is not None:
             result &= values.condition(dim, ">=", low)
         if high is not None:
@@ -47,14 +59,28 @@ def rectangle(values: Values, gate: Gate, dims: list[Dim], parent: np.ndarray) -
     return result
 
 
-def quadrant(values: Values, gate: Gate, dims: list[Dim], parent: np.ndarray) -> np.ndarray:
-    """One quadrant of a quadrant gate: the divider ranges of its position."""
+def quadrant(
+    values: Values,
+    gate: Gate,
+    dims: list[Dim],
+    parent: np.ndarray,
+    *,
+    dividers: Mapping[str, tuple[float, float]] | None = None,
+) -> np.ndarray:
+    """One quadrant of a quadrant gate: the divider ranges of its position.
+
+    ``dividers``: divider id -> ``(template value, value placed for this sample)``.
+    """
     fk_gate = gate.fk_gate
     by_divider = {div.id: dim for div, dim in zip(fk_gate.dimensions, dims)}
     fk_quadrant = fk_gate.quadrants[gate.quadrant]
     result = parent.copy()
     for ref in fk_quadrant.divider_refs:
         low, high = fk_quadrant.get_divider_range(ref)
+        if dividers and ref in dividers:
+            template, placed = dividers[ref]
+            low = placed if low is not None and low == template else low
+            high = placed if high is not None and high == template else high
         dim = by_divider[ref]
         if low is not None:
             result &= values.condition(dim, ">=", low)
@@ -64,12 +90,23 @@ def quadrant(values: Values, gate: Gate, dims: list[Dim], parent: np.ndarray) ->
 
 
 def polygon(
-    values: Values, gate: Gate, dims: list[Dim], parent: np.ndarray, *, everyone: bool
+    values: Values,
+    gate: Gate,
+    dims: list[Dim],
+    parent: np.ndarray,
+    *,
+    everyone: bool,
+    vertices: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A polygon, on a grid where it pays (``everyone``: the parent is every event)."""
+    """A polygon, on a grid where it pays (``everyone``: the parent is every event).
+
+    ``vertices``: the polygon placed for this sample (default: the gate's own).
+    """
     from flowutils.gating import points_in_polygon
 
-    vertices = np.asarray(gate.fk_gate.vertices, dtype=np.float64)
+    if vertices is None:
+        vertices = gate.fk_gate.vertices
+    vertices = np.asarray(vertices, dtype=np.float64)
     rows = None if everyone else np.flatnonzero(parent)
     size = values.n if everyone else rows.size
     inside = None
@@ -93,8 +130,20 @@ def polygon(
     return result
 
 
-def ellipsoid(values: Values, gate: Gate, dims: list[Dim], parent: np.ndarray) -> np.ndarray:
-    """An ellipsoid, tested exactly on every event of the parent."""
+def ellipsoid(
+    values: Values,
+    gate: Gate,
+    dims: list[Dim],
+    parent: np.ndarray,
+    *,
+    coordinates: np.ndarray | None = None,
+    covariance: np.ndarray | None = None,
+) -> np.ndarray:
+    """An ellipsoid, tested exactly on every event of the parent.
+
+    ``coordinates``, ``covariance``: its centre and shape placed for this sample (default: the
+    gate's own).
+    """
     from flowutils.gating import points_in_ellipsoid
 
     fk_gate = gate.fk_gate
@@ -103,7 +152,10 @@ def ellipsoid(values: Values, gate: Gate, dims: list[Dim], parent: np.ndarray) -
     if rows.size:
         points = np.column_stack([values.exact(dim, rows) for dim in dims])
         result[rows] = points_in_ellipsoid(
-            fk_gate.covariance_matrix, fk_gate.coordinates, fk_gate.distance_square, points
+            fk_gate.covariance_matrix if covariance is None else covariance,
+            fk_gate.coordinates if coordinates is None else coordinates,
+            fk_gate.distance_square,
+            points,
         )
     return result
 
