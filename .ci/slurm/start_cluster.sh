@@ -54,8 +54,22 @@ node_ready() {
     [[ "$state" == idle* || "$state" == mix* || "$state" == alloc* ]]
 }
 
-cluster_up() { # every daemon started here alive, the controller and the accounting answering
+render() { # render TEMPLATE: the template beside this script with this machine's values
+    sed -e "s/@CLUSTER@/$CLUSTER/g" -e "s/@HOST@/$(hostname -s)/g" -e "s/@CPUS@/$(nproc)/g" \
+        -e "s/@MEM@/$(node_memory)/g" -e "s/@PARTITION@/$PARTITION/g" -e "s/@DBPASS@/$DBPASS/g" \
+        "$HERE/$1"
+}
+node_memory() { # MB: what slurmd itself finds (a node configured with more is drained)
+    local mem
+    mem=$(/usr/sbin/slurmd -C 2>/dev/null | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
+    [[ -n "$mem" ]] || mem=$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo)
+    echo "$mem"
+}
+
+cluster_up() { # every daemon started here alive and answering, on the configs of the templates
     for name in munged mariadb slurmdbd slurmctld slurmd; do alive "$RUN/$name.pid" || return 1; done
+    cmp -s <(render slurm.conf.in) /etc/slurm/slurm.conf || return 1
+    cmp -s <(render slurmdbd.conf.in) /etc/slurm/slurmdbd.conf || return 1
     scontrol ping 2>/dev/null | grep -q UP && sacct -n -X -S now >/dev/null 2>&1 && node_ready
 }
 
@@ -131,25 +145,29 @@ mariadb -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
 # --- 4. configs from the templates ----------------------------------------------------------------
 HOST=$(hostname -s)
 CPUS=$(nproc)
-# the memory slurmd itself finds (a node configured with more than that is drained)
-MEM=$(/usr/sbin/slurmd -C 2>/dev/null | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
-[[ -n "$MEM" ]] || MEM=$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo)
+MEM=$(node_memory)
 CTLD_WAS_RUNNING=0
 alive "$RUN/slurmctld.pid" && CTLD_WAS_RUNNING=1
 install -d -o slurm -g slurm -m 755 /var/lib/slurm/slurmctld /var/lib/slurm/slurmd /var/log/slurm /run/slurm
-fill() { # fill TEMPLATE DEST MODE
-    sed -e "s/@CLUSTER@/$CLUSTER/g" -e "s/@HOST@/$HOST/g" -e "s/@CPUS@/$CPUS/g" -e "s/@MEM@/$MEM/g" \
-        -e "s/@PARTITION@/$PARTITION/g" -e "s/@DBPASS@/$DBPASS/g" "$HERE/$1" >"$2.new"
+fill() { # fill TEMPLATE DEST MODE: succeeds when DEST changed
+    render "$1" >"$2.new"
     local changed=0
     cmp -s "$2.new" "$2" || changed=1
     mv "$2.new" "$2"
     chmod "$3" "$2"
-    return $((1 - changed)) # 0 when the file changed
+    return $((1 - changed))
 }
 CONF_CHANGED=0
 fill slurm.conf.in /etc/slurm/slurm.conf 644 && CONF_CHANGED=1
-fill slurmdbd.conf.in /etc/slurm/slurmdbd.conf 600 || true
+DBD_CHANGED=0
+fill slurmdbd.conf.in /etc/slurm/slurmdbd.conf 600 && DBD_CHANGED=1
 chown slurm:slurm /etc/slurm/slurmdbd.conf
+if ((DBD_CHANGED)) && alive "$RUN/slurmdbd.pid"; then # slurmdbd reads its config only at start
+    log "slurmdbd.conf changed: restarting slurmdbd"
+    kill "$(cat "$RUN/slurmdbd.pid")"
+    for _ in $(seq 1 30); do alive "$RUN/slurmdbd.pid" || break; sleep 1; done
+    rm -f "$RUN/slurmdbd.pid"
+fi
 
 # --- 5. daemons -----------------------------------------------------------------------------------
 start_daemon() { # start_daemon NAME: SLURM daemons write their own pid file in /run/slurm
