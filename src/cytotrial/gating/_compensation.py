@@ -117,9 +117,10 @@ class Compensations:
         located = [(self.channels.lookup(name), name) for name in names]
         lost = [name for column, name in located if column is None]
         if lost:
-            raise MissingMarkerError(
-                f"{self.file}: the spillover matrix names channel(s) {', '.join(lost)} that the file lacks; "
-                "give a matrix over the file's detector channels"
+            raise MissingMarkerError(  # names taken from a keyword's value: counted, not quoted
+                f"{self.file}: the spillover matrix names {len(lost)} of its {len(names)} "
+                "detectors after no channel of the file; give a matrix over the file's detector "
+                "channels"
             )
         order = sorted(
             range(len(names)), key=lambda i: located[i][0]

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CytotrialError
+from ._checks import check_file_spill, leave_out_non_finite
 from ._engine import engine_for, gate_events
 from ._mfi import MFI_COLUMNS, marker_channels, mfi_rows
 from ._populations import PanelGating, population_masks
@@ -72,19 +73,28 @@ def read_for_gating(
     *,
     panels: Mapping[str, Sequence[str]] | None = None,
     compensation: pd.DataFrame | None = None,
+    unreadable_compensation: str = "exclude",
 ) -> tuple[FCSData, dict[str, str]]:
     """Read a file and find its channels for a panel's strategy: ``(FCSData, channel_map)``.
+
+    The file's own spillover, when the gating needs it and it cannot be used, excludes the file
+    (``unreadable_compensation`` ``exclude``) or is dropped (``uncompensated``); events with
+    non-finite values where the gating reads are left out (see ``_checks``). ``notes`` and
+    ``flags`` of the data set say what was done.
 
     Raises
     ------
     FCSReadError, MissingMarkerError
-        The file cannot be read, or lacks a channel the strategy needs.
+        The file cannot be read, lacks a channel the strategy needs, its spillover cannot be used,
+        or a channel the gating reads holds no finite value.
     """
     from ..io import read_fcs, resolve_channels
 
     data = read_fcs(fcs)
     if compensation is not None:
         data.spill = compensation
+    else:
+        check_file_spill(data, gating, policy=unreadable_compensation)
     channel_map = resolve_channels(
         data.channels,
         data.markers,
@@ -92,6 +102,7 @@ def read_for_gating(
         panels=panels,
         file=Path(fcs).name,
     )
+    leave_out_non_finite(data, gating, channel_map, panels=panels)
     return data, channel_map
 
 
@@ -101,15 +112,22 @@ def read_and_gate(
     *,
     panels: Mapping[str, Sequence[str]] | None = None,
     compensation: pd.DataFrame | None = None,
+    unreadable_compensation: str = "exclude",
 ) -> tuple[FCSData, dict[str, str], dict[str, np.ndarray]]:
     """Read a file and apply every gate of its panel: ``(FCSData, channel_map, memberships)``.
 
     Raises
     ------
     FCSReadError, MissingMarkerError
-        The file cannot be read, or lacks a channel the strategy needs.
+        As :func:`read_for_gating`.
     """
-    data, channel_map = read_for_gating(fcs, gating, panels=panels, compensation=compensation)
+    data, channel_map = read_for_gating(
+        fcs,
+        gating,
+        panels=panels,
+        compensation=compensation,
+        unreadable_compensation=unreadable_compensation,
+    )
     return data, channel_map, gate_events(data, gating.strategy, channel_map=channel_map)
 
 
@@ -146,6 +164,7 @@ def gate_samples(
     panels: Mapping[str, Sequence[str]] | None = None,
     compensation: pd.DataFrame | None = None,
     mfi_min_events: int = 0,
+    unreadable_compensation: str = "exclude",
 ) -> GatedBatch:
     """Gate every sample of a batch into its panel's populations, their parents and MFIs.
 
@@ -162,6 +181,9 @@ def gate_samples(
     mfi_min_events
         The config's ``mfi.min_events``: a population with fewer events gets NA intensities
         (``0``: no minimum).
+    unreadable_compensation
+        The config's ``gating.unreadable_compensation``: a file whose own spillover the gating
+        needs but cannot use is ``exclude``-d, or gated ``uncompensated`` and flagged.
 
     Returns
     -------
@@ -187,7 +209,11 @@ def gate_samples(
         }
         try:
             data, channel_map = read_for_gating(
-                row.fcs, gating, panels=panels, compensation=compensation
+                row.fcs,
+                gating,
+                panels=panels,
+                compensation=compensation,
+                unreadable_compensation=unreadable_compensation,
             )
             record["events_in"] = data.n_events
             record["events_stated"] = data.n_events_stated
