@@ -60,7 +60,8 @@ out_dir <- if (length(args) >= 2) args[[2]] else in_dir
 reference <- "NIVO"
 datasets <- c(
   "balanced_12", "missing_12", "unbalanced", "balanced_24", "missing_24", "three_arms",
-  "one_visit"
+  "one_visit", "demo_cd8_blood", "demo_treg_blood", "demo_cd8_treg_blood",
+  "demo_cd8_ki67_mfi_blood", "demo_nk_tumor"
 )
 structures <- c(
   "unstructured", "heterogeneous_toeplitz", "heterogeneous_compound_symmetry",

@@ -1,6 +1,11 @@
-"""Write the planted MMRM inputs of tests/test_mmrm.py (run once; the TSVs are committed).
+"""Write the MMRM inputs of tests/test_mmrm.py (run once; the TSVs are committed).
 
-    python tests/data/mmrm/make_inputs.py
+    python tests/data/mmrm/make_inputs.py                      # the planted data sets
+    python tests/data/mmrm/make_inputs.py results/stats/log2fc.tsv   # and the demo's (demo_*)
+
+The demo's data sets are features of the demo trial's change table (``results/stats/log2fc.tsv``
+of a demo run): its real pattern of missing samples (dropout at progression, missed biopsies),
+a ratio, an MFI and a compartment with a single on-treatment visit.
 
 Each input is one row per patient and post-baseline visit: ``patient_id, arm, visit,
 visit_index, baseline, change``; ``NIVO`` is the reference arm. R's fits of them
@@ -97,13 +102,50 @@ DATASETS = {
 }
 
 
-def main() -> None:
-    """Write ``<name>.tsv`` for every planted data set."""
+#: The demo's data sets: name -> (population, compartment) of its change table.
+DEMO = {
+    "demo_cd8_blood": ("cd8", "blood"),
+    "demo_treg_blood": ("treg", "blood"),
+    "demo_cd8_treg_blood": ("cd8_treg", "blood"),
+    "demo_cd8_ki67_mfi_blood": ("cd8:Ki67", "blood"),
+    "demo_nk_tumor": ("nk", "tumor"),
+}
+
+
+def demo(log2fc: pd.DataFrame, population: str, compartment: str) -> pd.DataFrame:
+    """One feature of the demo's change table, as the MMRM reads it (post-baseline rows)."""
+    rows = log2fc[(log2fc["population"] == population) & (log2fc["compartment"] == compartment)]
+    rows = rows[rows["sample_id"] != rows["baseline_sample_id"]]
+    rows = rows.dropna(subset=["baseline_log2_value", "log2fc"])
+    order = rows[["cycle", "day", "visit"]].drop_duplicates().sort_values(["cycle", "day"])
+    index = {visit: i + 1 for i, visit in enumerate(order["visit"])}
+    table = pd.DataFrame(
+        {
+            "patient_id": rows["patient_id"],
+            "arm": rows["arm"],
+            "visit": rows["visit"],
+            "visit_index": rows["visit"].map(index),
+            "baseline": rows["baseline_log2_value"].round(6),
+            "change": rows["log2fc"].round(6),
+        }
+    )
+    return table.sort_values(["patient_id", "visit_index"], ignore_index=True)
+
+
+def main(argv: list[str]) -> None:
+    """Write ``<name>.tsv`` for every planted data set (and the demo's, given its log2fc.tsv)."""
     for name, spec in DATASETS.items():
         spec = dict(spec)
         table = planted(spec.pop("seed"), spec.pop("arms"), spec.pop("n_visits"), **spec)
         table.to_csv(HERE / f"{name}.tsv", sep="\t", index=False)
+    if argv:
+        log2fc = pd.read_csv(argv[0], sep="\t", keep_default_na=False, na_values=["NA", ""])
+        for name, (population, compartment) in DEMO.items():
+            table = demo(log2fc, population, compartment)
+            table.to_csv(HERE / f"{name}.tsv", sep="\t", index=False)
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])
