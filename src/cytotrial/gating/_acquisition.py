@@ -1,0 +1,493 @@
+"""Acquisition QC: the stretches of a file whose flow rate or signal departs from the rest are removed.
+
+A file is cut, in acquisition order, into bins of an equal number of events (``bin_events``, more
+for large files so there are at most ``max_bins``). Each bin gets
+
+* its **flow rate**: events per unit of ``Time`` (after ``$TIMESTEP``), from the times of its
+  first event and of the next bin's first event; a burst makes a bin short, a slowing flow or a
+  pause makes it long;
+* its **signal**: for every channel but ``Time``, the fraction of the bin's events above the file's
+  25th, 50th, 75th and 90th percentile of that channel. A shift of the signal moves events across
+  these fixed thresholds: the fraction above the file's median is the sign test of the bin's median
+  against the file's, and the other levels follow a dim and a bright population. Raw detector
+  values are used, neither compensated nor transformed: a fraction above a threshold is the same
+  under any increasing transformation, and a shift of one fluorochrome shows in its own detector
+  without compensation, so no pass over all events is spent on either;
+* its longest interval between two events (a **gap**: no events for a stretch).
+
+Each statistic is compared with the same statistic of the other bins on a robust scale, as
+PeacoQC and flowAI do: the median across bins and the MAD, never below the spread pure sampling
+gives (a Poisson flow's for the log rate, a binomial's for a fraction), so a few bins cannot
+understate it. The typical flow rate is the one the file had for most of its *time* (bins weighted
+by the time they span): a burst packs many events, hence many bins, into little time. A bin
+departs when its distance from the median is at least ``rate_z`` (``signal_z``) robust standard
+deviations *and* at least ``rate_min_change`` (a relative change of the flow rate) or
+``signal_min_change`` (a fraction of the bin's events). The signal is also tested on each pair of
+neighbouring bins (a shift lasting both stands out by the square root of two more); both bins of
+a departing pair depart.
+
+Runs of departing bins decide what is removed, as PeacoQC's consecutive-bins rule does: a run
+shorter than ``min_run`` bins is kept unless it departs by at least twice the threshold, and fewer
+than ``min_run`` kept bins between two removed runs go with them. The ends of each removed
+stretch are then placed at the events where the anomaly starts and stops: around each end of the
+run's core (its bins that depart on their own), within a bin either side, the split that
+maximises the summed log-likelihood ratio of the core's acquisition against the file's: its flow
+rate (exponential intervals between events) and its departing signal statistics (events above
+the thresholds).
+
+A gap in ``Time`` longer than ``gap_factor`` typical intervals is counted in the note; it removes
+nothing by itself (it holds no events): the slowing or burst around a clog or bubble is what the
+flow rate finds. A file without a usable ``Time`` channel (none, not finite, not advancing or not
+in acquisition order) or with fewer than eight bins is not checked: every event is kept and the
+note says why. Deterministic; the signal reads at most 500 events per bin.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from ..io import FCSData
+
+__all__ = ["ACQUISITION_BIN_COLUMNS", "AcquisitionQC", "acquisition_qc", "time_channel"]
+
+#: Columns of :attr:`AcquisitionQC.bins`: one row per time bin.
+ACQUISITION_BIN_COLUMNS = [
+    "bin",
+    "first_event",
+    "n_events",
+    "time_start",
+    "time_stop",
+    "rate",
+    "rate_z",
+    "max_interval",
+    "signal_z",
+    "signal_stat",
+    "departs",
+    "events_removed",
+    "reason",
+]
+
+_MIN_BINS = 8  # fewer bins give no robust median and MAD across bins
+_STAT_EVENTS = 500  # events per bin read for the signal statistics
+_LEVELS = (0.25, 0.5, 0.75, 0.9)  # the file's percentiles the signal is counted above
+_LEVEL_ARRAY = 1.0 - np.array(_LEVELS)  # the fraction of events above each
+_MAD_SD = 1.4826  # MAD -> standard deviation of a normal distribution
+_EXTREME = 2.0  # a run shorter than min_run is removed from this multiple of the threshold
+_MIN_TICKS = 10  # a bin must span this many steps of the Time channel to give a flow rate
+_P_CLIP = 0.01  # fractions are kept inside [0.01, 0.99] in the log-likelihood ratios
+
+
+@dataclass(frozen=True)
+class AcquisitionQC:
+    """The acquisition QC of one file.
+
+    Attributes
+    ----------
+    keep
+        Boolean per event: ``False`` for the events removed.
+    bins
+        One row per time bin (:data:`ACQUISITION_BIN_COLUMNS`): first event and number of events,
+        time span, flow rate (events per unit of ``Time``) and its robust z, the longest interval
+        between events, the largest robust z of the signal statistics and which one
+        (``channel>pNN``: the fraction above the file's NNth percentile), whether the bin departs
+        from the file, how many of its events were removed and why. Empty when not checked.
+    status
+        ``"checked"``, ``"no_time"`` (no usable ``Time`` channel) or ``"too_few_events"``.
+    time_channel
+        The ``Time`` channel found (``""``: none).
+    reasons
+        What removed events, most events first: ``"flow rate"``, ``"signal <channel>"``.
+    gaps
+        Intervals between events longer than ``gap_factor`` times the typical one.
+    note
+        One sentence for the QC table's notes (``""``: checked, nothing removed, no gap).
+    """
+
+    keep: np.ndarray
+    bins: pd.DataFrame
+    status: str
+    time_channel: str
+    reasons: tuple[str, ...]
+    gaps: int
+    note: str
+
+    @property
+    def n_events(self) -> int:
+        """Events of the file."""
+        return int(self.keep.size)
+
+    @property
+    def n_removed(self) -> int:
+        """Events removed."""
+        return int(self.keep.size - np.count_nonzero(self.keep))
+
+    @property
+    def fraction_removed(self) -> float:
+        """Fraction of the file's events removed (0 for an empty file)."""
+        return self.n_removed / self.n_events if self.n_events else 0.0
+
+
+class _Rate(NamedTuple):
+    value: np.ndarray  # events per unit of Time, per bin
+    centre: float  # median log rate
+    limit: float  # distance of the log rate from the centre at which a bin departs
+    z: np.ndarray
+    score: np.ndarray  # distance / limit
+
+
+class _Signal(NamedTuple):
+    columns: list[int]
+    thresholds: np.ndarray  # levels x channels
+    fractions: np.ndarray  # bins x channels x levels
+    centre: np.ndarray  # channels x levels
+    limit: np.ndarray  # channels x levels
+    z: np.ndarray  # per bin: the largest robust z
+    stat: np.ndarray  # per bin: which statistic
+    score: np.ndarray  # per bin: the largest distance / limit, of the bin or a pair it is in
+    own: np.ndarray  # per bin: the largest distance / limit of the bin alone
+
+
+def time_channel(data: FCSData) -> int | None:
+    """Column of the ``Time`` channel: ``$PnN`` ``Time`` in any case, else one starting ``Time``."""
+    names = [str(c).strip().casefold() for c in data.channels]
+    for candidates in (
+        [i for i, name in enumerate(names) if name == "time"],
+        [i for i, name in enumerate(names) if name.startswith("time")],
+    ):
+        if candidates:
+            return candidates[0]
+    return None
+
+
+def _unchecked(n: int, status: str, channel: str, note: str) -> AcquisitionQC:
+    bins = pd.DataFrame(columns=ACQUISITION_BIN_COLUMNS)
+    return AcquisitionQC(np.ones(n, dtype=bool), bins, status, channel, (), 0, note)
+
+
+def _time_problem(times: np.ndarray, steps: np.ndarray) -> str:
+    """Why a Time channel cannot date the events ("" when it can)."""
+    if times.size < 2:
+        return "has fewer than two events"
+    if not np.isfinite(times).all():
+        return "holds values that are not finite"
+    if times[-1] <= times[0]:
+        return "does not advance"
+    backwards = int(np.count_nonzero(steps < 0))
+    if backwards:
+        return f"goes back {backwards} times (events not in acquisition order)"
+    return ""
+
+
+def _robust(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median and MAD-based standard deviation along the first axis (bins)."""
+    centre = np.median(values, axis=0)
+    scale = _MAD_SD * np.median(np.abs(values - centre), axis=0)
+    return centre, scale
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The value below which half the total weight lies."""
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+
+def _bin_edges(n: int, settings: Mapping[str, Any]) -> np.ndarray:
+    """First event of each bin and ``n``: equal bins of at least ``bin_events``, at most ``max_bins``."""
+    size = max(int(settings["bin_events"]), math.ceil(n / int(settings["max_bins"])))
+    return np.linspace(0, n, n // size + 1).round().astype(np.int64)
+
+
+def _rate(
+    times: np.ndarray, steps: np.ndarray, edges: np.ndarray, settings: Mapping[str, Any]
+) -> _Rate | None:
+    """The flow rate of every bin; None when Time is too coarse to give one."""
+    ends = np.append(edges[1:-1], edges[-1] - 1)  # the last bin ends at its own last event
+    spans = times[ends] - times[edges[:-1]]
+    intervals = (ends - edges[:-1]).astype(np.float64)
+    tick = float(steps[steps > 0].min())
+    if (spans <= 0).any() or np.median(spans) < _MIN_TICKS * tick:
+        return None
+    log_rate = np.log(intervals / spans)
+    # the flow the file had for most of its time: a burst packs many events, hence bins, into
+    # little time, so bins are weighted by the time they span
+    centre = _weighted_median(log_rate, spans)
+    scale = _MAD_SD * _weighted_median(np.abs(log_rate - centre), spans)
+    scale = max(scale, 1.0 / math.sqrt(float(np.median(intervals))))  # a Poisson flow's spread
+    z = (log_rate - centre) / scale if scale > 0 else np.zeros_like(log_rate)
+    limit = max(float(settings["rate_z"]) * scale, math.log1p(float(settings["rate_min_change"])))
+    return _Rate(np.exp(log_rate), float(centre), limit, z, np.abs(log_rate - centre) / limit)
+
+
+def _signal(
+    events: np.ndarray, edges: np.ndarray, data: FCSData, index: int, settings: Mapping[str, Any]
+) -> _Signal | None:
+    """The signal statistics of every bin; None when the file has no channel but Time."""
+    columns = [j for j in range(events.shape[1]) if j != index]
+    if not columns:
+        return None
+    n_bins, counts = edges.size - 1, np.diff(edges)
+    m = int(min(counts.min(), _STAT_EVENTS))
+    rows = (edges[:-1, None] + (int(counts.min()) // m) * np.arange(m)[None, :]).ravel()
+    sample = events[rows]  # every channel: one copy; Time's thresholds are never crossed
+    pooled = np.ascontiguousarray(sample[:: max(1, rows.size // 8192), columns].T)
+    thresholds = np.quantile(pooled, _LEVELS, axis=1)  # levels x channels
+    every = np.full((len(_LEVELS), events.shape[1]), np.inf)
+    every[:, columns] = thresholds
+    # bins x channels x events, so each count runs along contiguous memory
+    sample = np.ascontiguousarray(sample.reshape(n_bins, m, events.shape[1]).transpose(0, 2, 1))
+    counts = [(sample > t[:, None]).view(np.uint8).sum(axis=2, dtype=np.int32) for t in every]
+    fractions = np.stack(counts, axis=2)[:, columns] / m
+    centre, scale = _robust(fractions)
+    # a bin's fraction varies at least as a binomial's does (events in random order), and the
+    # MAD of a few bins can fall below that
+    floor = np.sqrt(_LEVEL_ARRAY * (1 - _LEVEL_ARRAY) / m)
+    scale = np.maximum(scale, floor)
+    distance = np.abs(fractions - centre)
+    z = np.divide(distance, scale, out=np.zeros_like(distance), where=scale > 0)
+    limit = np.maximum(float(settings["signal_z"]) * scale, float(settings["signal_min_change"]))
+    scores = (distance / limit).reshape(n_bins, -1)
+    own = scores.max(axis=1)
+    # two neighbouring bins together: a shift lasting both stands out by sqrt(2) more
+    pairs = (fractions[:-1] + fractions[1:]) / 2
+    pair_scale = np.maximum(_robust(pairs)[1], floor / math.sqrt(2))
+    pair_limit = np.maximum(
+        float(settings["signal_z"]) * pair_scale, float(settings["signal_min_change"])
+    )
+    pair_scores = (np.abs(pairs - centre) / pair_limit).reshape(n_bins - 1, -1)
+    scores[:-1] = np.maximum(scores[:-1], pair_scores)
+    scores[1:] = np.maximum(scores[1:], pair_scores)
+    best = scores.argmax(axis=1)
+    labels = np.array(
+        [f"{data.channels[j]}>p{round(100 * q)}" for j in columns for q in _LEVELS], dtype=object
+    )
+    return _Signal(
+        columns,
+        thresholds,
+        fractions,
+        centre,
+        limit,
+        z.reshape(n_bins, -1)[np.arange(n_bins), best],
+        labels[best],
+        scores.max(axis=1),
+        own,
+    )
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of True."""
+    padded = np.concatenate(([False], flags, [False])).astype(np.int8)
+    change = np.flatnonzero(np.diff(padded))
+    return list(zip(change[::2].tolist(), change[1::2].tolist()))
+
+
+def _departing_runs(score: np.ndarray, min_run: int) -> np.ndarray:
+    """Bins to remove: departing runs long or strong enough; short kept stretches between them."""
+    removed = np.zeros(score.size, dtype=bool)
+    for start, stop in _runs(score >= 1):
+        if stop - start >= min_run or score[start:stop].max() >= _EXTREME:
+            removed[start:stop] = True
+    for start, stop in _runs(~removed):
+        if start > 0 and stop < score.size and stop - start < min_run:
+            removed[start:stop] = True
+    return removed
+
+
+def _log_ratios(
+    first: int,
+    stop: int,
+    run: slice,
+    steps: np.ndarray,
+    events: np.ndarray,
+    rate: _Rate | None,
+    signal: _Signal | None,
+) -> np.ndarray:
+    """Per event of ``[first, stop)``: log-likelihood of the run's acquisition over the file's."""
+    ratios = np.zeros(stop - first)
+    # a statistic takes part when the run's mean departs by the threshold of one bin divided by
+    # the square root of its bins: the same standard of evidence for the mean as for one bin
+    evidence = 1.0 / math.sqrt(run.stop - run.start)
+    if rate is not None:
+        normal, anomalous = math.exp(rate.centre), float(np.median(rate.value[run]))
+        if abs(math.log(anomalous / normal)) >= evidence * rate.limit:
+            ratios += math.log(anomalous / normal) - (anomalous - normal) * steps[first:stop]
+    if signal is not None:
+        normal_p = np.clip(signal.centre, _P_CLIP, 1 - _P_CLIP)
+        mean = signal.fractions[run].mean(axis=0)
+        anomalous_p = np.clip(mean, _P_CLIP, 1 - _P_CLIP)
+        channel, level = np.nonzero(np.abs(mean - signal.centre) >= evidence * signal.limit)
+        if channel.size:
+            p0, p1 = normal_p[channel, level], anomalous_p[channel, level]
+            values = events[first:stop][:, np.asarray(signal.columns)[channel]]
+            above = values > signal.thresholds[level, channel]
+            below = np.log((1 - p1) / (1 - p0))
+            ratios += above @ (np.log(p1 / p0) - below) + below.sum()
+    return ratios
+
+
+def _split(ratios: np.ndarray, boundary: int, *, anomaly_after: bool) -> int:
+    """Where in a window the anomaly starts (``anomaly_after``) or stops; ties keep ``boundary``."""
+    if anomaly_after:  # evidence of the events from the split to the window's end
+        gain = np.concatenate((np.cumsum(ratios[::-1])[::-1], [0.0]))
+    else:  # evidence of the events from the window's start to the split
+        gain = np.concatenate(([0.0], np.cumsum(ratios)))
+    best = int(np.argmax(gain))
+    return best if gain[best] > gain[boundary] + 1e-9 else boundary
+
+
+def _removed_events(
+    removed: np.ndarray,
+    own: np.ndarray,
+    edges: np.ndarray,
+    steps: np.ndarray,
+    events: np.ndarray,
+    rate: _Rate | None,
+    signal: _Signal | None,
+) -> np.ndarray:
+    """The keep-mask: each removed run of bins, its ends placed at the event where it starts/stops.
+
+    The run's core (from its first to its last bin departing on its own; the whole run if none
+    does) gives the anomalous acquisition; each end is placed within a bin either side of the
+    core's end (bins of the run beyond them are kept).
+    """
+    keep = np.ones(int(edges[-1]), dtype=bool)
+    n_bins = removed.size
+    for start, stop in _runs(removed):
+        alone = np.flatnonzero(own[start:stop] >= 1)
+        if alone.size:
+            start, stop = start + int(alone[0]), start + int(alone[-1]) + 1
+        core = slice(start, stop)
+        first, last = int(edges[start]), int(edges[stop])
+        if start > 0:
+            lo, hi = int(edges[start - 1]), int(edges[min(start + 1, stop)])
+            ratios = _log_ratios(lo, hi, core, steps, events, rate, signal)
+            first = lo + _split(ratios, first - lo, anomaly_after=True)
+        if stop < n_bins:
+            lo, hi = int(edges[max(stop - 1, start)]), int(edges[stop + 1])
+            ratios = _log_ratios(lo, hi, core, steps, events, rate, signal)
+            last = lo + _split(ratios, last - lo, anomaly_after=False)
+        keep[first:last] = False
+    return keep
+
+
+def acquisition_qc(data: FCSData, settings: Mapping[str, Any]) -> AcquisitionQC:
+    """Find the stretches of a file whose flow rate or signal departs from the rest of it.
+
+    Parameters
+    ----------
+    data
+        A file as :func:`cytotrial.io.read_fcs` reads it (``Time`` already scaled by ``$TIMESTEP``).
+    settings
+        The config's resolved ``qc.acquisition`` section (``bin_events``, ``max_bins``, ``rate_z``,
+        ``rate_min_change``, ``signal_z``, ``signal_min_change``, ``min_run``, ``gap_factor``;
+        ``enabled``, ``max_removed`` and ``exclude_above`` are the caller's).
+
+    Returns
+    -------
+    AcquisitionQC
+        The events to keep, per-bin statistics and a summary. A file without a usable ``Time``
+        channel or with fewer than eight bins keeps every event, with a note saying why.
+    """
+    events = np.asarray(data.events)
+    n = int(events.shape[0])
+    index = time_channel(data)
+    if index is None:
+        return _unchecked(n, "no_time", "", "acquisition_no_time: no Time channel, not checked.")
+    name = data.channels[index]
+    times = np.asarray(events[:, index], dtype=np.float64)
+    # the interval after each event (the last event's: the typical one, filled in by _check)
+    steps = np.append(np.diff(times), np.nan)
+    problem = _time_problem(times, steps[:-1])
+    if problem:
+        note = f"acquisition_no_time: the {name} channel {problem}, not checked."
+        return _unchecked(n, "no_time", name, note)
+    edges = _bin_edges(n, settings)
+    if edges.size - 1 < _MIN_BINS:
+        note = (
+            f"acquisition_too_few_events: {n} events make fewer than {_MIN_BINS} time bins of "
+            f"{settings['bin_events']}, not checked."
+        )
+        return _unchecked(n, "too_few_events", name, note)
+    return _check(data, events, times, steps, index, edges, settings)
+
+
+def _check(
+    data: FCSData,
+    events: np.ndarray,
+    times: np.ndarray,
+    steps: np.ndarray,
+    index: int,
+    edges: np.ndarray,
+    settings: Mapping[str, Any],
+) -> AcquisitionQC:
+    n_bins, name = edges.size - 1, data.channels[index]
+    rate = _rate(times, steps[:-1], edges, settings)
+    steps[-1] = math.exp(-rate.centre) if rate is not None else 0.0
+    signal = _signal(events, edges, data, index, settings)
+    rate_score = rate.score if rate is not None else np.zeros(n_bins)
+    signal_score = signal.score if signal is not None else np.zeros(n_bins)
+    score = np.maximum(rate_score, signal_score)
+    own = np.maximum(rate_score, signal.own) if signal is not None else rate_score
+    departs = _departing_runs(score, int(settings["min_run"]))
+    keep = _removed_events(departs, own, edges, steps, events, rate, signal)
+    nan = np.full(n_bins, np.nan)
+    stat = signal.stat if signal is not None else np.full(n_bins, "", dtype=object)
+    cause = np.where(
+        rate_score >= signal_score, "flow rate", ["signal " + str(s).split(">")[0] for s in stat]
+    )
+    bins = pd.DataFrame(
+        {
+            "bin": np.arange(n_bins),
+            "first_event": edges[:-1],
+            "n_events": np.diff(edges),
+            "time_start": times[edges[:-1]],
+            "time_stop": times[np.append(edges[1:-1], edges[-1] - 1)],
+            "rate": rate.value if rate is not None else nan,
+            "rate_z": rate.z if rate is not None else nan,
+            "max_interval": np.maximum.reduceat(steps, edges[:-1]),
+            "signal_z": signal.z if signal is not None else nan,
+            "signal_stat": stat,
+            "departs": departs,
+            "events_removed": np.add.reduceat(~keep, edges[:-1]).astype(np.int64),
+            "reason": "",
+        },
+        columns=ACQUISITION_BIN_COLUMNS,
+    )
+    for start, stop in _runs(bins["events_removed"].to_numpy() > 0):  # a stretch's main cause
+        bins.loc[start : stop - 1, "reason"] = cause[start + int(np.argmax(score[start:stop]))]
+    notes = [] if rate is not None else [f"the {name} channel is too coarse for the flow rate"]
+    gaps = 0
+    if rate is not None:
+        typical = math.exp(-rate.centre)
+        gaps = int(np.count_nonzero(steps > float(settings["gap_factor"]) * typical))
+        if gaps:
+            longest = float(steps.max()) / typical
+            notes.append(
+                f"gaps in {name}: {gaps} (the longest {longest:.0f} times the typical interval)"
+            )
+    return _summary(keep, bins, name, gaps, notes)
+
+
+def _summary(
+    keep: np.ndarray, bins: pd.DataFrame, name: str, gaps: int, notes: list[str]
+) -> AcquisitionQC:
+    weights = bins.groupby("reason", sort=False)["events_removed"].sum()
+    weights = weights[weights.index != ""]
+    reasons = tuple(str(r) for r in weights.sort_values(ascending=False, kind="stable").index)
+    removed = int(keep.size - np.count_nonzero(keep))
+    if removed:
+        stretch = int(np.count_nonzero(bins["events_removed"] > 0))
+        notes.insert(
+            0,
+            f"acquisition QC removed {removed} of {keep.size} events ({removed / keep.size:.3f}) "
+            f"in {stretch} of {len(bins)} time bins: {', '.join(reasons)}",
+        )
+    note = f"{'; '.join(notes)}." if notes else ""
+    return AcquisitionQC(keep, bins, "checked", name, reasons, gaps, note)
