@@ -2,8 +2,9 @@
 
 Reference values come from R (tests/r/mmrm_reference.R: ``nlme::gls`` by REML with ``corSymm`` +
 ``varIdent`` and the other structures of the fallback order, ``emmeans`` Satterthwaite
-contrasts) on the planted data sets and features of the demo trial in tests/data/mmrm (written by make_inputs.py there), or from
-independent computations (statsmodels OLS), never from the code under test.
+contrasts) on the planted data sets and five features of the demo trial in tests/data/mmrm
+(written by make_inputs.py there), or from independent computations (statsmodels OLS), never from
+the code under test.
 """
 
 from __future__ import annotations
