@@ -27,6 +27,7 @@ rule gate:
         strategies=batch_strategies,
         panels=config["panels"],
         compensation=config["gating"]["compensation"],
+        unreadable_compensation=config["gating"]["unreadable_compensation"],
         populations=config["populations"],
         mfi=config["mfi"],
     script:

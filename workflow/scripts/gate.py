@@ -12,6 +12,7 @@ with rule_log(snakemake) as log:
         strategies=snakemake.params.strategies,
         panels=snakemake.params.panels,
         compensation=snakemake.params.compensation,
+        unreadable_compensation=snakemake.params.unreadable_compensation,
         populations=snakemake.params.populations,
         mfi=snakemake.params.mfi,
         counts_out=snakemake.output.counts,
@@ -23,3 +24,6 @@ with rule_log(snakemake) as log:
     log.write(f"gated {len(qc) - len(excluded)} of {len(qc)} samples\n")
     for row in excluded.itertuples():
         log.write(f"excluded {row.sample_id}: {row.message}\n")
+    for row in qc[qc["status"] == "ok"].itertuples():
+        if getattr(row, "flags", ""):
+            log.write(f"flagged {row.sample_id}: {row.flags}\n")

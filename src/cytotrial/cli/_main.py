@@ -128,8 +128,11 @@ def _gate_panel(config: dict, args: argparse.Namespace) -> str:
 
 def _gate_setup(
     args: argparse.Namespace,
-) -> tuple[PanelGating, dict | None, pd.DataFrame | None, int]:
-    """The panel gating, channel names, compensation and MFI minimum of a ``gate`` command."""
+) -> tuple[PanelGating, dict | None, pd.DataFrame | None, int, str]:
+    """The panel gating, channel names, compensation, MFI minimum and unreadable compensation.
+
+    Without ``--config`` a file whose own spillover cannot be used is excluded.
+    """
     from ..config import population_model
     from ..gating import compensation_matrix, gate_population_model, load_panel_gating, panel_gating
     from ..io import load_strategy
@@ -142,7 +145,7 @@ def _gate_setup(
         strategy = load_strategy(
             args.strategy, sample_group=args.sample_group, sample_id=args.sample_id
         )
-        return panel_gating("", strategy, gate_population_model(strategy)), None, None, 0
+        return panel_gating("", strategy, gate_population_model(strategy)), None, None, 0, "exclude"
     if args.sample_group is not None or args.sample_id is not None:
         raise CytotrialError(
             "gate: with --config, the FlowJo sample group or sample is the config's "
@@ -157,7 +160,9 @@ def _gate_setup(
         mfi_markers=config["mfi"]["markers"],
     )
     compensation = compensation_matrix(config["gating"]["compensation"])
-    return gating, config["panels"], compensation, int(config["mfi"]["min_events"])
+    min_events = int(config["mfi"]["min_events"])
+    policy = config["gating"]["unreadable_compensation"]
+    return gating, config["panels"], compensation, min_events, policy
 
 
 def _write_table(table: pd.DataFrame, path: str | None) -> None:
@@ -173,7 +178,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 
     from ..gating import gate_samples
 
-    gating, panels, compensation, min_events = _gate_setup(args)
+    gating, panels, compensation, min_events, policy = _gate_setup(args)
     files = [str(path) for path in _expand(args.fcs)]
     ids = [f"{i:09d}" for i in range(len(files))]  # gate_samples gates in id order: file order
     samples = pd.DataFrame({"sample_id": ids, "panel": gating.panel, "fcs": files})
@@ -183,6 +188,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         panels=panels,
         compensation=compensation,
         mfi_min_events=min_events,
+        unreadable_compensation=policy,
     )
     for message in result.qc.loc[result.qc["status"] != "ok", "message"]:
         print(f"cytotrial: {message}", file=sys.stderr)

@@ -20,6 +20,7 @@ def run_gate_batch(
     strategies: Mapping[str, Mapping],
     panels: Mapping[str, Sequence[str]] | None,
     compensation: str,
+    unreadable_compensation: str = "exclude",
     populations: Mapping[str, Mapping] | None = None,
     mfi: Mapping | None = None,
     counts_out: str | Path,
@@ -38,6 +39,8 @@ def run_gate_batch(
         The config's marker -> channel names mapping.
     compensation
         ``"fcs"`` or the path of a spillover matrix file.
+    unreadable_compensation
+        The config's ``gating.unreadable_compensation``: ``"exclude"`` or ``"uncompensated"``.
     populations
         The config's top-level ``populations:`` (labels, Boolean definitions, parent overrides);
         ``None``: none.
@@ -58,6 +61,7 @@ def run_gate_batch(
         gatings,
         panels=panels,
         compensation=compensation_matrix(compensation),
+        unreadable_compensation=unreadable_compensation,
         mfi_min_events=int(mfi["min_events"]),
     )
     write_tsv(result.counts, counts_out)
