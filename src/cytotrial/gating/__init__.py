@@ -1,5 +1,6 @@
 """Gating: every gate of a strategy applied to a file's events, and a batch's populations counted."""
 
+from ._acquisition import ACQUISITION_BIN_COLUMNS, AcquisitionQC, acquisition_qc
 from ._engine import COUNT_TABLE_COLUMNS, count_events, gate_events, transformed_events
 from ._mfi import MFI_COLUMNS, marker_channels
 from ._populations import (
@@ -21,12 +22,15 @@ from ._samples import (
 )
 
 __all__ = [
+    "ACQUISITION_BIN_COLUMNS",
     "COUNT_COLUMNS",
     "COUNT_TABLE_COLUMNS",
     "MFI_COLUMNS",
     "QC_COLUMNS",
+    "AcquisitionQC",
     "GatedBatch",
     "PanelGating",
+    "acquisition_qc",
     "benchmark_gating",
     "compensation_matrix",
     "count_events",

@@ -1,23 +1,27 @@
 """Gate the samples of a batch: read each file, find its channels, count its populations, MFIs.
 
-Each file is gated once (every gate of its panel's strategy); each population the panel reports is
-then counted (a gate's events, or a Boolean combination of populations' events) with its parent's
-count, and the median intensities of ``mfi.markers`` are taken from the same gated, compensated
-values. A sample that cannot be read or lacks a marker is excluded with its one-line reason; it
-never stops the other samples of the batch. The workflow's ``gate`` rule and ``cytotrial gate``
+Acquisition QC first removes the events of stretches of ``Time`` whose flow rate or signal
+depart from the rest of the file (``qc.acquisition``). Each file is then gated once (every gate of
+its panel's strategy); each population the panel reports is counted (a gate's events, or a Boolean
+combination of populations' events) with its parent's count, and the median intensities of
+``mfi.markers`` are taken from the same gated, compensated values. A sample that cannot be read,
+lacks a marker or loses too many events to acquisition QC is excluded with its one-line reason;
+it never stops the other samples of the batch. The workflow's ``gate`` rule and ``cytotrial gate``
 both call :func:`gate_samples`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from ..errors import CytotrialError
+from ._acquisition import acquisition_qc
 from ._checks import check_file_spill, leave_out_non_finite
 from ._engine import engine_for, gate_events
 from ._mfi import MFI_COLUMNS, marker_channels, mfi_rows
@@ -38,8 +42,19 @@ __all__ = [
 
 #: Columns of a gating batch's counts table: one row per sample and reported population.
 COUNT_COLUMNS = ["sample_id", "population", "gate_path", "parent", "count", "parent_count"]
-#: Columns of a gating batch's QC table: one row per sample.
-QC_COLUMNS = ["sample_id", "status", "events_in", "events_stated", "notes", "message"]
+#: Columns of a gating batch's QC table: one row per sample. ``flags``: comma-joined flags the
+#: gating raised (the aggregation adds them to ``qc_flags``).
+QC_COLUMNS = [
+    "sample_id",
+    "status",
+    "events_in",
+    "events_stated",
+    "events_removed",
+    "fraction_removed",
+    "flags",
+    "notes",
+    "message",
+]
 
 
 class GatedBatch(NamedTuple):
@@ -131,6 +146,34 @@ def read_and_gate(
     return data, channel_map, gate_events(data, gating.strategy, channel_map=channel_map)
 
 
+def _acquisition_checked(
+    data: FCSData, settings: Mapping[str, Any] | None, record: dict[str, Any]
+) -> FCSData:
+    """The file without the events acquisition QC removes; ``record`` gets what it removed.
+
+    Raises
+    ------
+    CytotrialError
+        More than ``exclude_above`` of the events were removed.
+    """
+    if not settings or not settings["enabled"]:
+        return data
+    qc = acquisition_qc(data, settings)
+    fraction = qc.fraction_removed
+    record["events_removed"] = qc.n_removed
+    record["fraction_removed"] = round(fraction, 6)
+    record["notes"] = "; ".join(note for note in (record["notes"], qc.note) if note)
+    if fraction > settings["exclude_above"]:
+        raise CytotrialError(
+            f"{Path(data.path).name}: acquisition QC removed {fraction:.3f} of the events "
+            f"({', '.join(qc.reasons)}), more than qc.acquisition.exclude_above "
+            f"({settings['exclude_above']:g}); check how the file was acquired"
+        )
+    if fraction > settings["max_removed"]:
+        record["flags"] = f"acquisition_removed>{settings['max_removed']:g}"
+    return replace(data, events=data.events[qc.keep]) if qc.n_removed else data
+
+
 def _gate_one(
     data: FCSData,
     gating: PanelGating,
@@ -164,6 +207,7 @@ def gate_samples(
     panels: Mapping[str, Sequence[str]] | None = None,
     compensation: pd.DataFrame | None = None,
     mfi_min_events: int = 0,
+    acquisition: Mapping[str, Any] | None = None,
     unreadable_compensation: str = "exclude",
 ) -> GatedBatch:
     """Gate every sample of a batch into its panel's populations, their parents and MFIs.
@@ -181,6 +225,9 @@ def gate_samples(
     mfi_min_events
         The config's ``mfi.min_events``: a population with fewer events gets NA intensities
         (``0``: no minimum).
+    acquisition
+        The config's resolved ``qc.acquisition``: the events of anomalous stretches of ``Time``
+        are removed before gating (:func:`acquisition_qc`); ``None`` or ``enabled: false``: none.
     unreadable_compensation
         The config's ``gating.unreadable_compensation``: a file whose own spillover the gating
         needs but cannot use is ``exclude``-d, or gated ``uncompensated`` and flagged.
@@ -189,8 +236,8 @@ def gate_samples(
     -------
     GatedBatch
         ``counts``: one row per sample and population its panel reports (:data:`COUNT_COLUMNS`;
-        ``gate_path`` ``""`` for a Boolean population, ``parent`` ``""`` and ``parent_count`` all
-        events of the file at the top). ``qc``: one row per sample (:data:`QC_COLUMNS`),
+        ``gate_path`` ``""`` for a Boolean population, ``parent`` ``""`` and ``parent_count`` the
+        events acquisition QC kept at the top). ``qc``: one row per sample (:data:`QC_COLUMNS`),
         ``status`` "ok" or "excluded" with the one-line reason in ``message``. ``mfi``: one row
         per sample and ``(population, marker)`` pair of its panel (:data:`MFI_COLUMNS`).
     """
@@ -204,6 +251,9 @@ def gate_samples(
             "status": "ok",
             "events_in": 0,
             "events_stated": 0,
+            "events_removed": 0,
+            "fraction_removed": 0.0,
+            "flags": "",
             "notes": "",
             "message": "",
         }
@@ -218,6 +268,7 @@ def gate_samples(
             record["events_in"] = data.n_events
             record["events_stated"] = data.n_events_stated
             record["notes"] = "; ".join(data.notes)
+            data = _acquisition_checked(data, acquisition, record)
             counted, intensities = _gate_one(
                 data, gating, channel_map, panels=panels, mfi_min_events=mfi_min_events
             )
