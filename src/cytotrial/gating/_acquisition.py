@@ -35,9 +35,9 @@ maximises the summed log-likelihood ratio of the core's acquisition against the 
 rate (exponential intervals between events) and its departing signal statistics (events above
 the thresholds).
 
-A gap in ``Time`` longer than ``gap_factor`` typical intervals is counted in the note; it removes
-nothing by itself (it holds no events): the slowing or burst around a clog or bubble is what the
-flow rate finds. A file without a usable ``Time`` channel (none, not finite, not advancing or not
+A gap in ``Time`` longer than ``gap_factor`` typical intervals is counted in the note; it holds no
+events and removes at most the events beside it: the slowing or burst around a clog or bubble is
+what the flow rate finds. A file without a usable ``Time`` channel (none, not finite, not advancing or not
 in acquisition order) or with fewer than eight bins is not checked: every event is kept and the
 note says why. Deterministic; the signal reads at most 500 events per bin.
 """
