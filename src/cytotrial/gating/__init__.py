@@ -1,8 +1,17 @@
 """Gating: every gate of a strategy applied to a file's events, and a batch's populations counted."""
 
 from ._acquisition import ACQUISITION_BIN_COLUMNS, AcquisitionQC, acquisition_qc
+from ._adaptive import (
+    ADAPTIVE_METHODS,
+    AdaptivePlan,
+    Boundary,
+    adaptive_plan,
+    adaptive_problems,
+    check_adaptive,
+)
 from ._engine import COUNT_TABLE_COLUMNS, count_events, gate_events, transformed_events
 from ._mfi import MFI_COLUMNS, marker_channels
+from ._placement import GATE_POSITION_COLUMNS, Position
 from ._populations import (
     PanelGating,
     gate_population_model,
@@ -23,15 +32,23 @@ from ._samples import (
 
 __all__ = [
     "ACQUISITION_BIN_COLUMNS",
+    "ADAPTIVE_METHODS",
     "COUNT_COLUMNS",
     "COUNT_TABLE_COLUMNS",
+    "GATE_POSITION_COLUMNS",
     "MFI_COLUMNS",
     "QC_COLUMNS",
     "AcquisitionQC",
+    "AdaptivePlan",
+    "Boundary",
     "GatedBatch",
     "PanelGating",
+    "Position",
     "acquisition_qc",
+    "adaptive_plan",
+    "adaptive_problems",
     "benchmark_gating",
+    "check_adaptive",
     "compensation_matrix",
     "count_events",
     "flowkit_session_counts",

@@ -38,6 +38,11 @@ VALLEY_DEPTH = 0.8
 #: A mode beside a valley must hold at least this fraction of the events on the grid (and
 #: ``min_mode_events`` events).
 MIN_MODE_FRACTION = 0.003
+#: Valleys whose densities differ by less than this fraction of the highest mode are as low.
+TIE = 0.002
+#: The default bandwidth is Silverman's rule of thumb times this (openCyto's ``mindensity``
+#: smooths likewise, twice R's default).
+ADJUST = 2.0
 #: A 2-D peak must be this many times the mean density of the occupied cells of its search box.
 PEAK_CONTRAST = 2.0
 _NORMAL_LOWER_TAIL = 0.15865525393145707  # P(Z < -1): the mirrored quantile giving one sd
@@ -53,12 +58,20 @@ def gaussian_kernel(sigma: float) -> np.ndarray:
 
 
 def smooth(counts: np.ndarray, sigma: float) -> np.ndarray:
-    """Counts smoothed along every axis by a Gaussian of ``sigma`` bins (zero outside the grid)."""
+    """Counts smoothed along every axis by a Gaussian of ``sigma`` bins (zero outside the grid).
+
+    1-D: a direct convolution; 2-D: SciPy's separable filter (no BLAS threads).
+    """
     out = np.asarray(counts, dtype=np.float64)
+    if out.ndim != 1:
+        from scipy.ndimage import gaussian_filter
+
+        return gaussian_filter(out, max(float(sigma), 1e-3), mode="constant", truncate=4.0)
     kernel = gaussian_kernel(sigma)
-    for axis in range(out.ndim):
-        out = np.apply_along_axis(np.convolve, axis, out, kernel, mode="same")
-    return out
+    if kernel.size > out.size:  # keep the result on the grid ("same" needs the longer input)
+        cut = (kernel.size - out.size) // 2 + (1 - out.size % 2)
+        kernel = kernel[cut : kernel.size - cut]
+    return np.convolve(out, kernel, mode="same")
 
 
 @dataclass(frozen=True)
@@ -121,7 +134,10 @@ class Profile:
 
 
 def _bandwidth(counts: np.ndarray, centers: np.ndarray, step: float) -> float:
-    """Silverman's rule of thumb (R's ``bw.nrd0``) on binned values, at least two bins."""
+    """Silverman's rule of thumb (R's ``bw.nrd0``) on binned values times :data:`ADJUST`.
+
+    At least two bins.
+    """
     n = float(counts.sum())
     if n < 2:
         return 2.0 * step
@@ -162,31 +178,39 @@ def _refine(density: np.ndarray, i: int) -> float:
 
 
 def _local_minima(density: np.ndarray, start: int, stop: int) -> list[int]:
-    """Indices in ``[start, stop)`` of local minima (a plateau counts once, at its middle)."""
+    """Indices in ``[start, stop)`` of local minima (a flat run counts once, at its middle).
+
+    A flat run may begin or end outside ``[start, stop)``: its middle is clipped into it.
+    """
     found = []
     i = max(start, 1)
+    while i > 1 and density[i - 1] == density[i]:
+        i -= 1  # a flat run reaching back beyond start
     last = min(stop, density.size - 1)
     while i < last:
         j = i
         while j + 1 < density.size - 1 and density[j + 1] == density[i]:
             j += 1  # a flat run i..j
         if density[i - 1] > density[i] and density[j + 1] > density[j]:
-            middle = (i + j) // 2
-            if start <= middle < stop:
-                found.append(middle)
+            found.append(min(max((i + j) // 2, start), stop - 1))
         i = j + 1
     return found
 
 
 def valley(
-    prof: Profile, window: tuple[float, float], *, min_mode_events: float = 20.0
+    prof: Profile,
+    window: tuple[float, float],
+    *,
+    prefer: float | None = None,
+    min_mode_events: float = 20.0,
 ) -> tuple[float | None, str]:
     """The density minimum between two modes inside ``window``: ``(position, "")`` or ``(None, why)``.
 
     A candidate is a local minimum of the smoothed density inside the window with a mode on each
     side (anywhere on the grid) at least ``1 / VALLEY_DEPTH`` times as dense, each side holding
     at least ``min_mode_events`` and ``MIN_MODE_FRACTION`` of the events. The lowest candidate
-    wins (ties: the one nearest the window's middle).
+    wins; candidates within :data:`TIE` of the lowest density count as equally low, and of those
+    the one nearest ``prefer`` (the template's position; default the window's middle) wins.
     """
     density = prof.density
     start, stop = prof.index(window[0]), prof.index(window[1]) + 1
@@ -196,8 +220,8 @@ def valley(
     total = float(prof.counts.sum())
     need = max(min_mode_events, MIN_MODE_FRACTION * total)
     cumulative = np.cumsum(prof.counts)
-    middle = 0.5 * (window[0] + window[1])
-    best: tuple[float, float, float] | None = None
+    target = 0.5 * (window[0] + window[1]) if prefer is None else float(prefer)
+    candidates: list[tuple[float, int]] = []
     for i in minima:
         left_peak, right_peak = density[:i].max(), density[i + 1 :].max()
         if density[i] > VALLEY_DEPTH * min(left_peak, right_peak):
@@ -205,15 +229,37 @@ def valley(
         left_mass = cumulative[i] - 0.5 * prof.counts[i]
         if left_mass < need or total - left_mass < need:
             continue
-        position = prof.position(_refine(density, i))
-        if not window[0] <= position <= window[1]:
-            continue
-        key = (float(density[i]), abs(position - middle), position)
-        if best is None or key < best:
-            best = key
-    if best is None:
+        candidates.append((float(density[i]), i))
+    if not candidates:
         return None, "no valley between two modes inside the window"
-    return best[2], ""
+    tie = TIE * float(density.max())
+    lowest = min(d for d, _ in candidates)
+    positions = [
+        _on_floor(prof, i, tie, target, window) for d, i in candidates if d <= lowest + tie
+    ]
+    return min(positions, key=lambda p: (abs(p - target), p)), ""
+
+
+def _on_floor(
+    prof: Profile, i: int, tie: float, target: float, window: tuple[float, float]
+) -> float:
+    """The valley's position: its bottom, or the point of its floor nearest ``target``.
+
+    The floor is where the density stays within ``tie`` of the minimum: an empty gap between
+    populations, where any threshold gives the same events.
+    """
+    density = prof.density
+    floor = density[i] + tie
+    lo = hi = i
+    while lo > 0 and density[lo - 1] <= floor:
+        lo -= 1
+    while hi < density.size - 1 and density[hi + 1] <= floor:
+        hi += 1
+    if hi - lo < 2:
+        return float(np.clip(prof.position(_refine(density, i)), *window))
+    edge_lo = max(prof.position(lo), window[0])
+    edge_hi = min(prof.position(hi), window[1])
+    return float(np.clip(target, edge_lo, edge_hi))
 
 
 def _mode(prof: Profile, lo: float, hi: float) -> float | None:

@@ -117,6 +117,7 @@ class Engine:
         self.positions = []
         self.placements = {}
         self._quadrant_gates: dict[int, dict[str, Any]] = {}
+        self._memo: dict = {}  # thresholds found in this run, by dimension, parent and settings
         for gate in self.strategy.gates:
             parent = results[gate.parent_path] if gate.parent_path is not None else self._all
             dims = self.plans[gate.path]
@@ -148,7 +149,7 @@ class Engine:
         if gate.kind == "quadrant" and shared is not None:  # quadrants share their dividers
             self.placements[gate.path] = shared
             return shared
-        placed, positions = place_gate(self.values, gate, dims, boundaries, parent)
+        placed, positions = place_gate(self.values, gate, dims, boundaries, parent, memo=self._memo)
         self.placements[gate.path] = placed
         if gate.kind == "quadrant":
             self._quadrant_gates[id(gate.fk_gate)] = placed

@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 #: At most this many parent events are read per boundary (every k-th event).
-MAX_EVENTS = 30_000
+MAX_EVENTS = 20_000
 _BINS = 512  # bins of a 1-D density grid
 _BINS_2D = 96  # bins per axis of a 2-D search box
 _FINE = 16  # fine cells per bin on log-like axes
@@ -203,7 +203,7 @@ def _one_d(
         bandwidth=options.get("bandwidth"),
     )  # fmt: skip
     if boundary.method == "valley":
-        return valley(prof, window)
+        return valley(prof, window, prefer=boundary.template[0])
     side = str(options["reference"])
     if reference is None:
         reference = (lo, window[0]) if side == "below" else (window[1], hi)
@@ -269,12 +269,22 @@ def _records(
     ]
 
 
+def _memo_key(dim: Dim, parent: np.ndarray, boundary: Boundary) -> tuple:
+    """What a 1-D threshold depends on: the dimension, the parent's events, the settings."""
+    options = tuple(
+        sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in boundary.options.items())
+    )
+    return (dim, id(parent), boundary.method, boundary.window, boundary.template, options)
+
+
 def place_gate(
     values: Values,
     gate: Gate,
     dims: list[Dim],
     boundaries: list[Boundary],
     parent: np.ndarray,
+    *,
+    memo: dict | None = None,
 ) -> tuple[dict[str, Any], list[Position]]:
     """The gate's geometry in this sample (keyword arguments of its shape) and where it went.
 
@@ -288,6 +298,9 @@ def place_gate(
         The gate's adaptive boundaries (:class:`~cytotrial.gating._adaptive.Boundary`).
     parent
         Membership of the gate's parent population (boolean over events).
+    memo
+        Thresholds already found in this file (the engine's), shared by gates that read the
+        same dimension of the same parent with the same settings (``cd3`` and ``cd3_neg``).
     """
     rows, n_parent = _sampled(parent, MAX_EVENTS)
     geometry = _Geometry(gate)
@@ -298,7 +311,13 @@ def place_gate(
         elif boundary.method == "follow":
             found, reason = _follow(values, dims, boundary, rows)
         else:
-            position, reason = _one_d(values, dims[boundary.dims[0]], boundary, rows)
+            dim = dims[boundary.dims[0]]
+            key = _memo_key(dim, parent, boundary)
+            if memo is None or key not in memo:
+                result = _one_d(values, dim, boundary, rows)
+                if memo is not None:
+                    memo[key] = result
+            position, reason = result if memo is None else memo[key]
             found = None if position is None else (position,)
         if found is not None:
             geometry.move(boundary, found)

@@ -25,6 +25,7 @@ from ._acquisition import acquisition_qc
 from ._checks import check_file_spill, leave_out_non_finite
 from ._engine import engine_for, gate_events
 from ._mfi import MFI_COLUMNS, marker_channels, mfi_rows
+from ._placement import GATE_POSITION_COLUMNS, Position
 from ._populations import PanelGating, population_masks
 
 if TYPE_CHECKING:
@@ -58,11 +59,16 @@ QC_COLUMNS = [
 
 
 class GatedBatch(NamedTuple):
-    """The tables of a gated batch: :data:`COUNT_COLUMNS`, :data:`QC_COLUMNS`, :data:`MFI_COLUMNS`."""
+    """The tables of a gated batch: counts, QC, MFIs and adaptive gate positions.
+
+    Columns: :data:`COUNT_COLUMNS`, :data:`QC_COLUMNS`, :data:`MFI_COLUMNS` and
+    :data:`GATE_POSITION_COLUMNS` (where each adaptive gate went in each sample).
+    """
 
     counts: pd.DataFrame
     qc: pd.DataFrame
     mfi: pd.DataFrame
+    gates: pd.DataFrame = pd.DataFrame(columns=GATE_POSITION_COLUMNS)
 
 
 def compensation_matrix(value: str | Path) -> pd.DataFrame | None:
@@ -143,7 +149,10 @@ def read_and_gate(
         compensation=compensation,
         unreadable_compensation=unreadable_compensation,
     )
-    return data, channel_map, gate_events(data, gating.strategy, channel_map=channel_map)
+    memberships = gate_events(
+        data, gating.strategy, channel_map=channel_map, adaptive=gating.adaptive
+    )
+    return data, channel_map, memberships
 
 
 def _acquisition_checked(
@@ -181,10 +190,10 @@ def _gate_one(
     *,
     panels: Mapping[str, Sequence[str]] | None,
     mfi_min_events: int,
-) -> tuple[list[tuple], list[tuple]]:
-    """Count rows (population, gate path, parent, count, parent count) and MFI rows of one file."""
+) -> tuple[list[tuple], list[tuple], list[Position]]:
+    """Count rows (population, gate path, parent, count, parent count), MFI rows, gate positions."""
     channels = marker_channels(data, gating.mfi, panels=panels)  # before gating: may exclude
-    engine = engine_for(data, gating.strategy, channel_map=channel_map)
+    engine = engine_for(data, gating.strategy, channel_map=channel_map, adaptive=gating.adaptive)
     masks = population_masks(gating, engine.run())
     counts = {name: int(np.count_nonzero(mask)) for name, mask in masks.items()}
     rows = [
@@ -197,7 +206,8 @@ def _gate_one(
         )
         for name in gating.order
     ]
-    return rows, mfi_rows(engine, masks, gating.mfi, channels, min_events=mfi_min_events)
+    intensities = mfi_rows(engine, masks, gating.mfi, channels, min_events=mfi_min_events)
+    return rows, intensities, engine.positions
 
 
 def gate_samples(
@@ -240,9 +250,13 @@ def gate_samples(
         events acquisition QC kept at the top). ``qc``: one row per sample (:data:`QC_COLUMNS`),
         ``status`` "ok" or "excluded" with the one-line reason in ``message``. ``mfi``: one row
         per sample and ``(population, marker)`` pair of its panel (:data:`MFI_COLUMNS`).
+        ``gates``: one row per sample and adaptive boundary (:data:`GATE_POSITION_COLUMNS`): its
+        template and placed position, ``status`` "adapted" or "fallback" (the template's kept,
+        ``reason`` why).
     """
     count_rows: list[tuple] = []
     mfi_table: list[tuple] = []
+    gate_rows: list[tuple] = []
     qc_rows: list[dict] = []
     for row in samples.sort_values("sample_id").itertuples(index=False):
         gating = gatings[row.panel]
@@ -269,7 +283,8 @@ def gate_samples(
             record["events_stated"] = data.n_events_stated
             record["notes"] = "; ".join(data.notes)
             data = _acquisition_checked(data, acquisition, record)
-            counted, intensities = _gate_one(
+            record["flags"] = ",".join(f for f in (*data.flags, record["flags"]) if f)
+            counted, intensities, positions = _gate_one(
                 data, gating, channel_map, panels=panels, mfi_min_events=mfi_min_events
             )
         except CytotrialError as error:
@@ -279,6 +294,7 @@ def gate_samples(
             continue
         count_rows += [(row.sample_id, *r) for r in counted]
         mfi_table += [(row.sample_id, *r) for r in intensities]
+        gate_rows += [(row.sample_id, *p) for p in positions]
         qc_rows.append(record)
     counts = pd.DataFrame(count_rows, columns=COUNT_COLUMNS).astype(
         {"count": "int64", "parent_count": "int64"}
@@ -291,4 +307,7 @@ def gate_samples(
             "rcv": "float64",
         }
     )
-    return GatedBatch(counts, pd.DataFrame(qc_rows, columns=QC_COLUMNS), mfi)
+    gates = pd.DataFrame(gate_rows, columns=GATE_POSITION_COLUMNS).astype(
+        {"template": float, "position": float, "lo": float, "hi": float, "parent_events": int}
+    )
+    return GatedBatch(counts, pd.DataFrame(qc_rows, columns=QC_COLUMNS), mfi, gates)
