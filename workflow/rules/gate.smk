@@ -2,7 +2,8 @@
 
 
 rule gate:
-    """Gate the FCS files of one batch with their panel's strategy: the event count of every
+    """Gate the FCS files of one batch with their panel's strategy, after acquisition QC has
+    removed the events of anomalous stretches of Time (`qc.acquisition`): the event count of every
     reported population with its parent's, the median intensities of `mfi.markers`, and a QC row
     per sample (a file that cannot be read or lacks a marker is excluded with its reason).
     """
@@ -30,5 +31,6 @@ rule gate:
         unreadable_compensation=config["gating"]["unreadable_compensation"],
         populations=config["populations"],
         mfi=config["mfi"],
+        acquisition=config["qc"]["acquisition"],
     script:
         "../scripts/gate.py"

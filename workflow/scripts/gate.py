@@ -15,6 +15,7 @@ with rule_log(snakemake) as log:
         unreadable_compensation=snakemake.params.unreadable_compensation,
         populations=snakemake.params.populations,
         mfi=snakemake.params.mfi,
+        acquisition=snakemake.params.acquisition,
         counts_out=snakemake.output.counts,
         qc_out=snakemake.output.qc,
         mfi_out=snakemake.output.mfi,

@@ -23,6 +23,7 @@ def run_gate_batch(
     unreadable_compensation: str = "exclude",
     populations: Mapping[str, Mapping] | None = None,
     mfi: Mapping | None = None,
+    acquisition: Mapping | None = None,
     counts_out: str | Path,
     qc_out: str | Path,
     mfi_out: str | Path,
@@ -46,6 +47,9 @@ def run_gate_batch(
         ``None``: none.
     mfi
         The config's resolved ``mfi:`` section (``markers``, ``min_events``); ``None``: no MFIs.
+    acquisition
+        The config's resolved ``qc.acquisition`` (anomalous stretches of ``Time`` removed before
+        gating); ``None``: every event is gated.
     counts_out, qc_out, mfi_out
         Where the batch's tables go (``batch_<id>.counts.tsv``, ``.qc.tsv``, ``.mfi.tsv``).
     """
@@ -63,6 +67,7 @@ def run_gate_batch(
         compensation=compensation_matrix(compensation),
         unreadable_compensation=unreadable_compensation,
         mfi_min_events=int(mfi["min_events"]),
+        acquisition=acquisition,
     )
     write_tsv(result.counts, counts_out)
     write_tsv(result.qc, qc_out)
