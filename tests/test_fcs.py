@@ -442,7 +442,8 @@ def test_repeated_channel_names_are_made_unique_and_noted(tmp_path: Path) -> Non
     data = read_fcs(path)
     assert data.channels == ["FSC-A", "CD", "CD_2", "SSC-A", "CD_3"]
     np.testing.assert_array_equal(data.events, values)
-    assert any("'CD' repeats" in note and "CD_2" in note for note in data.notes)
+    assert "$P2N, $P3N (now with _2), $P5N (now with _3) repeat one channel name" in data.notes[0]
+    assert "'CD'" not in data.notes[0]  # names the keywords, never a TEXT value
     assert inspect_fcs(path)["status"] == "warning"
     clash = write_fcs(tmp_path / "clash.fcs", values, ["X", "X_2", "X", "Y", "Y"])
     channels = read_fcs(clash).channels
@@ -536,7 +537,7 @@ def test_non_finite_values_are_counted_per_channel(tmp_path: Path) -> None:
     path = write_fcs(tmp_path / "nan.fcs", values, ["A", "B", "C"])
     data = read_fcs(path)
     np.testing.assert_array_equal(data.events, values)  # read as they are; gating decides
-    assert data.notes == ["Non-finite values in A (2 +inf, 1 -inf), B (2 NaN)."]
+    assert data.notes == ["Non-finite values in $P1N (2 +inf, 1 -inf), $P2N (2 NaN)."]
     assert inspect_fcs(path)["status"] == "warning"
 
 

@@ -207,7 +207,7 @@ def test_non_finite_events_are_counted_flagged_and_left_out_of_gating(
     assert qc.loc["bad", "status"] == "ok"
     assert qc.loc["bad", "flags"] == "non_finite:FITC-A,non_finite:APC-A,non_finite:Time"
     notes = qc.loc["bad", "notes"]
-    assert "Non-finite values in FITC-A (7 NaN), APC-A (3 +inf, 2 -inf), Time (5 NaN)" in notes
+    assert "Non-finite values in $P4N (7 NaN), $P9N (3 +inf, 2 -inf), $P15N (5 NaN)" in notes
     left_out = np.zeros(n, dtype=bool)
     left_out[np.concatenate([nan_rows, inf_rows, neg_rows])] = True
     k = int(left_out.sum())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cytotrial.errors import ConfigError, MissingMarkerError
-from cytotrial.io import resolve_channels
+from cytotrial.io import resolve_channels, shown_channel_names
 
 PANELS = {"CD8": ["APC-H7-A", "CD8 APC-H7", "Comp-APC-H7-A"], "CD3": ["FITC-A", "CD3 FITC"]}
 
@@ -45,7 +45,31 @@ def test_missing_marker_is_one_line_with_file_and_what_is_missing():
     assert (
         message.startswith("s1.fcs: lacks 2 channel(s)") and "APC-H7-A (as APC-H7-A/CD8)" in message
     )
-    assert "BV786-A" in message and "FITC-A[CD3]" in message
+    assert "BV786-A" in message and "add the file's names for them under config panels:" in message
+
+
+def test_messages_quote_no_channel_name_of_the_file_that_config_and_strategy_do_not_know():
+    """A $PnN or $PnS is a value of the file's TEXT: named by its keyword, never quoted."""
+    with pytest.raises(MissingMarkerError) as info:
+        resolve_channels(
+            ["FSC-A", "Jane Doe", "FITC-A"], ["", "Doe J", "CD3"], ["FSC-A", "APC-H7-A"],
+            panels=PANELS, file="s1.fcs",
+        )  # fmt: skip
+    assert "Doe" not in str(info.value) and "APC-H7-A (as APC-H7-A/CD8)" in str(info.value)
+    with pytest.raises(MissingMarkerError) as info:  # two channels labelled with CD8's names
+        resolve_channels(
+            ["Jane Doe", "Y-A"], ["CD8", "CD8 APC-H7"], ["APC-H7-A"], panels=PANELS, file="s.fcs"
+        )
+    assert "($P1N, Y-A)" not in str(info.value) and "($P1N, $P2N)" in str(info.value)
+    assert "Doe" not in str(info.value)
+    with pytest.raises(MissingMarkerError) as info:  # a swapped label on an unknown channel name
+        resolve_channels(
+            ["Jane Doe"], ["CD8"], ["FITC-A"], panels={"CD3": ["FITC-A", "Jane Doe"], "CD8": []}
+        )
+    assert "channel Jane Doe is labelled CD8" in str(info.value)  # a name config lists is shown
+    assert shown_channel_names(
+        ["FSC-A", "Jane Doe", "Comp-FITC-A", "TIME"], panels=PANELS, needed=["FSC-A"]
+    ) == ["FSC-A", "$P2N", "Comp-FITC-A", "TIME"]
 
 
 def test_ambiguous_match_is_an_error():

@@ -18,6 +18,9 @@ Two things would otherwise give numbers that look right and are not:
   channel are in the notes (from reading), the events left out in a note of their own, and the
   sample is flagged ``non_finite:<channel>`` for every channel holding one. A channel the gating
   reads that holds no finite value at all excludes the sample, as does a file with no event left.
+
+Channels are named as the strategy or ``panels:`` name them, others by keyword (``$P7N``): no
+value of the file's TEXT is quoted (:func:`cytotrial.io.shown_channel_names`).
 """
 
 from __future__ import annotations
@@ -137,10 +140,13 @@ def leave_out_non_finite(
     MissingMarkerError
         The file lacks a channel for an MFI marker (as gating itself would say).
     """
+    from ..io import shown_channel_names
+
     bad = _non_finite_columns(data.events)
     if not bad:
         return
-    channels = list(data.channels)
+    needed = [*gating.strategy.dimensions(), *(marker for _, marker in gating.mfi)]
+    channels = shown_channel_names(data.channels, panels=panels, needed=needed)
     data.flags.extend(f"non_finite:{channels[column]}" for column in bad)
     read = [column for column in _read_columns(data, gating, channel_map, panels) if column in bad]
     if not read:

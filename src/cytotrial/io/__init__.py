@@ -4,7 +4,7 @@ from ..config import schema_path
 from ._compensation import read_compensation
 from ._fcs import FCSData, channel_index, inspect_fcs, parse_spillover, read_fcs
 from ._files import file_sha256
-from ._panels import alias_groups, resolve_channels
+from ._panels import alias_groups, resolve_channels, shown_channel_names
 from ._sheet import SAMPLE_COLUMNS, read_patients, read_sample_sheet, sheet_problems
 from ._strategy import Gate, Strategy, join_gate_path, load_strategy, split_gate_path
 
@@ -27,5 +27,6 @@ __all__ = [
     "resolve_channels",
     "schema_path",
     "sheet_problems",
+    "shown_channel_names",
     "split_gate_path",
 ]

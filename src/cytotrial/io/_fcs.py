@@ -155,12 +155,12 @@ def channel_index(data: FCSData, name: str) -> int:
         return hits[0]
     file = Path(data.path).name
     if hits:
-        channels = ", ".join(data.channels[i] for i in hits)
+        channels = ", ".join(f"$P{i + 1}N" for i in hits)
         raise MissingMarkerError(
             f"{file}: marker {name!r} labels several channels ({channels}); name the channel instead"
         )
     raise MissingMarkerError(
-        f"{file}: no channel or marker named {name!r} (channels: {', '.join(data.channels)}); "
+        f"{file}: none of its {len(data.channels)} channels is named or labelled {name!r}; "
         "check the panel or map the name in config"
     )
 
@@ -286,7 +286,7 @@ def _read_first_data_set(path: Path) -> FCSData:
     channels = _unique_names(fcs_text.pnn_labels, notes=notes)
     markers = [str(label).strip() for label in fcs_text.pns_labels]
     spill, spill_problem = _file_spill(text, channels=channels, notes=notes)
-    _note_non_finite(events, channels, notes=notes)
+    _note_non_finite(events, notes=notes)
     n_datasets = _count_data_sets(path, text=text, file_size=size, notes=notes)
     if n_datasets > 1:
         notes.append(f"The file holds {n_datasets} data sets; only the first was read.")
@@ -425,10 +425,11 @@ def _unique_names(names: Sequence[str], *, notes: list[str]) -> list[str]:
     seen: dict[str, int] = {}
     unique: list[str] = []
     renamed: dict[str, list[str]] = {}
-    for raw in names:
+    for number, raw in enumerate(names, start=1):
         if raw not in seen:
             seen[raw] = 1
             unique.append(raw)
+            renamed[raw] = [f"$P{number}N"]
             continue
         count = seen[raw]
         while True:
@@ -439,9 +440,10 @@ def _unique_names(names: Sequence[str], *, notes: list[str]) -> list[str]:
         seen[raw] = count
         taken.add(candidate)
         unique.append(candidate)
-        renamed.setdefault(raw, [raw]).append(candidate)
-    for raw, new in renamed.items():
-        notes.append(f"Channel name {raw!r} repeats; renamed to {', '.join(new)}.")
+        renamed[raw].append(f"$P{number}N (now with _{count})")
+    for keywords in renamed.values():  # the keywords, never the name itself
+        if len(keywords) > 1:
+            notes.append(f"{', '.join(keywords)} repeat one channel name; made unique.")
     return unique
 
 
@@ -472,8 +474,8 @@ def _file_spill(
     return spill, problem
 
 
-def _note_non_finite(events: np.ndarray, channels: list[str], *, notes: list[str]) -> None:
-    """Note, per channel, how many values are NaN, +inf or -inf (counts only, never values)."""
+def _note_non_finite(events: np.ndarray, *, notes: list[str]) -> None:
+    """Note, per channel (``$PnN``), how many values are NaN, +inf or -inf (counts only)."""
     with np.errstate(over="ignore", invalid="ignore"):
         suspects = np.flatnonzero(~np.isfinite(events.sum(axis=0)))
     parts = []
@@ -486,7 +488,7 @@ def _note_non_finite(events: np.ndarray, channels: list[str], *, notes: list[str
         )
         found = [f"{n} {label}" for n, label in counts if n]
         if found:
-            parts.append(f"{channels[column]} ({', '.join(found)})")
+            parts.append(f"$P{column + 1}N ({', '.join(found)})")  # keyword: no TEXT value
     if parts:
         notes.append(f"Non-finite values in {', '.join(parts)}.")
 

@@ -519,13 +519,11 @@ def preprocess(events: np.ndarray, *, fcs_text: FCSText, notes: list[str]) -> No
             column = events[:, index]
             events[:, index] = (10 ** (decades * column / channel.pnr)) * log0
             if float_data:
-                log_float.append(channel.pnn)
+                log_float.append(f"$P{number}E")
         gain = channel.png  # FlowIO already set the Time channel's gain to 1
         if gain != 1.0 and gain != 0:
             gains[index] = gain
     if np.any(gains != 1.0):
         np.divide(events, gains, out=events)  # x / 1.0 is exact, so one pass suits all channels
     if log_float:
-        notes.append(
-            f"Float data with log $PnE on {', '.join(log_float)}; decoded as the standard says."
-        )
+        notes.append(f"Float data with log {', '.join(log_float)}; decoded as the standard says.")

@@ -13,6 +13,10 @@ Matching ignores case and surrounding white space.
 A channel found is then checked against its own ``$PnS``: when the label names a marker of
 ``panels:`` other than the one the strategy reads there (CD3 and CD8 swapped in the file's
 labels), the file cannot be trusted to carry what its channel names say, and it is refused.
+
+Messages name a channel by its ``$PnN`` only where the strategy or ``panels:`` know that name
+(or it is ``Time``); any other channel by its keyword (``$P7N``): a file's TEXT values are never
+quoted (:func:`shown_channel_names`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from ..errors import ConfigError, MissingMarkerError
 
-__all__ = ["alias_groups", "resolve_channels"]
+__all__ = ["alias_groups", "resolve_channels", "shown_channel_names"]
 
 
 def _norm(name: str) -> str:
@@ -55,6 +59,29 @@ def alias_groups(panels: Mapping[str, Sequence[str]] | None) -> list[tuple[str, 
             owner[name] = marker
         groups.append((str(marker), frozenset(group)))
     return groups
+
+
+def shown_channel_names(
+    channels: Sequence[str],
+    *,
+    panels: Mapping[str, Sequence[str]] | None = None,
+    needed: Iterable[str] = (),
+) -> list[str]:
+    """How a message names each channel: its ``$PnN``, or its keyword (``"$P7N"``).
+
+    The ``$PnN`` is shown where the strategy (``needed``) or ``panels:`` name it (case, blanks and
+    FlowJo's ``Comp-`` prefix ignored) or it is ``Time``: a name the user already wrote. Any other
+    ``$PnN`` is a value of the file's TEXT, which no message quotes.
+    """
+    known = {"time"}
+    for name in needed:
+        known |= {_norm(name), _norm(_strip_comp(name))}
+    for _, names in alias_groups(panels):
+        known |= set(names)
+    return [
+        channel if _norm(channel) in known or _norm(_strip_comp(channel)) in known else f"$P{k}N"
+        for k, channel in enumerate(channels, start=1)
+    ]
 
 
 def resolve_channels(
@@ -92,6 +119,8 @@ def resolve_channels(
         naming every channel found whose ``$PnS`` names another marker of ``panels:`` than the
         one the strategy reads there.
     """
+    needed = list(needed)
+    shown = dict(zip(channels, shown_channel_names(channels, panels=panels, needed=needed)))
     by_pnn = {_norm(c): c for c in channels}
     by_any: dict[str, list[str]] = {}
     for channel, marker in zip(channels, markers):
@@ -124,17 +153,18 @@ def resolve_channels(
         elif len(found) > 1:
             raise MissingMarkerError(
                 f"{file}: strategy channel {dim!r} matches several channels of the file "
-                f"({', '.join(found)}); make the config panels: names specific to one channel"
+                f"({', '.join(shown[c] for c in found)}); make the config panels: names "
+                "specific to one channel"
             )
         else:
             missing.append(f"{dim} (as {'/'.join(sorted(tried))})" if len(tried) > 1 else dim)
     if missing:
-        present = ", ".join(f"{c}[{m}]" if m else c for c, m in zip(channels, markers))
         raise MissingMarkerError(
             f"{file}: lacks {len(missing)} channel(s) the gating strategy needs: "
-            f"{'; '.join(missing)}; file has: {present}; add the file's names under config panels:"
+            f"{'; '.join(missing)}; add the file's names for them under config panels: "
+            "(cytotrial inspect lists the file's markers)"
         )
-    _check_labels(mapping, channels, markers, groups, file=file)
+    _check_labels(mapping, channels, markers, groups, file=file, shown=shown)
     return mapping
 
 
@@ -145,6 +175,7 @@ def _check_labels(
     groups: list[tuple[str, frozenset[str]]],
     *,
     file: str,
+    shown: Mapping[str, str],
 ) -> None:
     """Refuse channels whose ``$PnS`` names another marker of ``panels:`` than the strategy reads.
 
@@ -164,8 +195,8 @@ def _check_labels(
         expected = sorted({owner[name] for name in names if name in owner})
         if expected and labelled not in expected:
             problems.append(
-                f"channel {channel} is labelled {labelled} by its $P{column + 1}S but the strategy "
-                f"reads it as {' or '.join(expected)}"
+                f"channel {shown[channel]} is labelled {labelled} by its $P{column + 1}S but "
+                f"the strategy reads it as {' or '.join(expected)}"
             )
     if problems:
         raise MissingMarkerError(
