@@ -66,11 +66,11 @@ def file_size(path: Path) -> int:
     try:
         stat = path.stat()
     except FileNotFoundError:
-        raise FCSReadError(f"{path}: file not found; check the path in the sample sheet") from None
+        raise FCSReadError(f"{name}: file not found; check the path in the sample sheet") from None
     except OSError as error:
         raise FCSReadError(f"{name}: cannot be opened ({error.strerror or error})") from None
     if path.is_dir():
-        raise FCSReadError(f"{path}: is a folder, not an FCS file")
+        raise FCSReadError(f"{name}: is a folder, not an FCS file")
     if not os.access(path, os.R_OK):
         raise FCSReadError(f"{name}: cannot be opened (permission denied)")
     if stat.st_size == 0:
