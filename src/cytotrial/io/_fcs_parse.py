@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -457,31 +458,75 @@ def unpack_integers(
     says.
     """
     widths = layout.widths
-    row_bits = sum(widths)
-    longest = max(widths)
-    padded = np.zeros(raw.size + (longest + 14) // 8, dtype=np.uint64)
-    padded[: raw.size] = raw
-    rows = np.arange(n_events, dtype=np.int64) * row_bits
+    if all(width % 8 == 0 for width in widths):
+        rows = raw.reshape(n_events, sum(widths) // 8)
+        columns = _whole_bytes(rows, widths, big=layout.order == ">")
+    else:
+        columns = _bit_stream(raw, widths, big=layout.order == ">", n_events=n_events)
     events = np.empty((n_events, len(widths)), dtype=np.float64)
-    offset = 0
-    for k, width in enumerate(widths, start=1):
-        bits = rows + offset
-        first, shift = bits >> 3, (bits & 7).astype(np.int64)
-        value = np.zeros(n_events, dtype=np.uint64)
-        for j in range((width + 14) // 8):
-            byte = padded[first + j]
-            # where bit 0 of this byte lands in the value (negative: below the value's bit 0)
-            place = 8 * j - shift if layout.order == "<" else width + shift - 8 - 8 * j
-            left = np.clip(place, 0, 63).astype(np.uint64)
-            right = np.clip(-place, 0, 63).astype(np.uint64)
-            part = np.where(place >= 0, byte << left, byte >> right)
-            value |= np.where(place < 64, part, np.uint64(0))
-        mask = (1 << width) - 1
+    for k, (width, value) in enumerate(zip(widths, columns), start=1):
         range_mask = _range_mask(text, k, width)
-        value &= np.uint64(mask if range_mask is None else range_mask)
+        if range_mask is not None:
+            value &= np.uint64(range_mask)
         events[:, k - 1] = value
-        offset += width
     return events
+
+
+def _whole_bytes(rows: np.ndarray, widths: tuple[int, ...], *, big: bool) -> Iterator[np.ndarray]:
+    """Each channel's values from whole bytes (``rows``: one event of bytes per row)."""
+    start = 0
+    for width in widths:
+        n_bytes = width // 8
+        value = np.zeros(rows.shape[0], dtype=np.uint64)
+        for j in range(n_bytes):
+            shift = 8 * (n_bytes - 1 - j) if big else 8 * j
+            value |= rows[:, start + j].astype(np.uint64) << np.uint64(shift)
+        start += n_bytes
+        yield value
+
+
+def _bit_stream(
+    raw: np.ndarray, widths: tuple[int, ...], *, big: bool, n_events: int
+) -> Iterator[np.ndarray]:
+    """Each channel's values from a bit stream whose values need not start on a byte."""
+    reach = (max(widths) + 14) // 8  # bytes a value may touch, whatever bit it starts at
+    padded = np.zeros(raw.size + reach, dtype=np.uint8)
+    padded[: raw.size] = raw
+    starts = np.arange(n_events, dtype=np.int64) * sum(widths)
+    offset = 0
+    for width in widths:
+        bits = starts + offset
+        first, shift = bits >> 3, (bits & 7).astype(np.uint64)
+        n_bytes = (width + 14) // 8
+        mask = np.uint64((1 << width) - 1)
+        if n_bytes <= 8:  # the bytes holding the value fit one 64-bit window
+            window = np.zeros(n_events, dtype=np.uint64)
+            for j in range(n_bytes):
+                place = 8 * (n_bytes - 1 - j) if big else 8 * j
+                window |= padded[first + j].astype(np.uint64) << np.uint64(place)
+            if big:
+                yield (window >> (np.uint64(8 * n_bytes - width) - shift)) & mask
+            else:
+                yield (window >> shift) & mask
+        else:
+            yield _wide_values(padded, first, shift.astype(np.int64), width, big=big) & mask
+        offset += width
+
+
+def _wide_values(
+    padded: np.ndarray, first: np.ndarray, shift: np.ndarray, width: int, *, big: bool
+) -> np.ndarray:
+    """Values of 58 to 64 bits that start inside a byte: byte by byte (9 bytes exceed 64 bits)."""
+    value = np.zeros(first.size, dtype=np.uint64)
+    for j in range((width + 14) // 8):
+        byte = padded[first + j].astype(np.uint64)
+        # where bit 0 of this byte lands in the value (negative: below the value's bit 0)
+        place = width + shift - 8 - 8 * j if big else 8 * j - shift
+        left = np.clip(place, 0, 63).astype(np.uint64)
+        right = np.clip(-place, 0, 63).astype(np.uint64)
+        part = np.where(place >= 0, byte << left, byte >> right)
+        value |= np.where(place < 64, part, np.uint64(0))
+    return value
 
 
 def _range_mask(text: dict[str, str], k: int, bits: int) -> int | None:
