@@ -16,9 +16,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
 
-__all__ = ["schema_errors", "schema_messages", "without_faults"]
+__all__ = ["kept_values", "said_already", "schema_errors", "schema_messages", "without_faults"]
 
 _ROUNDS = 3  # taking out a faulty value can leave a parent incomplete; give up after this many
+# Violations of a value of the right type (out of range, not an allowed word): the value stays in
+# the config the later checks see, so what refers to it is not reported missing.
+_KEPT = {
+    "pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "uniqueItems",
+    "multipleOf",
+}  # fmt: skip
 
 
 def _key(path) -> str:
@@ -42,6 +48,25 @@ def schema_errors(instance: Any, schema: Mapping) -> list[ValidationError]:
 
     errors = Draft202012Validator(schema).iter_errors(instance)
     return sorted(errors, key=lambda e: _sort_key(e.path))
+
+
+def _kept(error: ValidationError) -> bool:
+    return error.validator in _KEPT and "propertyNames" not in error.schema_path
+
+
+def kept_values(errors: list[ValidationError]) -> list[tuple[str, str]]:
+    """``(key, repr(value))`` of each faulty value left in the config the later checks see."""
+    return [(_key(e.path), repr(e.instance)) for e in errors if _kept(e)]
+
+
+def said_already(line: str, kept: list[tuple[str, str]]) -> bool:
+    """Whether a later check's line is about a value whose schema problem is said already."""
+    for key, value in kept:
+        parts = key.split(".")
+        prefixes = {".".join(parts[:n]) for n in range(1, len(parts) + 1)}
+        if any(line.startswith(f"config {p}:") for p in prefixes) and value in line:
+            return True
+    return False
 
 
 def _unexpected(error: ValidationError) -> list[str]:
@@ -114,18 +139,20 @@ def schema_messages(errors: list[ValidationError], *, prefix: tuple = ()) -> lis
 
 
 def _renames(errors: list[ValidationError]) -> dict[tuple, tuple[str, str]]:
-    """Misspelt required keys: path of the misspelt key -> (its name, the required key's)."""
-    missing = _missing_required(errors)
+    """Misspelt keys: path of the key -> (its name, the nearest known key, which is absent)."""
     renames = {}
     for error in errors:
         if error.validator != "additionalProperties":
             continue
         known = list((error.schema or {}).get("properties", {}))
+        present = set(error.instance) if isinstance(error.instance, Mapping) else set()
         path = tuple(error.path)
+        taken: set[str] = set()
         for name in _unexpected(error):
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-            if close and close[0] in missing.get(path, set()):
+            if close and close[0] not in present and close[0] not in taken:
                 renames[(*path, name)] = (name, close[0])
+                taken.add(close[0])
     return renames
 
 
@@ -136,9 +163,12 @@ def _faulty_paths(errors: list[ValidationError]) -> list[list] | None:
     for error in errors:
         path = list(error.path)
         if error.validator == "additionalProperties":
-            paths += [[*path, name] for name in _unexpected(error)]
+            renames = _renames([error])
+            paths += [[*path, n] for n in _unexpected(error) if (*path, n) not in renames]
         elif "propertyNames" in error.schema_path:
             paths.append([*path, error.instance])
+        elif _kept(error):
+            continue
         elif error.validator == "required" and tuple(path) in renamed:
             continue  # the misspelt key is read as the required one
         elif path:
@@ -167,25 +197,32 @@ def _remove(config: Any, path: list) -> None:
         del node[path[-1]]
 
 
-def without_faults(config: Mapping, schema: Mapping) -> dict | None:
-    """``config`` with every key or value the schema refuses taken out, or ``None``.
+def without_faults(config: Mapping, schema: Mapping) -> tuple[dict | None, list[ValidationError]]:
+    """The config without what the schema refuses, and the problems found after renaming.
 
-    A misspelt key that stands for a missing required key (``sample`` for ``samples``) is read as
-    that key. ``None`` when the config as a whole is at fault (a required top-level key is
-    missing, it is not a mapping) or when taking faulty values out does not leave a valid config.
+    Returns ``config`` with every key or value the schema refuses taken out (or ``None``), and the
+    problems found only once misspelt keys were read as meant. A misspelt key is read as the nearest known key where that key is absent (``sample`` as
+    ``samples``), so what follows checks what the user meant. ``None`` when the config as a whole
+    is at fault (a required top-level key is missing, it is not a mapping) or when taking faulty
+    values out does not leave a valid config.
     """
     cleaned: Any = copy.deepcopy(dict(config))
-    for _ in range(_ROUNDS):
+    later: list[ValidationError] = []
+    for round_ in range(_ROUNDS):
         errors = schema_errors(cleaned, schema)
+        if round_:
+            later += errors  # the caller leaves out what round 0 said
+        errors = [e for e in errors if not _kept(e)]
         if not errors:
-            return cleaned
+            return cleaned, later
         paths = _faulty_paths(errors)
         if paths is None:
-            return None
+            return None, later
         for path, (name, intended) in _renames(errors).items():
             parent = _node(cleaned, path[:-1])
             if isinstance(parent, dict) and name in parent:
                 parent[intended] = parent.pop(name)
         for path in sorted(paths, key=_sort_key, reverse=True):  # list items from the end
             _remove(cleaned, path)
-    return None if schema_errors(cleaned, schema) else cleaned
+    left = [e for e in schema_errors(cleaned, schema) if not _kept(e)]
+    return (None if left else cleaned), later

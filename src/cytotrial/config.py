@@ -121,17 +121,25 @@ def diagnose_config(
         returns it (``None`` when too much is wrong to check further: a required top-level key
         missing, or not a mapping).
     """
-    from ._schema_check import schema_errors, schema_messages, without_faults
+    from ._schema_check import (
+        kept_values,
+        said_already,
+        schema_errors,
+        schema_messages,
+        without_faults,
+    )
 
     if not isinstance(config, Mapping):
         return ["config: must be a mapping of keys; see config/README.md"], None
     schema = _schema("config")
     errors = schema_errors(dict(config), schema)
     problems = schema_messages(errors)
-    usable = without_faults(config, schema) if errors else dict(config)
+    usable, later = without_faults(config, schema) if errors else (dict(config), [])
+    problems += [line for line in schema_messages(later) if line not in problems]
     if usable is None:
         return problems, None
-    problems += _checks(usable, base=Path(base or "."))
+    kept = kept_values(errors + later)
+    problems += [p for p in _checks(usable, base=Path(base or ".")) if not said_already(p, kept)]
     return problems, _with_population_defaults(usable)
 
 

@@ -160,11 +160,11 @@ def sheet_problems(
             seen[sid] = line
         if arms is not None and row["arm"] and row["arm"] not in arms:
             problems.append(
-                f"{label} row {line}: arm {row['arm']!r} is unknown; config arms: are {', '.join(arms)}"
+                f"{label} row {line}: arm {row['arm']!r} is unknown; the arms of config arms: are {', '.join(arms)}"
             )
         if panels is not None and row["panel"] and row["panel"] not in panels:
             problems.append(
-                f"{label} row {line}: panel {row['panel']!r} has no gating strategy; config gating: has {', '.join(panels)}"
+                f"{label} row {line}: panel {row['panel']!r} has no gating strategy; config strategies: has {', '.join(panels)}"
             )
         key = (row["patient_id"], row["visit"], row["compartment"], row["panel"])
         if key in seen_visit:
@@ -180,7 +180,8 @@ def sheet_problems(
                 problems.append(
                     f"{label} row {line}: fcs file {row['fcs']!r} not found (looked at {path})"
                 )
-    patient_arms = typed.groupby("patient_id")["arm"].nunique()
+    known = typed if arms is None else typed[typed["arm"].isin(arms)]  # unknown arms: said
+    patient_arms = known.groupby("patient_id")["arm"].nunique()
     for patient in patient_arms[patient_arms > 1].index:
         problems.append(
             f"{label}: patient {patient!r} appears in more than one arm; a patient belongs to one arm"
@@ -214,8 +215,11 @@ def _shared_file_problems(typed: pd.DataFrame, *, sheet: Path, label: str) -> li
     return problems
 
 
-def _whole(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def _whole(value: object, column: str) -> int | None:
+    """A cycle or day the schema allows, else ``None`` (its problem is said already)."""
+    minimum = load_schema("samples")["properties"][column].get("minimum", 0)
+    valid = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    return value if valid else None
 
 
 def _visit_problems(typed: pd.DataFrame, *, label: str) -> list[str]:
@@ -227,7 +231,7 @@ def _visit_problems(typed: pd.DataFrame, *, label: str) -> list[str]:
     pairs: dict[str, dict[tuple[int, int], list[int]]] = {}
     times: dict[tuple[str, int, int], dict[str, list[int]]] = {}
     for position, row in enumerate(typed[["visit", "cycle", "day", "compartment"]].itertuples()):
-        cycle, day = _whole(row.cycle), _whole(row.day)
+        cycle, day = _whole(row.cycle, "cycle"), _whole(row.day, "day")
         if not row.visit or cycle is None or day is None:
             continue  # said already
         pairs.setdefault(row.visit, {}).setdefault((cycle, day), []).append(position + 2)
@@ -235,26 +239,30 @@ def _visit_problems(typed: pd.DataFrame, *, label: str) -> list[str]:
             position + 2
         )
     problems = []
+    contradicted: set[tuple[str, int, int]] = set()
     for visit, found in pairs.items():
-        if len(found) > 1:
-            said = "; ".join(
-                f"cycle {c} day {d} in {_rows(lines)}" for (c, d), lines in found.items()
-            )
-            problems.append(
-                f"{label}: visit {visit!r} has more than one cycle and day ({said}); give each "
-                "visit label one cycle and day"
-            )
         match = _CYCLE_DAY.match(visit)
-        if match:
-            named = (int(match.group(1)), int(match.group(2)))
-            for (cycle, day), lines in found.items():
-                if (cycle, day) != named:
-                    problems.append(
-                        f"{label} {_rows(lines)}: visit {visit!r} says cycle {named[0]} day "
-                        f"{named[1]} but the row has cycle {cycle} day {day}; fix cycle and day "
-                        "or the visit label"
-                    )
+        if match is None:
+            if len(found) > 1:
+                said = "; ".join(
+                    f"cycle {c} day {d} in {_rows(ln)}" for (c, d), ln in found.items()
+                )
+                problems.append(
+                    f"{label}: visit {visit!r} has more than one cycle and day ({said}); give "
+                    "each visit label one cycle and day"
+                )
+            continue
+        named = (int(match.group(1)), int(match.group(2)))
+        for (cycle, day), lines in found.items():
+            if (cycle, day) != named:
+                contradicted.add((visit, cycle, day))
+                problems.append(
+                    f"{label} {_rows(lines)}: visit {visit!r} says cycle {named[0]} day "
+                    f"{named[1]} but the row has cycle {cycle} day {day}; fix cycle and day "
+                    "or the visit label"
+                )
     for (compartment, cycle, day), labels in times.items():
+        labels = {v: ln for v, ln in labels.items() if (v, cycle, day) not in contradicted}
         if len(labels) > 1:
             said = ", ".join(f"{v!r} ({_rows(lines)})" for v, lines in labels.items())
             problems.append(
@@ -319,7 +327,7 @@ def read_patients(path: str | Path, *, arms: Mapping | Iterable[str] | None = No
     if arms is not None:
         allowed = list(arms)
         problems += [
-            f"{path} row {i + 2}: arm {a!r} is unknown; config arms: are {', '.join(allowed)}"
+            f"{path} row {i + 2}: arm {a!r} is unknown; the arms of config arms: are {', '.join(allowed)}"
             for i, a in enumerate(typed["arm"])
             if a not in allowed
         ]

@@ -71,34 +71,26 @@ def check_gatingml_references(path: Path, document: etree._ElementTree) -> None:
 
 
 def _dimension_problems(gate: Gate, transforms: dict, matrices: dict) -> list[str]:
-    """What one gate's dimensions refer to that the strategy does not define (as gating reads them)."""
+    """What one gate's dimensions refer to that the file does not define (as gating reads them)."""
     problems = []
     comps = []
     for dim in getattr(gate.fk_gate, "dimensions", None) or []:
         ref = getattr(dim, "compensation_ref", None)
         if ref not in (None, "uncompensated", "FCS") and ref not in matrices:
-            problems.append(
-                f"gate {gate.path!r} refers to compensation {ref!r}, which it does not define"
-            )
+            problems.append(f"compensation {ref!r}, which the file does not define")
         if ref not in (None, "uncompensated") and ref not in comps:
             comps.append(ref)
         xform = getattr(dim, "transformation_ref", None)
         if xform is not None and xform not in transforms:
-            problems.append(
-                f"gate {gate.path!r} refers to transformation {xform!r}, which it does not define"
-            )
+            problems.append(f"transformation {xform!r}, which the file does not define")
         elif xform is not None and type(transforms[xform]).__name__ == "RatioTransform":
-            problems.append(f"gate {gate.path!r} uses ratio {xform!r} as a transformation")
+            problems.append(f"ratio {xform!r} as a transformation")
         if type(dim).__name__ == "RatioDimension":
             ratio = transforms.get(dim.ratio_ref)
             if ratio is None or type(ratio).__name__ != "RatioTransform":
-                problems.append(
-                    f"gate {gate.path!r} uses ratio {dim.ratio_ref!r}, which it does not define"
-                )
+                problems.append(f"ratio {dim.ratio_ref!r}, which the file does not define")
     if len(comps) > 1:
-        problems.append(
-            f"gate {gate.path!r} mixes compensations {', '.join(comps)}; a gate uses one compensation"
-        )
+        problems.append(f"compensations {', '.join(comps)} at once (a gate uses one)")
     return problems
 
 
@@ -107,10 +99,19 @@ def check_gate_references(
 ) -> None:
     """StrategyError naming every transformation, matrix or ratio a gate refers to and the file lacks.
 
-    The gating would exclude every sample for it; this says it once, when the strategy is loaded.
+    The gating would exclude every sample for it; this says it once, when the strategy is loaded,
+    each missing thing with the gates that use it.
     """
     transforms = dict(getattr(gating_strategy, "transformations", {}) or {})
     matrices = dict(getattr(gating_strategy, "comp_matrices", {}) or {})
-    problems = [p for gate in gates for p in _dimension_problems(gate, transforms, matrices)]
-    if problems:
-        raise StrategyError(f"{path}: {'; '.join(problems)}")
+    users: dict[str, list[str]] = {}
+    for gate in gates:
+        for problem in _dimension_problems(gate, transforms, matrices):
+            if gate.path not in users.setdefault(problem, []):
+                users[problem].append(gate.path)
+    if users:
+        said = "; ".join(
+            f"gate{'s' if len(paths) > 1 else ''} {', '.join(map(repr, paths))} use{'' if len(paths) > 1 else 's'} {problem}"
+            for problem, paths in users.items()
+        )
+        raise StrategyError(f"{path}: {said}")

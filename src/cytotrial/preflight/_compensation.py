@@ -35,27 +35,41 @@ def _groups(panels: Mapping[str, Sequence[str]]) -> dict[str, str]:
     return owner
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _read(path: Path, label: str) -> tuple[pd.DataFrame | None, list[str]]:
-    """The matrix as text cells with detector names as columns (and as index when given)."""
+    """The matrix as text cells with detector names as columns (and as index when given).
+
+    The header is read as it is written (pandas would rename a repeated name).
+    """
     sep = "\t" if path.suffix.lower() in {".tsv", ".txt"} else ","
     try:
-        table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+        cells = pd.read_csv(path, sep=sep, header=None, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
         return None, [f"{label}: the spillover matrix file is empty; export it again"]
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        kind = "tab" if sep == "\t" else "comma"
         return None, [
-            f"{label}: not a readable {'tab' if sep == chr(9) else 'comma'}-separated matrix "
-            f"({one_line(error)}); header = detector names, one row per detector"
+            f"{label}: not a readable {kind}-separated matrix ({one_line(error)}); header = "
+            "detector names, one row per detector"
         ]
-    table.columns = [str(c).strip() for c in table.columns]
-    if table.shape[1] == table.shape[0] + 1:
-        table = table.set_index(table.columns[0])
-        table.index = [str(i).strip() for i in table.index]
-    if table.shape[0] != table.shape[1]:
+    cells = cells.apply(lambda column: column.str.strip())
+    names, rows = list(cells.iloc[0]), cells.iloc[1:].reset_index(drop=True)
+    index = None
+    if rows.shape[1] > 1 and not any(_is_number(v) for v in rows.iloc[:, 0]):  # names first
+        index, names, rows = list(rows.iloc[:, 0]), names[1:], rows.iloc[:, 1:]
+    if rows.shape[0] != rows.shape[1]:
         return None, [
             f"{label}: a spillover matrix must be square (detectors x detectors), not "
-            f"{table.shape[0]}x{table.shape[1]}"
+            f"{rows.shape[0]}x{rows.shape[1]}"
         ]
+    table = pd.DataFrame(rows.to_numpy(), columns=names, index=index)
     return table, []
 
 
@@ -132,7 +146,7 @@ def _panel_problems(
     owner = _groups(panels)
     problems = []
     by_marker: dict[str, list[str]] = {}
-    for name in names:
+    for name in dict.fromkeys(names):
         if _norm(name) in owner:
             by_marker.setdefault(owner[_norm(name)], []).append(name)
     for marker, detectors in by_marker.items():
@@ -142,17 +156,17 @@ def _panel_problems(
                 "panels:); a matrix has one detector per marker"
             )
     held = {_norm(n) for n in names} | {owner[_norm(n)] for n in names if _norm(n) in owner}
+    lacking: dict[str, list[str]] = {}
     for panel, gating in gatings.items():
-        lacking = [
-            channel
-            for channel in _compensated(gating)
-            if _norm(channel) not in held and owner.get(_norm(channel)) not in held
-        ]
-        if lacking:
-            problems.append(
-                f"{label}: has no detector for {', '.join(lacking)}, which the gates of "
-                f"strategies.{panel} compensate; give the matrix a row and a column for each"
-            )
+        for channel in _compensated(gating):
+            if _norm(channel) not in held and owner.get(_norm(channel)) not in held:
+                lacking.setdefault(channel, []).append(panel)
+    if lacking:
+        said = ", ".join(f"{c} (strategies {', '.join(p)})" for c, p in lacking.items())
+        problems.append(
+            f"{label}: has no detector for {said}, which the gates compensate; give the matrix "
+            "a row and a column for each"
+        )
     return problems
 
 

@@ -119,7 +119,7 @@ def _analysis_problems(config: Mapping, sheet: pd.DataFrame) -> list[str]:
     arms = list(config["arms"])
     present = sorted(set(sheet["arm"]) & set(arms))
     chosen = analysis["reference_arm"] or arms[-1]
-    if len(present) > 1 and chosen not in present:
+    if len(present) > 1 and chosen in arms and chosen not in present:
         key = "analysis.reference_arm" if analysis["reference_arm"] else "arms (its last arm)"
         problems.append(
             f"config {key}: the reference arm {chosen!r} has no samples in the sheet (arms with "

@@ -95,8 +95,10 @@ def _reach_problems(
         if tree is None or name in reported:
             continue
         operands = sorted(set(names(tree)))
-        if set(operands) & broken or not set(operands) <= set(model):
-            continue  # said already: an operand's gate is unknown, or it is no population
+        unreported = {o for o in operands if o in model and model[o].get("boolean") is not None}
+        unreported -= reported
+        if set(operands) & broken or unreported or not set(operands) <= set(model):
+            continue  # said where it starts: an unknown gate, another Boolean, no population
         problems.append(
             f"config populations.{name}.boolean: no panel reports all of {', '.join(operands)}; "
             "a Boolean population combines populations of one panel"
