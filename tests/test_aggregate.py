@@ -256,7 +256,7 @@ def test_layout_follows_the_config(adata):
     assert adata.var.at["cd3", "parent_tumor"] == "leukocytes"
     assert adata.var.at["nk", "gate_path_blood"] == "lymphocytes/live/cd3_neg/nk"
     assert adata.var.at["cd4_conv", "gate_path_blood"] == ""
-    assert list(adata.obs.columns) == [*SHEET.columns, "qc_flags"]
+    assert list(adata.obs.columns) == [*SHEET.columns, "sha256", "qc_flags"]
 
 
 def test_populations_a_panel_lacks_are_na_and_have_no_rows(project, adata):

@@ -106,7 +106,12 @@ def test_batch_size_below_one_is_a_config_error():
 
 def test_a_membership_file_keeps_its_timestamp_while_unchanged(tmp_path):
     members = pd.DataFrame(
-        {"sample_id": ["007", "s2"], "panel": ["blood", "tumor"], "fcs": ["fcs/a.fcs", "b.fcs"]}
+        {
+            "sample_id": ["007", "s2"],
+            "panel": ["blood", "tumor"],
+            "fcs": ["fcs/a.fcs", "b.fcs"],
+            "sha256": ["0" * 64, "1" * 64],
+        }
     )
     path = tmp_path / "batches" / "batch_01.tsv"
     assert write_batch(members, path)
@@ -137,9 +142,9 @@ def test_fcs_inputs_are_relative_to_the_working_directory(tmp_path):
     assert fcs_for_workdir("fcs/a.fcs", "data/samples.tsv", workdir=work) == "data/fcs/a.fcs"
     assert fcs_for_workdir("fcs/a.fcs", work / "data/samples.tsv", workdir=work) == "data/fcs/a.fcs"
     assert fcs_for_workdir(str(work / "x/a.fcs"), "/elsewhere/s.tsv", workdir=work) == "x/a.fcs"
-    # outside the working directory: absolute, or relative through the sheet's own relative path
+    # outside the working directory: relative too, up from the working directory
     outside = str(tmp_path / "store/a.fcs")
-    assert fcs_for_workdir(outside, work / "data/samples.tsv", workdir=work) == outside
+    assert fcs_for_workdir(outside, work / "data/samples.tsv", workdir=work) == "../store/a.fcs"
     assert (
         fcs_for_workdir("fcs/a.fcs", "../trial/samples.tsv", workdir=work) == "../trial/fcs/a.fcs"
     )

@@ -13,6 +13,7 @@ __all__ = [
     "MissingMarkerError",
     "SampleSheetError",
     "StrategyError",
+    "WriteError",
 ]
 
 
@@ -38,3 +39,7 @@ class SampleSheetError(CytotrialError):
 
 class ConfigError(CytotrialError):
     """The workflow configuration has a bad or missing value."""
+
+
+class WriteError(CytotrialError):
+    """An output cannot be written: no space left, no permission, a read-only file system."""

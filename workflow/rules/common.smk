@@ -7,10 +7,9 @@ from cytotrial.config import check_config
 from cytotrial.errors import CytotrialError
 from cytotrial.io import read_sample_sheet
 from cytotrial.rules import (
-    assign_batches,
     fcs_for_workdir,
     sheet_fcs,
-    write_batch,
+    form_batches,
 )
 
 
@@ -55,7 +54,7 @@ def samples():
 
 
 def fcs_inputs():
-    """Sample id -> its FCS file relative to the working directory (absolute when outside it)."""
+    """Sample id -> its FCS file relative to the working directory (with `..` when outside it)."""
     if "fcs" not in _cache:
         samples()
         _cache["fcs"] = {
@@ -71,23 +70,21 @@ def sample_fcs_files(wildcards=None):
 
 
 def batches():
-    """Batch name -> its samples (sample_id, panel, fcs); each batch's membership file is written
-    here, and only when its content changes, so an unchanged batch keeps its file's timestamp.
+    """Batch name -> its samples (sample_id, panel, fcs, sha256); each batch's membership file is
+    written here, and only when its content changes, so an unchanged batch keeps its file's
+    timestamp and a file whose content changed re-gates its batch, whatever its timestamp.
     """
     if "batches" not in _cache:
         table = samples()[["sample_id", "panel"]].copy()
         table["fcs"] = table["sample_id"].map(fcs_inputs())
-        assignment = assign_batches(
-            table["sample_id"], batch_size=config["gating"]["batch_size"]
-        )
-        table["batch"] = table["sample_id"].map(assignment)
-        members = {
-            batch: rows.sort_values("sample_id")
-            for batch, rows in table.groupby("batch", sort=True)
-        }
-        for batch, rows in members.items():
-            write_batch(rows, BATCH_FILE.format(batch=batch))
-        _cache["batches"] = members
+        try:
+            _cache["batches"] = form_batches(
+                table,
+                batch_size=config["gating"]["batch_size"],
+                pattern=BATCH_FILE,
+            )
+        except CytotrialError as error:
+            _fail(error)
     return _cache["batches"]
 
 
@@ -114,7 +111,7 @@ def batch_strategy_files(wildcards):
 
 
 def gated_batches(kind):
-    """The ``counts``, ``mfi`` or ``qc`` tables of every batch."""
+    """The ``counts``, ``mfi`` or ``qc`` tables of every batch, or their ``manifest``."""
     return expand(
         "results/gating/batch_{batch}.{kind}.tsv", batch=sorted(batches()), kind=kind
     )

@@ -1,4 +1,8 @@
-"""Shared by the rule scripts: send output to the rule's log, turn a user's mistake into one line."""
+"""Shared by the rule scripts: send output to the rule's log, turn a user's mistake into one line.
+
+A full disk or a folder without write permission is not a mistake in the data but ends the job the
+same way: one line naming the path and what to do, never a traceback.
+"""
 
 import contextlib
 import sys
@@ -6,16 +10,58 @@ import sys
 from cytotrial.errors import CytotrialError
 
 
+def write_error(error, path):
+    """cytotrial.rules.write_error, imported only when a write failed (the module is heavier)."""
+    from cytotrial.rules import write_error as convert
+
+    return convert(error, path)
+
+
+def _stop(message, log=None):
+    """End the job with one line, in its log (when it could be opened) and on stderr."""
+    line = f"cytotrial: {message}\n"
+    if log is not None:
+        with contextlib.suppress(OSError):
+            log.write(line)
+            log.flush()
+    sys.__stderr__.write(line)
+    sys.__stderr__.flush()
+    sys.exit(1)
+
+
+def _write_problem(error, snakemake):
+    """The one-line WriteError of a disk-full or permission error (naming a path), else None."""
+    outputs = [str(path) for path in snakemake.output]
+    # a write error without a file name (a write cut short) names the job's first output
+    return write_error(error, error.filename or (outputs[0] if outputs else None))
+
+
 @contextlib.contextmanager
 def rule_log(snakemake):
-    """Write stdout/stderr to the rule's log; a CytotrialError ends the job with its one-line message."""
-    with open(snakemake.log[0], "w", encoding="utf-8") as log:
-        sys.stdout = sys.stderr = log
-        try:
-            yield log
-        except CytotrialError as error:
-            log.write(f"cytotrial: {error}\n")
-            sys.__stderr__.write(f"cytotrial: {error}\n")
-            sys.exit(1)
-        finally:
-            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    """Write stdout/stderr to the rule's log; a CytotrialError ends the job with its one-line message.
+
+    So do a full disk, an exceeded quota, a missing write permission and a read-only file system
+    (as a :class:`cytotrial.errors.WriteError` naming the path).
+    """
+    path = snakemake.log[0]
+    try:
+        log = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed below, even on a full disk)
+    except OSError as error:
+        problem = write_error(error, path)
+        if problem is None:
+            raise
+        _stop(problem)
+    sys.stdout = sys.stderr = log
+    try:
+        yield log
+    except CytotrialError as error:
+        _stop(error, log)
+    except OSError as error:
+        problem = _write_problem(error, snakemake)
+        if problem is None:
+            raise
+        _stop(problem, log)
+    finally:
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        with contextlib.suppress(OSError):  # a full disk may refuse the log's last lines
+            log.close()

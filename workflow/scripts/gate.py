@@ -4,7 +4,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir)))
 from _log import rule_log
 
-from cytotrial.rules import read_batch, run_gate_batch
+from cytotrial.rules import CHECKSUM_CACHE, read_batch, run_gate_batch
 
 with rule_log(snakemake) as log:
     result = run_gate_batch(
@@ -19,6 +19,8 @@ with rule_log(snakemake) as log:
         counts_out=snakemake.output.counts,
         qc_out=snakemake.output.qc,
         mfi_out=snakemake.output.mfi,
+        manifest_out=snakemake.output.manifest,
+        checksum_cache=CHECKSUM_CACHE,
     )
     qc = result.qc
     excluded = qc[qc["status"] != "ok"]

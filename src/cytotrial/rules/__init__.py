@@ -1,25 +1,45 @@
 """The bodies of the workflow's rules: one function per step, reading and writing files."""
 
-from ._aggregate import package_versions, read_samples_for_outputs, run_aggregate
-from ._batches import BATCH_COLUMNS, ROOT_BATCH, assign_batches, read_batch, write_batch
+from ._aggregate import package_versions, read_samples_for_outputs, run_aggregate, run_qc_table
+from ._batches import (
+    BATCH_COLUMNS,
+    ROOT_BATCH,
+    assign_batches,
+    form_batches,
+    read_batch,
+    write_batch,
+)
+from ._checksums import CHECKSUM_CACHE, file_checksums, verify_checksums
 from ._crosscheck import run_event_crosscheck, run_gating_qc
 from ._gate import run_gate_batch
 from ._paths import fcs_for_workdir, fcs_relative_to_sheet, resolve_sheet_fcs, sheet_fcs
+from ._tables import MANIFEST_COLUMNS, read_tsvs, write_error, write_manifest, write_tsv, writing
 
 __all__ = [
     "BATCH_COLUMNS",
+    "CHECKSUM_CACHE",
+    "MANIFEST_COLUMNS",
     "ROOT_BATCH",
     "assign_batches",
     "fcs_for_workdir",
     "fcs_relative_to_sheet",
+    "file_checksums",
+    "form_batches",
     "package_versions",
     "read_batch",
     "read_samples_for_outputs",
+    "read_tsvs",
     "resolve_sheet_fcs",
     "run_aggregate",
     "run_event_crosscheck",
     "run_gate_batch",
     "run_gating_qc",
+    "run_qc_table",
     "sheet_fcs",
+    "verify_checksums",
     "write_batch",
+    "write_error",
+    "write_manifest",
+    "write_tsv",
+    "writing",
 ]

@@ -5,6 +5,10 @@ at most ``batch_size`` samples while its parent holds more. Adding a sample chan
 falls in (when that batch overflows, its samples split between the two halves of its prefix), so
 adding one row re-gates at most one batch's worth of samples, whatever the number of samples; the
 other batches keep their members, their membership files and their outputs.
+
+Each membership file also holds the sha256 of each member's FCS file, so a file whose content
+changes rewrites its batch's membership file and its batch is gated again, whatever the file's
+timestamp says.
 """
 
 from __future__ import annotations
@@ -17,11 +21,20 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ConfigError
+from ._checksums import CHECKSUM_CACHE, file_checksums
+from ._tables import writing
 
-__all__ = ["BATCH_COLUMNS", "ROOT_BATCH", "assign_batches", "read_batch", "write_batch"]
+__all__ = [
+    "BATCH_COLUMNS",
+    "ROOT_BATCH",
+    "assign_batches",
+    "form_batches",
+    "read_batch",
+    "write_batch",
+]
 
-#: Columns of a batch membership file.
-BATCH_COLUMNS = ["sample_id", "panel", "fcs"]
+#: Columns of a batch membership file (``sha256``: of the FCS file's bytes).
+BATCH_COLUMNS = ["sample_id", "panel", "fcs", "sha256"]
 #: Name of the batch of the empty prefix (every sample, while they fit in one batch).
 ROOT_BATCH = "all"
 _HASH_BITS = 256
@@ -95,11 +108,59 @@ def write_batch(members: pd.DataFrame, path: str | Path) -> bool:
     path = Path(path)
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)  # never a half-written membership file
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)  # never a half-written membership file
     return True
+
+
+def form_batches(
+    samples: pd.DataFrame,
+    *,
+    batch_size: int,
+    pattern: str,
+    checksum_cache: str | Path | None = CHECKSUM_CACHE,
+) -> dict[str, pd.DataFrame]:
+    """Assign samples to batches and write each batch's membership file (only when it changed).
+
+    Parameters
+    ----------
+    samples
+        ``sample_id``, ``panel`` and ``fcs`` (the path the workflow declares) of every sample.
+    batch_size
+        Most samples in one batch.
+    pattern
+        The membership file of batch ``{batch}`` (``results/gating/batches/batch_{batch}.tsv``).
+    checksum_cache
+        Where the FCS digests are cached (see :func:`file_checksums`); ``None``: hash every file.
+
+    Returns
+    -------
+    dict
+        Batch name -> its members (:data:`BATCH_COLUMNS`, sorted by ``sample_id``), by name.
+
+    Raises
+    ------
+    cytotrial.errors.ConfigError
+        ``batch_size`` is below 1.
+    cytotrial.errors.WriteError
+        A membership file or the checksum cache cannot be written.
+    """
+    table = samples[["sample_id", "panel", "fcs"]].copy()
+    digests = file_checksums(table["fcs"], cache=checksum_cache, prune=True)
+    table["sha256"] = table["fcs"].map(digests)
+    table["batch"] = table["sample_id"].map(
+        assign_batches(table["sample_id"], batch_size=batch_size)
+    )
+    members = {
+        batch: rows[BATCH_COLUMNS].sort_values("sample_id").reset_index(drop=True)
+        for batch, rows in table.groupby("batch", sort=True)
+    }
+    for batch, rows in members.items():
+        write_batch(rows, pattern.format(batch=batch))
+    return members
 
 
 def read_batch(path: str | Path) -> pd.DataFrame:

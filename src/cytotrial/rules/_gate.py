@@ -9,7 +9,8 @@ import pandas as pd
 
 from ..config import population_model
 from ..gating import GatedBatch, compensation_matrix, gate_samples, load_panel_gating
-from ._tables import write_tsv
+from ._checksums import verify_checksums
+from ._tables import write_manifest, write_tsv
 
 __all__ = ["run_gate_batch"]
 
@@ -27,13 +28,16 @@ def run_gate_batch(
     counts_out: str | Path,
     qc_out: str | Path,
     mfi_out: str | Path,
+    manifest_out: str | Path | None = None,
+    checksum_cache: str | Path | None = None,
 ) -> GatedBatch:
     """Gate a batch of samples and write its counts, QC and MFI tables.
 
     Parameters
     ----------
     samples
-        Dicts with ``sample_id``, ``panel`` and ``fcs``.
+        Dicts with ``sample_id``, ``panel``, ``fcs`` and (optional) the ``sha256`` of the file
+        when the batch was formed: a file that changed since is an error.
     strategies
         The config's ``strategies:`` entries (at least those of the panels of the batch).
     panels
@@ -51,8 +55,15 @@ def run_gate_batch(
         The config's resolved ``qc.acquisition`` (anomalous stretches of ``Time`` removed before
         gating); ``None``: every event is gated.
     counts_out, qc_out, mfi_out
-        Where the batch's tables go (``batch_<id>.counts.tsv``, ``.qc.tsv``, ``.mfi.tsv``).
+        Where the batch's tables go (``batch_<id>.counts.tsv``, ``.qc.tsv``, ``.mfi.tsv``); the
+        QC table gains each file's ``sha256``.
+    manifest_out
+        Where the manifest of the three tables (rows, sha256) goes, written last; ``None``: none.
+    checksum_cache
+        The FCS checksum cache (see :func:`file_checksums`); ``None``: every file is hashed.
     """
+    samples = list(samples)
+    sha256 = verify_checksums(samples, cache=checksum_cache)
     table = pd.DataFrame(list(samples), columns=["sample_id", "panel", "fcs"])
     model = population_model({"populations": populations or {}, "strategies": strategies})
     mfi = mfi or {"markers": {}, "min_events": 0}
@@ -69,7 +80,10 @@ def run_gate_batch(
         mfi_min_events=int(mfi["min_events"]),
         acquisition=acquisition,
     )
+    result = result._replace(qc=result.qc.assign(sha256=result.qc["sample_id"].map(sha256)))
     write_tsv(result.counts, counts_out)
     write_tsv(result.qc, qc_out)
     write_tsv(result.mfi, mfi_out)
+    if manifest_out is not None:
+        write_manifest([counts_out, mfi_out, qc_out], manifest_out)
     return result

@@ -1,8 +1,9 @@
 """FCS paths as the workflow declares them and as the outputs record them.
 
-Inputs are paths relative to the working directory (short, and unchanged when the project folder
-moves); outputs record each file relative to the sample sheet, so they hold no path of the analyst's
-machine and stay valid wherever the trial folder goes.
+Inputs are paths relative to the working directory, even for files outside it (``../data/...``),
+so Snakemake's records hold no path of the analyst's machine; outputs record each file relative to
+the sample sheet, so they hold none either and stay valid wherever the trial folder goes. Moving
+the project folder keeps the inputs' paths when the data moves with it.
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ def resolve_sheet_fcs(value: str, sheet: str | Path) -> Path:
 
 
 def fcs_for_workdir(value: str, sheet: str | Path, *, workdir: str | Path | None = None) -> str:
-    """An FCS path of a sheet as a workflow input: relative to the working directory when inside it.
+    """An FCS path of a sheet as a workflow input: always relative to the working directory.
 
-    A file outside the working directory keeps an absolute path (or the relative one the sheet's own
-    path gives it).
+    A file outside the working directory is reached with ``..`` from the working directory's real
+    location, so neither the inputs Snakemake records nor anything derived from them holds a path
+    of the analyst's machine.
 
     Parameters
     ----------
@@ -62,7 +64,13 @@ def fcs_for_workdir(value: str, sheet: str | Path, *, workdir: str | Path | None
         return str(path)
     base = Path(os.path.abspath(workdir or os.getcwd()))
     # the folder may be reached through a symbolic link: compare its real path too (not the file's)
-    for candidate, root in ((path, base), (path.parent.resolve() / path.name, base.resolve())):
+    real_base = base.resolve()
+    real_path = path.parent.resolve() / path.name
+    for candidate, root in ((path, base), (real_path, real_base)):
         if candidate.is_relative_to(root):
             return str(candidate.relative_to(root))
-    return str(path)
+    # ".." is resolved by the file system from the real folder, so go up from the real one
+    try:
+        return os.path.relpath(real_path, real_base)
+    except ValueError:  # another drive (Windows): no relative path exists
+        return str(path)

@@ -92,7 +92,8 @@ def build_populations(
     anndata.AnnData
         X = event counts (NA where the sample's panel lacks the population); layers
         ``freq_parent``, ``freq_<ref>`` per reference, ``per_ul``; var ``label``, ``parent``,
-        ``parent_<panel>``, ``gate_path_<panel>``; obs = the sheet's columns and ``qc_flags``;
+        ``parent_<panel>``, ``gate_path_<panel>``; obs = the sheet's columns (with the file's
+        ``sha256`` when the sheet carries it) and ``qc_flags``;
         obsm ``ratios``, ``mfi_median``, ``mfi_median_transformed``, ``mfi_rcv``,
         ``mfi_n_events``; uns ``ratios`` and ``provenance``.
 
@@ -312,11 +313,12 @@ def _h5_safe(value):
 def populations_long(adata: AnnData) -> pd.DataFrame:
     """The AnnData as one tidy table: one row per sample and population of its panel.
 
-    Columns: ``sample_id``, the other obs columns, ``population``, ``parent`` (the population
-    ``freq_parent`` divides by in that sample's panel), ``count``, ``freq_parent``, each
-    ``freq_<ref>`` (sorted by name), ``per_ul``. Sorted by sample and population.
+    Columns: ``sample_id``, the other obs columns but the file's ``sha256`` (in obs and the QC
+    table), ``population``, ``parent`` (the population ``freq_parent`` divides by in that sample's
+    panel), ``count``, ``freq_parent``, each ``freq_<ref>`` (sorted by name), ``per_ul``. Sorted
+    by sample and population.
     """
-    obs_columns = [c for c in adata.obs.columns if c != "sample_id"]
+    obs_columns = [c for c in adata.obs.columns if c not in ("sample_id", "sha256")]
     references = sorted(k for k in adata.layers if k.startswith("freq_") and k != "freq_parent")
     layers = ["freq_parent", *references, "per_ul"]
     panels = adata.obs["panel"].astype(str).to_numpy() if "panel" in adata.obs else None

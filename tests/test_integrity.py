@@ -1,0 +1,495 @@
+"""Integrity: checksums, complete intermediate tables, nothing lost when nothing can be gated.
+
+Every FCS file's sha256 recorded and a changed file gated again whatever its timestamp; every batch
+table checked complete before it is aggregated; a run in which every sample is excluded
+keeps the QC table that says why; a full disk or a folder without write permission ends with one
+line naming the path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import anndata as ad
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import planned_jobs, run_snakemake
+from cytotrial.cli import main
+from cytotrial.config import check_config, population_model
+from cytotrial.errors import CytotrialError, WriteError
+from cytotrial.rules import (
+    CHECKSUM_CACHE,
+    fcs_for_workdir,
+    file_checksums,
+    form_batches,
+    read_batch,
+    run_aggregate,
+    run_gate_batch,
+    run_qc_table,
+    verify_checksums,
+    write_tsv,
+)
+from cytotrial.rules import _checksums as checksums
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def replace_keeping_mtime(path: Path, content: bytes) -> None:
+    """New content, same size, old modification time: what `cp -p` or `rsync -t` leaves."""
+    stat = path.stat()
+    assert len(content) == stat.st_size
+    path.write_bytes(content)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_mtime_ns == stat.st_mtime_ns
+
+
+@pytest.fixture
+def settled(monkeypatch):
+    """Files count as settled at once (the cache otherwise waits 2 s before trusting timestamps)."""
+    monkeypatch.setattr(checksums, "_RACY_NS", -(10**18))
+
+
+# ---------------------------------------------------------------------------------------------
+# the checksum cache
+
+
+def test_checksums_are_sha256_and_reused_while_timestamps_hold(tmp_path, settled, monkeypatch):
+    files = [tmp_path / f"{name}.fcs" for name in "abc"]
+    for i, path in enumerate(files):
+        path.write_bytes(bytes([i]) * 5000)
+    cache = tmp_path / "cache.tsv"
+    found = file_checksums(files, cache=cache)
+    assert found == {str(p): sha256(p) for p in files}
+
+    hashed = []
+    real = checksums._sha256
+    monkeypatch.setattr(checksums, "_sha256", lambda p: hashed.append(p) or real(p))
+    assert file_checksums(files, cache=cache) == found and hashed == []
+
+    replace_keeping_mtime(files[1], b"\x07" * 5000)  # same size, same mtime, new content
+    again = file_checksums(files, cache=cache)
+    assert hashed == [str(files[1])]
+    assert again[str(files[1])] == sha256(files[1]) != found[str(files[1])]
+    assert again[str(files[0])] == found[str(files[0])]
+
+
+def test_a_missing_or_unreadable_file_has_no_checksum_and_a_damaged_cache_is_rebuilt(
+    tmp_path, settled
+):
+    path = tmp_path / "a.fcs"
+    path.write_bytes(b"x" * 100)
+    cache = tmp_path / "cache.tsv"
+    assert file_checksums([path, tmp_path / "gone.fcs"], cache=cache) == {
+        str(path): sha256(path),
+        str(tmp_path / "gone.fcs"): "",
+    }
+    cache.write_text(cache.read_text()[:-20])  # cut short
+    assert file_checksums([path], cache=cache) == {str(path): sha256(path)}
+    assert cache.read_text().splitlines()[1].endswith(sha256(path))
+
+
+def test_only_settled_files_are_cached(tmp_path):
+    """A file written within the last 2 s may change again within one timestamp tick."""
+    path = tmp_path / "fresh.fcs"
+    path.write_bytes(b"x" * 100)
+    cache = tmp_path / "cache.tsv"
+    assert file_checksums([path], cache=cache) == {str(path): sha256(path)}
+    assert not cache.exists()
+
+
+def test_a_changed_file_rewrites_its_batch_membership_only(tmp_path, settled, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for i in range(6):
+        Path(f"s{i}.fcs").write_bytes(bytes([i]) * 1000)
+    samples = pd.DataFrame(
+        {
+            "sample_id": [f"s{i}" for i in range(6)],
+            "panel": "blood",
+            "fcs": [f"s{i}.fcs" for i in range(6)],
+        }
+    )
+    pattern = "batches/batch_{batch}.tsv"
+    members = form_batches(samples, batch_size=3, pattern=pattern)
+    assert len(members) >= 2
+    files = {batch: Path(pattern.format(batch=batch)) for batch in members}
+    for path in files.values():
+        table = read_batch(path)
+        assert list(table.columns) == ["sample_id", "panel", "fcs", "sha256"]
+        assert table["sha256"].tolist() == [sha256(Path(f)) for f in table["fcs"]]
+        os.utime(path, ns=(10**18, 10**18))
+    assert Path(CHECKSUM_CACHE).is_file()
+
+    form_batches(samples, batch_size=3, pattern=pattern)  # nothing changed: no file rewritten
+    assert all(path.stat().st_mtime_ns == 10**18 for path in files.values())
+
+    replace_keeping_mtime(Path("s4.fcs"), b"\xff" * 1000)
+    changed = form_batches(samples, batch_size=3, pattern=pattern)
+    of_s4 = next(b for b, rows in changed.items() if "s4" in set(rows["sample_id"]))
+    assert files[of_s4].stat().st_mtime_ns != 10**18
+    assert all(p.stat().st_mtime_ns == 10**18 for b, p in files.items() if b != of_s4)
+    assert read_batch(files[of_s4]).set_index("sample_id").at["s4", "sha256"] == sha256(
+        Path("s4.fcs")
+    )
+
+
+def test_a_file_changed_during_the_run_stops_its_gating_job(tmp_path):
+    path = tmp_path / "a.fcs"
+    path.write_bytes(b"x" * 10)
+    members = [{"sample_id": "a", "panel": "blood", "fcs": str(path), "sha256": sha256(path)}]
+    assert verify_checksums(members) == {"a": sha256(path)}
+    path.write_bytes(b"y" * 10)
+    with pytest.raises(CytotrialError, match=r"a\.fcs changed after this run began") as caught:
+        verify_checksums(members)
+    assert "\n" not in str(caught.value) and "run the same command again" in str(caught.value)
+
+
+def test_fcs_outside_the_working_folder_is_reached_relatively(tmp_path):
+    """No absolute path goes to Snakemake, and `..` resolves from the real working folder."""
+    real = tmp_path / "disk" / "project"
+    real.mkdir(parents=True)
+    link = tmp_path / "home" / "project"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "a.fcs").write_bytes(b"FCS")
+    for workdir in (real, link):
+        value = fcs_for_workdir(str(store / "a.fcs"), "/elsewhere/samples.tsv", workdir=workdir)
+        assert not os.path.isabs(value) and value.startswith("..")
+        with contextlib.chdir(workdir):
+            assert Path(value).read_bytes() == b"FCS"
+
+
+# ---------------------------------------------------------------------------------------------
+# a small trial gated and aggregated by the rule bodies, as the workflow calls them
+
+
+def _trial(root: Path, *, broken: bool = False) -> dict:
+    """A 1 + 1 patient trial in ``root`` (the working folder); every file broken if asked."""
+    arguments = ["--patients-per-arm", "1", "--events", "2000", "--tumor-events", "1000"]
+    assert main(["simulate", "--out", str(root / "data"), *arguments, "--seed", "5"]) == 0
+    if broken:
+        for path in (root / "data").rglob("*.fcs"):
+            path.write_bytes(b"not an FCS file")
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config.pop("demo")
+    config["samples"] = "data/samples.tsv"
+    config["patients"] = "data/patients.tsv"
+    for spec in config["strategies"].values():
+        spec["strategy"] = str(ROOT / spec["strategy"])
+    return check_config(config, base=root)
+
+
+def _population_options(config: dict) -> dict:
+    return dict(
+        arms=list(config["arms"]),
+        strategies=config["strategies"],
+        model=population_model(config),
+        ratios=config["ratios"],
+        frequencies=config["frequencies"]["of"],
+        absolute_reference=config["absolute"]["reference"],
+        mfi_markers=config["mfi"]["markers"],
+        mfi_min_events=config["mfi"]["min_events"],
+        min_events=config["qc"]["min_events"],
+    )
+
+
+def _gate_all(root: Path, config: dict) -> dict[str, list[str]]:
+    """Gate the trial in two batches as the workflow does; the tables of each kind."""
+    sheet = pd.read_csv(root / "data/samples.tsv", sep="\t", dtype=str)
+    samples = sheet[["sample_id", "panel"]].assign(fcs="data/" + sheet["fcs"])
+    members = form_batches(
+        samples, batch_size=4, pattern="results/gating/batches/batch_{batch}.tsv"
+    )
+    tables: dict[str, list[str]] = {"counts": [], "mfi": [], "qc": [], "manifest": []}
+    for batch, rows in members.items():
+        out = {kind: f"results/gating/batch_{batch}.{kind}.tsv" for kind in tables}
+        run_gate_batch(
+            rows.to_dict("records"),
+            strategies=config["strategies"],
+            panels=config["panels"],
+            compensation=config["gating"]["compensation"],
+            populations=config["populations"],
+            mfi=config["mfi"],
+            counts_out=out["counts"],
+            qc_out=out["qc"],
+            mfi_out=out["mfi"],
+            manifest_out=out["manifest"],
+            checksum_cache=CHECKSUM_CACHE,
+        )
+        for kind in tables:
+            tables[kind].append(out[kind])
+    return tables
+
+
+def _aggregate(config: dict, tables: dict[str, list[str]]) -> ad.AnnData:
+    return run_aggregate(
+        counts=tables["counts"],
+        mfi=tables["mfi"],
+        qc=tables["qc"],
+        manifests=tables["manifest"],
+        samples_qc="results/qc/samples.tsv",
+        sheet=config["samples"],
+        config=config,
+        h5ad_out="results/counts/populations.h5ad",
+        tsv_out="results/counts/populations.tsv",
+        ratios_out="results/counts/ratios.tsv",
+        mfi_out="results/counts/mfi.tsv",
+        **_population_options(config),
+    )
+
+
+def _qc(config: dict, tables: dict[str, list[str]]) -> pd.DataFrame:
+    return run_qc_table(
+        counts=tables["counts"],
+        mfi=tables["mfi"],
+        qc=tables["qc"],
+        manifests=tables["manifest"],
+        sheet=config["samples"],
+        qc_out="results/qc/samples.tsv",
+        **_population_options(config),
+    )
+
+
+@pytest.fixture(scope="module")
+def gated(tmp_path_factory):
+    """The small trial gated in batches, with its QC table and populations.h5ad."""
+    root = tmp_path_factory.mktemp("integrity")
+    with contextlib.chdir(root):
+        config = _trial(root)
+        tables = _gate_all(root, config)
+        qc = _qc(config, tables)
+        adata = _aggregate(config, tables)
+    return root, config, tables, qc, adata
+
+
+def test_the_sha256_of_every_file_is_recorded(gated):
+    root, _, tables, qc, adata = gated
+    sheet = pd.read_csv(root / "data/samples.tsv", sep="\t", dtype=str).set_index("sample_id")
+    truth = {sid: sha256(root / "data" / fcs) for sid, fcs in sheet["fcs"].items()}
+    assert len(truth) >= 8 and len(tables["qc"]) >= 2
+    assert dict(zip(qc["sample_id"], qc["sha256"])) == truth
+    assert list(qc.columns[:8]) == [
+        "sample_id", "patient_id", "arm", "visit", "compartment", "panel", "batch", "sha256",
+    ]  # fmt: skip
+    assert adata.obs["sha256"].to_dict() == {sid: truth[sid] for sid in adata.obs_names}
+    recorded = adata.uns["provenance"]["fcs_sha256"]
+    assert dict(zip(recorded["sample_id"], recorded["sha256"])) == truth
+    assert adata.uns["provenance"]["sample_sheet_sha256"] == sha256(root / "data/samples.tsv")
+    # the tidy populations table stays one file-free row per sample and population
+    populations = pd.read_csv(root / "results/counts/populations.tsv", sep="\t")
+    assert "sha256" not in populations.columns
+
+
+def test_provenance_holds_no_absolute_path(gated):
+    root, _, _, _, adata = gated
+    provenance = adata.uns["provenance"]
+
+    def strings(value):
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+
+    config = json.loads(provenance["config_json"])
+    assert config["strategies"]["blood"]["strategy"].endswith("resources/gating/blood.xml")
+    assert not [value for value in strings(config) if os.path.isabs(value)]
+    assert str(root) not in provenance["config_json"]
+    assert not any(os.path.isabs(p) for p in provenance["strategy_path"].values())
+    assert all(not os.path.isabs(p) for p in adata.obs["fcs"])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["drop_last_row", "cut_mid_line", "empty", "edit_value", "drop_middle_row"],
+)
+@pytest.mark.parametrize("kind", ["counts", "mfi", "qc"])
+def test_a_damaged_batch_table_is_refused_by_name(gated, tmp_path, kind, damage):
+    root, config, tables, _, _ = gated
+    work = tmp_path / "w"
+    shutil.copytree(root, work)
+    path = work / tables[kind][0]
+    lines = path.read_text().splitlines(keepends=True)
+    assert len(lines) >= 3, path
+    damaged = {
+        "drop_last_row": lambda: "".join(lines[:-1]),
+        "cut_mid_line": lambda: "".join(lines)[:-7],
+        "empty": lambda: "",
+        "edit_value": lambda: "".join(lines[:-1]) + lines[-1].replace("\t", "\t9", 1),
+        "drop_middle_row": lambda: "".join(lines[:1] + lines[2:]),
+    }[damage]()
+    path.write_text(damaged)
+    for run in (_qc, _aggregate):
+        with contextlib.chdir(work), pytest.raises(CytotrialError) as caught:
+            run(config, tables)
+        message = str(caught.value)
+        assert "\n" not in message
+        assert message.startswith(tables[kind][0]), message
+        assert f"delete {tables[kind][0]} and run the same command again" in message
+        assert str(work) not in message
+
+
+def test_a_damaged_manifest_is_refused_by_name(gated, tmp_path):
+    root, config, tables, _, _ = gated
+    work = tmp_path / "w"
+    shutil.copytree(root, work)
+    manifest = work / tables["manifest"][0]
+    manifest.write_text(manifest.read_text().splitlines()[0] + "\n")  # its rows lost
+    with contextlib.chdir(work), pytest.raises(CytotrialError) as caught:
+        _aggregate(config, tables)
+    assert "is not listed in its gating manifest" in str(caught.value)
+    manifest.write_text("garbage")
+    with contextlib.chdir(work), pytest.raises(CytotrialError, match="is damaged: delete"):
+        _aggregate(config, tables)
+
+
+def test_when_every_sample_is_excluded_the_qc_table_says_why(tmp_path):
+    with contextlib.chdir(tmp_path):
+        config = _trial(tmp_path, broken=True)
+        tables = _gate_all(tmp_path, config)
+        qc = _qc(config, tables)
+        assert len(qc) >= 8 and (qc["status"] == "excluded").all()
+        assert qc["message"].str.len().gt(0).all() and not qc["message"].eq("not gated").any()
+        assert set(qc["sha256"]) == {hashlib.sha256(b"not an FCS file").hexdigest()}
+        with pytest.raises(CytotrialError) as caught:
+            _aggregate(config, tables)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"no sample could be gated: all {len(qc)} samples were excluded")
+    assert message.endswith("results/qc/samples.tsv gives each sample's reason")
+    assert (tmp_path / "results/qc/samples.tsv").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# a full disk, a folder without write permission
+
+
+def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    with pytest.raises(WriteError) as caught, contextlib.chdir(tmp_path):
+        write_tsv(pd.DataFrame({"a": [1]}), "results/qc/samples.tsv")
+    assert str(caught.value) == (
+        "cannot write results/qc/samples.tsv: no space left on the device; free some space, "
+        "then run the same command again"
+    )
+
+
+def _unprivileged(function) -> tuple[int, str]:
+    """Run ``function`` where permissions apply (as nobody when run as root); exit code, output."""
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        os.close(read)
+        code, text = 0, ""
+        try:
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            function()
+        except BaseException as error:  # noqa: BLE001 - everything goes back to the parent
+            code, text = 1, f"{type(error).__name__}: {error}"
+        os.write(write, text.encode())
+        os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        text = pipe.read()
+    _, status = os.waitpid(child, 0)
+    return os.waitstatus_to_exitcode(status), text
+
+
+def test_a_read_only_folder_names_the_file():
+    base = Path(tempfile.mkdtemp())  # reachable by an unprivileged user, unlike pytest's folders
+    try:
+        base.chmod(0o755)
+        (base / "results/qc").mkdir(parents=True)
+        (base / "results/qc").chmod(0o555)
+        code, text = _unprivileged(
+            lambda: write_tsv(pd.DataFrame({"a": [1]}), base / "results/qc/samples.tsv")
+        )
+    finally:
+        (base / "results/qc").chmod(0o755)
+        shutil.rmtree(base)
+    assert code == 1
+    assert text.startswith("WriteError: cannot write "), text
+    assert "qc/samples.tsv: permission denied; make the folder writable" in text
+
+
+def test_a_rule_ends_with_one_line_on_a_full_disk(tmp_path, capfd, monkeypatch):
+    """A write cut short with no file name (the error a write() gives) names the job's output."""
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # rule_log redirects them: restored after
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
+    sys.path.insert(0, str(ROOT / "workflow/scripts"))
+    try:
+        from _log import rule_log
+    finally:
+        sys.path.remove(str(ROOT / "workflow/scripts"))
+    job = SimpleNamespace(log=[str(tmp_path / "job.log")], output=["results/counts/mfi.tsv"])
+    with pytest.raises(SystemExit) as stopped, rule_log(job):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert stopped.value.code == 1
+    line = "cytotrial: cannot write results/counts/mfi.tsv: no space left on the device"
+    err = capfd.readouterr().err
+    assert err.startswith(line) and err.count("\n") == 1
+    assert (tmp_path / "job.log").read_text().startswith(line)
+    # an unrelated OSError is a bug: it is not hidden
+    with pytest.raises(OSError, match="Bad file descriptor"), rule_log(job):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end: a file replaced with its old timestamp is gated again
+
+
+@pytest.mark.e2e
+def test_a_file_replaced_with_its_old_timestamp_is_gated_again(tmp_path):
+    project = tmp_path / "trial"
+    project.mkdir()
+    shutil.copy(ROOT / "Snakefile", project / "Snakefile")
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for folder in ("workflow", "profiles", "config", "resources/gating"):
+        shutil.copytree(ROOT / folder, project / folder, ignore=skip)
+    arguments = ["--patients-per-arm", "2", "--events", "2000", "--tumor-events", "1000"]
+    assert main(["simulate", "--out", str(project / "data"), *arguments, "--seed", "7"]) == 0
+    config = yaml.safe_load((project / "config/config.yaml").read_text())
+    config.pop("demo")
+    config["samples"] = "data/samples.tsv"
+    config["patients"] = "data/patients.tsv"
+    config["gating"]["batch_size"] = 4
+    (project / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    target = "results/qc/samples.tsv"
+    run_snakemake(project, target, in_place=True)
+    assert planned_jobs(project, target, in_place=True) == {}
+
+    # another file of the same panel and size over one sample's file, its timestamps kept (cp -p)
+    sheet = pd.read_csv(project / "data/samples.tsv", sep="\t", dtype=str)
+    blood = sheet[sheet["panel"] == "blood"]
+    victim, donor = (project / "data" / f for f in blood["fcs"].iloc[:2])
+    assert victim.stat().st_size == donor.stat().st_size
+    before = sha256(victim)
+    replace_keeping_mtime(victim, donor.read_bytes())
+    jobs = planned_jobs(project, target, in_place=True)
+    assert jobs == {"gate": 1, "qc_table": 1}, jobs
+    run_snakemake(project, target, in_place=True)
+    qc = pd.read_csv(project / target, sep="\t", dtype=str).set_index("sample_id")
+    victim_id = blood["sample_id"].iloc[0]
+    assert qc.at[victim_id, "sha256"] == sha256(victim) != before
+    assert planned_jobs(project, target, in_place=True) == {}
