@@ -156,7 +156,7 @@ def test_a_missing_marker_excludes_only_its_sample(sample, blood_fcs, tmp_path):
     unlabelled = write_fcs(dataclasses.replace(simulated, markers=labels), tmp_path / "u.fcs")
     config = {**CONFIG, "strategies": {"blood": dict(CONFIG["strategies"]["blood"])}}
     out = {name: tmp_path / f"{name}.tsv" for name in ("counts", "qc", "mfi")}
-    counts, qc, mfi = run_gate_batch(
+    result = run_gate_batch(
         [
             {"sample_id": "a", "panel": "blood", "fcs": str(blood_fcs)},
             {"sample_id": "b", "panel": "blood", "fcs": str(unlabelled)},
@@ -170,6 +170,7 @@ def test_a_missing_marker_excludes_only_its_sample(sample, blood_fcs, tmp_path):
         qc_out=out["qc"],
         mfi_out=out["mfi"],
     )
+    counts, qc, mfi = result.counts, result.qc, result.mfi
     assert qc["status"].tolist() == ["ok", "excluded"]
     message = qc["message"].iloc[1]
     assert "u.fcs" in message and "CD16" in message and "mfi.markers.cd8" in message

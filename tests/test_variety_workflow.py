@@ -84,7 +84,7 @@ def test_workflow_gates_every_variety_file(
     path = external_data / relative
     strategy, expected = _strategy_for(path, tmp_path)
     populations = {"events": "events", "corner": "events/corner"}
-    counts, qc, _ = run_gate_batch(
+    result = run_gate_batch(
         [{"sample_id": "s1", "panel": "p", "fcs": str(path)}],
         strategies={"p": {"strategy": str(strategy), "populations": populations}},
         panels=None,
@@ -93,6 +93,7 @@ def test_workflow_gates_every_variety_file(
         qc_out=tmp_path / "q.tsv",
         mfi_out=tmp_path / "m.tsv",
     )
+    counts, qc = result.counts, result.qc
     assert qc["status"].tolist() == ["ok"], qc["message"].tolist()
     table = counts.set_index("population")
     assert table.loc["corner", "parent"] == "events" and table.loc["events", "parent"] == ""
