@@ -22,9 +22,11 @@ understate it. The typical flow rate is the one the file had for most of its *ti
 by the time they span): a burst packs many events, hence many bins, into little time. A bin
 departs when its distance from the median is at least ``rate_z`` (``signal_z``) robust standard
 deviations *and* at least ``rate_min_change`` (a relative change of the flow rate) or
-``signal_min_change`` (a fraction of the bin's events). The signal is also tested on each pair of
-neighbouring bins (a shift lasting both stands out by the square root of two more); both bins of
-a departing pair depart.
+``signal_min_change`` (a fraction of the bin's events). Both are also tested on windows of 2, 3
+and 4 neighbouring bins (the mean of their statistics, each first held within one bin's threshold
+of the median so that one bin cannot carry a window; the threshold one robust standard deviation
+higher, for the many more tests): a sustained shift too small for one bin stands out by the
+square root of the width more. Every bin of a departing window departs.
 
 Runs of departing bins decide what is removed, as PeacoQC's consecutive-bins rule does: a run
 shorter than ``min_run`` bins is kept unless it departs by at least twice the threshold, and fewer
@@ -82,6 +84,8 @@ _MAD_SD = 1.4826  # MAD -> standard deviation of a normal distribution
 _EXTREME = 2.0  # a run shorter than min_run is removed from this multiple of the threshold
 _MIN_TICKS = 10  # a bin must span this many steps of the Time channel to give a flow rate
 _P_CLIP = 0.01  # fractions are kept inside [0.01, 0.99] in the log-likelihood ratios
+_WIDTHS = (2, 3, 4)  # windows of neighbouring bins a sustained departure is also tested over
+_WINDOW_EXTRA = 1.0  # windows are many more tests: their z threshold is one higher
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,8 @@ class _Rate(NamedTuple):
     centre: float  # median log rate
     limit: float  # distance of the log rate from the centre at which a bin departs
     z: np.ndarray
-    score: np.ndarray  # distance / limit
+    score: np.ndarray  # distance / limit, of the bin or a window of bins holding it
+    own: np.ndarray  # distance / limit of the bin alone
 
 
 class _Signal(NamedTuple):
@@ -220,10 +225,16 @@ def _rate(
     # little time, so bins are weighted by the time they span
     centre = _weighted_median(log_rate, spans)
     scale = _MAD_SD * _weighted_median(np.abs(log_rate - centre), spans)
-    scale = max(scale, 1.0 / math.sqrt(float(np.median(intervals))))  # a Poisson flow's spread
-    z = (log_rate - centre) / scale if scale > 0 else np.zeros_like(log_rate)
-    limit = max(float(settings["rate_z"]) * scale, math.log1p(float(settings["rate_min_change"])))
-    return _Rate(np.exp(log_rate), float(centre), limit, z, np.abs(log_rate - centre) / limit)
+    floor = 1.0 / math.sqrt(float(np.median(intervals)))  # a Poisson flow's spread
+    scale = max(scale, floor)
+    z = (log_rate - centre) / scale
+    change = math.log1p(float(settings["rate_min_change"]))
+    limit = max(float(settings["rate_z"]) * scale, change)
+    own = np.abs(log_rate - centre) / limit
+    windows = _window_scores(
+        log_rate, np.array(centre), np.array(limit), floor, float(settings["rate_z"]), change
+    )
+    return _Rate(np.exp(log_rate), float(centre), limit, z, np.maximum(own, windows), own)
 
 
 def _signal(
@@ -253,18 +264,17 @@ def _signal(
     distance = np.abs(fractions - centre)
     z = np.divide(distance, scale, out=np.zeros_like(distance), where=scale > 0)
     limit = np.maximum(float(settings["signal_z"]) * scale, float(settings["signal_min_change"]))
-    scores = (distance / limit).reshape(n_bins, -1)
-    own = scores.max(axis=1)
-    # two neighbouring bins together: a shift lasting both stands out by sqrt(2) more
-    pairs = (fractions[:-1] + fractions[1:]) / 2
-    pair_scale = np.maximum(_robust(pairs)[1], floor / math.sqrt(2))
-    pair_limit = np.maximum(
-        float(settings["signal_z"]) * pair_scale, float(settings["signal_min_change"])
+    single = (distance / limit).reshape(n_bins, -1)
+    own = single.max(axis=1)
+    windows = _window_scores(
+        fractions,
+        centre,
+        limit,
+        floor,
+        float(settings["signal_z"]),
+        float(settings["signal_min_change"]),
     )
-    pair_scores = (np.abs(pairs - centre) / pair_limit).reshape(n_bins - 1, -1)
-    scores[:-1] = np.maximum(scores[:-1], pair_scores)
-    scores[1:] = np.maximum(scores[1:], pair_scores)
-    best = scores.argmax(axis=1)
+    best = single.argmax(axis=1)
     labels = np.array(
         [f"{data.channels[j]}>p{round(100 * q)}" for j in columns for q in _LEVELS], dtype=object
     )
@@ -276,9 +286,43 @@ def _signal(
         limit,
         z.reshape(n_bins, -1)[np.arange(n_bins), best],
         labels[best],
-        scores.max(axis=1),
+        np.maximum(own, windows),
         own,
     )
+
+
+def _window_scores(
+    values: np.ndarray,
+    centre: np.ndarray,
+    limit: np.ndarray,
+    floor: np.ndarray | float,
+    z: float,
+    change: float,
+) -> np.ndarray:
+    """Per bin: the largest score of a window of ``_WIDTHS`` neighbouring bins holding it.
+
+    A window's statistic is the mean of its bins', each first brought within one bin's ``limit``
+    of the centre (so one departing bin does not make its neighbours depart); its robust scale is
+    the MAD of the windows' means, never below ``floor`` (one bin's sampling spread) over the
+    square root of the width.
+    """
+    n = values.shape[0]
+    floor = np.broadcast_to(floor, np.shape(centre)).reshape(-1)
+    limit = np.broadcast_to(limit, np.shape(centre)).reshape(-1)
+    flat, centre = values.reshape(n, -1), np.reshape(centre, -1)
+    flat = np.clip(flat, centre - limit, centre + limit)
+    cumulative = np.concatenate((np.zeros((1, flat.shape[1])), np.cumsum(flat, axis=0)))
+    best = np.zeros(n)
+    for width in (w for w in _WIDTHS if w <= n):
+        means = (cumulative[width:] - cumulative[:-width]) / width
+        scale = np.maximum(_robust(means)[1], floor / math.sqrt(width))
+        limit = np.maximum((z + _WINDOW_EXTRA) * scale, change)
+        score = (np.abs(means - centre) / limit).max(axis=1)
+        for offset in range(width):  # every bin of the window
+            best[offset : offset + score.size] = np.maximum(
+                best[offset : offset + score.size], score
+            )
+    return best
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
@@ -354,25 +398,24 @@ def _removed_events(
     """The keep-mask: each removed run of bins, its ends placed at the event where it starts/stops.
 
     The run's core (from its first to its last bin departing on its own; the whole run if none
-    does) gives the anomalous acquisition; each end is placed within a bin either side of the
-    core's end (bins of the run beyond them are kept).
+    does) gives the anomalous acquisition. Each end is searched from one bin into the core to one
+    bin beyond the run, so the bins a run holds only through a departing pair are kept when their
+    events are normal.
     """
     keep = np.ones(int(edges[-1]), dtype=bool)
     n_bins = removed.size
     for start, stop in _runs(removed):
         alone = np.flatnonzero(own[start:stop] >= 1)
-        if alone.size:
-            start, stop = start + int(alone[0]), start + int(alone[-1]) + 1
-        core = slice(start, stop)
-        first, last = int(edges[start]), int(edges[stop])
-        if start > 0:
-            lo, hi = int(edges[start - 1]), int(edges[min(start + 1, stop)])
-            ratios = _log_ratios(lo, hi, core, steps, events, rate, signal)
-            first = lo + _split(ratios, first - lo, anomaly_after=True)
-        if stop < n_bins:
-            lo, hi = int(edges[max(stop - 1, start)]), int(edges[stop + 1])
-            ratios = _log_ratios(lo, hi, core, steps, events, rate, signal)
-            last = lo + _split(ratios, last - lo, anomaly_after=False)
+        first_core, stop_core = (
+            (start + int(alone[0]), start + int(alone[-1]) + 1) if alone.size else (start, stop)
+        )
+        core = slice(first_core, stop_core)
+        lo, hi = int(edges[max(start - 1, 0)]), int(edges[first_core + 1])
+        ratios = _log_ratios(lo, hi, core, steps, events, rate, signal)
+        first = lo + _split(ratios, int(edges[start]) - lo, anomaly_after=True)
+        lo, hi = int(edges[stop_core - 1]), int(edges[min(stop + 1, n_bins)])
+        ratios = _log_ratios(lo, hi, core, steps, events, rate, signal)
+        last = lo + _split(ratios, int(edges[stop]) - lo, anomaly_after=False)
         keep[first:last] = False
     return keep
 
@@ -434,7 +477,8 @@ def _check(
     rate_score = rate.score if rate is not None else np.zeros(n_bins)
     signal_score = signal.score if signal is not None else np.zeros(n_bins)
     score = np.maximum(rate_score, signal_score)
-    own = np.maximum(rate_score, signal.own) if signal is not None else rate_score
+    rate_own = rate.own if rate is not None else np.zeros(n_bins)
+    own = np.maximum(rate_own, signal.own) if signal is not None else rate_own
     departs = _departing_runs(score, int(settings["min_run"]))
     keep = _removed_events(departs, own, edges, steps, events, rate, signal)
     nan = np.full(n_bins, np.nan)
