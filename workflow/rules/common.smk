@@ -5,6 +5,7 @@ from pathlib import Path
 
 from cytotrial.config import check_config
 from cytotrial.errors import CytotrialError
+from cytotrial.preflight import check_before_run, check_inputs
 from cytotrial.io import read_sample_sheet
 from cytotrial.rules import (
     fcs_for_workdir,
@@ -21,10 +22,15 @@ def _fail(message):
     sys.exit(1)
 
 
-# The one check of the whole config: every problem at once, then every default filled in, so rules
-# and library functions take resolved values.
+# The one check of the whole config, and of everything it names that is knowable before any job
+# (strategies, gate names, compensation matrix, a user's sample sheet and patients table): every
+# problem at once, then every default filled in, so rules and library functions take resolved
+# values. Jobs on a cluster re-read this file; they fill the defaults only.
 try:
-    config.update(check_config(config))
+    if workflow.is_main_process:
+        config.update(check_before_run(config, inputs="demo" not in config))
+    else:
+        config.update(check_config(config))
 except CytotrialError as error:
     _fail(error)
 
@@ -43,6 +49,8 @@ def samples():
         if DEMO:
             checkpoints.simulate_demo.get()
         try:
+            if DEMO and workflow.is_main_process:
+                check_inputs(config)  # the demo's sheet and patients, once simulated
             _cache["samples"] = read_sample_sheet(
                 config["samples"],
                 arms=list(config["arms"]),
