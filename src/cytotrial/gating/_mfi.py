@@ -70,8 +70,7 @@ def marker_channels(
     Raises
     ------
     MissingMarkerError
-        The file has no channel for a marker (one line naming the file, the marker and what the file
-        has).
+        The file has no channel for a marker (one line naming the file and the marker).
     """
     from ..io import resolve_channels
 
@@ -94,10 +93,11 @@ def marker_channels(
         else:
             found[marker] = mapping[marker]
             continue
-        present = ", ".join(f"{c}[{m}]" if m else c for c, m in zip(channels, labels))
+        # the file's channel names and labels are TEXT values, which no message quotes
         raise MissingMarkerError(
             f"{file}: lacks a channel for marker {marker} (config mfi.markers.{population}); "
-            f"file has: {present}; add the file's name for it under config panels:"
+            "add the file's name for it under config panels: (cytotrial inspect lists the "
+            "file's markers)"
         )
     return found
 
