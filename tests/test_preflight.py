@@ -1,0 +1,128 @@
+"""The pre-flight check as a library: what it returns, what it lets through, how it reads a typo.
+
+The bad-input corpus (``test_bad_input.py``) holds the many ways to get input wrong; these tests
+hold the check's own contract.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import PROJECT_ROOT
+from cytotrial.config import check_config, diagnose_config
+from cytotrial.errors import CytotrialError
+from cytotrial.preflight import Findings, check_before_run, check_inputs, preflight
+
+
+def _demo_config() -> dict:
+    return yaml.safe_load((PROJECT_ROOT / "config/config.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def demo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's config in a folder with a small simulated demo trial and the demo's strategies."""
+    from cytotrial.sim import simulate_trial
+
+    root = tmp_path_factory.mktemp("demo")
+    shutil.copytree(PROJECT_ROOT / "resources/gating", root / "resources/gating")
+    simulate_trial(
+        root / "resources/demo", patients_per_arm=2, events=2000, tumor_events=1000, seed=5
+    )
+    return root
+
+
+def test_the_demo_passes_and_resolves_as_check_config(demo_project: Path) -> None:
+    config = _demo_config()
+    findings = preflight(config, base=demo_project)
+    assert findings == Findings(errors=[], warnings=[], config=findings.config)
+    assert findings.config == check_config(config, base=demo_project)
+    assert check_before_run(config, base=demo_project) == findings.config
+    check_inputs(findings.config, base=demo_project)  # the demo's sheet and patients agree
+
+
+def test_inputs_are_left_alone_when_asked(
+    demo_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(demo_project)  # as the workflow runs: paths relative to the working folder
+    config = _demo_config()
+    config["samples"] = "nowhere/samples.tsv"
+    assert preflight(config, inputs=False).errors == []
+    assert preflight(config).errors == [
+        "nowhere/samples.tsv: sample sheet not found; check the path in config"
+    ]
+
+
+def test_warnings_are_written_and_errors_raised_one_line_each(demo_project: Path) -> None:
+    config = _demo_config()
+    sheet = (demo_project / "resources/demo/samples.tsv").read_text(encoding="utf-8")
+    patients = (demo_project / "resources/demo/patients.tsv").read_text(encoding="utf-8")
+    first = patients.splitlines()[1].split("\t")[0]
+    kept = [line for line in patients.splitlines() if not line.startswith(f"{first}\t")]
+    (demo_project / "patients_short.tsv").write_text("\n".join(kept) + "\n", encoding="utf-8")
+    config["patients"] = "patients_short.tsv"
+    stream = io.StringIO()
+    check_before_run(config, base=demo_project, stream=stream)
+    assert stream.getvalue().splitlines() == [
+        f"cytotrial: warning: patients_short.tsv: patient {first!r} has samples in "
+        "resources/demo/samples.tsv but no row here: left out of the response rate and the "
+        "responder and survival tables; add a row (an empty best_response counts as NE, not "
+        "evaluable)"
+    ]
+    assert first in sheet
+    config["analysis"]["alpha"] = 2
+    config["arms"]["NIVO"] = "not a colour"
+    with pytest.raises(CytotrialError) as raised:
+        check_before_run(config, base=demo_project, stream=io.StringIO())
+    lines = str(raised.value).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("config analysis.alpha: 2 is greater than or equal to the maximum")
+    assert lines[1].startswith("config arms.NIVO: 'not a colour' is not a colour")
+
+
+def test_a_typo_is_read_as_meant_so_what_it_holds_is_checked_too() -> None:
+    config = _demo_config()
+    config["qc"] = {"min_event": {"cd8": -1, "cd99": 5}}
+    problems, resolved = diagnose_config(config, base=PROJECT_ROOT)
+    assert problems == [
+        "config qc: 'min_event' was unexpected; did you mean 'min_events'?",
+        "config qc.min_events.cd8: -1 is less than the minimum of 0",
+        "config qc.min_events.cd99: 'cd99' is not a reported population (lymphocytes, singlets, "
+        "live, leukocytes, cd3, cd4, cd4_conv, treg, cd8, cd8_ki67, cd8_hladr, cd8_cd38, "
+        "cd8_activated, nk)",
+    ]
+    assert resolved is not None and resolved["qc"]["min_events"] == {"cd8": -1, "cd99": 5}
+
+
+def test_a_value_of_the_wrong_type_is_left_out_of_the_later_checks() -> None:
+    config = _demo_config()
+    config["ratios"] = {"cd8_treg": "cd8/treg"}  # a string, not a pair
+    config["analysis"]["populations"] = [
+        p for p in config["analysis"]["populations"] if p != "cd8_treg"
+    ]
+    problems, resolved = diagnose_config(config, base=PROJECT_ROOT)
+    assert problems == ["config ratios.cd8_treg: 'cd8/treg' is not of type 'array'"]
+    assert resolved is not None and resolved["ratios"] == {}
+
+
+def test_a_config_that_is_no_mapping_is_one_line() -> None:
+    assert diagnose_config(["samples.tsv"]) == (
+        ["config: must be a mapping of keys; see config/README.md"],
+        None,
+    )
+    findings = preflight(["samples.tsv"])
+    assert findings.config is None and len(findings.errors) == 1
+
+
+def test_without_the_required_keys_nothing_further_is_checked() -> None:
+    config = copy.deepcopy(_demo_config())
+    del config["strategies"]
+    config["analysis"]["reference_arm"] = "PLACEBO"  # would be a problem, but is not reached
+    findings = preflight(config, base=PROJECT_ROOT)
+    assert findings.errors == ["config (top level): 'strategies' is a required property"]
+    assert findings.config is None
