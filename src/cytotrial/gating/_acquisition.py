@@ -77,7 +77,8 @@ ACQUISITION_BIN_COLUMNS = [
 ]
 
 _MIN_BINS = 8  # fewer bins give no robust median and MAD across bins
-_STAT_EVENTS = 500  # events per bin read for the signal statistics
+_STAT_EVENTS = 500  # events per bin read for the signal statistics, at most...
+_STAT_TOTAL = 65_536  # ...and about this many in all (large files: fewer per bin, 125 at least)
 _LEVELS = (0.25, 0.5, 0.75, 0.9)  # the file's percentiles the signal is counted above
 _LEVEL_ARRAY = 1.0 - np.array(_LEVELS)  # the fraction of events above each
 _MAD_SD = 1.4826  # MAD -> standard deviation of a normal distribution
@@ -180,14 +181,15 @@ def _time_problem(times: np.ndarray, steps: np.ndarray) -> str:
     """Why a Time channel cannot date the events ("" when it can)."""
     if times.size < 2:
         return "has fewer than two events"
+    smallest = float(steps.min())  # NaN when a value is not finite; one pass for a good file
+    if math.isfinite(smallest) and smallest >= 0 and math.isfinite(times[0]):
+        return "" if times[-1] > times[0] else "does not advance"
     if not np.isfinite(times).all():
         return "holds values that are not finite"
     if times[-1] <= times[0]:
         return "does not advance"
     backwards = int(np.count_nonzero(steps < 0))
-    if backwards:
-        return f"goes back {backwards} times (events not in acquisition order)"
-    return ""
+    return f"goes back {backwards} times (events not in acquisition order)"
 
 
 def _robust(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -205,9 +207,15 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
 
 
 def _bin_edges(n: int, settings: Mapping[str, Any]) -> np.ndarray:
-    """First event of each bin and ``n``: equal bins of at least ``bin_events``, at most ``max_bins``."""
+    """First event of each bin, then ``n``.
+
+    Bins of at least ``bin_events`` events, at most ``max_bins`` of them, all of one size but the
+    last, which takes the remainder.
+    """
     size = max(int(settings["bin_events"]), math.ceil(n / int(settings["max_bins"])))
-    return np.linspace(0, n, n // size + 1).round().astype(np.int64)
+    edges = np.arange(n // size + 1, dtype=np.int64) * size
+    edges[-1] = n
+    return edges
 
 
 def _rate(
@@ -217,7 +225,9 @@ def _rate(
     ends = np.append(edges[1:-1], edges[-1] - 1)  # the last bin ends at its own last event
     spans = times[ends] - times[edges[:-1]]
     intervals = (ends - edges[:-1]).astype(np.float64)
-    tick = float(steps[steps > 0].min())
+    # the Time channel's resolution: its smallest step (from a sample of steps in a large file)
+    sampled = steps[:: max(1, steps.size // 65536)]
+    tick = float(sampled[sampled > 0].min(initial=np.inf))
     if (spans <= 0).any() or np.median(spans) < _MIN_TICKS * tick:
         return None
     log_rate = np.log(intervals / spans)
@@ -244,18 +254,18 @@ def _signal(
     columns = [j for j in range(events.shape[1]) if j != index]
     if not columns:
         return None
-    n_bins, counts = edges.size - 1, np.diff(edges)
-    m = int(min(counts.min(), _STAT_EVENTS))
-    rows = (edges[:-1, None] + (int(counts.min()) // m) * np.arange(m)[None, :]).ravel()
-    sample = events[rows]  # every channel: one copy; Time's thresholds are never crossed
-    pooled = np.ascontiguousarray(sample[:: max(1, rows.size // 8192), columns].T)
-    thresholds = np.quantile(pooled, _LEVELS, axis=1)  # levels x channels
-    every = np.full((len(_LEVELS), events.shape[1]), np.inf)
-    every[:, columns] = thresholds
-    # bins x channels x events, so each count runs along contiguous memory
-    sample = np.ascontiguousarray(sample.reshape(n_bins, m, events.shape[1]).transpose(0, 2, 1))
-    counts = [(sample > t[:, None]).view(np.uint8).sum(axis=2, dtype=np.int32) for t in every]
-    fractions = np.stack(counts, axis=2)[:, columns] / m
+    n_bins, size = edges.size - 1, int(edges[1])
+    m = min(size, _STAT_EVENTS, max(_STAT_EVENTS // 4, _STAT_TOTAL // n_bins))
+    # m events spread over each bin (a view: bins are of one size), copied once as float32,
+    # bins x channels x events so that each count runs along contiguous memory
+    view = events[: n_bins * size].reshape(n_bins, size, -1)[:, :: size // m][:, :m]
+    sample = np.empty((n_bins, len(columns), m), dtype=np.float32)
+    np.copyto(sample, view[:, :, columns].transpose(0, 2, 1), casting="same_kind")
+    stride = min(m, max(1, n_bins * m // 8192))  # about 8,192 events for the thresholds
+    pooled = np.moveaxis(sample[:, :, ::stride], 1, 0).reshape(len(columns), -1)
+    thresholds = np.quantile(pooled, _LEVELS, axis=1).astype(np.float32)  # levels x channels
+    counts = [(sample > t[:, None]).view(np.uint8).sum(axis=2, dtype=np.int32) for t in thresholds]
+    fractions = np.stack(counts, axis=2) / m
     centre, scale = _robust(fractions)
     # a bin's fraction varies at least as a binomial's does (events in random order), and the
     # MAD of a few bins can fall below that
@@ -444,9 +454,11 @@ def acquisition_qc(data: FCSData, settings: Mapping[str, Any]) -> AcquisitionQC:
     if index is None:
         return _unchecked(n, "no_time", "", "acquisition_no_time: no Time channel, not checked.")
     name = data.channels[index]
-    times = np.asarray(events[:, index], dtype=np.float64)
+    times = np.ascontiguousarray(events[:, index], dtype=np.float64)
     # the interval after each event (the last event's: the typical one, filled in by _check)
-    steps = np.append(np.diff(times), np.nan)
+    steps = np.empty_like(times)
+    np.subtract(times[1:], times[:-1], out=steps[:-1])
+    steps[-1] = np.nan
     problem = _time_problem(times, steps[:-1])
     if problem:
         note = f"acquisition_no_time: the {name} channel {problem}, not checked."
@@ -499,7 +511,11 @@ def _check(
             "signal_z": signal.z if signal is not None else nan,
             "signal_stat": stat,
             "departs": departs,
-            "events_removed": np.add.reduceat(~keep, edges[:-1]).astype(np.int64),
+            "events_removed": (
+                np.add.reduceat(~keep, edges[:-1]).astype(np.int64)
+                if departs.any()
+                else np.zeros(n_bins, dtype=np.int64)
+            ),
             "reason": "",
         },
         columns=ACQUISITION_BIN_COLUMNS,
