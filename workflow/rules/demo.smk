@@ -1,5 +1,16 @@
 # The embedded demo: a simulated two-arm trial with ground truth, written when it is missing.
+import json
+import shlex
+
 if DEMO:
+
+    def demo_drift_option(drift):
+        """`cytotrial simulate`'s option for the config's demo.drift: clean, drift or sizes."""
+        if drift is True:
+            return "--drift"
+        if drift is False:
+            return "--clean"
+        return "--drift " + shlex.quote(json.dumps(drift, sort_keys=True))
 
     checkpoint simulate_demo:
         """Simulate the embedded demo trial (FCS files, sample sheet, patients table and ground
@@ -21,7 +32,8 @@ if DEMO:
             events=config["demo"]["events"],
             tumor_events=config["demo"]["tumor_events"],
             seed=config["demo"]["seed"],
+            drift=demo_drift_option(config["demo"]["drift"]),
         shell:
             "cytotrial simulate --out {params.out} --patients-per-arm {params.patients_per_arm}"
             " --events {params.events} --tumor-events {params.tumor_events}"
-            " --seed {params.seed} --jobs {threads} > {log} 2>&1"
+            " --seed {params.seed} {params.drift} --jobs {threads} > {log} 2>&1"

@@ -3,6 +3,8 @@
 Everything here draws from the design's one generator, in a fixed order (patients, clinical
 table, patient factors, enrolment, names, sites, then sample by sample in sheet order, then the
 batch gains); each file's events draw from their own child :class:`numpy.random.SeedSequence`.
+The drift mode draws instruments, reagent lots, runs and anomalies from a third child, so the
+design (patients, samples, sheet rows) is the same in both modes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._drift import Drift, SampleDrift, _trial_drift, _TrialDrift, site_name
 from ._effects import (
     _BLOOD_BASELINE,
     _CYCLE_DAYS,
@@ -51,6 +54,11 @@ class _SampleTask:
     keywords: tuple[tuple[str, str], ...]
     path: str
     seed: np.random.SeedSequence
+    debris_rate: float = 0.0
+    site: str = ""
+    instrument: str = ""
+    drift: SampleDrift | None = None
+    truth_path: str = ""  # where the per-event truth goes ("": not written)
 
 
 @dataclass(frozen=True)
@@ -210,8 +218,13 @@ def _draw_sample(
     compartment: str,
     visit: tuple[str, int, int],
     n_events: int,
+    rate_range: float = 1.0,
 ) -> tuple[dict[str, object], _SampleDraw]:
-    """The sheet row of patient ``i``'s sample at ``visit`` and what its file is drawn from."""
+    """The sheet row of patient ``i``'s sample at ``visit`` and what its file is drawn from.
+
+    ``rate_range`` (the drift mode's ``dead_debris_range``) stretches the dead and debris rates'
+    ranges upwards: the same draw, mapped onto the wider range.
+    """
     name, cycle, day = visit
     study_day = (cycle - 1) * _CYCLE_DAYS + day
     abundance = _sample_abundance(
@@ -223,6 +236,10 @@ def _draw_sample(
         cohort.responsiveness[i],
     )
     rates = {k: float(rng.uniform(*r)) for k, r in _RATES[compartment].items()}
+    if rate_range != 1.0:
+        for key in ("dead", "debris"):
+            low, high = _RATES[compartment][key]
+            rates[key] = low + (rates[key] - low) * (high * rate_range - low) / (high - low)
     acquisition_day = int(cohort.enrolment[i]) + study_day - 1
     sample_id = f"{patient_id}_{name}_{compartment}"
     keywords = _site_keywords(
@@ -259,39 +276,68 @@ def _tasks(
     gains: Mapping[str, dict[str, float]],
     seeds: list[np.random.SeedSequence],
     out: Path,
+    *,
+    sites: list[int],
+    drift: _TrialDrift | None,
+    event_truth: bool,
 ) -> list[_SampleTask]:
-    """One task per sheet row: its file's parameters, batch gains, keywords, path and seed."""
-    return [
-        _SampleTask(
-            sample_id=row["sample_id"],
-            panel=row["panel"],
-            n_events=n_events,
-            composition=tuple(composition[t] for t in CELL_TYPES),
-            dead_rate=rates["dead"],
-            doublet_rate=rates["doublet"],
-            gains=tuple(gains[row["batch"]].items()),
-            keywords=tuple(keywords.items()),
-            path=str(out / row["fcs"]),
-            seed=sample_seed,
+    """One task per sheet row: its file's parameters, gains or drift, keywords, path and seed."""
+    tasks = []
+    for k, (row, (n_events, composition, rates, keywords), sample_seed) in enumerate(
+        zip(rows, draws, seeds)
+    ):
+        instrument, sample_drift = "", None
+        if drift is not None:
+            instrument, sample_drift = drift.instruments[k], drift.drifts[k]
+            keywords = {**keywords, "$CYTSN": drift.serials[k]}
+        sample_id = str(row["sample_id"])
+        tasks.append(
+            _SampleTask(
+                sample_id=sample_id,
+                panel=str(row["panel"]),
+                n_events=n_events,
+                composition=tuple(composition[t] for t in CELL_TYPES),
+                dead_rate=rates["dead"],
+                doublet_rate=rates["doublet"],
+                gains=() if drift is not None else tuple(gains[row["batch"]].items()),
+                keywords=tuple(keywords.items()),
+                path=str(out / str(row["fcs"])),
+                seed=sample_seed,
+                debris_rate=rates["debris"],
+                site=site_name(sites[k]),
+                instrument=instrument,
+                drift=sample_drift,
+                truth_path=str(out / "truth" / "events" / f"{sample_id}.npy")
+                if event_truth
+                else "",
+            )
         )
-        for row, (n_events, composition, rates, keywords), sample_seed in zip(rows, draws, seeds)
-    ]
+    return tasks
 
 
 def _design_trial(
-    counts: tuple[int, int], *, events: int, tumor_events: int, seed: int, out: Path
+    counts: tuple[int, int],
+    *,
+    events: int,
+    tumor_events: int,
+    seed: int,
+    out: Path,
+    drift: Drift | None = None,
+    event_truth: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[_SampleTask]]:
     """Patients, their samples (in sheet order: patient, compartment, visit) and one task each.
 
     Returns
     -------
     tuple of pandas.DataFrame, pandas.DataFrame, list of _SampleTask
-        The sample sheet, the patients table and the task of each sheet row.
+        The sample sheet (in the drift mode with ``site`` and ``instrument`` after ``batch``),
+        the patients table and the task of each sheet row.
     """
-    design_seed, samples_seed = np.random.SeedSequence(seed).spawn(2)
+    # spawn(3)'s first two children are spawn(2)'s: the clean mode's streams are unchanged
+    design_seed, samples_seed, drift_seed = np.random.SeedSequence(seed).spawn(3)
     rng = np.random.default_rng(design_seed)
     cohort = _enrol(rng, counts)
-    rows, draws = [], []
+    rows, draws, sites = [], [], []
     for i, (patient_id, arm, off_day) in enumerate(
         zip(cohort.patients["patient_id"], cohort.patients["arm"], cohort.patients["off_study_day"])
     ):
@@ -309,11 +355,24 @@ def _design_trial(
                     compartment=compartment,
                     visit=visit,
                     n_events=events if compartment == "blood" else tumor_events,
+                    rate_range=1.0 if drift is None else drift.dead_debris_range,
                 )
                 rows.append(row)
                 draws.append(draw)
+                sites.append(int(cohort.site[i]))
 
     sheet = pd.DataFrame(rows)
     gains = _batch_gains(rng, sheet["batch"].unique())
-    tasks = _tasks(rows, draws, gains, samples_seed.spawn(len(rows)), out)
+    trial_drift = None
+    if drift is not None:
+        trial_drift = _trial_drift(
+            np.random.default_rng(drift_seed), drift, sites, sheet["batch"].tolist()
+        )
+        at = sheet.columns.get_loc("batch") + 1
+        sheet.insert(at, "site", [site_name(s) for s in sites])
+        sheet.insert(at + 1, "instrument", trial_drift.instruments)
+    seeds = samples_seed.spawn(len(rows))
+    tasks = _tasks(
+        rows, draws, gains, seeds, out, sites=sites, drift=trial_drift, event_truth=event_truth
+    )
     return sheet, cohort.patients[_PATIENT_COLUMNS], tasks

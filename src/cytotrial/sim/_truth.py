@@ -10,8 +10,13 @@ criterion on that path (for a Boolean population: its expression over the gate p
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from ..errors import SampleSheetError
 from ._panel import _CD8, _LYMPHOID, CELL_TYPES, _panel_model
 
 _CD8_PATH = ("lymphocytes", "singlets", "live", "cd3", "cd8")
@@ -124,3 +129,125 @@ def _truth_counts(
         codes = [CELL_TYPES.index(t) for t in _POPULATION_TYPES[population]]
         counts[population] = int(live_singlets[codes].sum())
     return counts
+
+
+# --- per-event truth ------------------------------------------------------------------------
+
+# one byte per event: bits 0-3 the cell type's code, bit 4 dead, bit 5 doublet, bit 6 anomalous
+_DEAD_BIT, _DOUBLET_BIT, _ANOMALOUS_BIT = 16, 32, 64
+assert len(CELL_TYPES) <= 16
+
+
+@dataclass(frozen=True)
+class EventTruth:
+    """Every event's labels in one simulated file, in the file's event order.
+
+    Attributes
+    ----------
+    panel
+        ``"blood"`` or ``"tumor"``.
+    cell_type
+        Code of each event's cell type (index into :data:`CELL_TYPES`).
+    dead, doublet
+        Whether each event is a dead cell / a doublet.
+    anomalous
+        Whether each event was acquired during the file's acquisition anomaly (a stretch of
+        ``Time`` with an abnormal flow rate or signal).
+    """
+
+    panel: str
+    cell_type: np.ndarray
+    dead: np.ndarray
+    doublet: np.ndarray
+    anomalous: np.ndarray
+
+    @property
+    def n_events(self) -> int:
+        """Number of events in the file."""
+        return int(self.cell_type.size)
+
+    def membership(self, *, include_anomalous: bool = False) -> dict[str, np.ndarray]:
+        """Boolean true membership of every event in each truth population of the panel.
+
+        Parameters
+        ----------
+        include_anomalous
+            Give anomalous events their labels' populations too (default: they belong to none,
+            as after a perfect acquisition QC; the truth tables count them so).
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Population (in the order of :data:`POPULATIONS`) -> boolean array over the events.
+        """
+        membership = _truth_membership(self.panel, self.cell_type, self.dead, self.doublet)
+        if include_anomalous or not self.anomalous.any():
+            return membership
+        normal = ~self.anomalous
+        return {population: mask & normal for population, mask in membership.items()}
+
+    def counts(self, *, include_anomalous: bool = False) -> dict[str, int]:
+        """True event count of each truth population (anomalous events as in :meth:`membership`).
+
+        Returns
+        -------
+        dict of str to int
+            Population (in the order of :data:`POPULATIONS`) -> number of events.
+        """
+        keep = slice(None) if include_anomalous else ~self.anomalous
+        return _truth_counts(self.panel, self.cell_type[keep], self.dead[keep], self.doublet[keep])
+
+    def packed(self) -> np.ndarray:
+        """One uint8 per event: bits 0-3 cell type code, 4 dead, 5 doublet, 6 anomalous."""
+        code = self.cell_type.astype(np.uint8)
+        code |= self.dead.astype(np.uint8) * np.uint8(_DEAD_BIT)
+        code |= self.doublet.astype(np.uint8) * np.uint8(_DOUBLET_BIT)
+        code |= self.anomalous.astype(np.uint8) * np.uint8(_ANOMALOUS_BIT)
+        return code
+
+    @classmethod
+    def unpack(cls, panel: str, code: np.ndarray) -> EventTruth:
+        """The inverse of :meth:`packed`."""
+        code = np.asarray(code, dtype=np.uint8)
+        return cls(
+            panel=panel,
+            cell_type=(code & 15).astype(np.int8),
+            dead=(code & _DEAD_BIT) > 0,
+            doublet=(code & _DOUBLET_BIT) > 0,
+            anomalous=(code & _ANOMALOUS_BIT) > 0,
+        )
+
+
+def truth_events(trial: str | Path, sample_id: str) -> EventTruth:
+    """Every event's truth of one file of a trial written by :func:`simulate_trial`.
+
+    Parameters
+    ----------
+    trial
+        The folder :func:`simulate_trial` wrote (with ``samples.tsv`` and ``truth/events/``).
+    sample_id
+        The sample, as in ``samples.tsv``.
+
+    Returns
+    -------
+    EventTruth
+        Labels and anomaly flag of each event, in the order of the file's events.
+
+    Raises
+    ------
+    SampleSheetError
+        The sample is not in the trial's sheet, or its event truth is missing.
+    """
+    sheet_path = Path(trial) / "samples.tsv"
+    path = Path(trial) / "truth" / "events" / f"{sample_id}.npy"
+    try:
+        sheet = pd.read_csv(sheet_path, sep="\t", usecols=["sample_id", "panel"], dtype=str)
+        panel = sheet.loc[sheet["sample_id"] == sample_id, "panel"]
+        if panel.empty:
+            raise SampleSheetError(f"{sheet_path}: no sample {sample_id!r}")
+        code = np.load(path, allow_pickle=False)
+    except FileNotFoundError as error:
+        raise SampleSheetError(
+            f"{error.filename}: missing; is {trial} a trial written by simulate_trial?"
+        ) from None
+    return EventTruth.unpack(str(panel.iloc[0]), code)
