@@ -49,6 +49,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         tumor_events=args.tumor_events,
         seed=args.seed,
         jobs=args.jobs,
+        drift=_drift_sizes(args.drift),
     )
     seconds = max(float(summary.seconds), 1e-9)
     print(
@@ -56,6 +57,23 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         f"{summary.n_files / seconds:.1f} files/s, {summary.n_events / seconds:,.0f} events/s"
     )
     return 0
+
+
+def _drift_sizes(value: bool | str) -> bool | dict:
+    """``--drift``/``--clean`` as ``simulate_trial`` takes it: a bool, or the sizes' mapping."""
+    if isinstance(value, bool):
+        return value
+    import yaml
+
+    try:
+        sizes = yaml.safe_load(value)
+    except yaml.YAMLError:
+        sizes = None
+    if not isinstance(sizes, dict):
+        raise CytotrialError(
+            f"simulate: --drift takes a mapping of sizes, e.g. '{{scatter_gain: 0.2}}', not {value!r}"
+        )
+    return sizes
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -263,6 +281,24 @@ def _add_simulate(sub: argparse._SubParsersAction, demo: dict) -> None:
     )
     sim.add_argument("--seed", type=int, default=demo["seed"], help="random seed")
     sim.add_argument("--jobs", type=int, default=1, help="worker processes")
+    mode = sim.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--drift",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="SIZES",
+        help="the drift of a multi-site trial (instruments, reagent lots, continuous markers, "
+        "acquisition anomalies); optional sizes as YAML, e.g. '{scatter_gain: 0.2}' (keys as "
+        "the config's demo.drift)",
+    )
+    mode.add_argument(
+        "--clean",
+        dest="drift",
+        action="store_const",
+        const=False,
+        help="the clean mode: separated populations, a few percent of batch shift (default)",
+    )
     sim.set_defaults(func=_cmd_simulate)
 
 
