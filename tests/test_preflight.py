@@ -126,3 +126,29 @@ def test_without_the_required_keys_nothing_further_is_checked() -> None:
     findings = preflight(config, base=PROJECT_ROOT)
     assert findings.errors == ["config (top level): 'strategies' is a required property"]
     assert findings.config is None
+
+
+def test_cytotrial_gate_with_a_config_says_every_problem_of_its_panel(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cytotrial.cli import main
+    from cytotrial.sim import spillover_matrix
+
+    config = _demo_config()
+    for spec in config["strategies"].values():
+        spec["strategy"] = str(PROJECT_ROOT / spec["strategy"])
+    config["strategies"]["blood"]["populations"]["treg"] = "Treg"
+    config["strategies"]["tumor"]["populations"]["nk"] = "NK"  # another panel: not this run's
+    (spillover_matrix("blood") * 100).to_csv(tmp_path / "matrix.csv")
+    config["gating"]["compensation"] = str(tmp_path / "matrix.csv")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    code = main(["gate", str(tmp_path / "none.fcs"), "--config", str(tmp_path / "config.yaml"),
+                 "--panel", "blood"])  # fmt: skip
+    lines = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(lines) == 2, lines
+    assert lines[0].startswith(
+        "cytotrial: config strategies.blood.populations.treg: blood.xml: no gate named 'Treg'"
+    )
+    assert lines[1].startswith("cytotrial: config gating.compensation: ") and (
+        "the diagonal must be 1" in lines[1]
+    )

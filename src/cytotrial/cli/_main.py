@@ -154,6 +154,7 @@ def _gate_setup(
     from ..config import population_model
     from ..gating import compensation_matrix, gate_population_model, load_panel_gating, panel_gating
     from ..io import load_strategy
+    from ..preflight import check_before_run
 
     if args.config is None:
         if args.panel is not None:
@@ -171,6 +172,7 @@ def _gate_setup(
         )
     config = _gate_config(args.config)
     panel = _gate_panel(config, args)
+    check_before_run(config, inputs=False, panels=[panel])  # its strategy and matrix: every problem
     gating = load_panel_gating(
         panel,
         config["strategies"][panel],

@@ -24,7 +24,7 @@ with its reason, when it is gated.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -53,7 +53,13 @@ class Findings:
     config: dict[str, Any] | None = None
 
 
-def preflight(config: Mapping, *, base: str | Path | None = None, inputs: bool = True) -> Findings:
+def preflight(
+    config: Mapping,
+    *,
+    base: str | Path | None = None,
+    inputs: bool = True,
+    panels: Iterable[str] | None = None,
+) -> Findings:
     """Check a workflow config and everything it names, without reading any event.
 
     Parameters
@@ -65,6 +71,10 @@ def preflight(config: Mapping, *, base: str | Path | None = None, inputs: bool =
     inputs
         Whether to check the sample sheet and patients table too (not for the demo before it is
         simulated, nor for ``cytotrial gate``).
+    panels
+        Check the strategies (and the matrix against them) of these panels only (``cytotrial gate``
+        gates one); ``None``: every panel, and whether each Boolean population and ratio is
+        reported by some panel.
     """
     from ..config import diagnose_config
     from ._compensation import compensation_findings
@@ -76,7 +86,7 @@ def preflight(config: Mapping, *, base: str | Path | None = None, inputs: bool =
     findings = Findings(errors=errors, config=resolved)
     if resolved is None:
         return findings
-    problems, gatings = strategy_findings(resolved, base=base)
+    problems, gatings = strategy_findings(resolved, base=base, panels=panels)
     findings.errors += problems
     findings.errors += compensation_findings(resolved, gatings, base=base)
     if inputs:
@@ -100,6 +110,7 @@ def check_before_run(
     *,
     base: str | Path | None = None,
     inputs: bool = True,
+    panels: Iterable[str] | None = None,
     stream: TextIO | None = None,
 ) -> dict[str, Any]:
     """:func:`preflight`, its warnings written to ``stream`` (stderr), its errors raised.
@@ -114,7 +125,7 @@ def check_before_run(
     CytotrialError
         Every problem, one line each.
     """
-    findings = preflight(config, base=base, inputs=inputs)
+    findings = preflight(config, base=base, inputs=inputs, panels=panels)
     _report(findings, stream)
     assert findings.config is not None  # no errors: the config resolved
     return findings.config

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,7 +115,9 @@ def _reach_problems(
     return problems
 
 
-def strategy_findings(config: Mapping, *, base: Path) -> tuple[list[str], dict[str, PanelGating]]:
+def strategy_findings(
+    config: Mapping, *, base: Path, panels: Iterable[str] | None = None
+) -> tuple[list[str], dict[str, PanelGating]]:
     """Every strategy loaded, every reported gate found, every Boolean and ratio reachable.
 
     Parameters
@@ -124,6 +126,8 @@ def strategy_findings(config: Mapping, *, base: Path) -> tuple[list[str], dict[s
         The resolved config (:func:`cytotrial.config.diagnose_config`).
     base
         Folder relative paths are relative to.
+    panels
+        These panels only (``None``: every panel, and what no panel reports).
 
     Returns
     -------
@@ -135,8 +139,10 @@ def strategy_findings(config: Mapping, *, base: Path) -> tuple[list[str], dict[s
     problems: list[str] = []
     gatings: dict[str, PanelGating] = {}
     broken: set[str] = set()
-    complete = True
-    for panel, spec in config["strategies"].items():
+    complete = panels is None
+    chosen = list(config["strategies"]) if panels is None else list(panels)
+    for panel in chosen:
+        spec = config["strategies"][panel]
         if not located(spec["strategy"], base).is_file():
             complete = False  # said by the config check
             continue
