@@ -472,9 +472,12 @@ CONFIG_CASES = [
          ("config analysis.pseudocount: 0 is less than or equal to the minimum of 0",)),
     Case("config", "correction unknown", _set("analysis.primary.correction", "fdr"),
          ("config analysis.primary.correction: 'fdr' is not one of",)),
+    Case("config", "mfi marker no panel or strategy names",
+         lambda p: p.config["mfi"]["markers"]["cd8"].append("Ki76"), (),
+         ("config mfi.markers.cd8: 'Ki76' is no marker or channel name of config panels:",)),
     Case("config", "mfi marker with a slash",
-         lambda p: p.config["mfi"]["markers"]["cd8"].append("CD8/x"),
-         ("config mfi.markers.cd8.3: 'CD8/x' is not allowed",)),
+         lambda p: p.config["mfi"]["markers"]["cd8"].append("Live/Dead"),
+         ("config mfi.markers.cd8.3: 'Live/Dead' is not allowed",)),
 ]  # fmt: skip
 
 STRATEGY_CASES = [

@@ -8,6 +8,7 @@ seconds, not a gating run:
   analysed and primary features (:func:`cytotrial.config.diagnose_config`);
 * the strategies: each file loads (GatingML validity, the FlowJo sample group or sample), every
   reported gate name or path exists, every Boolean population and ratio is reported by some panel;
+  an MFI marker that neither ``panels:`` nor a strategy names is a warning;
 * a spillover matrix file: square, numeric, 1 on the diagonal, invertible, one detector per marker,
   every channel the strategies compensate present;
 * the sample sheet: columns and values, arms and panels, unique sample ids and FCS files, every FCS
@@ -79,7 +80,7 @@ def preflight(
     from ..config import diagnose_config
     from ._compensation import compensation_findings
     from ._inputs import input_findings
-    from ._strategies import strategy_findings
+    from ._strategies import marker_warnings, strategy_findings
 
     base = Path(base or ".")
     errors, resolved = diagnose_config(config, base=base)
@@ -88,6 +89,7 @@ def preflight(
         return findings
     problems, gatings = strategy_findings(resolved, base=base, panels=panels)
     findings.errors += problems
+    findings.warnings += marker_warnings(resolved, gatings)
     findings.errors += compensation_findings(resolved, gatings, base=base)
     if inputs:
         problems, warnings = input_findings(resolved, base=base)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from ..gating import PanelGating
     from ..io import Strategy
 
-__all__ = ["strategy_findings"]
+__all__ = ["marker_warnings", "strategy_findings"]
 
 
 def one_line(error: BaseException) -> str:
@@ -161,3 +161,29 @@ def strategy_findings(
     if complete:  # with a panel missing, what no panel reports is not known
         problems += _reach_problems(config, model, gatings, broken)
     return problems, gatings
+
+
+def _norm(name: str) -> str:
+    return " ".join(str(name).split()).casefold()
+
+
+def marker_warnings(config: Mapping, gatings: Mapping[str, PanelGating]) -> list[str]:
+    """MFI markers that are no name of ``panels:`` and no channel of a loaded strategy.
+
+    Such a marker is found only where a file has a channel or ``$PnS`` label of that very name;
+    every other file's sample would be excluded for it.
+    """
+    known = set()
+    for marker, names in config["panels"].items():
+        names = [names] if isinstance(names, str) else list(names or [])
+        known |= {_norm(n) for n in [marker, *names]}
+    for gating in gatings.values():
+        known |= {_norm(d) for d in gating.strategy.dimensions()}
+    return [
+        f"config mfi.markers.{population}: {marker!r} is no marker or channel name of config "
+        "panels: nor a channel of the strategies; a file without a channel or $PnS label of "
+        "that name is excluded"
+        for population, markers in config["mfi"]["markers"].items()
+        for marker in markers
+        if _norm(marker) not in known
+    ]
