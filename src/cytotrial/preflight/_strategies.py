@@ -60,7 +60,7 @@ def _load(panel: str, spec: Mapping, base: Path) -> tuple[Strategy | None, str |
 
 def _panel(
     panel: str, strategy: Strategy, model: dict[str, dict[str, Any]], config: Mapping
-) -> tuple[PanelGating, list[str], set[str]]:
+) -> tuple[PanelGating | None, list[str], set[str]]:
     """The panel's gating, the lines of its unknown gates, and the populations they leave out."""
     from ..gating import panel_gating
 
