@@ -13,9 +13,13 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -37,6 +41,7 @@ from cytotrial.rules import (
     run_aggregate,
     run_gate_batch,
     run_qc_table,
+    stale_lock_note,
     verify_checksums,
     write_tsv,
 )
@@ -459,10 +464,9 @@ def test_a_rule_ends_with_one_line_on_a_full_disk(tmp_path, capfd, monkeypatch):
 # end to end: a file replaced with its old timestamp is gated again
 
 
-@pytest.mark.e2e
-def test_a_file_replaced_with_its_old_timestamp_is_gated_again(tmp_path):
-    project = tmp_path / "trial"
-    project.mkdir()
+def _small_project(project: Path, *, batch_size: int) -> Path:
+    """A project folder (the workflow, a 2 + 2 patient trial in data/) as a user lays it out."""
+    project.mkdir(parents=True)
     shutil.copy(ROOT / "Snakefile", project / "Snakefile")
     skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
     for folder in ("workflow", "profiles", "config", "resources/gating"):
@@ -473,8 +477,14 @@ def test_a_file_replaced_with_its_old_timestamp_is_gated_again(tmp_path):
     config.pop("demo")
     config["samples"] = "data/samples.tsv"
     config["patients"] = "data/patients.tsv"
-    config["gating"]["batch_size"] = 4
+    config["gating"]["batch_size"] = batch_size
     (project / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return project
+
+
+@pytest.mark.e2e
+def test_a_file_replaced_with_its_old_timestamp_is_gated_again(tmp_path):
+    project = _small_project(tmp_path / "trial", batch_size=4)
     target = "results/qc/samples.tsv"
     run_snakemake(project, target, in_place=True)
     assert planned_jobs(project, target, in_place=True) == {}
@@ -492,4 +502,54 @@ def test_a_file_replaced_with_its_old_timestamp_is_gated_again(tmp_path):
     qc = pd.read_csv(project / target, sep="\t", dtype=str).set_index("sample_id")
     victim_id = blood["sample_id"].iloc[0]
     assert qc.at[victim_id, "sha256"] == sha256(victim) != before
+    assert planned_jobs(project, target, in_place=True) == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# an interrupted run
+
+
+def test_a_stale_lock_is_one_line_saying_what_to_do(tmp_path):
+    assert stale_lock_note(tmp_path) is None
+    (tmp_path / ".snakemake/locks").mkdir(parents=True)
+    assert stale_lock_note(tmp_path) is None
+    (tmp_path / ".snakemake/locks/0.output.lock").write_text("results/qc/samples.tsv\n")
+    note = stale_lock_note(tmp_path)
+    assert "\n" not in note and "`snakemake --unlock`" in note and ".snakemake/locks" in note
+
+
+@pytest.mark.e2e
+def test_a_killed_run_resumes_with_the_readmes_commands(tmp_path):
+    """A run killed outright during gating is resumed as the README says.
+
+    The next run says in one line what to do; after `snakemake --unlock` the same command finishes
+    only what was left, and every batch table it aggregates checks out against its manifest.
+    """
+    project = _small_project(tmp_path / "trial", batch_size=3)
+    target = "results/counts/populations.h5ad"
+    command = [sys.executable, "-m", "snakemake", target]
+    run = subprocess.Popen(
+        command, cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list((project / "results/gating").glob("batch_*.manifest.tsv")):
+        assert run.poll() is None and time.monotonic() < deadline, "gating never started"
+        time.sleep(0.2)
+    os.killpg(run.pid, signal.SIGKILL)  # the run and its jobs, as a power loss would
+    run.wait()
+    gated = len(list((project / "results/gating").glob("batch_*.manifest.tsv")))
+    members = len(list((project / "results/gating/batches").glob("batch_*.tsv")))
+    assert 1 <= gated < members, (gated, members)
+
+    stopped = run_snakemake(project, target, check=False, in_place=True)
+    assert stopped.returncode != 0
+    ours = [line for line in stopped.stderr.splitlines() if line.startswith("cytotrial:")]
+    assert len(ours) == 1 and "`snakemake --unlock`" in ours[0], stopped.stderr[-2000:]
+
+    run_snakemake(project, "--unlock", in_place=True)
+    resumed = run_snakemake(project, target, in_place=True)
+    assert "cytotrial:" not in resumed.stderr
+    jobs = re.findall(r"^gate\s+(\d+)$", resumed.stdout + resumed.stderr, flags=re.M)
+    assert jobs and int(jobs[0]) <= members - gated + 2, jobs  # and the (two) jobs killed
     assert planned_jobs(project, target, in_place=True) == {}

@@ -9,8 +9,9 @@ from cytotrial.preflight import check_before_run, check_inputs
 from cytotrial.io import read_sample_sheet
 from cytotrial.rules import (
     fcs_for_workdir,
-    sheet_fcs,
     form_batches,
+    sheet_fcs,
+    stale_lock_note,
 )
 
 
@@ -135,6 +136,12 @@ def compensation_files():
 # is simulated).
 if not DEMO:
     batches()
+
+# A run killed outright leaves its lock, and Snakemake then refuses to start: say so in one line
+# with what to do (not while unlocking, nor in the jobs of a cluster run).
+if workflow.is_main_process and "--unlock" not in sys.argv:
+    if (note := stale_lock_note()) is not None:
+        sys.stderr.write(f"cytotrial: {note}\n")
 
 
 def final_outputs():

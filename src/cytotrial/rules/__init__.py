@@ -13,6 +13,7 @@ from ._checksums import CHECKSUM_CACHE, file_checksums, verify_checksums
 from ._crosscheck import run_event_crosscheck, run_gating_qc
 from ._gate import run_gate_batch
 from ._paths import fcs_for_workdir, fcs_relative_to_sheet, resolve_sheet_fcs, sheet_fcs
+from ._recovery import stale_lock_note
 from ._tables import MANIFEST_COLUMNS, read_tsvs, write_error, write_manifest, write_tsv, writing
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "run_gating_qc",
     "run_qc_table",
     "sheet_fcs",
+    "stale_lock_note",
     "verify_checksums",
     "write_batch",
     "write_error",
