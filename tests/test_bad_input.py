@@ -537,6 +537,13 @@ STRATEGY_CASES = [
                _set("strategies.diamond.populations.q1", "Q1: channel_A-, channel_B+")),
          ("config strategies.diamond.populations.q1: diamond.wsp: no gate named 'Q1: channel_A-, "
           "channel_B+'; did you mean 'Q1: channel_A- , channel_B+'?",)),
+    Case("strategy", "adaptive gate misspelt",
+         _set("strategies.blood.adaptive", {"cd3x": {"method": "valley", "window": [0.3, 0.6]}}),
+         ("config strategies.blood.adaptive.cd3x: blood.xml: no gate named 'cd3x'; did you "
+          "mean 'cd3'?",)),
+    Case("strategy", "adaptive window off the axis",
+         _set("strategies.tumor.adaptive", {"cd3": {"method": "valley", "window": [5, 6]}}),
+         ("config strategies.tumor.adaptive.cd3.window: [5, 6] lies outside the axis of FITC-A",)),
     Case("strategy", "Boolean population no panel can report",
          _both(_set("strategies.blood.populations.cd3_neg", "cd3_neg"),
                _set("populations.x", {"boolean": "leukocytes and cd3_neg"})),

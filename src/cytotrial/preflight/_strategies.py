@@ -61,10 +61,16 @@ def _load(panel: str, spec: Mapping, base: Path) -> tuple[Strategy | None, str |
 def _panel(
     panel: str, strategy: Strategy, model: dict[str, dict[str, Any]], config: Mapping
 ) -> tuple[PanelGating | None, list[str], set[str]]:
-    """The panel's gating, the lines of its unknown gates, and the populations they leave out."""
-    from ..gating import panel_gating
+    """The panel's gating, the lines of its unknown gates, and the populations they leave out.
 
-    problems, broken = [], set()
+    The panel's adaptive gates (``strategies.<panel>.adaptive``) are resolved against the strategy
+    too, every problem of theirs a line.
+    """
+    from ..gating import adaptive_problems, panel_gating
+
+    spec = config["strategies"][panel]
+    _, problems = adaptive_problems(panel, strategy, spec.get("adaptive"), panels=config["panels"])
+    broken: set[str] = set()
     usable = dict(model)
     for name, gate in (config["strategies"][panel].get("populations") or {}).items():
         try:
