@@ -28,6 +28,7 @@ from cytotrial.sim import (
     simulate_sample,
     simulate_trial,
     spillover_matrix,
+    truth_events,
     typical_composition,
     write_fcs,
 )
@@ -320,6 +321,27 @@ def test_truth_counts_add_up_along_the_tree(truth):
         lineage = row.leukocytes if row.panel == "tumor" else row.live
         assert row.cd3 + row.nk <= lineage
         assert row.lymphocytes <= 3000
+
+
+def test_every_file_has_its_event_truth_and_acquisition_facts(trial, sheet):
+    counts = pd.read_csv(trial / "truth" / "populations.tsv", sep="\t")
+    acquisition = pd.read_csv(trial / "truth" / "acquisition.tsv", sep="\t", keep_default_na=False)
+    assert acquisition.sample_id.tolist() == sheet.sample_id.tolist()
+    assert (acquisition.anomaly == "").all() and (acquisition.anomalous_events == 0).all()
+    assert (acquisition.instrument == "").all() and acquisition.site.str.fullmatch(r"S\d").all()
+    assert (acquisition.events == 3000).all()
+    for row in sheet.itertuples():
+        events = truth_events(trial, row.sample_id)
+        assert events.n_events == 3000 and not events.anomalous.any()
+        own = counts[counts.sample_id == row.sample_id]
+        assert dict(zip(own.population, own["count"])) == events.counts()
+    # the clean mode's batch shift: a few percent, one gain per batch and channel, no offsets
+    drift = pd.read_csv(trial / "truth" / "drift.tsv", sep="\t").merge(
+        sheet[["sample_id", "batch"]]
+    )
+    assert (drift.groupby(["batch", "channel"]).gain.nunique() == 1).all()
+    assert drift.gain.between(0.85, 1.15).all() and drift.gain.std() > 0
+    assert (drift.offset == 0).all() and (drift.spread == 1).all()
 
 
 def test_baseline_blood_frequencies_are_near_published_values(truth):

@@ -40,7 +40,7 @@ brings; the patients, samples and sheet rows stay the same:
 - dead and debris rates drawn up to twice the clean mode's upper bounds;
 - in 15% of files an acquisition anomaly over 5-15% of the acquisition time: a flow-rate burst
   (x2-4), a gap (the flow nearly stops), a clog (rate x0.3-0.6 and every channel x0.55-0.75)
-  or a shift (3-5 channels x0.6-0.75 or x1.35-1.7). Its events differ from the others only in
+  or a shift (FSC, SSC and 1-3 fluorescence channels x0.6-0.75 or x1.35-1.7). Its events differ from the others only in
   time-binned rate and medians; they belong to no truth population (a correct analysis removes
   them before gating), and :attr:`SimulatedSample.anomalous` and ``truth/events/`` flag them.
 

@@ -30,7 +30,7 @@ _BURST_RATE = (2.0, 4.0)  # event rate factor during a burst
 _GAP_RATE = (0.02, 0.1)  # ... during a gap (the flow nearly stops)
 _CLOG_RATE = (0.3, 0.6)  # ... during a clog
 _CLOG_SIGNAL = (0.55, 0.75)  # every channel's signal factor during a clog
-_SHIFT_CHANNELS = (3, 5)  # channels a shift moves
+_SHIFT_FLUORESCENCE = (1, 3)  # fluorescence channels a shift moves with the scatter
 _SHIFT_SIGNAL = ((0.6, 0.75), (1.35, 1.7))  # their factor: dimmer or brighter
 _ANOMALY_START = (0.05, 0.95)  # the stretch lies within this part of the acquisition
 
@@ -122,7 +122,8 @@ class Anomaly:
     ----------
     kind
         ``burst`` (flow rate up), ``gap`` (the flow nearly stops), ``clog`` (rate down and every
-        channel dimmer) or ``shift`` (a few channels dimmer or brighter).
+        channel dimmer) or ``shift`` (the scatter and a few fluorescence channels dimmer or
+        brighter).
     start, duration
         Where the stretch starts and how long it lasts, as fractions of the acquisition time.
     rate
@@ -306,10 +307,12 @@ def _anomaly(rng: np.random.Generator, drift: Drift) -> Anomaly | None:
         jitter = _log_uniform(rng, 0.05, len(_CHANNELS))
         shift = {c: float(factor * j) for c, j in zip(_CHANNELS, jitter)}
     else:
-        n = int(rng.integers(_SHIFT_CHANNELS[0], _SHIFT_CHANNELS[1] + 1))
-        channels = np.sort(rng.choice(len(_CHANNELS), size=n, replace=False))
-        factors = rng.uniform(*_SHIFT_SIGNAL[int(rng.integers(0, 2))], n)
-        shift = {_CHANNELS[c]: float(f) for c, f in zip(channels, factors)}
+        # the scatter (a disturbed stream or laser) and a few fluorescence channels with it
+        n = int(rng.integers(_SHIFT_FLUORESCENCE[0], _SHIFT_FLUORESCENCE[1] + 1))
+        picked = np.sort(rng.choice(len(_FLUORESCENCE), size=n, replace=False))
+        channels = [*_SCATTER, *(_FLUORESCENCE[c] for c in picked)]
+        factors = rng.uniform(*_SHIFT_SIGNAL[int(rng.integers(0, 2))], len(channels))
+        shift = {c: float(f) for c, f in zip(channels, factors)}
     return Anomaly(
         kind=kind, start=float(start), duration=float(duration), rate=float(rate), shift=shift
     )
