@@ -1,6 +1,7 @@
 # Aggregation: every batch's counts and MFIs -> the per-sample QC table, then the samples x
 # populations AnnData and its tidy tables. Each batch table is checked against its manifest first.
 from cytotrial.config import population_model
+from cytotrial.rules import report_entry
 
 # What both rules need to count the populations of the gated samples.
 POPULATION_PARAMS = dict(
@@ -31,7 +32,7 @@ rule qc_table:
         qc=report(
             "results/qc/samples.tsv",
             caption="../report/qc_samples.rst",
-            category="Quality control",
+            **report_entry("results/qc/samples.tsv"),
         ),
     log:
         "logs/qc_table.log",
@@ -60,17 +61,17 @@ rule aggregate:
         tsv=report(
             "results/counts/populations.tsv",
             caption="../report/populations.rst",
-            category="Counts",
+            **report_entry("results/counts/populations.tsv"),
         ),
         ratios=report(
             "results/counts/ratios.tsv",
             caption="../report/ratios.rst",
-            category="Counts",
+            **report_entry("results/counts/ratios.tsv"),
         ),
         mfi=report(
             "results/counts/mfi.tsv",
             caption="../report/mfi.rst",
-            category="Counts",
+            **report_entry("results/counts/mfi.tsv"),
         ),
     log:
         "logs/aggregate.log",

@@ -163,4 +163,5 @@ def final_outputs():
         for name in FIGURES + KM_FIGURES
         for ext in ("png", "pdf")
     ]
+    outputs += REPORT_PAGES
     return outputs

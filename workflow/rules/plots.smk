@@ -1,6 +1,7 @@
 # Figures: trajectories, per-patient lines, effect heatmap (drawn from the statistics tables),
 # gating QC and the event-level cross-check (drawn from the FCS files).
 from cytotrial.config import population_model
+from cytotrial.rules import report_entry
 
 FIGURES = ["trajectories", "patient_lines", "effect_heatmap"]
 # Kaplan-Meier figures of the primary early change, one per survival endpoint.
@@ -32,7 +33,7 @@ rule figures:
                 report(
                     f"results/figures/{name}.{ext}",
                     caption=f"../report/{name}.rst",
-                    category="Figures",
+                    **report_entry(f"results/figures/{name}.{ext}"),
                 )
                 if ext == "png"
                 else f"results/figures/{name}.{ext}"
@@ -69,7 +70,7 @@ rule km_figures:
                 report(
                     f"results/figures/{name}.{ext}",
                     caption=f"../report/{name}.rst",
-                    category="Figures",
+                    **report_entry(f"results/figures/{name}.{ext}"),
                 )
                 if ext == "png"
                 else f"results/figures/{name}.{ext}"
@@ -105,7 +106,7 @@ rule gating_qc:
         png=report(
             "results/figures/gating_qc.png",
             caption="../report/gating_qc.rst",
-            category="Quality control",
+            **report_entry("results/figures/gating_qc.png"),
         ),
         pdf="results/figures/gating_qc.pdf",
     log:
@@ -138,18 +139,18 @@ rule events:
         table=report(
             "results/qc/cluster_vs_gate.tsv",
             caption="../report/cluster_vs_gate.rst",
-            category="Quality control",
+            **report_entry("results/qc/cluster_vs_gate.tsv"),
         ),
         umap_population_png=report(
             "results/figures/umap_population.png",
             caption="../report/umap_population.rst",
-            category="Quality control",
+            **report_entry("results/figures/umap_population.png"),
         ),
         umap_population_pdf="results/figures/umap_population.pdf",
         umap_arm_png=report(
             "results/figures/umap_arm.png",
             caption="../report/umap_arm.rst",
-            category="Quality control",
+            **report_entry("results/figures/umap_arm.png"),
         ),
         umap_arm_pdf="results/figures/umap_arm.pdf",
     log:

@@ -1,5 +1,7 @@
 # Statistics: change from baseline, arm comparison, MMRM, outcome link (response, responders,
 # survival) and sample availability.
+from cytotrial.rules import report_entry
+
 STAT_TABLES = [
     "log2fc",
     "missing_baseline",
@@ -33,7 +35,7 @@ rule stats:
             name: report(
                 f"results/stats/{name}.tsv",
                 caption=f"../report/{name}.rst",
-                category="Statistics",
+                **report_entry(f"results/stats/{name}.tsv"),
             )
             for name in STAT_TABLES
         },

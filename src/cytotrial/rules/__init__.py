@@ -14,12 +14,23 @@ from ._crosscheck import run_event_crosscheck, run_gating_qc
 from ._gate import run_gate_batch
 from ._paths import fcs_for_workdir, fcs_relative_to_sheet, resolve_sheet_fcs, sheet_fcs
 from ._recovery import stale_lock_note
+from ._report import (
+    REPORT_CATEGORIES,
+    REPORT_OVERVIEW,
+    REPORT_TABLES,
+    report_entry,
+    run_report_overview,
+    run_report_tables,
+)
 from ._tables import MANIFEST_COLUMNS, read_tsvs, write_error, write_manifest, write_tsv, writing
 
 __all__ = [
     "BATCH_COLUMNS",
     "CHECKSUM_CACHE",
     "MANIFEST_COLUMNS",
+    "REPORT_CATEGORIES",
+    "REPORT_OVERVIEW",
+    "REPORT_TABLES",
     "ROOT_BATCH",
     "assign_batches",
     "fcs_for_workdir",
@@ -30,12 +41,15 @@ __all__ = [
     "read_batch",
     "read_samples_for_outputs",
     "read_tsvs",
+    "report_entry",
     "resolve_sheet_fcs",
     "run_aggregate",
     "run_event_crosscheck",
     "run_gate_batch",
     "run_gating_qc",
     "run_qc_table",
+    "run_report_overview",
+    "run_report_tables",
     "sheet_fcs",
     "stale_lock_note",
     "verify_checksums",

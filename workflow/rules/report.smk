@@ -1,0 +1,66 @@
+# The report's own pages: the key tables as HTML (Snakemake shows an HTML result inside the report,
+# a TSV only as a download) and an overview of the run. Where every result sits in the report, and
+# in which order, is cytotrial.rules.report_entry.
+from cytotrial.rules import REPORT_OVERVIEW, REPORT_TABLES, report_entry
+
+# Built by default, so that `snakemake --report` finds them.
+REPORT_PAGES = [*REPORT_TABLES.values(), REPORT_OVERVIEW]
+
+
+localrules:
+    report_tables,
+    report_overview,
+
+
+rule report_tables:
+    """Render the key tables as pages of the report: sample QC (problems first), the summary by
+    arm and visit (arms side by side), the primary statistics (the MMRM's primary family) and the
+    response (rate per arm, early change of responders).
+    """
+    input:
+        qc="results/qc/samples.tsv",
+        summary="results/stats/summary.tsv",
+        mmrm="results/stats/mmrm.tsv",
+        response="results/stats/response.tsv",
+    output:
+        **{
+            name: report(path, caption=f"../report/{name}.rst", **report_entry(path))
+            for name, path in REPORT_TABLES.items()
+        },
+    log:
+        "logs/report_tables.log",
+    conda:
+        "../envs/cytotrial.yaml"
+    params:
+        arms=list(config["arms"]),
+        labels=POPULATION_LABELS,
+        ratios=config["ratios"],
+        alpha=config["analysis"]["alpha"],
+        correction=config["analysis"]["primary"]["correction"],
+    script:
+        "../scripts/report_tables.py"
+
+
+rule report_overview:
+    """Write the run overview page of the report: samples ok, flagged and excluded (with the
+    reasons), patients per arm and visit, the inputs' sha256, package versions and the whole
+    configuration (from the provenance of populations.h5ad).
+    """
+    input:
+        qc="results/qc/samples.tsv",
+        sheet=config["samples"],
+        h5ad="results/counts/populations.h5ad",
+    output:
+        overview=report(
+            REPORT_OVERVIEW,
+            caption="../report/overview.rst",
+            **report_entry(REPORT_OVERVIEW),
+        ),
+    log:
+        "logs/report_overview.log",
+    conda:
+        "../envs/cytotrial.yaml"
+    params:
+        arms=list(config["arms"]),
+    script:
+        "../scripts/report_overview.py"
