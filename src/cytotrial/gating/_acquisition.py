@@ -48,7 +48,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -113,15 +114,25 @@ class AcquisitionQC:
         Intervals between events longer than ``gap_factor`` times the typical one.
     note
         One sentence for the QC table's notes (``""``: checked, nothing removed, no gap).
+    columns
+        The columns of ``bins`` as arrays (``bins`` is built from them when first asked for).
     """
 
     keep: np.ndarray
-    bins: pd.DataFrame
     status: str
     time_channel: str
     reasons: tuple[str, ...]
     gaps: int
     note: str
+    columns: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def bins(self) -> pd.DataFrame:
+        """The per-bin statistics as a table (built when asked for; ``columns`` holds them)."""
+        return pd.DataFrame(
+            {name: self.columns.get(name, []) for name in ACQUISITION_BIN_COLUMNS},
+            columns=ACQUISITION_BIN_COLUMNS,
+        )
 
     @property
     def n_events(self) -> int:
@@ -173,8 +184,7 @@ def time_channel(data: FCSData) -> int | None:
 
 
 def _unchecked(n: int, status: str, channel: str, note: str) -> AcquisitionQC:
-    bins = pd.DataFrame(columns=ACQUISITION_BIN_COLUMNS)
-    return AcquisitionQC(np.ones(n, dtype=bool), bins, status, channel, (), 0, note)
+    return AcquisitionQC(np.ones(n, dtype=bool), status, channel, (), 0, note)
 
 
 def _time_problem(times: np.ndarray, steps: np.ndarray) -> str:
@@ -192,11 +202,20 @@ def _time_problem(times: np.ndarray, steps: np.ndarray) -> str:
     return f"goes back {backwards} times (events not in acquisition order)"
 
 
+def _median_rows(values: np.ndarray) -> np.ndarray:
+    """The median of each row (as ``np.median(values, axis=1)``, without its overhead)."""
+    n = values.shape[1]
+    middle = [(n - 1) // 2, n // 2]
+    ordered = np.partition(values, middle, axis=1)
+    return 0.5 * (ordered[:, middle[0]] + ordered[:, middle[1]])
+
+
 def _robust(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Median and MAD-based standard deviation along the first axis (bins)."""
-    centre = np.median(values, axis=0)
-    scale = _MAD_SD * np.median(np.abs(values - centre), axis=0)
-    return centre, scale
+    rows = np.ascontiguousarray(values.reshape(values.shape[0], -1).T)
+    centre = _median_rows(rows)
+    scale = _MAD_SD * _median_rows(np.abs(rows - centre[:, None]))
+    return centre.reshape(values.shape[1:]), scale.reshape(values.shape[1:])
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
@@ -259,13 +278,16 @@ def _signal(
     # m events spread over each bin (a view: bins are of one size), copied once as float32,
     # bins x channels x events so that each count runs along contiguous memory
     view = events[: n_bins * size].reshape(n_bins, size, -1)[:, :: size // m][:, :m]
-    sample = np.empty((n_bins, len(columns), m), dtype=np.float32)
-    np.copyto(sample, view[:, :, columns].transpose(0, 2, 1), casting="same_kind")
-    stride = min(m, max(1, n_bins * m // 8192))  # about 8,192 events for the thresholds
-    pooled = np.moveaxis(sample[:, :, ::stride], 1, 0).reshape(len(columns), -1)
-    thresholds = np.quantile(pooled, _LEVELS, axis=1).astype(np.float32)  # levels x channels
-    counts = [(sample > t[:, None]).view(np.uint8).sum(axis=2, dtype=np.int32) for t in thresholds]
-    fractions = np.stack(counts, axis=2) / m
+    sample = np.empty((n_bins, events.shape[1], m), dtype=np.float32)  # every channel: no gather
+    np.copyto(sample, view.transpose(0, 2, 1), casting="same_kind")
+    stride = min(m, max(1, n_bins * m // 4096))  # about 4,096 events for the thresholds
+    pooled = np.moveaxis(sample[:, columns, ::stride], 1, 0).reshape(len(columns), -1)
+    ranks = [round(q * (pooled.shape[1] - 1)) for q in _LEVELS]
+    thresholds = np.partition(pooled, ranks, axis=1)[:, ranks].T  # levels x channels
+    every = np.full((len(_LEVELS), events.shape[1]), np.inf, dtype=np.float32)
+    every[:, columns] = thresholds  # Time's are never crossed
+    counts = [(sample > t[:, None]).view(np.uint8).sum(axis=2, dtype=np.int32) for t in every]
+    fractions = np.stack(counts, axis=2)[:, columns] / m
     centre, scale = _robust(fractions)
     # a bin's fraction varies at least as a binomial's does (events in random order), and the
     # MAD of a few bins can fall below that
@@ -498,30 +520,27 @@ def _check(
     cause = np.where(
         rate_score >= signal_score, "flow rate", ["signal " + str(s).split(">")[0] for s in stat]
     )
-    bins = pd.DataFrame(
-        {
-            "bin": np.arange(n_bins),
-            "first_event": edges[:-1],
-            "n_events": np.diff(edges),
-            "time_start": times[edges[:-1]],
-            "time_stop": times[np.append(edges[1:-1], edges[-1] - 1)],
-            "rate": rate.value if rate is not None else nan,
-            "rate_z": rate.z if rate is not None else nan,
-            "max_interval": np.maximum.reduceat(steps, edges[:-1]),
-            "signal_z": signal.z if signal is not None else nan,
-            "signal_stat": stat,
-            "departs": departs,
-            "events_removed": (
-                np.add.reduceat(~keep, edges[:-1]).astype(np.int64)
-                if departs.any()
-                else np.zeros(n_bins, dtype=np.int64)
-            ),
-            "reason": "",
-        },
-        columns=ACQUISITION_BIN_COLUMNS,
-    )
-    for start, stop in _runs(bins["events_removed"].to_numpy() > 0):  # a stretch's main cause
-        bins.loc[start : stop - 1, "reason"] = cause[start + int(np.argmax(score[start:stop]))]
+    bins = {
+        "bin": np.arange(n_bins),
+        "first_event": edges[:-1],
+        "n_events": np.diff(edges),
+        "time_start": times[edges[:-1]],
+        "time_stop": times[np.append(edges[1:-1], edges[-1] - 1)],
+        "rate": rate.value if rate is not None else nan,
+        "rate_z": rate.z if rate is not None else nan,
+        "max_interval": np.maximum.reduceat(steps, edges[:-1]),
+        "signal_z": signal.z if signal is not None else nan,
+        "signal_stat": stat,
+        "departs": departs,
+        "events_removed": (
+            np.add.reduceat(~keep, edges[:-1]).astype(np.int64)
+            if departs.any()
+            else np.zeros(n_bins, dtype=np.int64)
+        ),
+        "reason": np.full(n_bins, "", dtype=object),
+    }
+    for start, stop in _runs(bins["events_removed"] > 0):  # a stretch's main cause
+        bins["reason"][start:stop] = cause[start + int(np.argmax(score[start:stop]))]
     notes = [] if rate is not None else [f"the {name} channel is too coarse for the flow rate"]
     gaps = 0
     if rate is not None:
@@ -536,18 +555,21 @@ def _check(
 
 
 def _summary(
-    keep: np.ndarray, bins: pd.DataFrame, name: str, gaps: int, notes: list[str]
+    keep: np.ndarray, bins: dict[str, np.ndarray], name: str, gaps: int, notes: list[str]
 ) -> AcquisitionQC:
-    weights = bins.groupby("reason", sort=False)["events_removed"].sum()
-    weights = weights[weights.index != ""]
-    reasons = tuple(str(r) for r in weights.sort_values(ascending=False, kind="stable").index)
+    weights: dict[str, int] = {}
+    for i in np.flatnonzero(bins["events_removed"]):
+        weights[bins["reason"][i]] = weights.get(bins["reason"][i], 0) + int(
+            bins["events_removed"][i]
+        )
+    reasons = tuple(sorted(weights, key=lambda r: -weights[r]))  # stable: first seen first
     removed = int(keep.size - np.count_nonzero(keep))
     if removed:
         stretch = int(np.count_nonzero(bins["events_removed"] > 0))
         notes.insert(
             0,
             f"acquisition QC removed {removed} of {keep.size} events ({removed / keep.size:.3f}) "
-            f"in {stretch} of {len(bins)} time bins: {', '.join(reasons)}",
+            f"in {stretch} of {len(bins['bin'])} time bins: {', '.join(reasons)}",
         )
     note = f"{'; '.join(notes)}." if notes else ""
-    return AcquisitionQC(keep, bins, "checked", name, reasons, gaps, note)
+    return AcquisitionQC(keep, "checked", name, reasons, gaps, note, bins)
