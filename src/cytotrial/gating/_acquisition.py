@@ -167,7 +167,7 @@ class _Signal(NamedTuple):
     limit: np.ndarray  # channels x levels
     z: np.ndarray  # per bin: the largest robust z
     stat: np.ndarray  # per bin: which statistic
-    score: np.ndarray  # per bin: the largest distance / limit, of the bin or a pair it is in
+    score: np.ndarray  # per bin: the largest distance / limit, of the bin or a window holding it
     own: np.ndarray  # per bin: the largest distance / limit of the bin alone
 
 
@@ -504,6 +504,7 @@ def _check(
     edges: np.ndarray,
     settings: Mapping[str, Any],
 ) -> AcquisitionQC:
+    """The QC of a file whose Time channel is usable and whose bins are enough to judge."""
     n_bins, name = edges.size - 1, data.channels[index]
     rate = _rate(times, steps[:-1], edges, settings)
     steps[-1] = math.exp(-rate.centre) if rate is not None else 0.0
