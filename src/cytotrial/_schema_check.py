@@ -76,13 +76,19 @@ def _unexpected(error: ValidationError) -> list[str]:
     return [str(k) for k in instance if k not in known]
 
 
+def _required_key(error: ValidationError) -> str:
+    """The key a ``required`` error says is missing (jsonschema reports one key per error)."""
+    instance = error.instance if isinstance(error.instance, Mapping) else {}
+    absent = [key for key in error.validator_value if key not in instance]
+    return next((key for key in absent if repr(key) in error.message), absent[0] if absent else "")
+
+
 def _missing_required(errors: list[ValidationError]) -> dict[tuple, set[str]]:
     """Path -> the required keys missing there."""
     missing: dict[tuple, set[str]] = {}
     for error in errors:
         if error.validator == "required":
-            name = error.message.split("'")[1] if error.message.count("'") >= 2 else ""
-            missing.setdefault(tuple(error.path), set()).add(name)
+            missing.setdefault(tuple(error.path), set()).add(_required_key(error))
     return missing
 
 
@@ -124,10 +130,8 @@ def schema_messages(errors: list[ValidationError], *, prefix: tuple = ()) -> lis
         if error.validator == "additionalProperties":
             continue
         path = tuple(error.path)
-        if error.validator == "required":
-            name = error.message.split("'")[1] if error.message.count("'") >= 2 else ""
-            if (path, name) in folded:
-                continue
+        if error.validator == "required" and (path, _required_key(error)) in folded:
+            continue
         spec = error.schema if isinstance(error.schema, Mapping) else {}
         described = (prefix or error.path) and spec.get("description")
         hint = f" ({_first_sentence(spec['description'])})" if described else ""
