@@ -115,7 +115,9 @@ def test_defaults_are_filled_at_every_level():
     assert resolved["analysis"]["measure"] == {"blood": "count"}  # unlisted: freq_parent
     assert resolved["mfi"] == {"markers": {}, "min_events": 100}
     assert resolved["analysis"]["alpha"] == defaults("analysis")["alpha"]
-    assert resolved["gating"] == {"compensation": "fcs", "batch_size": 400}
+    assert resolved["gating"]["compensation"] == "fcs"
+    assert resolved["gating"]["batch_size"] == 400
+    assert resolved["gating"]["unreadable_compensation"] == "exclude"
     assert config["analysis"] == {"measure": {"blood": "count"}}  # the input is left alone
 
 
