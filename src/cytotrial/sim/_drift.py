@@ -1,4 +1,4 @@
-"""Real-world variation of a multi-site trial: instruments, reagent lots, runs, acquisition anomalies.
+"""Real-world variation of a multi-site trial: instruments, reagent lots, runs and anomalies.
 
 The drift mode's sizes are a :class:`Drift`; what one file got is a :class:`SampleDrift` (and its
 :class:`Anomaly`, if any). Every gain is log-uniform: a gain of size ``s`` lies in
