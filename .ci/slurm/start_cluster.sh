@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A real single-node SLURM cluster for the tests (tests/test_slurm.py): munge, MariaDB, slurmdbd,
-# slurmctld and slurmd from Debian's packages, on a Debian/Ubuntu machine without systemd
+# slurmctld and slurmd from Debian's packages, on a Debian machine (12 tested) without systemd
 # (containers, CI runners), as root. Idempotent: it installs what is missing, writes the configs
 # from the templates beside it and starts only the daemons that are not running; a cluster that is
 # already up is reused as it is.
