@@ -553,3 +553,21 @@ def test_a_killed_run_resumes_with_the_readmes_commands(tmp_path):
     jobs = re.findall(r"^gate\s+(\d+)$", resumed.stdout + resumed.stderr, flags=re.M)
     assert jobs and int(jobs[0]) <= members - gated + 2, jobs  # and the (two) jobs killed
     assert planned_jobs(project, target, in_place=True) == {}
+
+
+@pytest.mark.e2e
+def test_a_run_in_which_every_sample_is_excluded_keeps_its_qc_table(tmp_path):
+    project = _small_project(tmp_path / "trial", batch_size=8)
+    files = sorted((project / "data").rglob("*.fcs"))
+    for path in files:
+        path.write_bytes(b"FCS3.1" + b" " * 52)  # a HEADER, then nothing
+    result = run_snakemake(project, check=False, in_place=True)
+    assert result.returncode != 0
+    ours = [line for line in result.stderr.splitlines() if line.startswith("cytotrial:")]
+    assert len(ours) == 1, result.stderr[-3000:]
+    assert ours[0].startswith(f"cytotrial: no sample could be gated: all {len(files)} samples")
+    assert ours[0].endswith("results/qc/samples.tsv gives each sample's reason")
+    qc = pd.read_csv(project / "results/qc/samples.tsv", sep="\t", dtype=str)
+    assert len(qc) == len(files) and (qc["status"] == "excluded").all()
+    assert qc["message"].notna().all() and not qc["message"].eq("not gated").any()
+    assert not (project / "results/counts/populations.h5ad").exists()
