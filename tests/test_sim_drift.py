@@ -80,9 +80,6 @@ def test_drift_defaults_are_the_config_schemas_defaults():
         assert sizes[f.name]["default"] == (
             list(default) if isinstance(default, tuple) else default
         )
-    # the demo's own config keeps the clean mode, and says so
-    config = check_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()), base=ROOT)
-    assert config["demo"]["drift"] is False
 
 
 def test_config_sizes_reach_the_simulator_and_bad_ones_stop_with_one_line(tmp_path):
