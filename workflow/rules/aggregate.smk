@@ -27,6 +27,7 @@ rule qc_table:
         mfi=lambda w: gated_batches("mfi"),
         qc=lambda w: gated_batches("qc"),
         manifests=lambda w: gated_batches("manifest"),
+        gates=lambda w: gated_batches("gates"),
         sheet=config["samples"],
     output:
         qc=report(
@@ -47,13 +48,15 @@ rule qc_table:
 rule aggregate:
     """Gather the counts and MFIs of every batch into populations.h5ad (samples x reported
     populations, with frequencies, cells per µL, ratios, MFIs and provenance) and its tidy tables
-    (populations, ratios, MFIs); stop with one line when no sample could be gated.
+    (populations, ratios, MFIs) and where each adaptive gate went in each sample, with its outliers
+    (gate QC); stop with one line when no sample could be gated.
     """
     input:
         counts=lambda w: gated_batches("counts"),
         mfi=lambda w: gated_batches("mfi"),
         qc=lambda w: gated_batches("qc"),
         manifests=lambda w: gated_batches("manifest"),
+        gates=lambda w: gated_batches("gates"),
         sheet=config["samples"],
         samples_qc="results/qc/samples.tsv",
     output:
@@ -72,6 +75,11 @@ rule aggregate:
             "results/counts/mfi.tsv",
             caption="../report/mfi.rst",
             **report_entry("results/counts/mfi.tsv"),
+        ),
+        gate_positions=report(
+            "results/gating/gate_positions.tsv",
+            caption="../report/gate_positions_table.rst",
+            **report_entry("results/gating/gate_positions.tsv"),
         ),
     log:
         "logs/aggregate.log",

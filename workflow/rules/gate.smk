@@ -5,8 +5,10 @@ rule gate:
     """Gate the FCS files of one batch with their panel's strategy, after acquisition QC has
     removed the events of anomalous stretches of Time (`qc.acquisition`): the event count of every
     reported population with its parent's, the median intensities of `mfi.markers`, and a QC row
-    per sample (a file that cannot be read or lacks a marker is excluded with its reason), with
-    the sha256 of each file; then a manifest of the three tables (rows, sha256), written last.
+    per sample (a file that cannot be read, lacks a marker or loses more than
+    `qc.acquisition.exclude_above` of its events is excluded with its reason), with the sha256 of
+    each file; where each adaptive gate went in each sample (`strategies.<panel>.adaptive`); then
+    a manifest of the tables (rows, sha256), written last.
     """
     input:
         batch=batch_file,
@@ -17,6 +19,7 @@ rule gate:
         counts="results/gating/batch_{batch}.counts.tsv",
         mfi="results/gating/batch_{batch}.mfi.tsv",
         qc="results/gating/batch_{batch}.qc.tsv",
+        gates="results/gating/batch_{batch}.gates.tsv",
         manifest="results/gating/batch_{batch}.manifest.tsv",
     log:
         "logs/gate/batch_{batch}.log",

@@ -1,9 +1,12 @@
 # Figures: trajectories, per-patient lines, effect heatmap (drawn from the statistics tables),
-# gating QC and the event-level cross-check (drawn from the FCS files).
+# gate positions (gate QC), gating QC and the event-level cross-check (drawn from the FCS files).
 from cytotrial.config import population_model
 from cytotrial.rules import report_entry
 
-FIGURES = ["trajectories", "patient_lines", "effect_heatmap"]
+# Figures drawn from the statistics tables.
+STAT_FIGURES = ["trajectories", "patient_lines", "effect_heatmap"]
+# Every figure built by default besides the Kaplan-Meier ones.
+FIGURES = [*STAT_FIGURES, "gate_positions"]
 # Kaplan-Meier figures of the primary early change, one per survival endpoint.
 KM_FIGURES = ["km_pfs", "km_os"]
 # Each reported population's label (the config's `populations:`; else its name).
@@ -16,6 +19,7 @@ localrules:
     figures,
     km_figures,
     gating_qc,
+    gate_positions,
 
 
 rule figures:
@@ -29,16 +33,8 @@ rule figures:
         mmrm="results/stats/mmrm.tsv",
     output:
         **{
-            f"{name}_{ext}": (
-                report(
-                    f"results/figures/{name}.{ext}",
-                    caption=f"../report/{name}.rst",
-                    **report_entry(f"results/figures/{name}.{ext}"),
-                )
-                if ext == "png"
-                else f"results/figures/{name}.{ext}"
-            )
-            for name in FIGURES
+            f"{name}_{ext}": f"results/figures/{name}.{ext}"
+            for name in STAT_FIGURES
             for ext in ("png", "pdf")
         },
     log:
@@ -66,15 +62,7 @@ rule km_figures:
         patients=[PATIENTS] if PATIENTS else [],
     output:
         **{
-            f"{name}_{ext}": (
-                report(
-                    f"results/figures/{name}.{ext}",
-                    caption=f"../report/{name}.rst",
-                    **report_entry(f"results/figures/{name}.{ext}"),
-                )
-                if ext == "png"
-                else f"results/figures/{name}.{ext}"
-            )
+            f"{name}_{ext}": f"results/figures/{name}.{ext}"
             for name in KM_FIGURES
             for ext in ("png", "pdf")
         },
@@ -92,6 +80,23 @@ rule km_figures:
         "../scripts/survival.py"
 
 
+rule gate_positions:
+    """Draw where each adaptive gate went in every sample, by batch (and site) in acquisition
+    order, with the template's position, the range allowed, fallbacks and outliers (gate QC).
+    """
+    input:
+        table="results/gating/gate_positions.tsv",
+    output:
+        png="results/figures/gate_positions.png",
+        pdf="results/figures/gate_positions.pdf",
+    log:
+        "logs/gate_positions.log",
+    conda:
+        "../envs/cytotrial.yaml"
+    script:
+        "../scripts/gate_positions.py"
+
+
 rule gating_qc:
     """Draw each gate on its parent's events for a few gated samples per panel and acquisition
     batch (the gating QC figure).
@@ -103,11 +108,7 @@ rule gating_qc:
         strategies=[spec["strategy"] for spec in config["strategies"].values()],
         compensation=compensation_files(),
     output:
-        png=report(
-            "results/figures/gating_qc.png",
-            caption="../report/gating_qc.rst",
-            **report_entry("results/figures/gating_qc.png"),
-        ),
+        png="results/figures/gating_qc.png",
         pdf="results/figures/gating_qc.pdf",
     log:
         "logs/gating_qc.log",
@@ -141,17 +142,9 @@ rule events:
             caption="../report/cluster_vs_gate.rst",
             **report_entry("results/qc/cluster_vs_gate.tsv"),
         ),
-        umap_population_png=report(
-            "results/figures/umap_population.png",
-            caption="../report/umap_population.rst",
-            **report_entry("results/figures/umap_population.png"),
-        ),
+        umap_population_png="results/figures/umap_population.png",
         umap_population_pdf="results/figures/umap_population.pdf",
-        umap_arm_png=report(
-            "results/figures/umap_arm.png",
-            caption="../report/umap_arm.rst",
-            **report_entry("results/figures/umap_arm.png"),
-        ),
+        umap_arm_png="results/figures/umap_arm.png",
         umap_arm_pdf="results/figures/umap_arm.pdf",
     log:
         "logs/events.log",

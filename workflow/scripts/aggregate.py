@@ -19,6 +19,8 @@ with rule_log(snakemake) as log:
         tsv_out=snakemake.output.tsv,
         ratios_out=snakemake.output.ratios,
         mfi_out=snakemake.output.mfi,
+        gates=snakemake.input.gates,
+        gates_out=snakemake.output.gate_positions,
         **dict(snakemake.params.items()),
     )
     log.write(

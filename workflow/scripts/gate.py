@@ -19,6 +19,7 @@ with rule_log(snakemake) as log:
         counts_out=snakemake.output.counts,
         qc_out=snakemake.output.qc,
         mfi_out=snakemake.output.mfi,
+        gates_out=snakemake.output.gates,
         manifest_out=snakemake.output.manifest,
         checksum_cache=CHECKSUM_CACHE,
     )

@@ -13,6 +13,7 @@ with rule_log(snakemake) as log:
         mfi=snakemake.input.mfi,
         qc=snakemake.input.qc,
         manifests=snakemake.input.manifests,
+        gates=snakemake.input.gates,
         sheet=snakemake.input.sheet,
         qc_out=snakemake.output.qc,
         **params,

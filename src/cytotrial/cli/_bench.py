@@ -1,10 +1,13 @@
 """``cytotrial bench``: how fast and how lean the workflow is at a given trial size.
 
-It simulates a trial, runs the workflow's gating and aggregation on it with Snakemake and prints
-files, events, wall time, events/s, per-rule times from Snakemake's ``benchmark:`` files and peak
-memory; then, on one simulated file of ``--flowkit-events`` events, the side-by-side of cytotrial's
-gating against FlowKit's own ``Session`` analysis with the same strategy (ratio and whether the counts
-are identical). ``--scales 1 4 16`` repeats the workflow run at multiples of the trial size.
+It simulates a trial (drifting like the demo where its config says so), runs the workflow's gating
+and aggregation on it with Snakemake and prints files, events, wall time, events/s, per-rule times
+from Snakemake's ``benchmark:`` files and peak memory; then, on one simulated drifting file of
+1,000,000 events, static gating (read + gate with the template) beside adaptive gating (read +
+acquisition QC + the demo's adaptive gates) and their ratio; then, on one simulated file of
+``--flowkit-events`` events, the side-by-side of cytotrial's gating against FlowKit's own
+``Session`` analysis with the same strategy (ratio and whether the counts are identical).
+``--scales 1 4 16`` repeats the workflow run at multiples of the trial size.
 """
 
 from __future__ import annotations
@@ -24,7 +27,13 @@ import yaml
 
 from ..errors import CytotrialError
 
-__all__ = ["machine_description", "run_benchmark", "run_workflow", "workflow_root"]
+__all__ = [
+    "adaptive_side_by_side",
+    "machine_description",
+    "run_benchmark",
+    "run_workflow",
+    "workflow_root",
+]
 
 
 def workflow_root(value: str | Path | None = None) -> Path:
@@ -146,7 +155,14 @@ def run_workflow(
     }
 
 
-def _simulate(out: Path, *, per_arm, events: int, tumor_events: int, seed: int, jobs: int):
+def _demo_config(root: Path) -> dict:
+    with open(root / "config" / "config.yaml", encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def _simulate(
+    out: Path, *, per_arm, events: int, tumor_events: int, seed: int, jobs: int, drift=None
+):
     from ..sim import simulate_trial
 
     if out.exists():
@@ -158,7 +174,94 @@ def _simulate(out: Path, *, per_arm, events: int, tumor_events: int, seed: int, 
         tumor_events=tumor_events,
         seed=seed,
         jobs=jobs,
+        **({"drift": drift} if drift else {}),
     )
+
+
+def _best_of(function, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def adaptive_side_by_side(
+    workdir: Path, *, root: Path, events: int = 1_000_000, repeats: int = 3
+) -> dict:
+    """Static gating beside adaptive gating (with acquisition QC) on one drifting blood file.
+
+    Static: read the file and gate it with the demo's blood template. Adaptive: read it, remove
+    the events acquisition QC finds anomalous (the config's ``qc.acquisition``) and gate it with
+    the demo's adaptive gates (``strategies.blood.adaptive``). Each is timed as the best of
+    ``repeats`` runs in this process.
+
+    Returns
+    -------
+    dict
+        ``events``, ``boundaries`` (adaptive boundaries declared), ``static_s``, ``adaptive_s``,
+        ``ratio`` (adaptive_s / static_s), ``acquisition_s`` (its share of adaptive_s) and
+        ``fallbacks`` (boundaries that kept the template in this file).
+    """
+    from dataclasses import replace
+
+    from ..config import resolve_config
+    from ..gating import (
+        acquisition_qc,
+        adaptive_plan,
+        count_events,
+        gate_population_model,
+        gate_samples,
+        panel_gating,
+    )
+    from ..io import load_strategy, read_fcs
+    from ..sim import simulate_sample, write_fcs
+
+    config = resolve_config(_demo_config(root))
+    spec = config["strategies"]["blood"]
+    strategy = load_strategy(root / spec["strategy"])
+    plan = adaptive_plan("blood", strategy, spec.get("adaptive"), panels=config["panels"])
+    settings = config["qc"]["acquisition"]
+    path = workdir / "adaptive_file" / "blood.fcs"
+    write_fcs(simulate_sample(panel="blood", n_events=events, drift=True, seed=17), path)
+
+    def static() -> None:
+        count_events(read_fcs(path), strategy)
+
+    def acquisition_only() -> None:
+        acquisition_qc(read_fcs(path), settings)
+
+    def adaptive() -> object:
+        data = read_fcs(path)
+        if settings["enabled"]:
+            data = replace(data, events=data.events[acquisition_qc(data, settings).keep])
+        return count_events(data, strategy, adaptive=plan or None)
+
+    static_s = _best_of(static, repeats)
+    adaptive_s = _best_of(adaptive, repeats)
+    gated = gate_samples(
+        pd.DataFrame({"sample_id": ["blood"], "panel": ["blood"], "fcs": [str(path)]}),
+        {
+            "blood": panel_gating(
+                "blood",
+                strategy,
+                gate_population_model(strategy),
+                adaptive=spec.get("adaptive"),
+                panels=config["panels"],
+            )
+        },
+        acquisition=settings,
+    )
+    return {
+        "events": events,
+        "boundaries": sum(len(b) for b in plan.boundaries.values()),
+        "static_s": static_s,
+        "adaptive_s": adaptive_s,
+        "ratio": adaptive_s / static_s,
+        "acquisition_s": _best_of(acquisition_only, repeats),
+        "fallbacks": int((gated.gates["status"] == "fallback").sum()),
+    }
 
 
 def _flowkit_side_by_side(workdir: Path, *, root: Path, events: int) -> dict:
@@ -195,6 +298,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
             tumor_events=tumor_events,
             seed=11,
             jobs=args.cores,
+            drift=(_demo_config(root).get("demo") or {}).get("drift"),
         )
         print(
             f"\n[x{scale:g}] simulated {sim.n_files} files, {sim.n_events:,} events in {sim.seconds:.1f} s "
@@ -226,6 +330,20 @@ def run_benchmark(args: argparse.Namespace) -> int:
     table = pd.DataFrame(rows)
     print("\nscaling:")
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
+
+    if not getattr(args, "skip_adaptive", False):
+        side = adaptive_side_by_side(workdir, root=root)
+        print(
+            f"\nstatic vs adaptive gating on one {side['events']:,}-event drifting blood file "
+            f"({side['boundaries']} adaptive boundaries of the demo, acquisition QC included):"
+        )
+        print(
+            f"  static (read + gate): {side['static_s']:.3f} s   adaptive (read + acquisition QC "
+            f"+ adaptive gates): {side['adaptive_s']:.3f} s   ratio {side['ratio']:.2f}  "
+            f"(acquisition QC alone {side['acquisition_s']:.3f} s; {side['fallbacks']} fallbacks)"
+        )
+        if not args.keep:
+            shutil.rmtree(workdir / "adaptive_file", ignore_errors=True)
 
     if not args.skip_flowkit:
         result = _flowkit_side_by_side(workdir, root=root, events=args.flowkit_events)

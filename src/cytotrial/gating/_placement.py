@@ -306,23 +306,48 @@ def place_gate(
     geometry = _Geometry(gate)
     records: list[Position] = []
     for boundary in boundaries:
-        if n_parent < boundary.min_events:
+        if boundary.method != "follow":
+            found, reason = _threshold(
+                values, dims, boundary, parent, rows, n_parent, geometry, memo
+            )
+        elif n_parent < boundary.min_events:
             found, reason = None, f"too few parent events ({n_parent} < {boundary.min_events})"
-        elif boundary.method == "follow":
-            found, reason = _follow(values, dims, boundary, rows)
         else:
-            dim = dims[boundary.dims[0]]
-            key = _memo_key(dim, parent, boundary)
-            if memo is None or key not in memo:
-                result = _one_d(values, dim, boundary, rows)
-                if memo is not None:
-                    memo[key] = result
-            position, reason = result if memo is None else memo[key]
-            found = None if position is None else (position,)
+            found, reason = _follow(values, dims, boundary, rows)
         if found is not None:
             geometry.move(boundary, found)
         records += _records(gate, boundary, found, reason, n_parent)
     return geometry.shape_arguments(), records
+
+
+def _threshold(
+    values: Values,
+    dims: list[Dim],
+    boundary: Boundary,
+    parent: np.ndarray,
+    rows: np.ndarray,
+    n_parent: int,
+    geometry: _Geometry,
+    memo: dict | None,
+) -> tuple[tuple[float] | None, str]:
+    """A 1-D boundary's threshold (``None`` with the reason where the data give none)."""
+    dim = dims[boundary.dims[0]]
+    within = parent
+    if boundary.options.get("conditional") and geometry.bounds is not None:
+        within = geometry.inside_others(values, dims, boundary.dims[0], parent)
+        rows, n_parent = _sampled(within, MAX_EVENTS)
+    if n_parent < boundary.min_events:
+        return None, f"too few parent events ({n_parent} < {boundary.min_events})"
+    key = _memo_key(dim, parent, boundary)
+    if within is not parent:
+        key += (tuple(geometry.bounds),)
+    if memo is None or key not in memo:
+        result = _one_d(values, dim, boundary, rows)
+        if memo is None:
+            memo = {}
+        memo[key] = result
+    position, reason = memo[key]
+    return (None if position is None else (position,)), reason
 
 
 class _Geometry:
@@ -371,6 +396,20 @@ class _Geometry:
                 tuple(None if v is None else float(v * ratio[d] + delta[d]) for v in pair)
                 for d, pair in enumerate(self.bounds)
             ]
+
+    def inside_others(
+        self, values: Values, dims: list[Dim], index: int, parent: np.ndarray
+    ) -> np.ndarray:
+        """The parent's events inside the other dimensions' bounds (placed, else the template's)."""
+        inside = parent.copy()
+        for d, (low, high) in enumerate(self.bounds):
+            if d == index:
+                continue
+            if low is not None:
+                inside &= values.condition(dims[d], ">=", low)
+            if high is not None:
+                inside &= values.condition(dims[d], "<", high)
+        return inside
 
     def shape_arguments(self) -> dict[str, Any]:
         arguments: dict[str, Any] = {}

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..errors import CytotrialError
-from ..gating import QC_COLUMNS
+from ..gating import GATE_POSITION_COLUMNS, QC_COLUMNS
 from ..io import file_sha256, read_sample_sheet
 from ..tl import (
     COUNT_INPUT_COLUMNS,
@@ -109,11 +109,12 @@ def _populations(
     min_events: Mapping[str, int],
     provenance: Mapping | None = None,
     flags: Mapping[str, str] | None = None,
+    gate_positions: pd.DataFrame | None = None,
 ) -> AnnData | None:
     """The samples x populations AnnData of the gated samples; None when no sample was gated.
 
     ``flags``: per sample, the flags its gating raised (the QC table's ``flags``), put first in
-    ``qc_flags``.
+    ``qc_flags``. ``gate_positions``: the batches' adaptive gate positions (gate QC).
     """
     if counts.empty:
         return None
@@ -130,12 +131,22 @@ def _populations(
         mfi_markers=mfi_markers,
         mfi_min_events=mfi_min_events,
         provenance=provenance,
+        gate_positions=gate_positions,
     )
     gating = [str((flags or {}).get(sid, "")) for sid in adata.obs_names]
     adata.obs["qc_flags"] = [
         ",".join(f for f in pair if f) for pair in zip(gating, adata.obs["qc_flags"])
     ]
     return adata
+
+
+def _gate_positions(
+    gates: Sequence[str | Path], manifests: Sequence[str | Path] | None
+) -> pd.DataFrame | None:
+    """Every batch's adaptive gate positions (``None``: no table given)."""
+    if not gates:
+        return None
+    return read_tsvs(gates, GATE_POSITION_COLUMNS, manifests=manifests)
 
 
 def _gating_flags(qc: pd.DataFrame) -> dict[str, str]:
@@ -154,6 +165,7 @@ def run_qc_table(
     sheet: str | Path,
     arms: Sequence[str],
     qc_out: str | Path,
+    gates: Sequence[str | Path] = (),
     **populations: Any,
 ) -> pd.DataFrame:
     """Write the per-sample QC table: status, reason, events, counts, flags and file sha256.
@@ -172,6 +184,9 @@ def run_qc_table(
         The config's arms.
     qc_out
         Where the QC table goes.
+    gates
+        The adaptive gate positions tables of every gating batch (their flags join
+        ``qc_flags``).
     **populations
         What :func:`run_aggregate` takes to count the populations (``strategies``, ``model``,
         ``ratios``, ``frequencies``, ``absolute_reference``, ``mfi_markers``, ``mfi_min_events``,
@@ -180,7 +195,15 @@ def run_qc_table(
     counts_df, mfi_df, qc_df = _gathered(counts, mfi, qc, manifests)
     table = read_samples_for_outputs(sheet, arms=arms, panels=list(populations["strategies"]))
     table = _with_checksums(table, qc_df)
-    adata = _populations(counts_df, mfi_df, table, flags=_gating_flags(qc_df), **populations)
+    positions = _gate_positions(gates, manifests)
+    adata = _populations(
+        counts_df,
+        mfi_df,
+        table,
+        flags=_gating_flags(qc_df),
+        gate_positions=positions,
+        **populations,
+    )
     result = _qc_table(table, qc_df, adata, names=[str(name) for name in populations["model"]])
     write_tsv(result, qc_out)
     return result
@@ -209,6 +232,8 @@ def run_aggregate(
     ratios_out: str | Path,
     mfi_out: str | Path,
     qc_out: str | Path | None = None,
+    gates: Sequence[str | Path] = (),
+    gates_out: str | Path | None = None,
 ) -> AnnData:
     """Gather every batch into ``populations.h5ad`` and its tidy tables.
 
@@ -245,6 +270,9 @@ def run_aggregate(
     qc_out
         Where the QC table goes, if here (the workflow writes it in a job of its own:
         :func:`run_qc_table`).
+    gates, gates_out
+        The adaptive gate positions tables of every gating batch, and where their gathered table
+        with batches, acquisition order and outliers goes (``results/gating/gate_positions.tsv``).
 
     Raises
     ------
@@ -269,6 +297,7 @@ def run_aggregate(
         min_events=min_events,
         provenance=provenance,
         flags=_gating_flags(qc_df),
+        gate_positions=_gate_positions(gates, manifests),
     )
     if adata is None:
         raise CytotrialError(_none_gated(table, qc_df, samples_qc))
@@ -281,6 +310,9 @@ def run_aggregate(
         mfi_df, markers=mfi_markers, min_events=mfi_min_events, samples=list(adata.obs_names)
     )
     write_tsv(mfi_tidy, mfi_out)
+    if gates_out is not None:
+        empty = pd.DataFrame(columns=GATE_POSITION_COLUMNS)
+        write_tsv(adata.uns.get("gate_positions", empty), gates_out)
     if qc_out is not None:
         write_tsv(_qc_table(table, qc_df, adata, names=list(adata.var_names)), qc_out)
     return adata

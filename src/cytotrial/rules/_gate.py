@@ -28,6 +28,7 @@ def run_gate_batch(
     counts_out: str | Path,
     qc_out: str | Path,
     mfi_out: str | Path,
+    gates_out: str | Path | None = None,
     manifest_out: str | Path | None = None,
     checksum_cache: str | Path | None = None,
 ) -> GatedBatch:
@@ -57,6 +58,9 @@ def run_gate_batch(
     counts_out, qc_out, mfi_out
         Where the batch's tables go (``batch_<id>.counts.tsv``, ``.qc.tsv``, ``.mfi.tsv``); the
         QC table gains each file's ``sha256``.
+    gates_out
+        Where the batch's adaptive gate positions go (``batch_<id>.gates.tsv``); ``None``: not
+        written.
     manifest_out
         Where the manifest of the three tables (rows, sha256) goes, written last; ``None``: none.
     checksum_cache
@@ -68,7 +72,9 @@ def run_gate_batch(
     model = population_model({"populations": populations or {}, "strategies": strategies})
     mfi = mfi or {"markers": {}, "min_events": 0}
     gatings = {
-        panel: load_panel_gating(panel, strategies[panel], model=model, mfi_markers=mfi["markers"])
+        panel: load_panel_gating(
+            panel, strategies[panel], model=model, mfi_markers=mfi["markers"], panels=panels
+        )
         for panel in sorted(set(table["panel"]))
     }
     result = gate_samples(
@@ -84,6 +90,9 @@ def run_gate_batch(
     write_tsv(result.counts, counts_out)
     write_tsv(result.qc, qc_out)
     write_tsv(result.mfi, mfi_out)
+    if gates_out is not None:
+        write_tsv(result.gates, gates_out)
     if manifest_out is not None:
-        write_manifest([counts_out, mfi_out, qc_out], manifest_out)
+        tables = [counts_out, mfi_out, qc_out] + ([gates_out] if gates_out is not None else [])
+        write_manifest(tables, manifest_out)
     return result

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ._features import mfi_matrices, mfi_table, ratio_values
+from ._gates import GATE_COLUMNS, gate_flags, gate_positions_table, gate_positions_wide
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -52,6 +53,7 @@ def build_populations(
     mfi_markers: Mapping[str, Sequence[str]] | None = None,
     mfi_min_events: int = 0,
     provenance: Mapping | None = None,
+    gate_positions: pd.DataFrame | None = None,
 ) -> AnnData:
     """Samples x reported populations AnnData from the gated counts (and MFIs) of every batch.
 
@@ -86,6 +88,11 @@ def build_populations(
         flagged ``mfi_too_few_events:<population>:<marker>``.
     provenance
         Stored as ``uns['provenance']``.
+    gate_positions
+        The gating's adaptive gate positions (``cytotrial.gating.GATE_POSITION_COLUMNS``), or None:
+        with their robust outliers (:func:`gate_positions_table`) in ``uns['gate_positions']``,
+        samples x boundaries in ``obsm['gate_positions']``, and flags ``adaptive_fallback:<gate>``
+        and ``gate_outlier:<gate>``.
 
     Returns
     -------
@@ -136,7 +143,16 @@ def build_populations(
     )
 
     obs = sheet.loc[samples].copy()
-    obs["qc_flags"] = _join_flags(qc_flags(count, min_events=min_events), ratio_flags, mfi_flags)
+    positions = gate_positions_table(
+        gate_positions if gate_positions is not None else pd.DataFrame(columns=GATE_COLUMNS),
+        sheet.loc[samples],
+    )
+    obs["qc_flags"] = _join_flags(
+        qc_flags(count, min_events=min_events),
+        ratio_flags,
+        mfi_flags,
+        gate_flags(positions, samples),
+    )
     for column in obs.columns:
         if obs[column].dtype == object:
             obs[column] = obs[column].astype(str)
@@ -153,6 +169,11 @@ def build_populations(
         adata.obsm[key] = _indexed(frame, adata.obs_names)
     adata.uns["ratios"] = {str(name): [str(p) for p in pair] for name, pair in ratios.items()}
     adata.uns["provenance"] = _h5_safe(dict(provenance or {}))
+    if gate_positions is not None:
+        adata.obsm["gate_positions"] = _indexed(
+            gate_positions_wide(positions, samples), adata.obs_names
+        )
+        adata.uns["gate_positions"] = positions
     return adata
 
 

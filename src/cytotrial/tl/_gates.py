@@ -31,7 +31,7 @@ __all__ = [
 #: A position this many robust standard deviations from its reference is an outlier.
 OUTLIER_MADS = 5.0
 #: The robust standard deviation is at least this fraction of the boundary's range (lo .. hi).
-MIN_SPREAD = 0.02
+MIN_SPREAD = 0.05
 _MIN_BATCH = 5  # a batch needs this many adapted samples for within-batch outliers
 _MIN_BATCHES = 3  # and a boundary this many batches for outlier batches
 _MAD_SCALE = 1.4826
@@ -105,9 +105,9 @@ def gate_positions_table(
     table = table[table["sample_id"].astype(str).isin(set(sheet.index.astype(str)))]
     sheet = sheet.copy()
     sheet.index = sheet.index.astype(str)
-    order = sheet.reset_index(names="sample_id")
-    order = order.sort_values("batch", kind="stable").reset_index(drop=True)
-    rank = pd.Series(np.arange(1, len(order) + 1), index=order["sample_id"])
+    batches = sheet["batch"].astype(str).to_numpy()
+    order = sheet.index[np.argsort(batches, kind="stable")]
+    rank = pd.Series(np.arange(1, len(order) + 1), index=order)
     table["sample_id"] = table["sample_id"].astype(str)
     extra = [c for c in ("panel", "batch", *by) if c in sheet.columns]
     for column in extra:
