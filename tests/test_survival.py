@@ -153,18 +153,12 @@ def test_km_median_split_within_each_arm():
         assert (own["arm_median"] == median).all()
         assert (own.loc[own["group"] == "high", "log2fc"] > median).all()
         assert (own.loc[own["group"] == "low", "log2fc"] <= median).all()
-        # the log-rank p of high against low equals scipy's independent implementation
+        # the log-rank p of high against low: the exact test of the two groups (10 against 10)
         groups = [own[own["group"] == g] for g in ("high", "low")]
-        censored = [
-            sps.CensoredData(
-                uncensored=g.loc[g["pfs_event"] == 1, "pfs_months"],
-                right=g.loc[g["pfs_event"] == 0, "pfs_months"],
-            )
-            for g in groups
-        ]
-        expected = sps.logrank(*censored).pvalue
+        high, low = ((g["pfs_months"].to_numpy(), g["pfs_event"].to_numpy()) for g in groups)
+        expected = stats.logrank_p(*high, *low)
         rows = km[km["arm"] == arm]
-        assert rows["logrank_p"].to_numpy() == pytest.approx([expected, expected], rel=1e-6)
+        assert rows["logrank_p"].to_numpy() == pytest.approx([expected, expected], rel=1e-12)
         for group, g in zip(("high", "low"), groups):
             row = rows[rows["group"] == group].iloc[0]
             assert row["n_events"] == g["pfs_event"].sum()
@@ -385,3 +379,60 @@ def test_hard_fit_is_noted():
         stats.survival_tables(fc, patients, response_visit=VISIT, reference_arm=CONTROL), "log2fc"
     )
     assert "This may harm convergence." in row["note"], row["note"]
+
+
+def _observed_minus_expected(time: np.ndarray, event: np.ndarray, group: np.ndarray) -> float:
+    """The log-rank statistic of ``group`` by its definition, event time by event time."""
+    total = 0.0
+    for t in np.unique(time[event == 1]):
+        at_risk = time >= t
+        deaths = (time == t) & (event == 1)
+        total += np.sum(deaths & group) - deaths.sum() * np.sum(at_risk & group) / at_risk.sum()
+    return total
+
+
+def test_exact_logrank_is_the_permutation_distribution_of_the_statistic():
+    """6 against 6 (as the demo's median split): every relabelling enumerated independently."""
+    import itertools
+
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        time = np.round(rng.exponential(6.0, 12)) + 1.0  # ties, as months rounded
+        event = (rng.random(12) < 0.75).astype(int)
+        own = np.arange(12) < 6
+        scores = stats.logrank_scores(time, event)
+        assert scores.sum() == pytest.approx(0.0, abs=1e-12)
+        observed = _observed_minus_expected(time, event, own)
+        assert scores[own].sum() == pytest.approx(observed, abs=1e-12)
+        as_extreme = []
+        for chosen in itertools.combinations(range(12), 6):
+            group = np.isin(np.arange(12), chosen)
+            statistic = _observed_minus_expected(time, event, group)
+            as_extreme.append(abs(statistic) >= abs(observed) - 1e-9)
+        p = stats.logrank_p(time[own], event[own], time[~own], event[~own])
+        assert p == pytest.approx(np.mean(as_extreme), abs=1e-12)
+
+
+def test_large_groups_use_the_asymptotic_logrank_test():
+    rng = np.random.default_rng(6)
+    time, event = rng.exponential(6.0, 40), (rng.random(40) < 0.7).astype(int)
+    p = stats.logrank_p(time[:20], event[:20], time[20:], event[20:])
+    censored = [
+        sps.CensoredData(uncensored=t[e == 1], right=t[e == 0])
+        for t, e in ((time[:20], event[:20]), (time[20:], event[20:]))
+    ]
+    assert p == pytest.approx(sps.logrank(*censored).pvalue, rel=1e-6)
+
+
+def test_exact_logrank_keeps_its_level_where_the_asymptotic_test_does_not():
+    """Null trials of 6 against 6: the exact test rejects at most 5%, the asymptotic more often."""
+    rng = np.random.default_rng(7)
+    exact, asymptotic = [], []
+    for _ in range(1500):
+        time, event = rng.exponential(6.0, 12), (rng.random(12) < 0.8).astype(int)
+        exact.append(stats.logrank_p(time[:6], event[:6], time[6:], event[6:]) < 0.05)
+        asymptotic.append(
+            stats.logrank_p(time[:6], event[:6], time[6:], event[6:], exact_limit=0) < 0.05
+        )
+    assert 0.03 <= np.mean(exact) <= 0.05 + 0.011  # 2 standard errors over the level at most
+    assert np.mean(asymptotic) > np.mean(exact)

@@ -35,6 +35,8 @@ from ._survival import (
     SURVIVAL_ENDPOINTS,
     SURVIVAL_TABLES,
     kaplan_meier_curve,
+    logrank_p,
+    logrank_scores,
     survival_data,
     survival_tables,
 )
@@ -70,6 +72,8 @@ __all__ = [
     "hodges_lehmann_shift_ci",
     "kaplan_meier_curve",
     "log2_fold_changes",
+    "logrank_p",
+    "logrank_scores",
     "measure_table",
     "measure_unit",
     "mfi_table",
