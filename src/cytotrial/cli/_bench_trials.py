@@ -238,6 +238,7 @@ def simulate_counts(
                 rows += _count_rows(sample_id, compartment, counts)
     sheet = pd.DataFrame(sheet, columns=_SHEET_COLUMNS).set_index("sample_id", drop=False)
     sheet["panel"] = sheet["compartment"]
+    sheet["batch"] = "B1"  # no gating here: acquisition batches play no part
     names = list(dict.fromkeys([*POPULATIONS["tumor"], *POPULATIONS["blood"]]))
     return build_populations(
         pd.DataFrame(rows, columns=_COUNT_COLUMNS),
