@@ -261,6 +261,21 @@ def _add_bench_stats(sub: argparse._SubParsersAction) -> None:
         metavar="X",
         help="fold changes of the planted arm effect (1.0 is skipped)",
     )
+    bench.add_argument(
+        "--scenarios",
+        nargs="+",
+        choices=["null", "variable", "effect", "dropout"],
+        default=["null", "variable", "effect", "dropout"],
+        help="scenarios to run (default all)",
+    )
+    bench.add_argument(
+        "--dropout-effect",
+        type=float,
+        default=2.0,
+        metavar="X",
+        help="fold change of the planted arm effect in the dropout scenario",
+    )
+    bench.add_argument("--jobs", type=int, default=1, help="processes running trials at once")
     bench.set_defaults(func=_cmd_bench_stats)
 
 
