@@ -22,7 +22,7 @@ STRATEGY = {
 
 
 def _gate(tmp_path, fcs, compensation):
-    counts, qc, _ = run_gate_batch(
+    result = run_gate_batch(
         [{"sample_id": "s", "panel": "blood", "fcs": str(fcs)}],
         strategies={"blood": STRATEGY},
         panels=None,
@@ -31,8 +31,8 @@ def _gate(tmp_path, fcs, compensation):
         qc_out=tmp_path / "q.tsv",
         mfi_out=tmp_path / "m.tsv",
     )
-    assert qc["status"].tolist() == ["ok"], qc["message"].tolist()
-    return counts.set_index("population")["count"]
+    assert result.qc["status"].tolist() == ["ok"], result.qc["message"].tolist()
+    return result.counts.set_index("population")["count"]
 
 
 def test_compensation_matrix_from_config_replaces_the_files_own(tmp_path):
