@@ -39,8 +39,8 @@ __all__ = [
 ]
 
 #: At most this many parent events are read per boundary (every k-th event).
-MAX_EVENTS = 20_000
-_BINS = 512  # bins of a 1-D density grid
+MAX_EVENTS = 10_000
+_BINS = 256  # bins of a 1-D density grid
 _BINS_2D = 96  # bins per axis of a 2-D search box
 _FINE = 16  # fine cells per bin on log-like axes
 _ASINH_LIKE = {"LogicleTransform", "HyperlogTransform", "AsinhTransform", "WSPBiexTransform"}
