@@ -6,7 +6,7 @@ The engine calls :func:`place_gate` for a gate with adaptive boundaries once its
 grid that is uniform in ``asinh(x / s)`` (a cheap stand-in for logicle, hyperlog, asinh and
 FlowJo's biex), each fine cell knowing its bin of the gate's own uniform grid from its exactly
 transformed centre. At most :data:`MAX_EVENTS` parent events are read (every k-th: files are in
-acquisition order), which keeps a boundary to a few milliseconds per file.
+acquisition order), (a 2-D peak :data:`MAX_EVENTS_2D`), which keeps a boundary to about a millisecond per file.
 
 The placed geometry goes to the gate's shape as keyword arguments (``bounds`` of a range,
 ``dividers`` of a quadrant gate, ``vertices`` of a polygon, ``coordinates`` / ``covariance`` of an
@@ -33,13 +33,16 @@ if TYPE_CHECKING:
 __all__ = [
     "GATE_POSITION_COLUMNS",
     "MAX_EVENTS",
+    "MAX_EVENTS_2D",
     "POSITION_FIELDS",
     "Position",
     "place_gate",
 ]
 
-#: At most this many parent events are read per boundary (every k-th event).
+#: At most this many parent events are read per boundary (every k-th event); a 2-D peak reads
+#: more (:data:`MAX_EVENTS_2D`).
 MAX_EVENTS = 10_000
+MAX_EVENTS_2D = 40_000
 _BINS = 256  # bins of a 1-D density grid
 _BINS_2D = 96  # bins per axis of a 2-D search box
 _FINE = 16  # fine cells per bin on log-like axes
@@ -313,7 +316,7 @@ def place_gate(
         elif n_parent < boundary.min_events:
             found, reason = None, f"too few parent events ({n_parent} < {boundary.min_events})"
         else:
-            found, reason = _follow(values, dims, boundary, rows)
+            found, reason = _follow(values, dims, boundary, _sampled(parent, MAX_EVENTS_2D)[0])
         if found is not None:
             geometry.move(boundary, found)
         records += _records(gate, boundary, found, reason, n_parent)
