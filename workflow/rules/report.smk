@@ -1,15 +1,23 @@
 # The report's own pages: the key tables as HTML (Snakemake shows an HTML result inside the report,
-# a TSV only as a download) and an overview of the run. Where every result sits in the report, and
-# in which order, is cytotrial.rules.report_entry.
-from cytotrial.rules import REPORT_OVERVIEW, REPORT_TABLES, report_entry
+# a TSV only as a download), an overview of the run, and each figure on a page of its own (where a
+# tall figure scrolls from its top). Where every result sits in the report, and in which order, is
+# cytotrial.rules.report_entry.
+from cytotrial.rules import REPORT_OVERVIEW, REPORT_TABLES, figure_page, report_entry
 
+# The figures of the report (plots.smk): every one built by default.
+REPORT_FIGURES = [*FIGURES, *KM_FIGURES, "gating_qc", "umap_population", "umap_arm"]
 # Built by default, so that `snakemake --report` finds them.
-REPORT_PAGES = [*REPORT_TABLES.values(), REPORT_OVERVIEW]
+REPORT_PAGES = [
+    *REPORT_TABLES.values(),
+    REPORT_OVERVIEW,
+    *(figure_page(name) for name in REPORT_FIGURES),
+]
 
 
 localrules:
     report_tables,
     report_overview,
+    report_figures,
 
 
 rule report_tables:
@@ -64,3 +72,27 @@ rule report_overview:
         arms=list(config["arms"]),
     script:
         "../scripts/report_overview.py"
+
+
+rule report_figures:
+    """Put each figure on a page of its own in the report, at the window's width and full size on
+    a click, so that a figure taller than the window scrolls from its top (Snakemake centres a bare
+    image, which cuts off the top of a tall one).
+    """
+    input:
+        **{name: f"results/figures/{name}.png" for name in REPORT_FIGURES},
+    output:
+        **{
+            name: report(
+                figure_page(name),
+                caption=f"../report/{name}.rst",
+                **report_entry(figure_page(name)),
+            )
+            for name in REPORT_FIGURES
+        },
+    log:
+        "logs/report_figures.log",
+    conda:
+        "../envs/cytotrial.yaml"
+    script:
+        "../scripts/report_figures.py"

@@ -13,14 +13,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._report_html import overview_page, primary_page, qc_samples_page, response_page, summary_page
+from ._report_html import (
+    figure_html,
+    overview_page,
+    primary_page,
+    qc_samples_page,
+    response_page,
+    summary_page,
+)
 from ._tables import writing
 
 __all__ = [
     "REPORT_CATEGORIES",
     "REPORT_OVERVIEW",
     "REPORT_TABLES",
+    "figure_page",
     "report_entry",
+    "run_report_figures",
     "run_report_overview",
     "run_report_tables",
 ]
@@ -32,6 +41,16 @@ REPORT_TABLES = {
 }
 #: The run overview page (written by :func:`run_report_overview`).
 REPORT_OVERVIEW = "results/report/overview.html"
+
+
+def figure_page(name: str) -> str:
+    """The report's page of the figure ``results/figures/<name>.png``.
+
+    Snakemake shows a bare image centred in the window, which cuts off the top of a figure taller
+    than the window; on a page of its own (:func:`run_report_figures`) it scrolls from its top.
+    """
+    return f"results/report/figures/{name}.html"
+
 
 #: Categories in reading order (shown numbered: Snakemake sorts them by name).
 REPORT_CATEGORIES = [
@@ -48,8 +67,8 @@ REPORT_CATEGORIES = [
 _ENTRIES: dict[str, tuple[str, str]] = {
     REPORT_OVERVIEW: ("Overview", "Run overview: samples, patients, configuration, versions"),
     REPORT_TABLES["qc_samples"]: ("Quality control", "Samples ok, flagged and excluded"),
-    "results/figures/gating_qc.png": ("Quality control", "Gates drawn on samples of each batch"),
-    "results/figures/gate_positions.png": ("Quality control", "Adaptive gate positions by batch"),
+    figure_page("gating_qc"): ("Quality control", "Gates drawn on samples of each batch"),
+    figure_page("gate_positions"): ("Quality control", "Adaptive gate positions by batch"),
     "results/stats/availability.tsv": ("Quality control", "Patients sampled and missing per visit"),
     "results/stats/missing_samples.tsv": ("Quality control", "Samples missing, and why"),
     "results/qc/samples.tsv": ("Quality control", "Sample QC, every column"),
@@ -58,26 +77,26 @@ _ENTRIES: dict[str, tuple[str, str]] = {
     "results/counts/ratios.tsv": ("Counts", "Ratios of populations per sample"),
     "results/counts/mfi.tsv": ("Counts", "Median intensities per sample"),
     REPORT_TABLES["summary"]: ("Change from baseline", "Summary by arm and visit"),
-    "results/figures/trajectories.png": ("Change from baseline", "Mean change by arm"),
-    "results/figures/patient_lines.png": ("Change from baseline", "Each patient's change"),
+    figure_page("trajectories"): ("Change from baseline", "Mean change by arm"),
+    figure_page("patient_lines"): ("Change from baseline", "Each patient's change"),
     "results/stats/summary.tsv": ("Change from baseline", "Summary, every column"),
     "results/stats/change_from_baseline.tsv": ("Change from baseline", "Within-arm change"),
     "results/stats/log2fc.tsv": ("Change from baseline", "Change of every patient and visit"),
     "results/stats/missing_baseline.tsv": ("Change from baseline", "Values without a baseline"),
     REPORT_TABLES["primary"]: ("Arm comparison", "Primary statistics: MMRM arm difference"),
-    "results/figures/effect_heatmap.png": ("Arm comparison", "Arm effects at a glance"),
+    figure_page("effect_heatmap"): ("Arm comparison", "Arm effects at a glance"),
     "results/stats/mmrm.tsv": ("Arm comparison", "MMRM, every contrast"),
     "results/stats/arm_comparison.tsv": ("Arm comparison", "Rank test of arms per visit"),
     REPORT_TABLES["response"]: ("Clinical outcome", "Response rate and early change"),
-    "results/figures/km_pfs.png": ("Clinical outcome", "Progression-free survival by change"),
-    "results/figures/km_os.png": ("Clinical outcome", "Overall survival by change"),
+    figure_page("km_pfs"): ("Clinical outcome", "Progression-free survival by change"),
+    figure_page("km_os"): ("Clinical outcome", "Overall survival by change"),
     "results/stats/response.tsv": ("Clinical outcome", "Response, every column"),
     "results/stats/responders.tsv": ("Clinical outcome", "Responders against non-responders"),
     "results/stats/cox.tsv": ("Clinical outcome", "Cox models of survival"),
     "results/stats/km.tsv": ("Clinical outcome", "Kaplan-Meier summaries"),
     "results/stats/survival_missing.tsv": ("Clinical outcome", "Patients left out of survival"),
-    "results/figures/umap_population.png": ("Gating cross-check", "UMAP by gate and cluster"),
-    "results/figures/umap_arm.png": ("Gating cross-check", "UMAP by arm"),
+    figure_page("umap_population"): ("Gating cross-check", "UMAP by gate and cluster"),
+    figure_page("umap_arm"): ("Gating cross-check", "UMAP by arm"),
     "results/qc/cluster_vs_gate.tsv": ("Gating cross-check", "Clusters against gates"),
 }
 
@@ -94,7 +113,7 @@ def report_entry(path: str) -> dict:
     -------
     dict
         ``category`` (numbered in reading order) and ``labels``: ``#`` (its place in the
-        category), ``result`` (what it is) and ``file`` (the path). Every label but the first
+        category), ``result`` (what it is) and ``file`` (its name). Every label but the first
         differs between the entries of a category, so Snakemake never turns one into a toggle.
 
     Raises
@@ -109,7 +128,7 @@ def report_entry(path: str) -> dict:
     number = REPORT_CATEGORIES.index(category) + 1
     return {
         "category": f"{number}. {category}",
-        "labels": {"#": f"{place:02d}", "result": what, "file": path},
+        "labels": {"#": f"{place:02d}", "result": what, "file": Path(path).name},
     }
 
 
@@ -189,6 +208,31 @@ def run_report_overview(
     page = overview_page(_read(qc), _read(sheet), provenance, arms=arms)
     _write(page, out)
     return Path(out)
+
+
+def run_report_figures(
+    *, figures: Mapping[str, str | Path], outputs: Mapping[str, str | Path]
+) -> list[Path]:
+    """Write the report's page of each figure (:func:`figure_page`), titled as the report lists it.
+
+    Parameters
+    ----------
+    figures
+        Figure name -> its PNG file.
+    outputs
+        Figure name -> where its page goes.
+
+    Returns
+    -------
+    list of Path
+        The pages written.
+    """
+    written = []
+    for name, png in figures.items():
+        title = _ENTRIES.get(figure_page(name), ("", name))[1]
+        _write(figure_html(Path(png).read_bytes(), title=title, source=str(png)), outputs[name])
+        written.append(Path(outputs[name]))
+    return written
 
 
 def _read(path: str | Path) -> pd.DataFrame:

@@ -6,6 +6,7 @@ are escaped, numbers rounded for reading (the TSVs keep every digit) and right-a
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import math
@@ -14,7 +15,14 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-__all__ = ["overview_page", "primary_page", "qc_samples_page", "response_page", "summary_page"]
+__all__ = [
+    "figure_html",
+    "overview_page",
+    "primary_page",
+    "qc_samples_page",
+    "response_page",
+    "summary_page",
+]
 
 
 _CSS = """
@@ -41,10 +49,10 @@ pre { background: #f5f7f9; padding: .8rem; font-size: .8rem; overflow: auto; }
 _TEXT_COLUMNS = {"message", "note", "notes", "flags", "qc_flags", "flag"}
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, *, css: str = "") -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<title>{html.escape(title)}</title>\n<style>{_CSS}{css}</style>\n</head>\n<body>\n"
         f"<h1>{html.escape(title)}</h1>\n{body}</body>\n</html>\n"
     )
 
@@ -173,6 +181,26 @@ def _feature(feature: str, labels: Mapping[str, str], ratios: Mapping[str, Seque
 
 
 # ---------------------------------------------------------------------------------------------
+# Figures
+
+_FIGURE_CSS = """
+img.figure { display: block; max-width: 100%; height: auto; cursor: zoom-in; }
+img.figure.full { max-width: none; cursor: zoom-out; }
+"""
+
+
+def figure_html(png: bytes, *, title: str, source: str) -> str:
+    """A page of one figure: at the window's width (a tall one scrolls), full size on a click."""
+    data = base64.b64encode(png).decode("ascii")
+    body = _note(f"{source} (and the PDF beside it). Click the figure for its full size.")
+    body += (
+        f'<img class="figure" alt="{html.escape(title)}" src="data:image/png;base64,{data}" '
+        "onclick=\"this.classList.toggle('full')\">\n"
+    )
+    return _page(title, body, css=_FIGURE_CSS)
+
+
+# ---------------------------------------------------------------------------------------------
 # Key tables
 
 
@@ -272,10 +300,9 @@ def primary_page(
     significant = rows["q_value"] < alpha
     table = pd.DataFrame(
         {
-            "compartment": rows["compartment"],
             "feature": [_feature(f, labels, ratios) for f in rows["population"]],
+            "compartment": rows["compartment"],
             "visit": rows["visit"],
-            "contrast": rows["contrast"],
             "log2 difference (CI)": [
                 _interval(e, lo, hi)
                 for e, lo, hi in zip(rows["estimate"], rows["ci_low"], rows["ci_high"], strict=True)
@@ -284,6 +311,7 @@ def primary_page(
             "p": [_p(v) for v in rows["p_value"]],
             "q": [_p(v) for v in rows["q_value"]],
             f"q < {alpha:g}": ["yes" if s else "" for s in significant],
+            "contrast": rows["contrast"],
             "patients": rows["n_patients"],
             "family": rows["family"],
             "covariance": rows["covariance"],
@@ -375,7 +403,12 @@ def _flag_counts(values: pd.Series, *, limit: int = 40) -> pd.DataFrame:
 
 
 def _samples_section(qc: pd.DataFrame) -> str:
-    body = "<h2>Samples</h2>\n"
+    counts = qc["status"].value_counts()
+    body = "<h2>Samples</h2>\n" + _note(
+        f"{len(qc)} samples in the sample sheet, of {qc['patient_id'].nunique()} patients: "
+        + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "flagged", "excluded"))
+        + "."
+    )
     status = qc.groupby("status").agg(
         samples=("sample_id", "size"), patients=("patient_id", "nunique")
     )
