@@ -6,7 +6,8 @@ The engine calls :func:`place_gate` for a gate with adaptive boundaries once its
 grid that is uniform in ``asinh(x / s)`` (a cheap stand-in for logicle, hyperlog, asinh and
 FlowJo's biex), each fine cell knowing its bin of the gate's own uniform grid from its exactly
 transformed centre. At most :data:`MAX_EVENTS` parent events are read (every k-th: files are in
-acquisition order), (a 2-D peak :data:`MAX_EVENTS_2D`), which keeps a boundary to about a millisecond per file.
+acquisition order; a 2-D peak reads :data:`MAX_EVENTS_2D`), which keeps a boundary to about a
+millisecond per file.
 
 The placed geometry goes to the gate's shape as keyword arguments (``bounds`` of a range,
 ``dividers`` of a quadrant gate, ``vertices`` of a polygon, ``coordinates`` / ``covariance`` of an
@@ -94,7 +95,7 @@ class Position(NamedTuple):
 def _sampled(parent: np.ndarray, cap: int) -> tuple[np.ndarray, int]:
     """Rows of the parent's events among every k-th event (about ``cap``), and the parent's size."""
     size = int(np.count_nonzero(parent))
-    step = max(1, size // cap)
+    step = max(1, -(-size // cap))
     if step == 1:
         return np.flatnonzero(parent), size
     return np.flatnonzero(parent[::step]) * step, size
