@@ -164,4 +164,9 @@ def final_outputs():
         for ext in ("png", "pdf")
     ]
     outputs += REPORT_PAGES
+    outputs += [
+        f"results/gates/{panel}{end}"
+        for panel in config["strategies"]
+        for end in (".wsp", "")
+    ]
     return outputs

@@ -10,6 +10,15 @@ from ._adaptive import (
     check_adaptive,
 )
 from ._engine import COUNT_TABLE_COLUMNS, count_events, gate_events, transformed_events
+from ._export import (
+    SampleGates,
+    export_flowjo_workspace,
+    export_gatingml,
+    export_panel_gates,
+    read_gate_positions,
+    read_sample_gates,
+    sample_placements,
+)
 from ._mfi import MFI_COLUMNS, marker_channels
 from ._placement import GATE_POSITION_COLUMNS, Position
 from ._populations import (
@@ -44,6 +53,7 @@ __all__ = [
     "GatedBatch",
     "PanelGating",
     "Position",
+    "SampleGates",
     "acquisition_qc",
     "adaptive_plan",
     "adaptive_problems",
@@ -51,6 +61,9 @@ __all__ = [
     "check_adaptive",
     "compensation_matrix",
     "count_events",
+    "export_flowjo_workspace",
+    "export_gatingml",
+    "export_panel_gates",
     "flowkit_session_counts",
     "gate_events",
     "gate_population_model",
@@ -61,5 +74,8 @@ __all__ = [
     "population_masks",
     "read_and_gate",
     "read_for_gating",
+    "read_gate_positions",
+    "read_sample_gates",
+    "sample_placements",
     "transformed_events",
 ]

@@ -371,3 +371,66 @@ def export_flowjo_workspace(
         sid: {**dict.fromkeys(skipped[sid], "no FlowJo form"), **left_out.get(sid, {})}
         for sid in skipped
     }
+
+
+def export_panel_gates(
+    gating: PanelGating,
+    samples: Mapping[str, str | Path],
+    positions: pd.DataFrame,
+    *,
+    workspace: str | Path,
+    gatingml_dir: str | Path,
+    panels: Mapping[str, Sequence[str]] | None = None,
+    compensation: pd.DataFrame | None = None,
+    unreadable_compensation: str = "exclude",
+    acquisition: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Export a panel's gates: ``<gatingml_dir>/<sample_id>.xml`` per sample and one workspace.
+
+    Parameters
+    ----------
+    gating
+        The panel's gating (:func:`load_panel_gating`, with its adaptive plan).
+    samples
+        Sample id -> its FCS file (relative to the working directory), in sample id order.
+    positions
+        The gate positions table (:func:`read_gate_positions`) of at least these samples.
+    workspace, gatingml_dir
+        Where the FlowJo workspace and the GatingML files go.
+    panels, compensation, unreadable_compensation, acquisition
+        As the samples were gated (:func:`gate_samples`).
+
+    Returns
+    -------
+    list of str
+        One line per gate left out of an export and per file whose counts the exported gates
+        cannot reproduce, naming the sample and why.
+    """
+    by_sample = dict(iter(positions.groupby("sample_id", sort=False))) if len(positions) else {}
+    gathered = [
+        read_sample_gates(
+            fcs,
+            gating,
+            sample_id=sid,
+            positions=by_sample.get(sid),
+            panels=panels,
+            compensation=compensation,
+            unreadable_compensation=unreadable_compensation,
+            acquisition=acquisition,
+        )
+        for sid, fcs in sorted(samples.items())
+    ]
+    acquisition_gates = any(sample.removed for sample in gathered)
+    notes: list[str] = []
+    folder = Path(gatingml_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for sample in gathered:
+        left = export_gatingml(
+            gating, folder / f"{sample.sample_id}.xml", sample, acquisition=acquisition_gates
+        )
+        notes += [f"{sample.sample_id}: GatingML leaves out {n} ({why})" for n, why in left.items()]
+        notes += [f"{sample.sample_id}: {why}" for why in sample.inexact]
+    left_out = export_flowjo_workspace(gating, workspace, gathered, acquisition=acquisition_gates)
+    for sid, left in left_out.items():
+        notes += [f"{sid}: the FlowJo workspace leaves out {n} ({why})" for n, why in left.items()]
+    return notes
