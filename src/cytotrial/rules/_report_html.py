@@ -130,7 +130,10 @@ def _table(
 
 
 def _interval(estimate: object, low: object, high: object) -> str:
-    """``estimate (low to high)``; the estimate alone without an interval (or when it is a point)."""
+    """``estimate (low to high)``: an estimate and its interval, or a median and its quartiles.
+
+    The estimate alone without an interval, or when the interval is that one point.
+    """
     if _missing(estimate):
         return ""
     if _missing(low) or _missing(high) or low == high == estimate:
@@ -237,7 +240,7 @@ _SUMMARY_COLUMNS = ["n", "median (IQR)", "mean log2 FC (CI)"]
 
 def _summary_cells(row: object) -> list:
     """One arm's cells of a summary row: patients, median (IQR), mean log2 FC (CI)."""
-    spread = f"{_number(row.median)} ({_number(row.q1)} to {_number(row.q3)})"
+    spread = _interval(row.median, row.q1, row.q3)
     return [int(row.n_patients), spread, _interval(row.mean_log2fc, row.ci_low, row.ci_high)]
 
 
