@@ -451,3 +451,30 @@ def test_gate_qc_flags_outlier_samples_and_outlier_batches(tmp_path):
     assert png.stat().st_size > 10_000 and pdf.stat().st_size > 5_000
     empty, _ = write_gate_positions(table.iloc[:0], tmp_path / "none")
     assert empty.stat().st_size > 1_000
+
+
+def test_a_conditional_threshold_reads_the_events_inside_the_gates_other_bounds(files, blood):
+    from cytotrial.gating import transformed_events
+
+    declarations = {
+        "treg": [
+            {"method": "valley", "dimension": "CD127", "window": [0.25, 0.55]},
+            {"method": "valley", "dimension": "CD25", "window": [0.3, 0.6], "conditional": True},
+        ]
+    }
+    plan = adaptive_plan("blood", blood, declarations, panels=PANELS)
+    path, _ = files["drifted"][0]
+    data = read_fcs(path)
+    engine = engine_for(data, blood, adaptive=plan)
+    result = engine.run()
+    cd127, cd25 = engine.positions
+    # by hand: the CD25 density of the CD4 T cells below the CD127 threshold placed first
+    cd4 = result[CD4]
+    values = transformed_events(data, blood, ["PE-A", "BV421-A"], events=cd4)
+    inside = values[values[:, 1] < cd127.position, 0]
+    expected, _ = valley(_profile(inside, -0.82, 1.04, 256), (0.3, 0.6), prefer=0.43)
+    assert cd25.status == "adapted" and cd25.position == pytest.approx(expected, abs=0.02)
+    # the same file gives the same positions, bit for bit
+    again = engine_for(read_fcs(path), blood, adaptive=plan)
+    again.run()
+    assert again.positions == engine.positions
