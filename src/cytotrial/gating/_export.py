@@ -38,6 +38,7 @@ from ._export_wsp import WspSample, data_uri, workspace_document
 from ._placement import _Geometry
 
 if TYPE_CHECKING:
+    from ._export_tree import XGate
     from ._populations import PanelGating
 
 __all__ = [
@@ -290,19 +291,19 @@ def _write(document: Any, path: str | Path) -> None:
 
 def _wsp_matrix(
     gating: PanelGating, sample: SampleGates, compensations: set[str]
-) -> tuple[str, list[str], np.ndarray] | None:
-    """The one spillover matrix a sample node holds (FlowJo: one per sample)."""
-    found: list[tuple[str, list[str], np.ndarray]] = []
+) -> tuple[tuple[str, list[str], np.ndarray] | None, str | None]:
+    """The one spillover matrix a sample node holds (FlowJo: one per sample) and its reference."""
+    found: list[tuple[tuple[str, list[str], np.ndarray], str]] = []
     for ref in sorted(compensations - {"uncompensated"}):
         if ref in ("FCS", CONFIG_MATRIX):
             if sample.spill is not None and sample.spill_source in ("file", "config"):
                 name = _FILE_MATRIX if sample.spill_source == "file" else CONFIG_MATRIX
                 spill = sample.spill
-                found.append((name, [str(c) for c in spill.columns], spill.to_numpy(float)))
+                found.append(((name, [str(c) for c in spill.columns], spill.to_numpy(float)), ref))
             continue
         matrix = gating.strategy.gating_strategy.comp_matrices[ref]
         detectors = [sample.channel_map.get(d, d) for d in matrix.detectors]
-        found.append((ref, detectors, np.asarray(matrix.matrix, dtype=float)))
+        found.append(((ref, detectors, np.asarray(matrix.matrix, dtype=float)), ref))
     if len(found) > 1:
         from ..errors import StrategyError
 
@@ -310,7 +311,27 @@ def _wsp_matrix(
             f"{gating.strategy.path.name}: the gates of sample {sample.sample_id} use "
             f"{len(found)} spillover matrices; a FlowJo sample holds one: export GatingML"
         )
-    return found[0] if found else None
+    return found[0] if found else (None, None)
+
+
+def _detector_names(
+    gates: Sequence[XGate], gating: PanelGating, channel_map: Mapping[str, str]
+) -> None:
+    """Dimensions named by a fluorochrome of a strategy's matrix renamed by its detector.
+
+    FlowJo names a compensated parameter by its detector (``Comp-FL1-H``); GatingML may name it
+    by the matrix's fluorochrome (``FITC``).
+    """
+    matrices = gating.strategy.gating_strategy.comp_matrices or {}
+    for gate in gates:
+        for dim in gate.dims:
+            matrix = matrices.get(dim.compensation)
+            if matrix is None:
+                continue
+            fluorochromes = list(matrix.fluorochromes or [])
+            if dim.channel in fluorochromes and len(fluorochromes) == len(matrix.detectors):
+                detector = matrix.detectors[fluorochromes.index(dim.channel)]
+                dim.channel = channel_map.get(detector, detector)
 
 
 def export_flowjo_workspace(
@@ -349,13 +370,16 @@ def export_flowjo_workspace(
         acquisition = any(sample.removed for sample in samples)
     time = next((s.time_channel for s in samples if s.time_channel), "Time")
     template, _ = export_tree(gating, None, acquisition=acquisition, time_channel=time)
+    _detector_names(template, gating, {})
     nodes = []
     skipped: dict[str, list[str]] = {}
     for sample in samples:
         gates, skipped[sample.sample_id] = export_tree(gating, sample, acquisition=acquisition)
+        _detector_names(gates, gating, sample.channel_map)
         compensations = {d.compensation for g in gates for d in g.dims}
-        matrix = _wsp_matrix(gating, sample, compensations)
-        nodes.append(WspSample(sample.sample_id, data_uri(sample.fcs, path), gates, matrix))
+        matrix, ref = _wsp_matrix(gating, sample, compensations)
+        uri = data_uri(sample.fcs, path)
+        nodes.append(WspSample(sample.sample_id, uri, gates, matrix, ref))
     order = sorted(range(len(nodes)), key=lambda i: any(g.placed for g in nodes[i].gates))
     first = order[0] if order else 0
     nodes = [nodes[first], *(n for i, n in enumerate(nodes) if i != first)]

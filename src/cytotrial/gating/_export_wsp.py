@@ -58,13 +58,20 @@ class WspSample:
     """One sample node: its gates, data file and spillover matrix.
 
     ``matrix``: ``(name, detectors, rows)`` of the spillover matrix its compensated gates use
-    (``None``: none, its gates read uncompensated values).
+    (``None``: none, its gates read uncompensated values); ``matrix_ref``: the compensation its
+    gates name for it (``FCS``, ``compensation`` or a matrix id of the strategy).
     """
 
     sample_id: str
     uri: str
     gates: list[XGate]
     matrix: tuple[str, list[str], np.ndarray] | None = None
+    matrix_ref: str | None = None
+
+    @property
+    def comp_refs(self) -> set[str]:
+        """The compensations whose parameters carry the ``Comp-`` prefix in this sample."""
+        return {self.matrix_ref} if self.matrix is not None and self.matrix_ref else set()
 
 
 def data_uri(fcs: str | Path, workspace: str | Path) -> str:
@@ -112,18 +119,21 @@ class _Writer:
     """Writes gates of one sample (or of the template) into a FlowJo gate tree."""
 
     def __init__(
-        self, gates: Sequence[XGate], transforms: Mapping[str, Any], compensated: bool, prefix: str
+        self,
+        gates: Sequence[XGate],
+        transforms: Mapping[str, Any],
+        comp_refs: set[str] | None,
+        prefix: str,
     ) -> None:
         self.gates = list(gates)
         self.transforms = transforms
-        self.compensated = compensated
+        self.comp_refs = comp_refs  # None: every compensated parameter (the template)
         self.prefix = prefix
         self.paths = _paths(self.gates)
         self.next_id = 0
 
     def parameter(self, dim: XDim) -> str:
-        comp = self.compensated and dim.compensation != "uncompensated"
-        return f"{COMP_PREFIX}{dim.channel}" if comp else dim.channel
+        return f"{COMP_PREFIX}{dim.channel}" if _prefixed(dim, self.comp_refs) else dim.channel
 
     def raw(self, dim: XDim, value: float) -> float:
         if dim.transform is None:
@@ -171,8 +181,16 @@ class _Writer:
             return holder
         pairs = ranges if ranges is not None else [(d.min, d.max) for d in gate.dims]
         for dim, (low, high) in zip(gate.dims, pairs):
-            self.dimension(element, dim, low, high)
+            if low is not None or high is not None:  # a quadrant open on this divider
+                self.dimension(element, dim, low, high)
         return holder
+
+
+def _prefixed(dim: XDim, comp_refs: set[str] | None) -> bool:
+    """Whether a dimension is a compensated (``Comp-``) parameter of the sample."""
+    if comp_refs is None:
+        return dim.compensation != "uncompensated"
+    return dim.compensation in comp_refs
 
 
 def _boolean_form(gate: XGate) -> tuple[str, list[str]] | None:
@@ -230,14 +248,37 @@ def _scales(gates: Sequence[XGate], transforms: Mapping[str, Any]) -> tuple[dict
     return by_channel, problems
 
 
-def left_out(gates: Sequence[XGate], transforms: Mapping[str, Any]) -> dict[str, str]:
-    """Gate name -> why a FlowJo workspace cannot hold it (a gate left out leaves its subtree)."""
-    return _left_out(gates, transforms)[1]
+def left_out(
+    gates: Sequence[XGate],
+    transforms: Mapping[str, Any],
+    comp_refs: set[str] | None = None,
+    detectors: Sequence[str] = (),
+) -> dict[str, str]:
+    """Gate name -> why a FlowJo workspace cannot hold it (a gate left out leaves its subtree).
+
+    ``comp_refs``: the compensations of the sample's matrix (``None``: any, the template);
+    ``detectors``: its detectors. FlowKit reads a detector of the sample's matrix compensated
+    whatever its name, so a gate reading one uncompensated is left out.
+    """
+    return _left_out(gates, transforms, comp_refs, detectors)[1]
 
 
-def _left_out(gates: Sequence[XGate], transforms: Mapping[str, Any]) -> tuple[dict, dict]:
+def _left_out(
+    gates: Sequence[XGate],
+    transforms: Mapping[str, Any],
+    comp_refs: set[str] | None = None,
+    detectors: Sequence[str] = (),
+) -> tuple[dict, dict]:
     """Keys (gates, quadrants) and names of the gates left out, each with why."""
     _, channel_problems = _scales(gates, transforms)
+    for gate in gates:
+        for dim in gate.dims:
+            if dim.channel in detectors and not _prefixed(dim, comp_refs):
+                channel_problems.setdefault(
+                    dim.channel,
+                    f"FlowKit reads {dim.channel} compensated with the sample's spillover matrix, "
+                    "which this gate does not apply",
+                )
     dropped: dict[str, str] = {}  # key -> reason
     names: dict[str, str] = {}
     for gate in gates:
@@ -265,9 +306,13 @@ def _left_out(gates: Sequence[XGate], transforms: Mapping[str, Any]) -> tuple[di
     return dropped, names
 
 
-def _dropped_keys(gates: Sequence[XGate], transforms: Mapping[str, Any]) -> set[str]:
-    dropped = _left_out(gates, transforms)[0]
-    return {gate.key for gate in gates if gate.key in dropped} | set(dropped)
+def _dropped_keys(
+    gates: Sequence[XGate],
+    transforms: Mapping[str, Any],
+    comp_refs: set[str] | None = None,
+    detectors: Sequence[str] = (),
+) -> set[str]:
+    return set(_left_out(gates, transforms, comp_refs, detectors)[0])
 
 
 def _children(gates: Sequence[XGate]) -> dict[str | None, list[XGate]]:
@@ -305,7 +350,7 @@ def _write_tree(
         elif gate.kind == "quadrant":
             for quadrant in gate.quadrants:
                 element = etree.Element("Population")
-                ranges = [quadrant.ranges[d.divider] for d in gate.dims]
+                ranges = [quadrant.ranges.get(d.divider, (None, None)) for d in gate.dims]
                 element.append(writer.shape(gate, ranges))
                 units.append((quadrant.key, quadrant.name, element))
         else:
@@ -347,18 +392,13 @@ def _matrix_element(sample_el: Any, matrix: tuple[str, list[str], np.ndarray]) -
 
 
 def _transformations(
-    sample_el: Any, gates: Sequence[XGate], transforms: Mapping[str, Any], compensated: bool
+    sample_el: Any, gates: Sequence[XGate], transforms: Mapping[str, Any], comp_refs: set[str]
 ) -> None:
     """One transformation per parameter (FlowJo's rule), for both its raw and ``Comp-`` names."""
     from lxml import etree
 
     by_channel, problems = _scales(gates, transforms)
-    comp_channels = {
-        d.channel
-        for g in gates
-        for d in g.dims
-        if compensated and d.compensation != "uncompensated"
-    }
+    comp_channels = {d.channel for g in gates for d in g.dims if _prefixed(d, comp_refs)}
     holder = etree.SubElement(sample_el, "Transformations")
     for channel, xform_id in by_channel.items():
         if xform_id is None or channel in problems:
@@ -406,7 +446,7 @@ def workspace_document(
         group_node.set(key, value)
     refs = etree.SubElement(etree.SubElement(group_node, "Group", name=group), "SampleRefs")
     template_dropped = _dropped_keys(template, transforms)
-    template_writer = _Writer(template, transforms, True, "0_")
+    template_writer = _Writer(template, transforms, None, "0_")
     _write_tree(
         template_writer, group_node, None, _children(template), lambda g: group, template_dropped
     )
@@ -420,9 +460,10 @@ def workspace_document(
         etree.SubElement(sample_el, "DataSet", uri=sample.uri, sampleID=sample_number)
         if sample.matrix is not None:
             _matrix_element(sample_el, sample.matrix)
-        dropped = _dropped_keys(sample.gates, transforms)
+        detectors = sample.matrix[1] if sample.matrix is not None else ()
+        dropped = _dropped_keys(sample.gates, transforms, sample.comp_refs, detectors)
         kept = [gate for gate in sample.gates if gate.key not in dropped]
-        _transformations(sample_el, kept, transforms, sample.matrix is not None)
+        _transformations(sample_el, kept, transforms, sample.comp_refs)
         etree.SubElement(sample_el, "Keywords")
         node = etree.SubElement(sample_el, "SampleNode")
         for key, value in (
@@ -430,13 +471,15 @@ def workspace_document(
             ("sampleID", sample_number),
         ):  # fmt: skip
             node.set(key, value)
-        writer = _Writer(sample.gates, transforms, sample.matrix is not None, f"{sample_number}_")
+        writer = _Writer(sample.gates, transforms, sample.comp_refs, f"{sample_number}_")
 
         def owner(gate: XGate, writer: _Writer = writer) -> str:
             return group if template_shapes.get(gate.key) == _shape_text(writer, gate) else ""
 
         _write_tree(writer, node, None, _children(sample.gates), owner, dropped)
-        dropped_names[sample.sample_id] = left_out(sample.gates, transforms)
+        dropped_names[sample.sample_id] = left_out(
+            sample.gates, transforms, sample.comp_refs, detectors
+        )
     return etree.ElementTree(root), dropped_names
 
 
@@ -444,13 +487,14 @@ def _shape_text(writer: _Writer, gate: XGate) -> bytes:
     """What tells a sample's gate from the group's: its element without ids, its parent."""
     from lxml import etree
 
-    shape = _Writer(writer.gates, writer.transforms, writer.compensated, "")
+    shape = _Writer(writer.gates, writer.transforms, writer.comp_refs, "")
     head = repr((gate.parent, gate.name)).encode()
     if gate.kind == "boolean":
         return head + repr((gate.bool_type, gate.refs)).encode()
     if gate.kind == "quadrant":
         parts = [
-            shape.shape(gate, [q.ranges[d.divider] for d in gate.dims]) for q in gate.quadrants
+            shape.shape(gate, [q.ranges.get(d.divider, (None, None)) for d in gate.dims])
+            for q in gate.quadrants
         ]
         return head + b"".join(etree.tostring(p) for p in parts)
     return head + etree.tostring(shape.shape(gate, None))
@@ -459,5 +503,5 @@ def _shape_text(writer: _Writer, gate: XGate) -> bytes:
 def _shapes_of(
     gates: Sequence[XGate], transforms: Mapping[str, Any], dropped: set[str]
 ) -> dict[str, bytes]:
-    writer = _Writer(gates, transforms, True, "")
+    writer = _Writer(gates, transforms, None, "")
     return {g.key: _shape_text(writer, g) for g in gates if g.key not in dropped}
