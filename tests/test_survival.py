@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_hex
 from scipy import stats as sps
 
 from cytotrial import pl as plots
@@ -343,7 +344,7 @@ def test_kaplan_meier_figure(tmp_path):
             curve = stats.kaplan_meier_curve(sub["pfs_months"], sub["pfs_event"])
             assert line.get_xdata() == pytest.approx(curve["time"].to_numpy())
             assert line.get_ydata() == pytest.approx(curve["survival"].to_numpy())
-            assert line.get_color().lower() == colours[arm].lower()
+            assert to_hex(line.get_color()) == colours[arm].lower()
         texts = [t.get_text() for t in ax.get_legend().get_texts()]
         p = km.loc[km["arm"] == arm, "logrank_p"].iloc[0]
         assert f"log-rank p = {p:.3g}" in texts
@@ -436,3 +437,47 @@ def test_exact_logrank_keeps_its_level_where_the_asymptotic_test_does_not():
         )
     assert 0.03 <= np.mean(exact) <= 0.05 + 0.011  # 2 standard errors over the level at most
     assert np.mean(asymptotic) > np.mean(exact)
+
+
+def test_cox_p_of_the_early_change_is_its_score_permuted_within_arms():
+    """The statistic is the Cox score of the change given the arm (Breslow), by its definition."""
+    from lifelines import CoxPHFitter
+
+    from cytotrial.tl._survival import _null_martingale_residuals
+
+    rng = np.random.default_rng(8)
+    arm = np.repeat(["A", "B"], 12)
+    time = np.round(rng.exponential(np.where(arm == "A", 12.0, 5.0)), 1) + 0.1
+    event = (rng.random(24) < 0.8).astype(int)
+    x = rng.standard_normal(24)
+    fit = CoxPHFitter().fit(
+        pd.DataFrame({"t": time, "e": event, "a": (arm == "B").astype(float)}), "t", "e"
+    )
+    risk = np.exp(fit.params_["a"] * (arm == "B"))
+    score = sum(
+        x[i] - np.sum(x[time >= time[i]] * risk[time >= time[i]]) / np.sum(risk[time >= time[i]])
+        for i in np.flatnonzero(event == 1)
+    )
+    assert x @ _null_martingale_residuals(time, event, arm) == pytest.approx(score, abs=1e-9)
+    # the permutation distribution: x far in the tail of its own within-arm permutations
+    strong = -time  # high values where survival is short
+    assert stats.cox_permutation_p(time, event, strong, arm) < 0.01
+    p = stats.cox_permutation_p(time, event, x, arm)
+    assert p == stats.cox_permutation_p(time, event, x, arm)  # deterministic
+    assert 1 / 10_001 <= p <= 1
+
+
+@pytest.mark.filterwarnings("ignore::lifelines.exceptions.ConvergenceWarning")
+def test_cox_p_of_a_skewed_early_change_keeps_its_level():
+    """Null trials (12 per arm, response rates differ by arm, skewed unrelated early change)."""
+    rng = np.random.default_rng(9)
+    arm = np.repeat(["A", "B"], 12)
+    rejected = []
+    for _ in range(600):
+        x = 2.0 * np.exp(0.5 * rng.standard_normal(24)) + 0.3 * rng.standard_normal(24)
+        responder = rng.random(24) < np.where(arm == "A", 0.5, 0.2)
+        survival, follow_up = rng.exponential(np.where(responder, 14, 4)), rng.uniform(12, 36, 24)
+        time, event = np.minimum(survival, follow_up), (survival <= follow_up).astype(int)
+        p = stats.cox_permutation_p(time, event, x, arm, permutations=500)
+        rejected.append(p < 0.05)
+    assert 0.03 <= np.mean(rejected) <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 600)
