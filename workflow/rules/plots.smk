@@ -9,6 +9,11 @@ STAT_FIGURES = ["trajectories", "patient_lines", "effect_heatmap"]
 FIGURES = [*STAT_FIGURES, "gate_positions"]
 # Kaplan-Meier figures of the primary early change, one per survival endpoint.
 KM_FIGURES = ["km_pfs", "km_os"]
+# How the gating reads each file (the figures and the cross-check draw the events it counted).
+GATING_READING = {
+    "unreadable_compensation": config["gating"]["unreadable_compensation"],
+    "acquisition": config["qc"]["acquisition"],
+}
 # Each reported population's label (the config's `populations:`; else its name).
 POPULATION_LABELS = {
     name: spec["label"] for name, spec in population_model(config).items()
@@ -119,6 +124,7 @@ rule gating_qc:
         panels=config["panels"],
         compensation=config["gating"]["compensation"],
         per_batch=config["figures"]["gating_qc_per_batch"],
+        reading=GATING_READING,
     script:
         "../scripts/gating_qc.py"
 
@@ -157,6 +163,7 @@ rule events:
         panels=config["panels"],
         compensation=config["gating"]["compensation"],
         events=config["events"],
+        reading=GATING_READING,
         arms=config["arms"],
         populations=config["populations"],
         within=(config["frequencies"]["of"] or [""])[0],

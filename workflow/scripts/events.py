@@ -18,6 +18,7 @@ with rule_log(snakemake) as log:
         populations=snakemake.params.populations,
         within=snakemake.params.within or None,
         labels=snakemake.params.labels,
+        reading=snakemake.params.reading,
         h5ad_out=snakemake.output.h5ad,
         table_out=snakemake.output.table,
         out_png=[snakemake.output.umap_population_png, snakemake.output.umap_arm_png],

@@ -14,6 +14,7 @@ with rule_log(snakemake) as log:
         panels=snakemake.params.panels,
         compensation=snakemake.params.compensation,
         per_batch=snakemake.params.per_batch,
+        reading=snakemake.params.reading,
         out_png=snakemake.output.png,
         out_pdf=snakemake.output.pdf,
     )

@@ -146,12 +146,14 @@ def _gate_panel(config: dict, args: argparse.Namespace) -> str:
 
 def _gate_setup(
     args: argparse.Namespace,
-) -> tuple[PanelGating, dict | None, pd.DataFrame | None, int, str]:
-    """The panel gating, channel names, compensation, MFI minimum and unreadable compensation.
+) -> tuple[PanelGating, dict | None, pd.DataFrame | None, int, dict]:
+    """The panel gating, channel names, compensation, MFI minimum and how files are read.
 
-    Without ``--config`` a file whose own spillover cannot be used is excluded.
+    How files are read (``unreadable_compensation``, ``acquisition``) is the config's, as in the
+    workflow; without ``--config`` the defaults: a file whose own spillover cannot be used is
+    excluded, and acquisition QC runs with its default settings.
     """
-    from ..config import population_model
+    from ..config import defaults, population_model
     from ..gating import compensation_matrix, gate_population_model, load_panel_gating, panel_gating
     from ..io import load_strategy
     from ..preflight import check_before_run
@@ -164,7 +166,11 @@ def _gate_setup(
         strategy = load_strategy(
             args.strategy, sample_group=args.sample_group, sample_id=args.sample_id
         )
-        return panel_gating("", strategy, gate_population_model(strategy)), None, None, 0, "exclude"
+        reading = {
+            "unreadable_compensation": "exclude",
+            "acquisition": defaults("qc")["acquisition"],
+        }
+        return panel_gating("", strategy, gate_population_model(strategy)), None, None, 0, reading
     if args.sample_group is not None or args.sample_id is not None:
         raise CytotrialError(
             "gate: with --config, the FlowJo sample group or sample is the config's "
@@ -181,8 +187,11 @@ def _gate_setup(
     )
     compensation = compensation_matrix(config["gating"]["compensation"])
     min_events = int(config["mfi"]["min_events"])
-    policy = config["gating"]["unreadable_compensation"]
-    return gating, config["panels"], compensation, min_events, policy
+    reading = {
+        "unreadable_compensation": config["gating"]["unreadable_compensation"],
+        "acquisition": config["qc"]["acquisition"],
+    }
+    return gating, config["panels"], compensation, min_events, reading
 
 
 def _write_table(table: pd.DataFrame, path: str | None) -> None:
@@ -198,7 +207,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 
     from ..gating import gate_samples
 
-    gating, panels, compensation, min_events, policy = _gate_setup(args)
+    gating, panels, compensation, min_events, reading = _gate_setup(args)
     files = [str(path) for path in _expand(args.fcs)]
     ids = [f"{i:09d}" for i in range(len(files))]  # gate_samples gates in id order: file order
     samples = pd.DataFrame({"sample_id": ids, "panel": gating.panel, "fcs": files})
@@ -208,7 +217,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         panels=panels,
         compensation=compensation,
         mfi_min_events=min_events,
-        unreadable_compensation=policy,
+        **reading,
     )
     for message in result.qc.loc[result.qc["status"] != "ok", "message"]:
         print(f"cytotrial: {message}", file=sys.stderr)

@@ -134,13 +134,18 @@ def read_and_gate(
     panels: Mapping[str, Sequence[str]] | None = None,
     compensation: pd.DataFrame | None = None,
     unreadable_compensation: str = "exclude",
+    acquisition: Mapping[str, Any] | None = None,
 ) -> tuple[FCSData, dict[str, str], dict[str, np.ndarray]]:
     """Read a file and apply every gate of its panel: ``(FCSData, channel_map, memberships)``.
 
+    The events are those :func:`gate_samples` counts: after acquisition QC (``acquisition``, the
+    config's ``qc.acquisition``; None: none) and with the same gates, adaptive ones placed on
+    this file.
+
     Raises
     ------
-    FCSReadError, MissingMarkerError
-        As :func:`read_for_gating`.
+    FCSReadError, MissingMarkerError, CytotrialError
+        As :func:`read_for_gating`, or acquisition QC removed too much of the file.
     """
     data, channel_map = read_for_gating(
         fcs,
@@ -149,6 +154,7 @@ def read_and_gate(
         compensation=compensation,
         unreadable_compensation=unreadable_compensation,
     )
+    data = _acquisition_checked(data, acquisition, {"notes": "", "flags": ""})
     memberships = gate_events(
         data, gating.strategy, channel_map=channel_map, adaptive=gating.adaptive
     )

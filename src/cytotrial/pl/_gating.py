@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -98,6 +98,7 @@ def _read_and_gate(
     *,
     panels: Mapping[str, Sequence[str]] | None,
     compensation: pd.DataFrame | None,
+    reading: Mapping[str, Any] | None = None,
 ) -> list[_GatedSample]:
     """Read and gate each chosen sample; a sample that cannot be read is left out."""
     from ..errors import CytotrialError
@@ -108,7 +109,7 @@ def _read_and_gate(
         gating = gatings[row.panel]
         try:
             data, channel_map, memberships = read_and_gate(
-                row.fcs, gating, panels=panels, compensation=compensation
+                row.fcs, gating, panels=panels, compensation=compensation, **(reading or {})
             )
         except CytotrialError:
             continue
@@ -178,6 +179,7 @@ def plot_gating_qc(
     compensation: pd.DataFrame | None = None,
     per_batch: int = 1,
     max_samples: int = 8,
+    reading: Mapping[str, Any] | None = None,
     out_png: str | Path,
     out_pdf: str | Path,
 ) -> list[str]:
@@ -200,6 +202,9 @@ def plot_gating_qc(
         A spillover matrix, or None for each file's own ``$SPILLOVER``.
     per_batch, max_samples
         Samples drawn per (panel, batch), and in all.
+    reading
+        Options of :func:`cytotrial.gating.read_and_gate` (``unreadable_compensation``,
+        ``acquisition``): the events drawn are those the gating counted.
     out_png, out_pdf
         Where the figure is written.
 
@@ -214,7 +219,9 @@ def plot_gating_qc(
         No chosen sample could be read.
     """
     chosen = _choose_samples(samples, per_batch=per_batch, max_samples=max_samples)
-    rows = _read_and_gate(chosen, gatings, panels=panels, compensation=compensation)
+    rows = _read_and_gate(
+        chosen, gatings, panels=panels, compensation=compensation, reading=reading
+    )
     if not rows:
         raise ValueError("no sample could be read for the gating QC figure")
     n_cols = max(sum(_drawable(g) for g in r.gating.strategy.gates) for r in rows)

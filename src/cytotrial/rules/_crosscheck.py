@@ -54,12 +54,14 @@ def run_gating_qc(
     panels: Mapping[str, Sequence[str]] | None,
     compensation: str,
     per_batch: int,
+    reading: Mapping | None = None,
     out_png: str | Path,
     out_pdf: str | Path,
 ) -> list[str]:
     """The gating QC figure for ``per_batch`` gated samples of each panel and acquisition batch.
 
-    ``sheet`` is the sample sheet the ``fcs`` paths of ``populations.h5ad`` are relative to.
+    ``sheet`` is the sample sheet the ``fcs`` paths of ``populations.h5ad`` are relative to;
+    ``reading`` the gating's reading options (:func:`cytotrial.gating.read_and_gate`).
     """
     from ..pl import plot_gating_qc  # matplotlib: only for the figure steps
 
@@ -71,6 +73,7 @@ def run_gating_qc(
         panels=panels,
         compensation=matrix,
         per_batch=per_batch,
+        reading=reading,
         out_png=out_png,
         out_pdf=out_pdf,
     )
@@ -88,6 +91,7 @@ def run_event_crosscheck(
     populations: Mapping[str, Mapping] | None = None,
     within: str | None = None,
     labels: Sequence[str] | None = None,
+    reading: Mapping | None = None,
     h5ad_out: str | Path,
     table_out: str | Path,
     out_png: Sequence[str | Path],
@@ -117,6 +121,7 @@ def run_event_crosscheck(
         seed=int(options["seed"]),
         within=within,
         labels=labels,
+        reading=reading,
     )
     cluster_events(
         events,

@@ -10,7 +10,7 @@ clusters and gates agree (adjusted Rand index and the contingency table). The fi
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -72,6 +72,9 @@ def event_labels(
         population is the length of its chain of parents.
     n
         Number of events.
+    reading
+        Options of :func:`cytotrial.gating.read_and_gate` (``unreadable_compensation``,
+        ``acquisition``): the events drawn are those the gating counted.
     labels
         The populations an event may be labelled with, in order of preference between equally
         deep ones (default: every population of ``masks``). Names the panel lacks are skipped.
@@ -128,6 +131,7 @@ def subsample_events(
     seed: int = 0,
     within: str | None = None,
     labels: Sequence[str] | None = None,
+    reading: Mapping[str, Any] | None = None,
     obs_columns: Sequence[str] = (
         "sample_id",
         "patient_id",
@@ -174,7 +178,7 @@ def subsample_events(
         gating = gatings[row.panel]
         try:
             data, channel_map, memberships = read_and_gate(
-                row.fcs, gating, panels=panels, compensation=compensation
+                row.fcs, gating, panels=panels, compensation=compensation, **(reading or {})
             )
         except CytotrialError:
             continue
