@@ -478,3 +478,20 @@ def test_a_conditional_threshold_reads_the_events_inside_the_gates_other_bounds(
     again = engine_for(read_fcs(path), blood, adaptive=plan)
     again.run()
     assert again.positions == engine.positions
+
+
+def test_flowkit_with_a_samples_placed_gates_counts_what_the_engine_counts(files, blood, plan):
+    from dataclasses import replace
+
+    from cytotrial.gating import flowkit_session_counts, placed_gating_strategy
+
+    path, _ = files["drifted"][0]
+    engine = engine_for(read_fcs(path), blood, adaptive=plan)
+    ours = {p: int(m.sum()) for p, m in engine.run().items()}
+    assert any(p.position != p.template for p in engine.positions)
+    placed = replace(blood, gating_strategy=placed_gating_strategy(blood, engine.placements))
+    reference = flowkit_session_counts(path, placed).set_index("gate_path")["count"]
+    assert reference.to_dict() == ours
+    # the template itself is untouched
+    template = count_events(read_fcs(path), blood).set_index("gate_path")["count"]
+    assert flowkit_session_counts(path, blood).set_index("gate_path")["count"].equals(template)

@@ -20,6 +20,7 @@ from ._export import (
     sample_placements,
 )
 from ._mfi import MFI_COLUMNS, marker_channels
+from ._placed import placed_gating_strategy
 from ._placement import GATE_POSITION_COLUMNS, Position
 from ._populations import (
     PanelGating,
@@ -71,6 +72,7 @@ __all__ = [
     "load_panel_gating",
     "marker_channels",
     "panel_gating",
+    "placed_gating_strategy",
     "population_masks",
     "read_and_gate",
     "read_for_gating",
