@@ -2,6 +2,13 @@
 # GatingML 2.0 file per sample, to review or adjust in FlowJo, Cytobank or FlowKit.
 import re
 
+# The config's populations as the export reads them (Boolean definitions and parents; a new
+# label re-exports nothing).
+EXPORT_POPULATIONS = {
+    name: {key: value for key, value in (spec or {}).items() if key != "label"}
+    for name, spec in config["populations"].items()
+}
+
 
 def export_panel_fcs(wildcards):
     """Sample id -> FCS file (relative to the working directory) of every sample of a panel."""
@@ -42,7 +49,7 @@ rule export_gates:
         spec=lambda w: config["strategies"][w.panel],
         fcs=export_panel_fcs,
         panels=config["panels"],
-        populations=config["populations"],
+        populations=EXPORT_POPULATIONS,
         compensation=config["gating"]["compensation"],
         unreadable_compensation=config["gating"]["unreadable_compensation"],
         acquisition=config["qc"]["acquisition"],

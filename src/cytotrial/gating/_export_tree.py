@@ -15,7 +15,7 @@ gate ``acquisition_qc`` (``not acquisition_removed``), the parent of the strateg
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,9 +46,6 @@ ACQUISITION_GATE = "acquisition_qc"
 ACQUISITION_REMOVED = "acquisition_removed"
 #: Id of the spillover matrix of ``gating.compensation`` (a matrix file) in an exported GatingML.
 CONFIG_MATRIX = "compensation"
-#: Where a sample's ``FCS`` compensation came from: its own spillover, the config's matrix, none
-#: in the file, or dropped because it could not be used (``gating.unreadable_compensation``).
-SPILL_SOURCES = ("file", "config", "absent", "dropped")
 
 
 @dataclass
@@ -69,7 +66,9 @@ class SampleGates:
     spill
         The spillover matrix applied where a gate says ``FCS`` (``None``: uncompensated).
     spill_source
-        One of ``file``, ``config``, ``absent``, ``dropped``.
+        Where the ``FCS`` compensation came from: ``file`` (the file's own spillover), ``config``
+        (``gating.compensation``'s matrix), ``absent`` (the file has none: uncompensated) or
+        ``dropped`` (the file's could not be used; ``gating.unreadable_compensation``).
     time_channel
         The file's ``Time`` channel (``""``: none).
     removed
@@ -401,13 +400,3 @@ def export_tree(
     if populations:
         builder.add_populations(top)
     return builder.gates, builder.skipped
-
-
-def iter_keys(gates: Iterable[XGate]) -> Iterable[tuple[str, str]]:
-    """``(key, name)`` of every population: each gate, each quadrant instead of its gate."""
-    for gate in gates:
-        if gate.kind == "quadrant":
-            for quadrant in gate.quadrants:
-                yield quadrant.key, quadrant.name
-        else:
-            yield gate.key, gate.name

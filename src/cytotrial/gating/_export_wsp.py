@@ -14,7 +14,15 @@ equals the template's is owned by the group; one placed for the sample (adaptive
 is a sample-specific gate (``owningGroup=""``), as FlowJo marks a gate edited on one sample.
 
 The data file of each sample is a ``DataSet`` URI relative to the workspace's folder
-(percent-encoded, ``/``-separated), so that the workspace and the files can move together.
+(percent-encoded, ``/``-separated; FlowJo keeps the relative path to its files), so that the
+workspace and the files can move together.
+
+A gate the workspace cannot hold exactly is left out with its subtree, and :func:`left_out` says
+why: an ellipse (FlowJo and FlowKit read one back only as a polygon), a ratio dimension, a
+transformation FlowJo lacks (GatingML's hyperlog and log), a channel the gates read on two scales
+(FlowJo keeps one transformation per parameter), a Boolean gate combining complements beyond
+FlowJo's AND/OR/NOT nodes, and a gate reading uncompensated a detector of the sample's matrix
+(FlowKit compensates every detector of a sample's matrix, whatever the parameter's name).
 """
 
 from __future__ import annotations
