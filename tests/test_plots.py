@@ -65,6 +65,25 @@ def _axis(fig, title_start: str):
     return found[0]
 
 
+def _block(fig, heading: str):
+    """The block (subfigure) of a compartment, by its heading."""
+    found = [sub for sub in fig.subfigs if sub.get_suptitle().split("  ")[0] == heading]
+    assert len(found) == 1, [sub.get_suptitle() for sub in fig.subfigs]
+    return found[0]
+
+
+def _panel(fig, compartment: str, label: str):
+    """The panel of a feature (its label: the title's first line) in a compartment's block."""
+    found = [ax for ax in _block(fig, compartment).axes if ax.get_title().split("\n")[0] == label]
+    assert len(found) == 1, [ax.get_title() for ax in _block(fig, compartment).axes]
+    return found[0]
+
+
+def _titles(fig, compartment: str) -> list[str]:
+    """First line of each panel title of a compartment's block, in order."""
+    return [ax.get_title().split("\n")[0] for ax in _block(fig, compartment).axes]
+
+
 def _log2_ratios(
     trial, population: str, compartment: str, arm: str, visit: str, layer: str
 ) -> np.ndarray:
@@ -89,10 +108,13 @@ def test_trajectories_draw_arm_means_in_fixed_colours_and_clinical_order(trial, 
         populations=FEATURES,
         **TEXT,
     )
-    ax = _axis(fig, "CD8+ T cells · blood")
+    ax = _panel(fig, "blood", "CD8+ T cells")
     assert [t.get_text() for t in ax.get_xticklabels()] == ["C1D1", "C1D8", "C2D1"]
-    assert "cells/µL" in ax.get_ylabel() and "log2 fold change" in ax.get_ylabel()
-    assert "fraction of parent population" in _axis(fig, "CD8+ T cells · tumor").get_ylabel()
+    assert ax.get_title() == "CD8+ T cells\ncells/µL"  # the unit of the compartment's measure
+    assert "log2 fold change" in _panel(fig, "blood", "CD4+ T cells").get_ylabel()
+    assert (
+        _panel(fig, "tumor", "CD8+ T cells").get_title().endswith("fraction of parent population")
+    )
     lines = {line.get_gid(): line for line in ax.lines if line.get_gid()}
     assert to_hex(lines[f"mean:{ARM_A}"].get_color()) == "#c8102e"
     assert to_hex(lines[f"mean:{ARM_B}"].get_color()) == "#1f77b4"
@@ -101,17 +123,21 @@ def test_trajectories_draw_arm_means_in_fixed_colours_and_clinical_order(trial, 
     ]
     np.testing.assert_allclose(lines[f"mean:{ARM_A}"].get_ydata(), expected, atol=1e-9)
     assert lines[f"mean:{ARM_A}"].get_ydata()[1] > 2.0  # the planted rise is visible
-    # one row per feature (labelled from the config), one column per compartment present
-    titles = [a.get_title() for a in fig.axes if a.get_title()]
+    # arms side by side at each visit, in clinical order
+    assert np.all(np.diff(lines[f"mean:{ARM_A}"].get_xdata()) > 0)
+    assert lines[f"mean:{ARM_A}"].get_xdata()[0] < lines[f"mean:{ARM_B}"].get_xdata()[0]
+    # one block per compartment present, one panel per feature (labelled from the config)
+    assert [sub.get_suptitle() for sub in fig.subfigs] == ["blood", MARROW, "tumor"]
     names = ["CD4+ T cells", "CD8+ T cells", "cd4 / treg", "Ki67 MFI of CD8+ T cells"]
-    assert titles == [f"{n} · {c}" for n in names for c in ("blood", MARROW, "tumor")]
+    for compartment in ("blood", MARROW, "tumor"):
+        assert _titles(fig, compartment) == names
     # the ratio and the MFI are drawn with their own measure; the MFI has no bone marrow data
-    assert "ratio of counts" in _axis(fig, "cd4 / treg · tumor").get_ylabel()
-    mfi = _axis(fig, "Ki67 MFI of CD8+ T cells · blood")
-    assert "median fluorescence intensity" in mfi.get_ylabel()
+    assert _panel(fig, "tumor", "cd4 / treg").get_title().endswith("ratio of counts")
+    mfi = _panel(fig, "blood", "Ki67 MFI of CD8+ T cells")
+    assert mfi.get_title().endswith("median fluorescence intensity")
     mean = next(line for line in mfi.lines if line.get_gid() == f"mean:{ARM_A}")
     np.testing.assert_allclose(mean.get_ydata(), [0.0, 1.5, 0.0], atol=1e-9)  # planted
-    assert [t.get_text() for t in _axis(fig, f"Ki67 MFI of CD8+ T cells · {MARROW}").texts] == [
+    assert [t.get_text() for t in _panel(fig, MARROW, "Ki67 MFI of CD8+ T cells").texts] == [
         "no data"
     ]
 
@@ -128,22 +154,35 @@ def test_trajectories_follow_cycle_and_day_not_the_alphabet(trial):
         plots.plot_trajectories(out["summary"], **TEXT),
         plots.plot_patient_lines(out["log2fc"], **TEXT),
     ):
-        ax = _axis(fig, "CD8+ T cells · blood")
+        ax = _panel(fig, "blood", "CD8+ T cells")
         assert [t.get_text() for t in ax.get_xticklabels()] == ["C1D1", "C1D15", "C10D1"]
 
 
+def _patient_segments(ax, colour: str) -> int:
+    """Number of faint per-patient lines of one colour (seaborn draws them as one collection)."""
+    from matplotlib.collections import LineCollection
+
+    count = 0
+    for collection in ax.collections:
+        if isinstance(collection, LineCollection):
+            colours = [to_hex(c) for c in collection.get_colors()]
+            count += sum(c == colour for c in colours)
+    return count
+
+
 def test_patient_lines_draw_every_patient_and_the_arm_median(trial, tables):
-    fig = plots.plot_patient_lines(tables["log2fc"], reference_arm=ARM_B, **TEXT)
-    ax = _axis(fig, "CD8+ T cells · tumor")
-    gids = [line.get_gid() or "" for line in ax.lines]
-    assert sum(g.startswith(f"patient:{ARM_A}:") for g in gids) == 10
-    assert sum(g.startswith(f"patient:{ARM_B}:") for g in gids) == 10
+    fig = plots.plot_patient_lines(
+        tables["log2fc"], reference_arm=ARM_B, arm_colors=COLOURS, **TEXT
+    )
+    ax = _panel(fig, "tumor", "CD8+ T cells")
+    assert _patient_segments(ax, COLOURS[ARM_A].lower()) == 10
+    assert _patient_segments(ax, COLOURS[ARM_B].lower()) == 10
     median = next(line for line in ax.lines if line.get_gid() == f"median:{ARM_A}")
     expected = np.median(_log2_ratios(trial, "cd8", "tumor", ARM_A, "C2D1", "freq_parent"))
     np.testing.assert_allclose(median.get_ydata(), [0.0, expected], atol=1e-9)
-    blood = _axis(fig, "CD8+ T cells · blood")
+    blood = _panel(fig, "blood", "CD8+ T cells")
     # P03 has no blood baseline: 9 patients of the combination arm are drawn
-    assert sum((line.get_gid() or "").startswith(f"patient:{ARM_A}:") for line in blood.lines) == 9
+    assert _patient_segments(blood, COLOURS[ARM_A].lower()) == 9
 
 
 def test_effect_heatmap_marks_exactly_the_significant_cells(trial):
@@ -170,8 +209,9 @@ def test_effect_heatmap_marks_exactly_the_significant_cells(trial):
     ].iloc[0]
     label = f"{row['estimate']:+.2f}".replace("-", "−") + "*"
     assert label in [t.get_text() for t in blood.texts]
-    image = blood.get_images()[0]
-    assert image.norm.vcenter == 0.0 and image.norm.vmin == -image.norm.vmax
+    mesh = blood.collections[0]  # the seaborn heatmap
+    assert type(mesh).__name__ == "QuadMesh"
+    assert mesh.norm.vcenter == 0.0 and mesh.norm.vmin == -mesh.norm.vmax
     # one row per feature, labelled from the config; the populations' measure in the title
     rows = ["CD4+ T cells", "CD8+ T cells", "cd4 / treg", "Ki67 MFI of CD8+ T cells"]
     assert [t.get_text() for t in blood.get_yticklabels()] == rows
@@ -183,9 +223,9 @@ def test_effect_heatmap_marks_exactly_the_significant_cells(trial):
 def test_figures_draw_the_analysed_features_in_their_order(tables):
     analysis = {**ANALYSIS, "populations": [MFI, "cd8"], "reference_arm": ""}
     figures = plots.draw_figures(tables, analysis=analysis, arm_colors=COLOURS, **TEXT)
-    titles = [a.get_title() for a in figures["trajectories"].axes if a.get_title()]
     rows = ["Ki67 MFI of CD8+ T cells", "CD8+ T cells"]
-    assert titles == [f"{r} · {c}" for r in rows for c in ("blood", MARROW, "tumor")]
+    for compartment in ("blood", MARROW, "tumor"):
+        assert _titles(figures["trajectories"], compartment) == rows
     heatmap = _axis(figures["effect_heatmap"], "blood")
     assert [t.get_text() for t in heatmap.get_yticklabels()] == rows
     # reference arm "": the last arm of the config's arms, drawn last in the legend
@@ -306,7 +346,8 @@ def _drawn(fig) -> list[dict]:
                     for line in ax.lines
                 ],
                 "texts": [(t.get_text(), t.get_color()) for t in ax.texts],
-                "images": [image.get_array() for image in ax.get_images()],
+                "images": [image.get_array() for image in ax.get_images()]
+                + [c.get_array() for c in ax.collections if type(c).__name__ == "QuadMesh"],
             }
         )
     return panels
@@ -461,6 +502,7 @@ def test_plots_are_in_pl_and_computing_in_tl():
 CAPTIONS = [
     "workflow", "log2fc", "summary", "change_from_baseline", "arm_comparison", "mmrm",
     "response", "missing_baseline", "trajectories", "patient_lines", "effect_heatmap",
+    "absolute_values", "spider", "waterfall", "sample_availability", "qc_overview",
 ]  # fmt: skip
 
 

@@ -160,7 +160,7 @@ def final_outputs():
     outputs += [f"results/stats/{name}.tsv" for name in STAT_TABLES]
     outputs += [
         f"results/figures/{name}.{ext}"
-        for name in FIGURES + KM_FIGURES
+        for name in FIGURES + KM_FIGURES + PATIENT_FIGURES + QC_FIGURES
         for ext in ("png", "pdf")
     ]
     outputs += REPORT_PAGES

@@ -9,6 +9,10 @@ STAT_FIGURES = ["trajectories", "patient_lines", "effect_heatmap"]
 FIGURES = [*STAT_FIGURES, "gate_positions"]
 # Kaplan-Meier figures of the primary early change, one per survival endpoint.
 KM_FIGURES = ["km_pfs", "km_os"]
+# Each patient's values and changes (absolute values per visit, spider plots, waterfall of the
+# early change) and the samples' availability and quality (swimmer, QC overview with batch drift).
+PATIENT_FIGURES = ["absolute_values", "spider", "waterfall"]
+QC_FIGURES = ["sample_availability", "qc_overview"]
 # How the gating reads each file (the figures and the cross-check draw the events it counted).
 GATING_READING = {
     "unreadable_compensation": config["gating"]["unreadable_compensation"],
@@ -23,6 +27,8 @@ POPULATION_LABELS = {
 localrules:
     figures,
     km_figures,
+    patient_figures,
+    qc_figures,
     gating_qc,
     gate_positions,
 
@@ -83,6 +89,65 @@ rule km_figures:
         ratios=config["ratios"],
     script:
         "../scripts/survival.py"
+
+
+rule patient_figures:
+    """Draw each patient's values and changes: absolute values per visit and arm (quartiles,
+    median, samples), spider plots of the change by best response and a waterfall of the early
+    change at the response visit (PNG and PDF); spider and waterfall are placeholders without a
+    patients table.
+    """
+    input:
+        h5ad="results/counts/populations.h5ad",
+        log2fc="results/stats/log2fc.tsv",
+        patients=[PATIENTS] if PATIENTS else [],
+    output:
+        **{
+            f"{name}_{ext}": f"results/figures/{name}.{ext}"
+            for name in PATIENT_FIGURES
+            for ext in ("png", "pdf")
+        },
+    log:
+        "logs/patient_figures.log",
+    conda:
+        "../envs/cytotrial.yaml"
+    params:
+        analysis=config["analysis"],
+        arms=config["arms"],
+        frequencies_of=config["frequencies"]["of"],
+        labels=POPULATION_LABELS,
+        ratios=config["ratios"],
+    script:
+        "../scripts/patient_figures.py"
+
+
+rule qc_figures:
+    """Draw the samples' availability (each patient's scheduled visits: analysed, flagged,
+    excluded, missed or after progression) and the QC overview (events and gates by batch, and
+    drift of the key populations across batches, Levey-Jennings style) (PNG and PDF).
+    """
+    input:
+        sheet=config["samples"],
+        qc="results/qc/samples.tsv",
+        missing="results/stats/missing_samples.tsv",
+        h5ad="results/counts/populations.h5ad",
+    output:
+        **{
+            f"{name}_{ext}": f"results/figures/{name}.{ext}"
+            for name in QC_FIGURES
+            for ext in ("png", "pdf")
+        },
+    log:
+        "logs/qc_figures.log",
+    conda:
+        "../envs/cytotrial.yaml"
+    params:
+        analysis=config["analysis"],
+        arms=config["arms"],
+        frequencies_of=config["frequencies"]["of"],
+        labels=POPULATION_LABELS,
+    script:
+        "../scripts/qc_figures.py"
 
 
 rule gate_positions:

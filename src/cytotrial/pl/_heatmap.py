@@ -1,4 +1,7 @@
-"""The arm effect heatmap: arm minus reference arm, by feature (population, ratio, MFI) and visit."""
+"""The arm effect heatmap: arm minus reference arm, by feature (population, ratio, MFI) and visit.
+
+Each panel is a :func:`seaborn.heatmap` of one compartment and arm.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from ._style import _panel_layout, feature_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from matplotlib.image import AxesImage
+    from matplotlib.collections import QuadMesh
 
 __all__ = ["plot_effect_heatmap"]
 
@@ -79,26 +82,13 @@ def _cell_grid(
     return est, q
 
 
-def _annotate_cells(
-    ax: Axes, est: np.ndarray, q: np.ndarray, *, alpha: float, limit: float
-) -> None:
-    """Write each cell's estimate (``*`` when q < ``alpha``), or a dash where there is none."""
-    for i in range(est.shape[0]):
-        for j in range(est.shape[1]):
-            if not np.isfinite(est[i, j]):
-                ax.text(j, i, "–", ha="center", va="center", fontsize=8, color="0.4")
-                continue
-            star = "*" if np.isfinite(q[i, j]) and q[i, j] < alpha else ""
-            dark = abs(est[i, j]) > 0.6 * limit
-            ax.text(
-                j,
-                i,
-                f"{est[i, j]:+.2f}".replace("-", "−") + star,
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="white" if dark else "black",
-            )
+def _cell_text(est: np.ndarray, q: np.ndarray, *, alpha: float) -> np.ndarray:
+    """Each cell's estimate (``*`` when q < ``alpha``); ``""`` where there is none."""
+    text = np.full(est.shape, "", dtype=object)
+    for i, j in zip(*np.nonzero(np.isfinite(est))):
+        star = "*" if np.isfinite(q[i, j]) and q[i, j] < alpha else ""
+        text[i, j] = f"{est[i, j]:+.2f}".replace("-", "\u2212") + star
+    return text
 
 
 def _draw_panel(
@@ -108,31 +98,56 @@ def _draw_panel(
     arm: str,
     compartment: str,
     pops: Sequence[str],
-    names: Sequence[str],
+    names: Sequence[str] | None,
     visits: Sequence[str] | None,
     norm: TwoSlopeNorm,
-    limit: float,
     alpha: float,
-) -> AxesImage:
-    """One panel: the effects of ``arm`` in ``compartment``, features (labelled ``names``) x visits."""
+) -> QuadMesh | None:
+    """One panel: the effects of ``arm`` in ``compartment``, features x visits (seaborn heatmap).
+
+    ``names`` labels the rows (None: no row labels, for panels right of the first).
+    """
+    import seaborn as sns
+
     order = (
         list(dict.fromkeys(cell["visit"]))
         if visits is None
         else [v for v in visits if v in set(cell["visit"])]
     )
     est, q = _cell_grid(cell, pops, order)
-    image = ax.imshow(np.ma.masked_invalid(est), cmap="RdBu_r", norm=norm, aspect="auto")
-    ax.set_facecolor("0.88")
-    _annotate_cells(ax, est, q, alpha=alpha, limit=limit)
-    ax.set_xticks(range(len(order)), order, fontsize=8)
-    ax.set_yticks(range(len(pops)), list(names), fontsize=8)
+    if not order:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no comparison", ha="center", va="center", color="0.5")
+        return None
+    grid = pd.DataFrame(est, index=list(names or pops), columns=order)
+    with sns.axes_style("white"):
+        sns.heatmap(
+            grid,
+            mask=~np.isfinite(est),
+            annot=_cell_text(est, q, alpha=alpha),
+            fmt="",
+            annot_kws={"fontsize": 8},
+            cmap="RdBu_r",
+            norm=norm,
+            cbar=False,
+            linewidths=0.6,
+            linecolor="white",
+            xticklabels=True,
+            yticklabels=names is not None,
+            ax=ax,
+        )
+    ax.set_facecolor("0.9")
+    for i, j in zip(*np.nonzero(~np.isfinite(est))):  # a dash where there is no estimate
+        ax.text(j + 0.5, i + 0.5, "\u2013", ha="center", va="center", fontsize=8, color="0.4")
+    ax.tick_params(labelsize=8, length=0)
     ax.set_xlabel("visit", fontsize=8)
+    ax.set_ylabel("")
     reference = cell["reference_arm"].iloc[0] if not cell.empty else ""
     # the populations' measure of the compartment (ratios and MFIs say what they are in their label)
     units = dict.fromkeys(measure_unit(m) for m in cell["measure"] if m not in ("ratio", "mfi"))
     where = f"{compartment}\n({', '.join(units)})" if units else compartment
-    ax.set_title(f"{where}\n{arm} − {reference}", fontsize=9)
-    return image
+    ax.set_title(f"{where}\n{arm} \u2212 {reference}", fontsize=9)
+    return ax.collections[0]
 
 
 def plot_effect_heatmap(
@@ -186,27 +201,25 @@ def plot_effect_heatmap(
         layout="constrained",
     )
     # panel widths follow the number of visits, so cells have the same size in every panel
-    axes = np.asarray(
-        fig.subplots(len(arms), len(comps), squeeze=False, width_ratios=widths, sharey=True)
-    )
+    axes = np.asarray(fig.subplots(len(arms), len(comps), squeeze=False, width_ratios=widths))
     image = None
     for r, arm in enumerate(arms):
         for c, compartment in enumerate(comps):
             cell = arm_comparison[
                 (arm_comparison["arm"] == arm) & (arm_comparison["compartment"] == compartment)
             ]
-            image = _draw_panel(
+            drawn = _draw_panel(
                 axes[r, c],
                 cell,
                 arm=arm,
                 compartment=compartment,
                 pops=pops,
-                names=names,
+                names=names if c == 0 else None,
                 visits=visits,
                 norm=norm,
-                limit=limit,
                 alpha=alpha,
             )
+            image = drawn if drawn is not None else image
     if image is not None:
         bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.9)
         bar.set_label(

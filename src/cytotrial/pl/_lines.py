@@ -1,88 +1,116 @@
 """Change from baseline over visits: arm means with their interval, and each patient's line.
 
-One panel per analysed feature (rows: populations, ratios, MFIs) and compartment present (columns).
+Drawn with :mod:`seaborn.objects`: one block of facets per compartment (its own visits, in
+clinical order), one facet per analysed feature (populations, ratios, MFIs) in the same place in
+every block, titled with the feature's label and the unit of the compartment's measure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
+from matplotlib.colors import to_hex
 from matplotlib.lines import Line2D
 
-from ._style import (
-    _arms_order,
-    _grid,
-    _legend,
-    _no_data,
-    _panel_layout,
-    _style,
-    _visit_order,
-    arm_palette,
-    feature_label,
-    fold_change_label,
+from ..tl import measure_unit
+from ._layout import (
+    block_figure,
+    draw_on,
+    drop_pads,
+    facet_order,
+    heading,
+    legend_below,
+    mark_zero,
+    no_data,
+    unique_titles,
+    visit_ticks,
+    wrap_columns,
 )
+from ._style import _arms_order, _panel_layout, _visit_order, arm_palette, feature_label
 
 if TYPE_CHECKING:
+    import seaborn.objects as so
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = ["plot_patient_lines", "plot_trajectories"]
 
-
-def _cell(table: pd.DataFrame, population: str, compartment: str) -> pd.DataFrame:
-    """The rows of one panel: one feature in one compartment."""
-    return table[(table["population"] == population) & (table["compartment"] == compartment)]
+_Y_LABEL = "log2 fold change\nfrom baseline"
 
 
-def _visit_axis(
-    ax: Axes, visits: Sequence[str], measure: str, *, xlim: tuple[float, float]
-) -> None:
-    """Visits as x ticks (clinical order) and the fold change of ``measure`` as y label.
+def _titles(
+    block: pd.DataFrame,
+    pops: Sequence[str],
+    labels: Mapping[str, str] | None,
+    ratios: Mapping[str, Sequence[str]] | None,
+) -> dict[str, str]:
+    """Feature -> facet title: its label and, below, the unit of its measure in the block."""
+    measures = block.drop_duplicates("population").set_index("population")["measure"]
+    titles = {}
+    for population in pops:
+        label = feature_label(population, labels=labels, ratios=ratios)
+        unit = measure_unit(str(measures[population])) if population in measures.index else ""
+        titles[population] = f"{label}\n{unit}" if unit else label
+    return unique_titles(titles)
 
-    The x axis runs from ``-xlim[0]`` to ``len(visits) - xlim[1]``.
+
+def _draw_blocks(
+    table: pd.DataFrame,
+    *,
+    pops: Sequence[str],
+    comps: Sequence[str],
+    text: Mapping[str, Mapping | None],
+    layers: Callable[[so.Plot], so.Plot],
+    x_offset: Mapping[str, float] | None = None,
+) -> tuple[Figure, dict[tuple[str, str], Axes]]:
+    """One block per compartment, one facet per feature, drawn by ``layers`` on a seaborn Plot.
+
+    Returns the figure and (compartment, feature) -> its axes.
     """
-    ax.set_xticks(range(len(visits)), visits)
-    ax.set_xlim(-xlim[0], len(visits) - xlim[1])
-    ax.set_xlabel("visit", fontsize=8)
-    ax.set_ylabel(fold_change_label(measure, wrap=True), fontsize=8)
+    import seaborn.objects as so
 
-
-def _draw_arm_means(
-    ax: Axes,
-    cell: pd.DataFrame,
-    arms: Sequence[str],
-    colours: Mapping[str, str],
-    offsets: Mapping[str, float],
-) -> None:
-    """One panel of :func:`plot_trajectories`: each arm's mean with its interval, by visit."""
-    visits = _visit_order(cell)
-    pos = {v: i for i, v in enumerate(visits)}
-    for arm in arms:
-        sub = cell[cell["arm"] == arm]
-        if sub.empty:
-            continue
-        sub = sub.assign(_x=sub["visit"].map(pos)).sort_values("_x")
-        x = sub["_x"].to_numpy(dtype=float) + offsets[arm]
-        y = sub["mean_log2fc"].to_numpy(dtype=float)
-        low = sub["ci_low"].to_numpy(dtype=float)
-        high = sub["ci_high"].to_numpy(dtype=float)
-        err = np.vstack([np.nan_to_num(y - low), np.nan_to_num(high - y)])
-        bars = ax.errorbar(
-            x,
-            y,
-            yerr=err,
-            color=colours[arm],
-            marker="o",
-            ms=4,
-            lw=1.6,
-            capsize=2.5,
-            label=arm,
+    columns = wrap_columns([len(pops)] * len(comps))
+    fig, blocks = block_figure([len(pops)] * len(comps), columns)
+    found: dict[tuple[str, str], Axes] = {}
+    for sub, compartment in zip(blocks, comps):
+        block = table[table["compartment"] == compartment]
+        titles = _titles(block, pops, text["labels"], text["ratios"])
+        visits = _visit_order(block)
+        position = {visit: i for i, visit in enumerate(visits)}
+        shift = block["arm"].map(x_offset or {}).fillna(0.0)
+        data = block.assign(
+            _x=block["visit"].map(position).astype(float) + shift,
+            _facet=block["population"].map(titles),
         )
-        bars.lines[0].set_gid(f"mean:{arm}")
-    _visit_axis(ax, visits, cell["measure"].iloc[0], xlim=(0.4, 0.6))
+        order = facet_order([titles[p] for p in pops], columns)
+        plot = layers(so.Plot(data, x="_x", color="arm"))
+        plot = plot.facet(col="_facet", order=order, wrap=columns).share(x=True, y=False)
+        draw_on(plot.label(x="visit", y=_Y_LABEL), sub)
+        axes = drop_pads(sub, order)
+        for population in pops:
+            ax = axes[titles[population]]
+            found[(compartment, population)] = ax
+            visit_ticks(ax, visits, rotate=len(visits) > 6)
+            if block[block["population"] == population].empty:
+                no_data(ax)
+            else:
+                mark_zero(ax)
+        heading(sub, compartment)
+    return fig, found
+
+
+def _name_lines(
+    axes: Mapping[tuple[str, str], Axes], colours: Mapping[str, str], kind: str
+) -> None:
+    """Give each arm's line its id ``<kind>:<arm>`` (the lines are told apart by colour)."""
+    arm_of = {to_hex(colour): arm for arm, colour in colours.items()}
+    for ax in axes.values():
+        for line in ax.lines:
+            arm = arm_of.get(to_hex(line.get_color()))
+            if arm is not None and line.get_gid() is None:
+                line.set_gid(f"{kind}:{arm}")
 
 
 def plot_trajectories(
@@ -98,7 +126,7 @@ def plot_trajectories(
 ) -> Figure:
     """Mean log2 fold change from baseline with its interval by visit, one line per arm.
 
-    One panel per feature (rows) and compartment (columns, every compartment of the table).
+    One block per compartment (every compartment of the table, sorted), one facet per feature.
 
     Parameters
     ----------
@@ -108,73 +136,47 @@ def plot_trajectories(
         Fixed arm colours, arm -> colour (the config's ``arms:``; see :func:`arm_palette`); their
         order is the legend's.
     labels, ratios
-        The config's population labels and ratios: panel titles (see :func:`feature_label`).
+        The config's population labels and ratios: facet titles (see :func:`feature_label`).
     populations, compartments
-        The features (rows) and compartments (columns) drawn, in this order (others of the table
+        The features (facets) and compartments (blocks) drawn, in this order (others of the table
         are left out); default: every one of the table, features in its order, compartments
         sorted.
     reference_arm
         Drawn last in the legend.
     alpha
-        Only for the legend text: the intervals are the table's ``1 - alpha`` t-intervals.
+        Only for the title: the intervals are the table's ``1 - alpha`` t-intervals.
     """
+    import seaborn.objects as so
+
+    summary = summary[summary["n_log2fc"] > 0]
     pops, comps = _panel_layout(summary, populations, compartments)
     arms = _arms_order(summary["arm"], reference_arm, list(arm_colors or {}))
-    colours = arm_palette(arms, arm_colors)
-    fig, axes = _grid(len(pops), len(comps))
+    colours = {arm: arm_palette(arms, arm_colors)[arm] for arm in arms}
     offsets = {a: (i - (len(arms) - 1) / 2) * 0.08 for i, a in enumerate(arms)}
-    for r, population in enumerate(pops):
-        for c, compartment in enumerate(comps):
-            ax = axes[r, c]
-            cell = _cell(summary, population, compartment)
-            cell = cell[cell["n_log2fc"] > 0]
-            _style(ax)
-            title = feature_label(population, labels=labels, ratios=ratios)
-            ax.set_title(f"{title} · {compartment}", fontsize=9)
-            if cell.empty:
-                _no_data(ax)
-                continue
-            _draw_arm_means(ax, cell, arms, colours, offsets)
-    _legend(fig, colours, arms)
+
+    def layers(plot: so.Plot) -> so.Plot:
+        return (
+            plot.add(so.Range(linewidth=1.3), ymin="ci_low", ymax="ci_high", legend=False)
+            .add(so.Line(marker="o", pointsize=4.5, linewidth=1.8), y="mean_log2fc", legend=False)
+            .scale(color=so.Nominal(colours, order=arms))
+        )
+
+    fig, axes = _draw_blocks(
+        summary,
+        pops=pops,
+        comps=comps,
+        text={"labels": labels, "ratios": ratios},
+        layers=layers,
+        x_offset=offsets,
+    )
+    _name_lines(axes, colours, "mean")
+    legend_below(fig, colours)
     level = round(100 * (1 - alpha))
     fig.suptitle(
-        f"Change from baseline: mean log2 fold change with {level}% t-interval", fontsize=10
+        f"Change from baseline by arm: mean log2 fold change with its {level}% t-interval",
+        fontsize=11,
     )
     return fig
-
-
-def _draw_patient_lines(
-    ax: Axes, cell: pd.DataFrame, arms: Sequence[str], colours: Mapping[str, str]
-) -> None:
-    """One panel of :func:`plot_patient_lines`: faint line per patient, bold arm median."""
-    visits = _visit_order(cell)
-    pos = {v: i for i, v in enumerate(visits)}
-    for arm in arms:
-        sub = cell[cell["arm"] == arm]
-        for patient, lines in sub.groupby("patient_id", sort=True):
-            lines = lines.assign(_x=lines["visit"].map(pos)).sort_values("_x")
-            ax.plot(
-                lines["_x"],
-                lines["log2fc"],
-                color=colours[arm],
-                alpha=0.25,
-                lw=0.8,
-                gid=f"patient:{arm}:{patient}",
-            )
-        if sub.empty:
-            continue
-        med = sub.groupby("visit")["log2fc"].median()
-        xs = [v for v in visits if v in med.index]
-        ax.plot(
-            [pos[v] for v in xs],
-            [med[v] for v in xs],
-            color=colours[arm],
-            lw=2.4,
-            marker="o",
-            ms=4.5,
-            gid=f"median:{arm}",
-        )
-    _visit_axis(ax, visits, cell["measure"].iloc[0], xlim=(0.3, 0.7))
 
 
 def plot_patient_lines(
@@ -196,22 +198,36 @@ def plot_patient_lines(
     arm_colors, labels, ratios, populations, compartments, reference_arm
         As in :func:`plot_trajectories`.
     """
+    import seaborn.objects as so
+
     pops, comps = _panel_layout(log2fc, populations, compartments)
     arms = _arms_order(log2fc["arm"], reference_arm, list(arm_colors or {}))
-    colours = arm_palette(arms, arm_colors)
-    fig, axes = _grid(len(pops), len(comps))
-    for r, population in enumerate(pops):
-        for c, compartment in enumerate(comps):
-            ax = axes[r, c]
-            cell = _cell(log2fc, population, compartment)
-            _style(ax)
-            title = feature_label(population, labels=labels, ratios=ratios)
-            ax.set_title(f"{title} · {compartment}", fontsize=9)
-            if cell.empty:
-                _no_data(ax)
-                continue
-            _draw_patient_lines(ax, cell, arms, colours)
-    faint = Line2D([], [], color="0.4", alpha=0.35, lw=0.8, label="one patient")
-    _legend(fig, colours, arms, extra=[faint])
-    fig.suptitle("Change from baseline per patient (faint) and arm median (bold)", fontsize=10)
+    colours = {arm: arm_palette(arms, arm_colors)[arm] for arm in arms}
+
+    def layers(plot: so.Plot) -> so.Plot:
+        return (
+            plot.add(
+                so.Lines(alpha=0.3, linewidth=0.8), y="log2fc", group="patient_id", legend=False
+            )
+            .add(
+                so.Line(marker="o", pointsize=5, linewidth=2.4),
+                so.Agg("median"),
+                y="log2fc",
+                legend=False,
+            )
+            .scale(color=so.Nominal(colours, order=arms))
+        )
+
+    table = log2fc[log2fc["log2fc"].notna()]
+    fig, axes = _draw_blocks(
+        table,
+        pops=pops,
+        comps=comps,
+        text={"labels": labels, "ratios": ratios},
+        layers=layers,
+    )
+    _name_lines(axes, colours, "median")
+    faint = Line2D([], [], color="0.4", alpha=0.4, lw=0.8, label="one patient")
+    legend_below(fig, colours, extra=[faint])
+    fig.suptitle("Change from baseline per patient (faint) and arm median (bold)", fontsize=11)
     return fig

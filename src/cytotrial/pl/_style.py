@@ -1,29 +1,22 @@
-"""What every figure shares: arm colours, feature labels, panel layout and saving.
+"""What every figure shares: arm colours, feature labels, orders and saving.
 
 Figures are :class:`matplotlib.figure.Figure` objects built without pyplot (no global state, no
-display needed). Visits are in clinical order (cycle, then day); arms have the colours of the
-config's ``arms:`` (a colour-blind palette for any other). Features (populations, ratios, MFIs)
-are labelled from the config's population labels and ratios (:func:`feature_label`); nothing here
-knows a population, arm or compartment by name.
+display needed), drawn with seaborn (see ``_layout``). Visits are in clinical order (cycle, then
+day); arms have the colours of the config's ``arms:`` (a colour-blind palette for any other).
+Features (populations, ratios, MFIs) are labelled from the config's population labels and ratios
+(:func:`feature_label`); nothing here knows a population, arm or compartment by name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 from ..tl import measure_unit
-
-if TYPE_CHECKING:
-    from matplotlib.artist import Artist
-    from matplotlib.axes import Axes
 
 __all__ = [
     "arm_palette",
@@ -35,7 +28,6 @@ __all__ = [
 
 # Okabe-Ito colour-blind palette, for arms without a fixed colour
 _PALETTE = ["#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#0072B2", "#F0E442", "#000000"]
-_PANEL_W, _PANEL_H = 3.6, 2.4
 _PDF_METADATA = {"CreationDate": None, "ModDate": None}
 
 
@@ -137,37 +129,6 @@ def _arms_order(
     return ordered
 
 
-def _grid(n_rows: int, n_cols: int) -> tuple[Figure, np.ndarray]:
-    fig = Figure(figsize=(_PANEL_W * n_cols + 0.6, _PANEL_H * n_rows + 0.9), layout="constrained")
-    axes = np.asarray(fig.subplots(n_rows, n_cols, squeeze=False))
-    return fig, axes
-
-
-def _style(ax: Axes) -> None:
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.axhline(0.0, color="0.6", lw=0.8, ls="--", zorder=0)
-    ax.tick_params(labelsize=8)
-
-
-def _no_data(ax: Axes) -> None:
-    """Mark a panel that has nothing to draw."""
-    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.5")
-    ax.set_xticks([])
-
-
-def _legend(
-    fig: Figure, colours: Mapping[str, str], arms: Sequence[str], *, extra: Sequence[Artist] = ()
-) -> None:
-    handles = [Line2D([], [], color=colours[a], marker="o", lw=2, label=a) for a in arms]
-    fig.legend(
-        handles=handles + list(extra),
-        loc="outside lower center",
-        ncol=len(handles) + len(extra),
-        frameon=False,
-        fontsize=9,
-    )
-
-
 def _panel_layout(
     table: pd.DataFrame, populations: Sequence[str] | None, compartments: Sequence[str] | None
 ) -> tuple[list[str], list[str]]:
@@ -189,6 +150,11 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 150) -> tuple[Path,
     stem.parent.mkdir(parents=True, exist_ok=True)
     png = stem.with_name(stem.name + ".png")
     pdf = stem.with_name(stem.name + ".pdf")
+    # Lay the figure out once and keep that layout: both files share it, and saving again gives
+    # the same bytes (each constrained-layout pass starts from the last one's positions).
+    if fig.get_layout_engine() is not None:
+        fig.draw_without_rendering()
+        fig.set_layout_engine("none")
     fig.savefig(png, dpi=dpi, metadata={"Software": None})
     fig.savefig(pdf, metadata=_PDF_METADATA)
     return png, pdf

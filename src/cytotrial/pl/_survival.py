@@ -1,4 +1,9 @@
-"""Kaplan-Meier curves of one feature's early change: per arm, high against low (median split)."""
+"""Kaplan-Meier curves of one feature's early change: per arm, high against low (median split).
+
+Drawn with :mod:`seaborn.objects`: one facet per arm (in the config's order, its colour), the
+``high`` group solid and the ``low`` group dashed, each with its pointwise band (a step band) and
+ticks where patients were censored.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..tl import SPLIT_GROUPS, SURVIVAL_ENDPOINTS, kaplan_meier_curve
-from ._style import _PANEL_H, _PANEL_W, _arms_order, _no_data, arm_palette, feature_label
+from ._layout import PANEL_H, draw_on, no_data
+from ._style import _arms_order, arm_palette, feature_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -20,6 +26,30 @@ __all__ = ["plot_kaplan_meier"]
 
 _ENDPOINT_NAMES = {"pfs": "progression-free survival", "os": "overall survival"}
 _LINESTYLES = {"high": "-", "low": "--"}
+_PANEL_W = 4.6  # a Kaplan-Meier facet is wider than tall
+
+
+def _curves(cell: pd.DataFrame, arms: Sequence[str], time: str, event: str, alpha: float):
+    """Each arm's and group's curve (:func:`cytotrial.tl.kaplan_meier_curve`), as one long table.
+
+    Returns the curves (``arm, group, time, survival, ci_low, ci_high, censored``) and their
+    bands as steps (each interval's bounds repeated at the next time).
+    """
+    curves, bands = [], []
+    for arm in arms:
+        for group in SPLIT_GROUPS:
+            sub = cell[(cell["arm"] == arm) & (cell["group"] == group)]
+            if sub.empty:
+                continue
+            curve = kaplan_meier_curve(
+                sub[time].to_numpy(dtype=float), sub[event].to_numpy(dtype=int), alpha=alpha
+            ).assign(arm=arm, group=group)
+            curves.append(curve)
+            step = curve.iloc[:-1].assign(time=curve["time"].to_numpy()[1:])
+            bands.append(pd.concat([step, curve]).sort_values("time", kind="mergesort"))
+    if not curves:
+        return pd.DataFrame(), pd.DataFrame()
+    return pd.concat(curves, ignore_index=True), pd.concat(bands, ignore_index=True)
 
 
 def plot_kaplan_meier(
@@ -35,9 +65,9 @@ def plot_kaplan_meier(
     ratios: Mapping[str, Sequence[str]] | None = None,
     alpha: float = 0.05,
 ) -> Figure:
-    """Kaplan-Meier curves by the median split of the early change, one panel per arm.
+    """Kaplan-Meier curves by the median split of the early change, one facet per arm.
 
-    In each arm's panel the ``high`` group (early change above the arm's median; solid) and the
+    In each arm's facet the ``high`` group (early change above the arm's median; solid) and the
     ``low`` group (dashed), each with its pointwise ``1 - alpha`` band and censoring ticks.
 
     Parameters
@@ -50,18 +80,18 @@ def plot_kaplan_meier(
     endpoint
         A key of :data:`cytotrial.tl.SURVIVAL_ENDPOINTS` (``pfs`` or ``os``).
     km
-        The ``km`` table of :func:`cytotrial.tl.survival_tables`: each panel then states the
+        The ``km`` table of :func:`cytotrial.tl.survival_tables`: each facet then states the
         log-rank p and each group's median (months); None: no statistics written.
     arm_colors
         Fixed arm colours, arm -> colour (see :func:`arm_palette`).
     arms
-        Panel order (the config's arms; others after, sorted).
+        Facet order (the config's arms; others after, sorted).
     labels, ratios
         The config's population labels and ratios (the title, see :func:`feature_label`).
     alpha
         Level of the bands.
     """
-    import seaborn as sns
+    import seaborn.objects as so
 
     if endpoint not in SURVIVAL_ENDPOINTS:
         raise ValueError(f"unknown endpoint {endpoint!r}; choose from {list(SURVIVAL_ENDPOINTS)}")
@@ -71,34 +101,70 @@ def plot_kaplan_meier(
         cell = cell[cell["group"].isin(SPLIT_GROUPS) & cell[time].notna() & cell[event].notna()]
     else:
         cell = cell.iloc[:0]
-    order = _arms_order(cell["arm"], None, arms) or ["no data"]
-    colours = arm_palette(order, arm_colors)
-    fig = Figure(figsize=(_PANEL_W * len(order) + 0.6, _PANEL_H + 1.4), layout="constrained")
-    with sns.axes_style("ticks"):
-        axes = np.asarray(fig.subplots(1, len(order), squeeze=False, sharex=True, sharey=True))[0]
-    for ax, arm in zip(axes, order):
-        own = cell[cell["arm"] == arm]
-        if own.empty:
-            _no_data(ax)
-            continue
-        stats = None if km is None else _km_rows(km, population, compartment, endpoint, arm)
-        _draw_arm(ax, own, time, event, colour=colours[arm], alpha=alpha, stats=stats)
-        ax.set_title(arm, fontsize=9)
-        ax.set_xlabel("months", fontsize=8)
-    axes[0].set_ylabel(_ENDPOINT_NAMES.get(endpoint, endpoint), fontsize=8)
-    sns.despine(fig=fig)
+    order = _arms_order(cell["arm"], None, arms)
+    curves, bands = _curves(cell, order, time, event, alpha)
     label = feature_label(population, labels=labels, ratios=ratios)
-    fig.suptitle(
-        f"{label}, {compartment}: early change above (high) or at/below (low) the arm's median",
-        fontsize=9,
+    title = f"{label}, {compartment}: early change above (high) or at/below (low) the arm's median"
+    fig = Figure(figsize=(_PANEL_W * max(1, len(order)) + 0.6, PANEL_H + 1.6), layout="constrained")
+    if curves.empty:
+        no_data(fig.subplots())
+        fig.suptitle(title, fontsize=10)
+        return fig
+    colours = arm_palette(order, arm_colors)
+    # one table with one index for every layer (a layer's rows are found by their index)
+    rows = pd.concat([curves.assign(_band=False), bands.assign(_band=True)], ignore_index=True)
+    lines = rows[~rows["_band"]]
+    plot = (
+        so.Plot(rows, x="time", y="survival", color="arm", linestyle="group")
+        .add(
+            so.Band(alpha=0.1, edgewidth=0),
+            data=rows[rows["_band"]],
+            ymin="ci_low",
+            ymax="ci_high",
+            group="group",
+            legend=False,
+        )
+        .add(so.Line(linewidth=1.6), data=lines, legend=False)
+        .add(
+            so.Dot(marker="|", pointsize=8),
+            data=lines[lines["censored"] > 0],
+            group="group",
+            legend=False,
+        )
+        .facet(col="arm", order=order)
+        .scale(
+            color=so.Nominal({a: colours[a] for a in order}, order=order),
+            linestyle=so.Nominal(_LINESTYLES, order=list(SPLIT_GROUPS)),
+        )
+        .limit(y=(-0.02, 1.02))
+        .label(x="months", y=_ENDPOINT_NAMES.get(endpoint, endpoint), title=str)
     )
+    draw_on(plot, fig)  # the groups are told apart in each facet's own legend
+    for ax, arm in zip(fig.axes, order):
+        _finish_facet(ax, cell[cell["arm"] == arm], curves[curves["arm"] == arm])
+        stats = None if km is None else _km_rows(km, population, compartment, endpoint, arm)
+        _facet_legend(ax, cell[cell["arm"] == arm], colours[arm], stats)
+    fig.suptitle(title, fontsize=10)
     return fig
+
+
+def _finish_facet(ax: Axes, own: pd.DataFrame, curves: pd.DataFrame) -> None:
+    """Steps for the curves (drawn post), each named ``km:<group>``; x from 0."""
+    for line in ax.get_lines():
+        x = np.asarray(line.get_xdata(), dtype=float)
+        for group, curve in curves.groupby("group", sort=False):
+            if len(curve) == len(x) and np.allclose(curve["time"].to_numpy(), x):
+                line.set_drawstyle("steps-post")
+                line.set_gid(f"km:{group}")
+    ax.set_xlim(left=0)
+    if own.empty:
+        no_data(ax)
 
 
 def _km_rows(
     km: pd.DataFrame, population: str, compartment: str, endpoint: str, arm: str
 ) -> pd.DataFrame:
-    """The ``km`` rows of one panel, indexed by group."""
+    """The ``km`` rows of one facet, indexed by group."""
     rows = km[
         (km["population"] == population)
         & (km["compartment"] == compartment)
@@ -108,50 +174,18 @@ def _km_rows(
     return rows.set_index("group")
 
 
-def _draw_arm(
-    ax: Axes,
-    own: pd.DataFrame,
-    time: str,
-    event: str,
-    *,
-    colour: str,
-    alpha: float,
-    stats: pd.DataFrame | None,
-) -> None:
-    """One arm's panel: each group's step curve, band and censoring ticks, and a legend."""
+def _facet_legend(ax: Axes, own: pd.DataFrame, colour: str, stats: pd.DataFrame | None) -> None:
+    """Each group's size and median, and the log-rank p, in the facet's corner."""
     handles = []
     for group in SPLIT_GROUPS:
-        sub = own[own["group"] == group]
-        text = f"{group} (n={len(sub)})"
+        text = f"{group} (n={int((own['group'] == group).sum())})"
         if stats is not None and group in stats.index:
             median = float(stats.loc[group, "median_months"])
             text += f", median {median:.1f}" if np.isfinite(median) else ", median not reached"
         handles.append(Line2D([], [], color=colour, ls=_LINESTYLES[group], lw=1.6, label=text))
-        if sub.empty:
-            continue
-        curve = kaplan_meier_curve(
-            sub[time].to_numpy(dtype=float), sub[event].to_numpy(dtype=int), alpha=alpha
-        )
-        x, y = curve["time"].to_numpy(), curve["survival"].to_numpy()
-        (line,) = ax.step(x, y, where="post", color=colour, ls=_LINESTYLES[group], lw=1.6)
-        line.set_gid(f"km:{group}")
-        ax.fill_between(
-            x,
-            curve["ci_low"].to_numpy(),
-            curve["ci_high"].to_numpy(),
-            step="post",
-            color=colour,
-            alpha=0.12 if group == "high" else 0.06,
-            lw=0,
-        )
-        censored = curve["censored"].to_numpy() > 0
-        ax.plot(x[censored], y[censored], ls="", marker="|", ms=6, color=colour)
     if stats is not None and len(stats):
         p = float(stats["logrank_p"].iloc[0])
         handles.append(
             Line2D([], [], ls="", label=f"log-rank p = {p:.3g}" if np.isfinite(p) else "no test")
         )
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlim(left=0)
-    ax.tick_params(labelsize=8)
-    ax.legend(handles=handles, loc="lower left", fontsize=7, frameon=False)
+    ax.legend(handles=handles, loc="lower left", fontsize=7.5, frameon=False)

@@ -1,0 +1,149 @@
+"""Absolute values per visit and arm: quartile box, median and every sample, per feature.
+
+Drawn with :mod:`seaborn.objects` from the values the statistics analyse
+(:func:`cytotrial.tl.measure_table`: each sample's value in its compartment's measure): one block
+per compartment, one facet per analysed feature, arms side by side at each visit (clinical order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from ..tl import measure_unit
+from ._layout import (
+    block_figure,
+    draw_on,
+    drop_pads,
+    facet_order,
+    heading,
+    legend_below,
+    no_data,
+    unique_titles,
+    visit_ticks,
+    wrap_columns,
+)
+from ._style import _arms_order, _panel_layout, _visit_order, arm_palette, feature_label
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["plot_values"]
+
+_ARM_SPAN = 0.7  # the arms of one visit share this much of the x axis
+
+
+def _offsets(arms: Sequence[str]) -> dict[str, float]:
+    """Each arm's shift from its visit's position (arms side by side)."""
+    step = _ARM_SPAN / max(1, len(arms))
+    return {arm: (i - (len(arms) - 1) / 2) * step for i, arm in enumerate(arms)}
+
+
+def _log_scale(block: pd.DataFrame) -> bool:
+    """Draw a block on a log scale: every value positive and spanning over a decade somewhere."""
+    values = block["value"].to_numpy(dtype=float)
+    if len(values) == 0 or (values <= 0).any():
+        return False
+    spans = block.groupby("population")["value"].agg(lambda v: v.max() / v.min())
+    return bool((spans > 10).any())
+
+
+def _block_plot(block: pd.DataFrame, order: list[str], columns: int, arms, colours, log: bool):
+    """The seaborn Plot of one compartment: quartile bar, median dash and points per arm."""
+    import seaborn.objects as so
+
+    width = 0.8 * _ARM_SPAN / max(1, len(arms))
+    plot = (
+        so.Plot(block, x="_x", y="value", color="arm")
+        .add(so.Range(linewidth=9, alpha=0.3), so.Perc([25, 75]), group="_x", legend=False)
+        .add(so.Dash(width=width, linewidth=2.2), so.Agg("median"), group="_x", legend=False)
+        .add(so.Dots(pointsize=3.2, alpha=0.8), so.Jitter(x=width * 0.35, seed=0), legend=False)
+        .facet(col="_facet", order=order, wrap=columns)
+        .share(x=True, y=False)
+        .scale(color=so.Nominal(colours, order=arms))
+        .label(x="visit", y="value (log scale)" if log else "value")
+    )
+    if log:
+        plot = plot.scale(y="log")
+    return plot
+
+
+def _log_ticks(ax: Axes) -> None:
+    """Ticks at 1, 2 and 5 of each decade, written as plain numbers (100, 200, 500)."""
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def plot_values(
+    values: pd.DataFrame,
+    *,
+    arm_colors: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    ratios: Mapping[str, Sequence[str]] | None = None,
+    populations: Sequence[str] | None = None,
+    compartments: Sequence[str] | None = None,
+    reference_arm: str | None = None,
+) -> Figure:
+    """Each sample's value per visit and arm: the quartiles (bar), the median (dash), the samples.
+
+    One block per compartment, one facet per feature (its label and unit in the title); a block
+    whose values are all positive and span more than a decade is drawn on a log scale.
+
+    Parameters
+    ----------
+    values
+        :func:`cytotrial.tl.measure_table` (``compartment, population, arm, visit, cycle, day,
+        measure, value``); rows without a value are left out.
+    arm_colors, labels, ratios, populations, compartments, reference_arm
+        As in :func:`plot_trajectories`.
+    """
+    values = values[np.isfinite(values["value"].to_numpy(dtype=float))]
+    pops, comps = _panel_layout(values, populations, compartments)
+    arms = _arms_order(values["arm"], reference_arm, list(arm_colors or {}))
+    colours = {arm: arm_palette(arms, arm_colors)[arm] for arm in arms}
+    offsets = _offsets(arms)
+    columns = wrap_columns([len(pops)] * len(comps))
+    fig, blocks = block_figure([len(pops)] * len(comps), columns)
+    for sub, compartment in zip(blocks, comps):
+        block = values[(values["compartment"] == compartment) & values["population"].isin(pops)]
+        measures = block.drop_duplicates("population").set_index("population")["measure"]
+        titles = unique_titles(
+            {
+                p: feature_label(p, labels=labels, ratios=ratios)
+                + (f"\n{measure_unit(str(measures[p]))}" if p in measures.index else "")
+                for p in pops
+            }
+        )
+        visits = _visit_order(block)
+        position = {visit: i for i, visit in enumerate(visits)}
+        block = block.assign(
+            _x=block["visit"].map(position).astype(float) + block["arm"].map(offsets),
+            _facet=block["population"].map(titles),
+        )
+        order = facet_order([titles[p] for p in pops], columns)
+        log = _log_scale(block)
+        draw_on(_block_plot(block, order, columns, arms, colours, log), sub)
+        axes = drop_pads(sub, order)
+        for population in pops:
+            ax = axes[titles[population]]
+            visit_ticks(ax, visits, rotate=len(visits) > 6)
+            if block[block["population"] == population].empty:
+                no_data(ax)
+            elif log:
+                _log_ticks(ax)
+        heading(sub, compartment + ("  (log scale)" if log else ""))
+    box = Line2D([], [], color="0.5", lw=7, alpha=0.35, label="quartiles")
+    median = Line2D([], [], color="0.2", lw=2.2, label="median")
+    legend_below(fig, colours, marker="o", lw=0, extra=[box, median])
+    fig.suptitle(
+        "Values per visit and arm: quartiles (bar), median (dash) and each sample (point)",
+        fontsize=11,
+    )
+    return fig
