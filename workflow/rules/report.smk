@@ -5,7 +5,15 @@
 from cytotrial.rules import REPORT_OVERVIEW, REPORT_TABLES, figure_page, report_entry
 
 # The figures of the report (plots.smk): every one built by default.
-REPORT_FIGURES = [*FIGURES, *KM_FIGURES, "gating_qc", "umap_population", "umap_arm"]
+REPORT_FIGURES = [
+    *FIGURES,
+    *KM_FIGURES,
+    *PATIENT_FIGURES,
+    *QC_FIGURES,
+    "gating_qc",
+    "umap_population",
+    "umap_arm",
+]
 # Built by default, so that `snakemake --report` finds them.
 REPORT_PAGES = [
     *REPORT_TABLES.values(),
