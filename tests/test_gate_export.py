@@ -406,6 +406,24 @@ def test_exports_are_deterministic(trial, tmp_path):
     assert (tmp_path / "a.xml").read_bytes() == written
 
 
+def test_a_file_that_no_longer_reads_is_named_and_the_others_exported(trial, tmp_path):
+    broken = tmp_path / "S9.fcs"
+    broken.write_bytes(b"not an FCS file")
+    files = {"S1": trial["files"]["S1"], "S9": broken}
+    notes = export_panel_gates(
+        trial["gating"],
+        files,
+        trial["positions"],
+        workspace=tmp_path / "blood.wsp",
+        gatingml_dir=tmp_path / "blood",
+        panels=PANELS,
+        acquisition=acquisition_settings(),
+    )
+    assert len(notes) == 1 and notes[0].startswith("S9: not exported: ")
+    assert sorted(p.name for p in (tmp_path / "blood").iterdir()) == ["S1.xml"]
+    assert set(flowkit_workspace_counts(tmp_path / "blood.wsp")) == {"S1"}
+
+
 def test_positions_that_do_not_fit_the_config_are_refused_in_one_line(trial):
     rows = trial["positions"][trial["positions"]["sample_id"] == "S1"]
     rows = rows[rows["gate"] != "cd3"]

@@ -427,25 +427,30 @@ def export_panel_gates(
     Returns
     -------
     list of str
-        One line per gate left out of an export and per file whose counts the exported gates
-        cannot reproduce, naming the sample and why.
+        One line per gate left out of an export, per file whose counts the exported gates cannot
+        reproduce and per sample that could not be exported (its file no longer reads as it was
+        gated: no GatingML file, no sample node), naming the sample and why.
     """
     by_sample = dict(iter(positions.groupby("sample_id", sort=False))) if len(positions) else {}
-    gathered = [
-        read_sample_gates(
-            fcs,
-            gating,
-            sample_id=sid,
-            positions=by_sample.get(sid),
-            panels=panels,
-            compensation=compensation,
-            unreadable_compensation=unreadable_compensation,
-            acquisition=acquisition,
-        )
-        for sid, fcs in sorted(samples.items())
-    ]
-    acquisition_gates = any(sample.removed for sample in gathered)
+    gathered: list[SampleGates] = []
     notes: list[str] = []
+    for sid, fcs in sorted(samples.items()):
+        try:
+            gathered.append(
+                read_sample_gates(
+                    fcs,
+                    gating,
+                    sample_id=sid,
+                    positions=by_sample.get(sid),
+                    panels=panels,
+                    compensation=compensation,
+                    unreadable_compensation=unreadable_compensation,
+                    acquisition=acquisition,
+                )
+            )
+        except CytotrialError as error:  # the file changed since it was gated: the others go on
+            notes.append(f"{sid}: not exported: {' '.join(str(error).split())}")
+    acquisition_gates = any(sample.removed for sample in gathered)
     folder = Path(gatingml_dir)
     folder.mkdir(parents=True, exist_ok=True)
     for sample in gathered:
