@@ -10,12 +10,11 @@ EXPORT_POPULATIONS = {
 }
 
 
-def export_panel_fcs(wildcards):
-    """Sample id -> FCS file (relative to the working directory) of every sample of a panel."""
-    table = samples()
-    ids = table.loc[table["panel"] == wildcards.panel, "sample_id"]
-    fcs = fcs_inputs()
-    return {sid: fcs[sid] for sid in sorted(ids)}
+# Sample id -> FCS file (relative to the working directory) of every sample of a panel.
+export_panel_fcs = lambda wildcards: {
+    sid: fcs_inputs()[sid]
+    for sid in sorted(samples().query("panel == @wildcards.panel")["sample_id"])
+}
 
 
 rule export_gates:
