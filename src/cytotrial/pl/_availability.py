@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from ._layout import block_figure, draw_on, drop_pads, facet_order, visit_ticks, wrap_columns
+from ._layout import (
+    block_figure,
+    draw_on,
+    drop_pads,
+    facet_order,
+    figure_title,
+    visit_ticks,
+    wrap_columns,
+)
 from ._style import _arms_order, _visit_order
 
 if TYPE_CHECKING:
@@ -156,8 +164,9 @@ def plot_sample_availability(
     fig.legend(
         handles=handles, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=9
     )
-    fig.suptitle(
+    figure_title(
+        fig,
         f"Sample availability: each patient's scheduled visits ({counts.get('analysed', 0) + counts.get('analysed, flagged', 0)} of {len(table)} analysed)",
-        fontsize=11,
+        size=11,
     )
     return fig

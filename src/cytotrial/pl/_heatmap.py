@@ -14,6 +14,7 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from ..tl import measure_unit
+from ._layout import figure_title
 from ._style import _panel_layout, feature_label
 
 if TYPE_CHECKING:
@@ -227,9 +228,10 @@ def plot_effect_heatmap(
             fontsize=8,
         )
         bar.ax.tick_params(labelsize=8)
-    fig.suptitle(
+    figure_title(
+        fig,
         f"Arm effect by visit  (* q < {alpha:g} in the primary family, MMRM arm difference; "
         "other cells not starred)",
-        fontsize=10,
+        size=10,
     )
     return fig

@@ -11,6 +11,7 @@ screen's width; nothing is cut off).
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -153,6 +154,13 @@ def draw_on(plot: so.Plot, target: SubFigure | Figure) -> None:
 def heading(target: SubFigure | Figure, text: str, *, size: float = 10.5) -> None:
     """A block's heading (left-aligned, bold) or a figure's title."""
     target.suptitle(text, x=0.01, ha="left", fontsize=size, fontweight="bold")
+
+
+def figure_title(fig: Figure, text: str, *, size: float = 11) -> None:
+    """The figure's title, wrapped to its width (a long title never runs off the figure)."""
+    width = fig.get_size_inches()[0]
+    chars = max(20, int(width * 72 / (0.6 * size)))  # a character is about 0.6 em wide
+    fig.suptitle("\n".join(textwrap.wrap(text, chars)), fontsize=size)
 
 
 def mark_zero(ax: Axes) -> None:

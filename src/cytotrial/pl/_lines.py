@@ -20,6 +20,7 @@ from ._layout import (
     draw_on,
     drop_pads,
     facet_order,
+    figure_title,
     heading,
     legend_below,
     mark_zero,
@@ -172,9 +173,10 @@ def plot_trajectories(
     _name_lines(axes, colours, "mean")
     legend_below(fig, colours)
     level = round(100 * (1 - alpha))
-    fig.suptitle(
+    figure_title(
+        fig,
         f"Change from baseline by arm: mean log2 fold change with its {level}% t-interval",
-        fontsize=11,
+        size=11,
     )
     return fig
 
@@ -229,5 +231,5 @@ def plot_patient_lines(
     _name_lines(axes, colours, "median")
     faint = Line2D([], [], color="0.4", alpha=0.4, lw=0.8, label="one patient")
     legend_below(fig, colours, extra=[faint])
-    fig.suptitle("Change from baseline per patient (faint) and arm median (bold)", fontsize=11)
+    figure_title(fig, "Change from baseline per patient (faint) and arm median (bold)", size=11)
     return fig

@@ -29,6 +29,7 @@ from ._layout import (
     draw_on,
     drop_pads,
     facet_order,
+    figure_title,
     heading,
     legend_below,
     no_data,
@@ -325,8 +326,9 @@ def plot_qc_overview(
         Patch(color="0.55", alpha=0.3, label="centre ± 2 robust SD"),
     ]
     legend_below(fig, colours, marker="o", lw=0, extra=extra)
-    fig.suptitle(
+    figure_title(
+        fig,
         "QC overview: acquisition by batch and drift of key frequencies across batches",
-        fontsize=11,
+        size=11,
     )
     return fig

@@ -20,6 +20,7 @@ from ._layout import (
     draw_on,
     drop_pads,
     facet_order,
+    figure_title,
     heading,
     legend_below,
     mark_zero,
@@ -180,9 +181,10 @@ def plot_spider(
                 mark_zero(ax)
         heading(sub, compartment)
     legend_below(fig, colours, marker="o", lw=1.5, title="best overall response")
-    fig.suptitle(
+    figure_title(
+        fig,
         "Each patient's change from baseline over the visits, coloured by best overall response",
-        fontsize=11,
+        size=11,
     )
     return fig
 
@@ -252,9 +254,10 @@ def plot_waterfall(
                 mark_zero(ax)
         heading(sub, f"{compartment}: early change at {response_visit}")
     legend_below(fig, colours, marker="s", lw=0, title="best overall response")
-    fig.suptitle(
+    figure_title(
+        fig,
         f"Waterfall of the early change at {response_visit}: each patient's log2 fold change "
         "from baseline, sorted, coloured by best overall response",
-        fontsize=11,
+        size=11,
     )
     return fig

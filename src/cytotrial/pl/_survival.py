@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..tl import SPLIT_GROUPS, SURVIVAL_ENDPOINTS, kaplan_meier_curve
-from ._layout import PANEL_H, draw_on, no_data
+from ._layout import PANEL_H, draw_on, figure_title, no_data
 from ._style import _arms_order, arm_palette, feature_label
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def plot_kaplan_meier(
     fig = Figure(figsize=(_PANEL_W * max(1, len(order)) + 0.6, PANEL_H + 1.6), layout="constrained")
     if curves.empty:
         no_data(fig.subplots())
-        fig.suptitle(title, fontsize=10)
+        figure_title(fig, title, size=10)
         return fig
     colours = arm_palette(order, arm_colors)
     # one table with one index for every layer (a layer's rows are found by their index)
@@ -144,7 +144,7 @@ def plot_kaplan_meier(
         _finish_facet(ax, cell[cell["arm"] == arm], curves[curves["arm"] == arm])
         stats = None if km is None else _km_rows(km, population, compartment, endpoint, arm)
         _facet_legend(ax, cell[cell["arm"] == arm], colours[arm], stats)
-    fig.suptitle(title, fontsize=10)
+    figure_title(fig, title, size=10)
     return fig
 
 

@@ -7,13 +7,13 @@ per compartment, one facet per analysed feature, arms side by side at each visit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ..tl import measure_unit
 from ._layout import (
@@ -21,6 +21,7 @@ from ._layout import (
     draw_on,
     drop_pads,
     facet_order,
+    figure_title,
     heading,
     legend_below,
     no_data,
@@ -54,31 +55,68 @@ def _log_scale(block: pd.DataFrame) -> bool:
     return bool((spans > 10).any())
 
 
-def _block_plot(block: pd.DataFrame, order: list[str], columns: int, arms, colours, log: bool):
+def _with_quartiles(block: pd.DataFrame, *, log: bool) -> pd.DataFrame:
+    """The samples and, as rows of their own, each facet's, visit's and arm's quartiles.
+
+    Quartiles are of the values themselves; on a log scale every y (``_y``, ``_q1``,
+    ``_median``, ``_q3``) is then its log10. One table with one index, so that each layer takes
+    its rows by index.
+    """
+    keys = ["_facet", "_x", "arm"]
+    grouped = block.groupby(keys, sort=False)["value"]
+    summary = pd.concat(
+        [grouped.quantile(0.25).rename("_q1"), grouped.median().rename("_median")], axis=1
+    )
+    summary["_q3"] = grouped.quantile(0.75)
+    summary = summary.reset_index().assign(_summary=True)
+    rows = pd.concat([block.assign(_summary=False, _y=block["value"]), summary], ignore_index=True)
+    if log:
+        for column in ("_y", "_q1", "_median", "_q3"):
+            rows[column] = np.log10(rows[column].to_numpy(dtype=float))
+    return rows
+
+
+def _block_plot(rows: pd.DataFrame, order: list[str], columns: int, arms, colours, log: bool):
     """The seaborn Plot of one compartment: quartile bar, median dash and points per arm."""
     import seaborn.objects as so
 
     width = 0.8 * _ARM_SPAN / max(1, len(arms))
-    plot = (
-        so.Plot(block, x="_x", y="value", color="arm")
-        .add(so.Range(linewidth=9, alpha=0.3), so.Perc([25, 75]), group="_x", legend=False)
-        .add(so.Dash(width=width, linewidth=2.2), so.Agg("median"), group="_x", legend=False)
-        .add(so.Dots(pointsize=3.2, alpha=0.8), so.Jitter(x=width * 0.35, seed=0), legend=False)
+    summary, samples = rows[rows["_summary"]], rows[~rows["_summary"]]
+    return (
+        so.Plot(rows, x="_x", color="arm")
+        .add(
+            so.Range(linewidth=9, alpha=0.3),
+            data=summary,
+            y="_median",
+            ymin="_q1",
+            ymax="_q3",
+            legend=False,
+        )
+        .add(so.Dash(width=width, linewidth=2.2), data=summary, y="_median", legend=False)
+        .add(
+            so.Dots(pointsize=3.2, alpha=0.8),
+            so.Jitter(x=width * 0.35, seed=0),
+            data=samples,
+            y="_y",
+            legend=False,
+        )
         .facet(col="_facet", order=order, wrap=columns)
         .share(x=True, y=False)
         .scale(color=so.Nominal(colours, order=arms))
         .label(x="visit", y="value (log scale)" if log else "value")
     )
-    if log:
-        plot = plot.scale(y="log")
-    return plot
 
 
 def _log_ticks(ax: Axes) -> None:
-    """Ticks at 1, 2 and 5 of each decade, written as plain numbers (100, 200, 500)."""
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    """Ticks of a log10 axis at 1, 2 and 5 of each decade, written as the values (100, 200)."""
+    low, high = ax.get_ylim()
+    ticks = [
+        math.log10(m) + e
+        for e in range(math.floor(low) - 1, math.ceil(high) + 1)
+        for m in (1, 2, 5)
+        if low <= math.log10(m) + e <= high
+    ]
+    ax.set_yticks(ticks, [f"{10**t:.6g}" for t in ticks])
 
 
 def plot_values(
@@ -129,7 +167,8 @@ def plot_values(
         )
         order = facet_order([titles[p] for p in pops], columns)
         log = _log_scale(block)
-        draw_on(_block_plot(block, order, columns, arms, colours, log), sub)
+        rows = _with_quartiles(block, log=log)
+        draw_on(_block_plot(rows, order, columns, arms, colours, log), sub)
         axes = drop_pads(sub, order)
         for population in pops:
             ax = axes[titles[population]]
@@ -142,8 +181,9 @@ def plot_values(
     box = Line2D([], [], color="0.5", lw=7, alpha=0.35, label="quartiles")
     median = Line2D([], [], color="0.2", lw=2.2, label="median")
     legend_below(fig, colours, marker="o", lw=0, extra=[box, median])
-    fig.suptitle(
+    figure_title(
+        fig,
         "Values per visit and arm: quartiles (bar), median (dash) and each sample (point)",
-        fontsize=11,
+        size=11,
     )
     return fig
