@@ -60,7 +60,8 @@ def memberships(blood_fcs) -> dict[str, np.ndarray]:
 def _gate(fcs: Path, config: dict, panel: str = "blood") -> pd.DataFrame:
     gating = load_panel_gating(panel, config["strategies"][panel], model=population_model(config))
     samples = pd.DataFrame({"sample_id": ["s"], "panel": [panel], "fcs": [str(fcs)]})
-    counts, qc, _ = gate_samples(samples, {panel: gating})
+    result = gate_samples(samples, {panel: gating})
+    counts, qc = result.counts, result.qc
     assert qc["status"].tolist() == ["ok"], qc["message"].tolist()
     assert list(counts.columns) == COUNT_COLUMNS
     return counts.set_index("population")
