@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib import image as plt_image
 from matplotlib.colors import to_hex
 
 from cytotrial import pl as plots
@@ -486,6 +487,10 @@ def test_workflow_figures_are_written_as_png_and_pdf(tmp_path, trial):
         data = path.read_bytes()
         assert data.startswith(b"\x89PNG" if name.endswith(".png") else b"%PDF"), name
         assert len(data) > 10_000, name
+        if name.endswith(".png"):  # nothing cut off: a blank margin on every side of the image
+            pixels = plt_image.imread(path)[..., :3]
+            edges = [pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]
+            assert all((edge > 0.9).all() for edge in edges), name
     second = plots.write_qc_figures(
         outputs={name: tmp_path / "again" / name for name in plots.QC_FIGURES}, **qc_options
     )
@@ -524,3 +529,12 @@ def test_unreadable_tables_are_one_line_errors(tmp_path, trial):
             h5ad=tmp_path / "none.h5ad",
             outputs={"volcano": tmp_path / "v"},
         )
+
+
+def test_saved_figures_keep_their_longest_labels_inside(tmp_path, tables):
+    long = {**LABELS, "cd4": "CD25 MFI of Treg (CD4+CD25+CD127low)"}
+    fig = plots.plot_effect_heatmap(tables["arm_comparison"], visits=VISITS, labels=long)
+    png, _ = plots.save_figure(fig, tmp_path / "heatmap")
+    pixels = plt_image.imread(png)[..., :3]
+    for edge in (pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]):
+        assert (edge > 0.9).all()

@@ -35,7 +35,8 @@ localrules:
 
 rule figures:
     """Draw what treatment did from the statistics tables: arm trajectories, per-patient lines and
-    the arm effect heatmap (PNG and PDF), one row per analysed feature, labelled from the config.
+    the arm effect heatmap (PNG and PDF), one block per compartment and one panel per analysed
+    feature, labelled from the config.
     """
     input:
         log2fc="results/stats/log2fc.tsv",

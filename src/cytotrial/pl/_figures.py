@@ -247,8 +247,8 @@ def draw_figures(
 ) -> dict[str, Figure]:
     """Draw figures of :data:`FIGURES` from the statistics tables.
 
-    One row of panels per analysed feature (``analysis.populations`` in order; empty: every
-    feature of the tables), one column per compartment of the tables.
+    One block of panels per compartment of the tables, one panel per analysed feature
+    (``analysis.populations`` in order; empty: every feature of the tables), drawn with seaborn.
 
     Parameters
     ----------

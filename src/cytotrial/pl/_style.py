@@ -153,6 +153,7 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 150) -> tuple[Path,
     # Lay the figure out once and keep that layout: both files share it, and saving again gives
     # the same bytes (each constrained-layout pass starts from the last one's positions).
     if fig.get_layout_engine() is not None:
+        fig.set_dpi(dpi)  # laid out as the PNG draws its text
         fig.draw_without_rendering()
         fig.set_layout_engine("none")
     fig.savefig(png, dpi=dpi, metadata={"Software": None})
