@@ -154,6 +154,14 @@ def test_qc_flags_are_kept_in_the_long_table(tables):
     assert "baseline_qc_flags" in fc.columns
 
 
+def test_every_sample_flagged_as_read_back_from_h5ad(trial, tmp_path):
+    """qc_flags come back from an h5ad as a categorical; with every sample flagged "" is not one."""
+    flagged = trial.copy()
+    flagged.obs["qc_flags"] = pd.Categorical(["low_events"] * flagged.n_obs)
+    fc = stats.compute_tables(flagged, analysis=ANALYSIS, tables=["log2fc"])["log2fc"]
+    assert set(fc["qc_flags"]) == {"low_events"}
+
+
 def test_patient_without_baseline_is_reported_not_dropped_silently(tables):
     missing = tables["missing_baseline"]
     row = _row(missing, patient_id="P03", compartment="blood")

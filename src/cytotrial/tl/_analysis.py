@@ -98,7 +98,7 @@ def _typed_obs(obs: pd.DataFrame) -> pd.DataFrame:
             )
         out[col] = numbers.astype(int)
     if "qc_flags" in out.columns:
-        out["qc_flags"] = out["qc_flags"].fillna("").astype(str)
+        out["qc_flags"] = out["qc_flags"].astype(object).fillna("").astype(str)
     else:
         out["qc_flags"] = ""
     return out
