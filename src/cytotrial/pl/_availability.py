@@ -98,8 +98,6 @@ def plot_sample_availability(
         Arm order (the config's arms; others after, sorted); each arm's compartments side by
         side.
     """
-    import seaborn.objects as so
-
     order = _arms_order(status["arm"], None, arms)
     comps = sorted(set(status["compartment"]))
     schedule = {c: _visit_order(visits[visits["compartment"] == c]) for c in comps}
@@ -118,25 +116,7 @@ def plot_sample_availability(
     columns = wrap_columns([len(facets)], panel=(width, height), step=len(comps))
     fig, (sub,) = block_figure([len(facets)], columns, panel=(width, height))
     shown = [s for s in AVAILABILITY_STATUSES if s in set(table["status"])]
-    plot = (
-        so.Plot(table, x="_x", y="_y")
-        .add(so.Line(color="0.85", linewidth=3), group="patient_id", legend=False)
-        .add(
-            so.Dot(pointsize=6, edgewidth=1.2),
-            marker="status",
-            color="status",
-            fill="status",
-            legend=False,
-        )
-        .facet(col="_facet", order=facet_order(facets, columns), wrap=columns)
-        .share(x=False, y=False)
-        .scale(
-            marker=so.Nominal({s: AVAILABILITY_STATUSES[s][0] for s in shown}, order=shown),
-            color=so.Nominal({s: AVAILABILITY_STATUSES[s][1] for s in shown}, order=shown),
-            fill=so.Nominal({s: AVAILABILITY_STATUSES[s][2] for s in shown}, order=shown),
-        )
-        .label(x="visit", y="patient")
-    )
+    plot = _availability_plot(table, facet_order(facets, columns), columns, shown)
     draw_on(plot, sub)
     axes = drop_pads(sub, facet_order(facets, columns))
     for arm in order:
@@ -146,27 +126,61 @@ def plot_sample_availability(
             ax.set_yticks(range(len(patients[arm])), patients[arm], fontsize=7)
             ax.tick_params(axis="y", labelleft=True)
             ax.set_ylim(-0.7, len(patients[arm]) - 0.3)
+            for lane in ax.lines:  # lanes under the marks
+                lane.set_zorder(0.5)
     counts = table["status"].value_counts()
+    _status_legend(fig, counts, shown)
+    analysed = counts.get("analysed", 0) + counts.get("analysed, flagged", 0)
+    figure_title(
+        fig,
+        f"Sample availability: each patient's scheduled visits ({analysed} of {len(table)} "
+        "analysed)",
+        size=11,
+    )
+    return fig
+
+
+def _availability_plot(table: pd.DataFrame, facets: list[str], columns: int, shown: list[str]):
+    """The seaborn Plot: a grey lane per patient, a mark per scheduled visit by its status."""
+    import seaborn.objects as so
+
+    return (
+        so.Plot(table, x="_x", y="_y")
+        .add(so.Line(color="0.85", linewidth=3), group="patient_id", legend=False)
+        .add(
+            so.Dot(pointsize=6, edgewidth=1.2),
+            marker="status",
+            color="status",
+            fill="status",
+            legend=False,
+        )
+        .facet(col="_facet", order=facets, wrap=columns)
+        .share(x=False, y=False)
+        .scale(
+            marker=so.Nominal({s: AVAILABILITY_STATUSES[s][0] for s in shown}, order=shown),
+            color=so.Nominal({s: AVAILABILITY_STATUSES[s][1] for s in shown}, order=shown),
+            fill=so.Nominal({s: AVAILABILITY_STATUSES[s][2] for s in shown}, order=shown),
+        )
+        .label(x="visit", y="patient")
+    )
+
+
+def _status_legend(fig: Figure, counts: pd.Series, shown: list[str]) -> None:
+    """The statuses drawn, each with its mark and its number of visits, below the figure."""
     handles = [
         Line2D(
             [],
             [],
             ls="",
-            marker=m,
-            color=c,
-            markerfacecolor=c if filled else "none",
+            marker=marker,
+            color=colour,
+            markerfacecolor=colour if filled else "none",
             ms=7,
-            label=f"{s} ({counts.get(s, 0)})",
+            label=f"{status} ({counts.get(status, 0)})",
         )
-        for s, (m, c, filled) in AVAILABILITY_STATUSES.items()
-        if s in shown
+        for status, (marker, colour, filled) in AVAILABILITY_STATUSES.items()
+        if status in shown
     ]
     fig.legend(
         handles=handles, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=9
     )
-    figure_title(
-        fig,
-        f"Sample availability: each patient's scheduled visits ({counts.get('analysed', 0) + counts.get('analysed, flagged', 0)} of {len(table)} analysed)",
-        size=11,
-    )
-    return fig

@@ -151,6 +151,16 @@ def _draw_panel(
     return ax.collections[0]
 
 
+def _colour_bar(fig: Figure, image: QuadMesh, axes: list[Axes]) -> None:
+    """The shared colour scale, right of the panels."""
+    bar = fig.colorbar(image, ax=axes, shrink=0.9)
+    bar.set_label(
+        "difference in log2 fold change from baseline\n(arm \u2212 reference, Hodges-Lehmann)",
+        fontsize=8,
+    )
+    bar.ax.tick_params(labelsize=8)
+
+
 def plot_effect_heatmap(
     arm_comparison: pd.DataFrame,
     *,
@@ -222,12 +232,7 @@ def plot_effect_heatmap(
             )
             image = drawn if drawn is not None else image
     if image is not None:
-        bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.9)
-        bar.set_label(
-            "difference in log2 fold change from baseline\n(arm − reference, Hodges-Lehmann)",
-            fontsize=8,
-        )
-        bar.ax.tick_params(labelsize=8)
+        _colour_bar(fig, image, list(axes.ravel()))
     figure_title(
         fig,
         f"Arm effect by visit  (* q < {alpha:g} in the primary family, MMRM arm difference; "

@@ -20,6 +20,7 @@ from ._layout import PANEL_H, draw_on, figure_title, no_data
 from ._style import _arms_order, arm_palette, feature_label
 
 if TYPE_CHECKING:
+    import seaborn.objects as so
     from matplotlib.axes import Axes
 
 __all__ = ["plot_kaplan_meier"]
@@ -91,8 +92,6 @@ def plot_kaplan_meier(
     alpha
         Level of the bands.
     """
-    import seaborn.objects as so
-
     if endpoint not in SURVIVAL_ENDPOINTS:
         raise ValueError(f"unknown endpoint {endpoint!r}; choose from {list(SURVIVAL_ENDPOINTS)}")
     time, event = SURVIVAL_ENDPOINTS[endpoint]
@@ -111,10 +110,31 @@ def plot_kaplan_meier(
         figure_title(fig, title, size=10)
         return fig
     colours = arm_palette(order, arm_colors)
+    plot = _km_plot(curves, bands, order=order, colours=colours, endpoint=endpoint)
+    draw_on(plot, fig)  # the groups are told apart in each facet's own legend
+    for ax, arm in zip(fig.axes, order):
+        _finish_facet(ax, cell[cell["arm"] == arm], curves[curves["arm"] == arm])
+        stats = None if km is None else _km_rows(km, population, compartment, endpoint, arm)
+        _facet_legend(ax, cell[cell["arm"] == arm], colours[arm], stats)
+    figure_title(fig, title, size=10)
+    return fig
+
+
+def _km_plot(
+    curves: pd.DataFrame,
+    bands: pd.DataFrame,
+    *,
+    order: Sequence[str],
+    colours: Mapping[str, str],
+    endpoint: str,
+) -> so.Plot:
+    """The seaborn Plot: a band, a curve and censoring ticks per group, a facet per arm."""
+    import seaborn.objects as so
+
     # one table with one index for every layer (a layer's rows are found by their index)
     rows = pd.concat([curves.assign(_band=False), bands.assign(_band=True)], ignore_index=True)
     lines = rows[~rows["_band"]]
-    plot = (
+    return (
         so.Plot(rows, x="time", y="survival", color="arm", linestyle="group")
         .add(
             so.Band(alpha=0.1, edgewidth=0),
@@ -139,13 +159,6 @@ def plot_kaplan_meier(
         .limit(y=(-0.02, 1.02))
         .label(x="months", y=_ENDPOINT_NAMES.get(endpoint, endpoint), title=str)
     )
-    draw_on(plot, fig)  # the groups are told apart in each facet's own legend
-    for ax, arm in zip(fig.axes, order):
-        _finish_facet(ax, cell[cell["arm"] == arm], curves[curves["arm"] == arm])
-        stats = None if km is None else _km_rows(km, population, compartment, endpoint, arm)
-        _facet_legend(ax, cell[cell["arm"] == arm], colours[arm], stats)
-    figure_title(fig, title, size=10)
-    return fig
 
 
 def _finish_facet(ax: Axes, own: pd.DataFrame, curves: pd.DataFrame) -> None:
