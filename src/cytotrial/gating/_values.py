@@ -95,6 +95,8 @@ class Values:
 
     def exact(self, dim: Dim, rows: np.ndarray) -> np.ndarray:
         """Values of ``dim`` for ``rows`` exactly as FlowKit computes them (compensated, transformed)."""
+        if dim.ratio is None and dim.comp is None and dim.xform is None:
+            return self.events[rows, dim.column]  # the file's value is FlowKit's: nothing to cache
         if dim not in self._exact_values:
             self._exact_values[dim] = (np.empty(self.n), np.zeros(self.n, dtype=bool))
         store, done = self._exact_values[dim]
