@@ -153,10 +153,15 @@ def gate_flags(table: pd.DataFrame, samples: Sequence[str]) -> pd.Series:
 
 
 def gate_positions_wide(table: pd.DataFrame, samples: Sequence[str]) -> pd.DataFrame:
-    """Samples x boundaries (``<gate path>|<dimension>|<bound>``) of positions, NA where absent."""
+    """Samples x boundaries of positions, NA where absent.
+
+    Columns ``<gate path>|<dimension>|<bound>`` with the path's ``/`` written ``>`` (an h5ad
+    key cannot hold ``/``): ``lymphocytes>singlets>live|BV510-A|max``.
+    """
     if table.empty:
         return pd.DataFrame(index=pd.Index([str(s) for s in samples]))
     key = table["gate_path"] + "|" + table["dimension"] + "|" + table["bound"]
+    key = key.str.replace("/", ">", regex=False)
     wide = table.assign(boundary=key).pivot_table(
         index="sample_id", columns="boundary", values="position", aggfunc="first", sort=False
     )
