@@ -389,11 +389,7 @@ def _null_martingale_residuals(
         warnings.simplefilter("ignore", ConvergenceWarning)
         beta = CoxPHFitter().fit(design, duration_col="time", event_col="event").params_
     risk = np.exp(design[list(beta.index)].to_numpy() @ beta.to_numpy())
-    times = np.unique(time[event == 1])
-    deaths = np.array([np.sum((time == t) & (event == 1)) for t in times])
-    at_risk = np.array([risk[time >= t].sum() for t in times])
-    hazard = np.concatenate([[0.0], np.cumsum(deaths / at_risk)])
-    return event - risk * hazard[np.searchsorted(times, time, side="right")]
+    return _martingale_residuals(time, event, risk)
 
 
 def _unfittable(design: pd.DataFrame, *, n_terms: int) -> str:
@@ -576,11 +572,16 @@ def logrank_scores(time: np.ndarray, event: np.ndarray) -> np.ndarray:
     patients' scores, with ties counted as the log-rank test counts them.
     """
     time, event = np.asarray(time, dtype=float), np.asarray(event, dtype=int)
+    return _martingale_residuals(time, event, np.ones(len(time)))
+
+
+def _martingale_residuals(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> np.ndarray:
+    """``event - risk x Breslow cumulative hazard at the patient's time`` (ties as Breslow)."""
     times = np.unique(time[event == 1])
     deaths = np.array([np.sum((time == t) & (event == 1)) for t in times])
-    at_risk = np.array([np.sum(time >= t) for t in times])
+    at_risk = np.array([risk[time >= t].sum() for t in times])
     hazard = np.concatenate([[0.0], np.cumsum(deaths / at_risk)])
-    return event - hazard[np.searchsorted(times, time, side="right")]
+    return event - risk * hazard[np.searchsorted(times, time, side="right")]
 
 
 @functools.lru_cache(maxsize=16)
