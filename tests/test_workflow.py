@@ -116,6 +116,14 @@ def test_outputs_follow_the_contract(demo):
         "gating_qc",
         "umap_population",
         "umap_arm",
+        "absolute_values",
+        "spider",
+        "waterfall",
+        "sample_availability",
+        "qc_overview",
+        "km_pfs",
+        "km_os",
+        "gate_positions",
     ):
         for ext in ("png", "pdf"):
             assert (demo / f"results/figures/{name}.{ext}").stat().st_size > 10_000
