@@ -187,6 +187,7 @@ def read_sample_gates(
     from ._acquisition import acquisition_qc, time_channel
     from ._samples import read_for_gating
 
+    gating = gating.for_file(fcs)  # a FlowJo sample group: the sample's own tree was gated
     data, channel_map = read_for_gating(
         fcs,
         gating,
@@ -263,6 +264,8 @@ def export_gatingml(
     """
     if acquisition is None:
         acquisition = bool(sample is not None and sample.removed)
+    if sample is not None:
+        gating = gating.for_file(sample.fcs)
     gates, skipped = export_tree(gating, sample, acquisition=acquisition)
     strategy = gating.strategy.gating_strategy
     extra = None
@@ -374,12 +377,14 @@ def export_flowjo_workspace(
     nodes = []
     skipped: dict[str, list[str]] = {}
     for sample in samples:
-        gates, skipped[sample.sample_id] = export_tree(gating, sample, acquisition=acquisition)
-        _detector_names(gates, gating, sample.channel_map)
+        own = gating.for_file(sample.fcs)  # a FlowJo sample group: the sample's own tree
+        gates, skipped[sample.sample_id] = export_tree(own, sample, acquisition=acquisition)
+        _detector_names(gates, own, sample.channel_map)
         compensations = {d.compensation for g in gates for d in g.dims}
-        matrix, ref = _wsp_matrix(gating, sample, compensations)
+        matrix, ref = _wsp_matrix(own, sample, compensations)
         uri = data_uri(sample.fcs, path)
-        nodes.append(WspSample(sample.sample_id, uri, gates, matrix, ref))
+        transforms = dict(own.strategy.gating_strategy.transformations or {})
+        nodes.append(WspSample(sample.sample_id, uri, gates, matrix, ref, transforms))
     order = sorted(range(len(nodes)), key=lambda i: any(g.placed for g in nodes[i].gates))
     first = order[0] if order else 0
     nodes = [nodes[first], *(n for i, n in enumerate(nodes) if i != first)]

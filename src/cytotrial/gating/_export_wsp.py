@@ -67,7 +67,9 @@ class WspSample:
 
     ``matrix``: ``(name, detectors, rows)`` of the spillover matrix its compensated gates use
     (``None``: none, its gates read uncompensated values); ``matrix_ref``: the compensation its
-    gates name for it (``FCS``, ``compensation`` or a matrix id of the strategy).
+    gates name for it (``FCS``, ``compensation`` or a matrix id of the strategy);
+    ``transforms``: the transformations its gates name (``None``: the template's; a sample of a
+    FlowJo workspace has its own).
     """
 
     sample_id: str
@@ -75,6 +77,7 @@ class WspSample:
     gates: list[XGate]
     matrix: tuple[str, list[str], np.ndarray] | None = None
     matrix_ref: str | None = None
+    transforms: Mapping[str, Any] | None = None
 
     @property
     def comp_refs(self) -> set[str]:
@@ -469,9 +472,10 @@ def workspace_document(
         if sample.matrix is not None:
             _matrix_element(sample_el, sample.matrix)
         detectors = sample.matrix[1] if sample.matrix is not None else ()
-        dropped = _dropped_keys(sample.gates, transforms, sample.comp_refs, detectors)
+        own = sample.transforms if sample.transforms is not None else transforms
+        dropped = _dropped_keys(sample.gates, own, sample.comp_refs, detectors)
         kept = [gate for gate in sample.gates if gate.key not in dropped]
-        _transformations(sample_el, kept, transforms, sample.comp_refs)
+        _transformations(sample_el, kept, own, sample.comp_refs)
         etree.SubElement(sample_el, "Keywords")
         node = etree.SubElement(sample_el, "SampleNode")
         for key, value in (
@@ -479,15 +483,13 @@ def workspace_document(
             ("sampleID", sample_number),
         ):  # fmt: skip
             node.set(key, value)
-        writer = _Writer(sample.gates, transforms, sample.comp_refs, f"{sample_number}_")
+        writer = _Writer(sample.gates, own, sample.comp_refs, f"{sample_number}_")
 
         def owner(gate: XGate, writer: _Writer = writer) -> str:
             return group if template_shapes.get(gate.key) == _shape_text(writer, gate) else ""
 
         _write_tree(writer, node, None, _children(sample.gates), owner, dropped)
-        dropped_names[sample.sample_id] = left_out(
-            sample.gates, transforms, sample.comp_refs, detectors
-        )
+        dropped_names[sample.sample_id] = left_out(sample.gates, own, sample.comp_refs, detectors)
     return etree.ElementTree(root), dropped_names
 
 

@@ -19,7 +19,7 @@ Parents, per panel (``freq_parent`` divides by the parent's count; ``""``: all e
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +67,9 @@ class PanelGating:
     adaptive
         The strategy's gates placed from each sample's data (:func:`adaptive_plan`); ``None``:
         every gate as the strategy draws it.
+    adaptive_spec, panels
+        The config's ``strategies.<panel>.adaptive`` and ``panels:`` the plan was made from (a
+        sample's own tree gets its own plan, :meth:`for_file`).
     """
 
     panel: str
@@ -77,6 +80,11 @@ class PanelGating:
     parents: dict[str, str] = field(default_factory=dict)
     mfi: list[tuple[str, str]] = field(default_factory=list)
     adaptive: AdaptivePlan | None = None
+    adaptive_spec: Mapping[str, Any] | None = field(default=None, repr=False)
+    panels: Mapping[str, Sequence[str]] | None = field(default=None, repr=False)
+    _own: dict[int, PanelGating | str] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not self.order:
@@ -84,6 +92,50 @@ class PanelGating:
                 *self.populations,
                 *(n for n in self.booleans if n not in self.populations),
             ]
+
+    def for_file(self, fcs: str | Path) -> PanelGating:
+        """The gating of one data file: this one, or its own sample's tree of a FlowJo workspace.
+
+        A workspace read with ``sample_group`` (:attr:`Strategy.sample_trees`) gates each file
+        with the tree of its own sample, where each population is the gate of the same path as in
+        the panel's template (so parents and outputs stay the panel's). The sample's own tree is
+        the template of its adaptive gates: they are placed from its own positions, within the
+        declared windows, and fall back to its own positions. One gating per distinct tree.
+
+        Raises
+        ------
+        StrategyError
+            One line naming the file: no sample of the group is it (or several are), its tree
+            cannot be read, lacks the gate of a population or does not fit the adaptive gates.
+        """
+        trees = self.strategy.sample_trees
+        if trees is None:
+            return self
+        strategy = trees.strategy_for(fcs)
+        own = self._own.get(id(strategy))
+        if own is None:
+            own = self._own[id(strategy)] = self._sample_gating(strategy)
+        if isinstance(own, str):
+            raise StrategyError(f"{Path(fcs).name}: {own}")
+        return own
+
+    def _sample_gating(self, strategy: Strategy) -> PanelGating | str:
+        """The panel's gating on a sample's own tree, or why that tree cannot report the panel."""
+        where = f"its gate tree (sample {strategy.sample_id!r} of {strategy.path.name})"
+        for name, path in self.populations.items():
+            if path not in strategy.paths:
+                return f"{where} has no gate {path!r}, the gate of population {name}"
+        adaptive = None
+        if self.adaptive_spec:
+            try:
+                adaptive = adaptive_plan(
+                    self.panel, strategy, self.adaptive_spec, panels=self.panels
+                )
+            except ConfigError as error:
+                return (
+                    f"{where} does not fit the adaptive gates: {'; '.join(str(error).splitlines())}"
+                )
+        return replace(self, strategy=strategy, adaptive=adaptive)
 
     def gate_path(self, population: str) -> str:
         """The gate path of a mapped population; ``""`` for a Boolean population."""
@@ -127,9 +179,10 @@ def load_panel_gating(
     panel
         The panel name (a value of the sample sheet's ``panel`` column).
     spec
-        The config entry ``strategies.<panel>``: ``strategy`` (path), optional ``sample_group`` /
-        ``sample_id`` (FlowJo), ``populations`` (name -> gate name or gate path) and optional
-        ``adaptive`` (gates placed from each sample's data).
+        The config entry ``strategies.<panel>``: ``strategy`` (path), optional ``sample_group``
+        (FlowJo: each file gated with its own sample's tree, :meth:`PanelGating.for_file`) or
+        ``sample_id`` (FlowJo: one sample's tree for every file), ``populations`` (name -> gate
+        name or gate path) and optional ``adaptive`` (gates placed from each sample's data).
     model
         The config's population model (:func:`cytotrial.config.population_model`): labels, Boolean
         definitions, parent overrides and each population's gate per panel. ``None``: the
@@ -215,6 +268,8 @@ def panel_gating(
         parents=parents,
         mfi=pairs,
         adaptive=adaptive_plan(panel, strategy, adaptive, panels=panels) if adaptive else None,
+        adaptive_spec=adaptive or None,
+        panels=panels,
     )
 
 

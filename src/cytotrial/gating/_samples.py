@@ -145,8 +145,10 @@ def read_and_gate(
     Raises
     ------
     FCSReadError, MissingMarkerError, CytotrialError
-        As :func:`read_for_gating`, or acquisition QC removed too much of the file.
+        As :func:`read_for_gating`, or acquisition QC removed too much of the file; or (a
+        FlowJo sample group) the file's own tree cannot gate it (:meth:`PanelGating.for_file`).
     """
+    gating = gating.for_file(fcs)
     data, channel_map = read_for_gating(
         fcs,
         gating,
@@ -233,7 +235,9 @@ def gate_samples(
     samples
         Rows with ``sample_id``, ``panel`` and ``fcs`` (gated in ``sample_id`` order).
     gatings
-        Per panel, its loaded strategy and reported populations (:func:`load_panel_gating`).
+        Per panel, its loaded strategy and reported populations (:func:`load_panel_gating`); a
+        FlowJo workspace read with ``sample_group`` gates each file with its own sample's tree
+        (:meth:`PanelGating.for_file`; a file it cannot gate is excluded with the reason).
     panels
         The config's marker -> channel names mapping (harmonisation).
     compensation
@@ -278,6 +282,7 @@ def gate_samples(
             "message": "",
         }
         try:
+            gating = gating.for_file(row.fcs)  # a FlowJo sample group: the file's own tree
             data, channel_map = read_for_gating(
                 row.fcs,
                 gating,

@@ -23,13 +23,15 @@ standard requires) read as FlowJo means them: a dimension named ``Comp-<channel>
 compensated with the FCS file's own spillover (``compensation-ref="FCS"``: uncompensated where the
 file has none), any other dimension is uncompensated. A ``compensation-ref`` that is present is kept.
 
+A FlowJo workspace keeps a gate tree per sample: read with ``sample_group``, each data file is
+gated with its own sample's tree (:attr:`Strategy.sample_trees`; see ``_workspace``).
+
 Importing this module is cheap; :func:`load_strategy` imports FlowKit (about 1-4 s, once per process).
 """
 
 from __future__ import annotations
 
 import difflib
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
     import flowkit as fk
     from lxml import etree
 
+    from ._workspace import SampleTrees
+
     FlowKitGate: TypeAlias = (
         fk.gates.RectangleGate
         | fk.gates.PolygonGate
@@ -61,8 +65,6 @@ if TYPE_CHECKING:
     FlowKitDimension: TypeAlias = fk.Dimension | fk.RatioDimension | fk.QuadrantDivider
 
 __all__ = ["Gate", "Strategy", "join_gate_path", "load_strategy", "split_gate_path"]
-
-_FLOWJO_DEFAULT_GROUP = "All Samples"
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,10 @@ class Strategy:
     flowkit_names
         FlowKit's internal gate name -> the file's own name, for each name FlowKit could not take
         as it is (empty for most strategies).
+    sample_trees
+        A FlowJo workspace read with ``sample_group``: each data file's own sample's gate tree
+        (:meth:`SampleTrees.strategy_for`); this strategy is then the group's first sample's tree,
+        the panel's template. ``None``: this one tree gates every file.
     """
 
     path: Path
@@ -133,6 +139,7 @@ class Strategy:
     gates: list[Gate] = field(default_factory=list)
     sample_id: str | None = None
     flowkit_names: dict[str, str] = field(default_factory=dict, repr=False)
+    sample_trees: SampleTrees | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._by_path = {gate.path: gate for gate in self.gates}
@@ -381,54 +388,6 @@ def _gatingml_gating_strategy(path: Path, prepared: PreparedStrategy) -> fk.Gati
         ) from None
 
 
-def _flowjo_gating_strategy(
-    path: Path,
-    prepared: PreparedStrategy,
-    *,
-    sample_group: str | None,
-    sample_id: str | None,
-) -> tuple[fk.GatingStrategy, str]:
-    import flowkit as fk
-
-    with warnings.catch_warnings():
-        # FlowKit builds each FlowJo transform's lookup table as it reads the workspace; with
-        # extreme biex/asinh parameters NumPy overflows there (the table's ends become inf or
-        # NaN, FlowKit's own result). Reading stays quiet, as FlowJo's parameters are the user's.
-        warnings.filterwarnings(
-            "ignore",
-            message=r"(overflow|invalid value|divide by zero) encountered in ",
-            category=RuntimeWarning,
-            module=r"flowkit\.",
-        )
-        try:
-            workspace = parse_strategy(fk.parse_wsp, prepared.source)
-        except UnreadableStrategy as error:
-            raise StrategyError(
-                f"{path}: cannot read the FlowJo workspace: {_as_written(error.cause, prepared)}"
-            ) from None
-    samples = workspace.get("samples", {})
-    groups = workspace.get("groups", {})
-    if sample_id is not None:
-        if sample_id not in samples:
-            raise StrategyError(
-                f"{path}: no sample {sample_id!r} in the workspace; samples: {', '.join(map(repr, samples)) or '(none)'}"
-            )
-        chosen = sample_id
-    else:
-        group = sample_group or _FLOWJO_DEFAULT_GROUP
-        if group not in groups:
-            raise StrategyError(
-                f"{path}: no sample group {group!r} in the workspace; groups: {', '.join(map(repr, groups)) or '(none)'}"
-            )
-        members = [s for s in groups[group].get("samples", []) if s in samples]
-        if not members:
-            raise StrategyError(
-                f"{path}: sample group {group!r} has no sample with a gate tree; name a sample_id instead"
-            )
-        chosen = members[0]
-    return samples[chosen]["gating_strategy"], chosen
-
-
 class _Names:
     """FlowKit's gate names -> the file's names, paths (``root`` dropped, names escaped)."""
 
@@ -552,10 +511,12 @@ def load_strategy(
     path
         ``.xml`` (GatingML 2.0) or ``.wsp`` (FlowJo 10); the format is read from the XML itself.
     sample_group
-        FlowJo only: take the gate tree of the first sample of this group (default ``"All Samples"``).
+        FlowJo only: gate each data file with the tree of its own sample of this group
+        (:attr:`Strategy.sample_trees`; the returned tree, the group's first sample's, is the
+        panel's template). Neither key: the samples of ``All Samples`` must share one tree.
     sample_id
-        FlowJo only: take the gate tree of this sample (its name in the workspace); overrides
-        ``sample_group``.
+        FlowJo only: gate every data file with the tree of this sample (its name in the
+        workspace); overrides ``sample_group``.
 
     Raises
     ------
@@ -566,20 +527,17 @@ def load_strategy(
     if not path.is_file():
         raise StrategyError(f"{path}: gating strategy file not found")
     kind, document = _read_document(path)
-    chosen = None
-    if kind == "gatingml" and (sample_group is not None or sample_id is not None):
+    if kind == "flowjo":
+        from ._workspace import load_workspace
+
+        return load_workspace(path, document, sample_group=sample_group, sample_id=sample_id)
+    if sample_group is not None or sample_id is not None:
         raise StrategyError(
             f"{path}: sample_group/sample_id apply to FlowJo workspaces only, not to GatingML files"
         )
-    if kind == "gatingml":
-        check_gatingml_references(path, document)
+    check_gatingml_references(path, document)
     prepared = _prepared(path, kind, document)
-    if kind == "gatingml":
-        gating_strategy = _gatingml_gating_strategy(path, prepared)
-    else:
-        gating_strategy, chosen = _flowjo_gating_strategy(
-            path, prepared, sample_group=sample_group, sample_id=sample_id
-        )
+    gating_strategy = _gatingml_gating_strategy(path, prepared)
     try:
         gates = _gates_of(gating_strategy, prepared.names)
     except StrategyError as error:
@@ -593,6 +551,5 @@ def load_strategy(
         sha256=file_sha256(path),
         gating_strategy=gating_strategy,
         gates=gates,
-        sample_id=chosen,
         flowkit_names=dict(prepared.names),
     )
