@@ -564,3 +564,117 @@ def test_no_absolute_path_in_any_output_or_the_provenance(project, adata):
     assert len(provenance["strategy_sha256"]["tumor"]) == 64
     assert "anndata" in provenance["versions"]
     assert list(adata.obs["fcs"]) == ["fcs/B1.fcs", "fcs/B2.fcs", "fcs/T1.fcs"]
+
+
+# ---------------------------------------------------------------------------------------------
+# scverse conventions: arm colours, categorical order, paths relative to the sheet
+
+# Visits whose alphabetical order (C10D1, C1D1, C1D8, C2D1) is not their clinical order; config
+# arms in an order that is not alphabetical either, with colours scanpy would not pick itself.
+CLINICAL = [("C1D1", 1, 1), ("C1D8", 1, 8), ("C2D1", 2, 1), ("C10D1", 10, 1)]
+ARM_COLOURS = {"NIVO": "#0072B2", "BEMPEG+NIVO": "crimson"}
+
+
+def _visits_trial() -> ad.AnnData:
+    """Two patients (one per arm) at four visits, in the sheet in neither clinical nor a-z order."""
+    rows = [
+        (f"{patient}_{visit}", patient, arm, visit, cycle, day)
+        for patient, arm in (("P2", "BEMPEG+NIVO"), ("P1", "NIVO"))
+        for visit, cycle, day in (CLINICAL[2], CLINICAL[3], CLINICAL[0], CLINICAL[1])
+    ]
+    sheet = pd.DataFrame(rows, columns=["sample_id", "patient_id", "arm", "visit", "cycle", "day"])
+    sheet = sheet.assign(compartment="blood", panel="blood", batch="b1")
+    sheet["fcs"] = "fcs/" + sheet["sample_id"] + ".fcs"
+    counts = pd.DataFrame(
+        {"sample_id": sheet["sample_id"], "population": "cd8", "gate_path": "cd8", "parent": ""}
+    ).assign(count=100, parent_count=1000)
+    return build_populations(
+        counts,
+        sheet.set_index("sample_id", drop=False).rename_axis(None),
+        model={"cd8": {"label": "CD8"}},
+        panels=["blood"],
+        ratios={},
+        frequencies=[],
+        absolute_reference="",
+        min_events={},
+        arm_colors=ARM_COLOURS,
+    )
+
+
+def test_visits_are_an_ordered_categorical_in_clinical_order(tmp_path):
+    built = _visits_trial()
+    clinical = [visit for visit, _, _ in CLINICAL]
+    assert sorted(clinical) != clinical  # the case alphabetical order gets wrong
+    adata = _written_and_read(built, tmp_path)
+    visit = adata.obs["visit"]
+    assert visit.cat.ordered and list(visit.cat.categories) == clinical
+    assert list(adata.obs.sort_values("visit", kind="stable")["visit"]) == [
+        v for v in clinical for _ in range(2)
+    ]
+    assert (visit > "C2D1").sum() == 2 and set(adata.obs_names[visit > "C2D1"]) == {
+        "P1_C10D1", "P2_C10D1",
+    }  # fmt: skip
+    assert list(adata.obs["arm"].cat.categories) == list(ARM_COLOURS)  # the config's order
+    assert not adata.obs["arm"].cat.ordered
+    for column in ("compartment", "panel"):
+        assert list(adata.obs[column].cat.categories) == ["blood"], column
+
+
+def _written_and_read(adata: ad.AnnData, tmp_path: Path) -> ad.AnnData:
+    adata.write_h5ad(tmp_path / "visits.h5ad")
+    return ad.read_h5ad(tmp_path / "visits.h5ad")
+
+
+def test_arm_colours_follow_the_arm_categories(adata, tmp_path):
+    # the module's trial: only arm A was gated (X1, arm B, was not): one category, one colour
+    assert list(adata.obs["arm"].cat.categories) == ["A"]
+    assert list(adata.uns["arm_colors"]) == ["#ff0000"]
+    assert adata.obs["visit"].cat.ordered
+    assert list(adata.obs["visit"].cat.categories) == ["C1D1", "C1D8"]
+    two = _written_and_read(_visits_trial(), tmp_path)
+    assert list(two.uns["arm_colors"]) == ["#0072b2", "#dc143c"]  # NIVO, BEMPEG+NIVO
+
+
+# scanpy's embedding plot sets a colormap's bad colour the way matplotlib 3.11 deprecates (not ours)
+@pytest.mark.filterwarnings("ignore:The set_bad function:PendingDeprecationWarning")
+def test_scanpy_draws_the_arms_in_the_configs_colours(tmp_path):
+    import matplotlib.pyplot as plt
+    import scanpy as sc
+    from matplotlib.colors import to_hex
+
+    adata = _written_and_read(_visits_trial(), tmp_path)
+    adata.obsm["X_demo"] = np.arange(2 * adata.n_obs, dtype=float).reshape(-1, 2)
+    ax = sc.pl.embedding(adata, basis="demo", color="arm", show=False)
+    try:
+        legend = ax.get_legend()
+        drawn = {
+            text.get_text(): to_hex(handle.get_facecolor()[0])
+            for text, handle in zip(legend.get_texts(), legend.legend_handles, strict=True)
+        }
+        points = [to_hex(c) for c in ax.collections[0].get_facecolors()]
+    finally:
+        plt.close(ax.figure)
+    assert drawn == {"NIVO": "#0072b2", "BEMPEG+NIVO": "#dc143c"}
+    expected = [drawn[arm] for arm in adata.obs["arm"]]
+    assert sorted(points) == sorted(expected)
+
+
+def test_fcs_paths_in_the_outputs_are_relative_to_the_sheet(project, tmp_path):
+    """A sheet that names files by absolute path: the outputs hold them relative to the sheet."""
+    import shutil
+
+    root = tmp_path / "moved"
+    shutil.copytree(project, root)
+    (root / "raw").mkdir()
+    (root / "raw/T1.fcs").write_bytes(b"")
+    sheet = SHEET.copy()
+    sheet.loc[0, "fcs"] = str(root / "trial/fcs/B1.fcs")  # inside the sheet's folder
+    sheet.loc[2, "fcs"] = str(root / "raw/T1.fcs")  # beside it
+    sheet.to_csv(root / "trial/samples.tsv", sep="\t", index=False)
+    adata = _aggregate(root, check_config(CONFIG, base=root))
+    assert list(adata.obs["fcs"]) == ["fcs/B1.fcs", "fcs/B2.fcs", "../raw/T1.fcs"]
+    for path in OUTPUTS.values():
+        data = (root / path).read_bytes()
+        assert str(root).encode() not in data and str(tmp_path).encode() not in data, path
+    tidy = pd.read_csv(root / OUTPUTS["tsv_out"], sep="\t")
+    assert set(tidy["fcs"]) == {"fcs/B1.fcs", "fcs/B2.fcs", "../raw/T1.fcs"}

@@ -110,11 +110,13 @@ def _populations(
     provenance: Mapping | None = None,
     flags: Mapping[str, str] | None = None,
     gate_positions: pd.DataFrame | None = None,
+    arm_colors: Mapping[str, str] | None = None,
 ) -> AnnData | None:
     """The samples x populations AnnData of the gated samples; None when no sample was gated.
 
     ``flags``: per sample, the flags its gating raised (the QC table's ``flags``), put first in
     ``qc_flags``. ``gate_positions``: the batches' adaptive gate positions (gate QC).
+    ``arm_colors``: the config's ``arms:`` (``uns['arm_colors']``).
     """
     if counts.empty:
         return None
@@ -132,6 +134,7 @@ def _populations(
         mfi_min_events=mfi_min_events,
         provenance=provenance,
         gate_positions=gate_positions,
+        arm_colors=arm_colors,
     )
     gating = [str((flags or {}).get(sid, "")) for sid in adata.obs_names]
     adata.obs["qc_flags"] = [
@@ -264,7 +267,7 @@ def run_aggregate(
         ``qc.min_events``.
     config
         The whole resolved config the run used, stored as provenance (file paths relative to the
-        working folder).
+        working folder); its ``arms:`` colours become ``uns['arm_colors']``.
     h5ad_out, tsv_out, ratios_out, mfi_out
         Where ``populations.h5ad``, ``populations.tsv``, ``ratios.tsv`` and ``mfi.tsv`` go.
     qc_out
@@ -298,6 +301,7 @@ def run_aggregate(
         provenance=provenance,
         flags=_gating_flags(qc_df),
         gate_positions=_gate_positions(gates, manifests),
+        arm_colors=_arm_colours(config, arms),
     )
     if adata is None:
         raise CytotrialError(_none_gated(table, qc_df, samples_qc))
@@ -316,6 +320,14 @@ def run_aggregate(
     if qc_out is not None:
         write_tsv(_qc_table(table, qc_df, adata, names=list(adata.var_names)), qc_out)
     return adata
+
+
+def _arm_colours(config: Mapping, arms: Sequence[str]) -> dict[str, str] | None:
+    """The config's arm -> colour, in the order of ``arms`` (None: the config gives no colours)."""
+    colours = config.get("arms")
+    if not isinstance(colours, Mapping):
+        return None
+    return {str(arm): str(colours[arm]) for arm in arms if arm in colours}
 
 
 def _none_gated(sheet: pd.DataFrame, qc: pd.DataFrame, samples_qc: str | Path) -> str:

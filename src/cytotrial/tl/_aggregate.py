@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ._analysis import visit_order
 from ._features import mfi_matrices, mfi_table, ratio_values
 from ._gates import GATE_COLUMNS, gate_flags, gate_positions_table, gate_positions_wide
 
@@ -54,6 +55,7 @@ def build_populations(
     mfi_min_events: int = 0,
     provenance: Mapping | None = None,
     gate_positions: pd.DataFrame | None = None,
+    arm_colors: Mapping[str, str] | None = None,
 ) -> AnnData:
     """Samples x reported populations AnnData from the gated counts (and MFIs) of every batch.
 
@@ -93,6 +95,10 @@ def build_populations(
         with their robust outliers (:func:`gate_positions_table`) in ``uns['gate_positions']``,
         samples x boundaries in ``obsm['gate_positions']``, and flags ``adaptive_fallback:<gate>``
         and ``gate_outlier:<gate>``.
+    arm_colors
+        The config's ``arms:`` (arm -> colour, in config order): the order of the ``arm``
+        categories and ``uns['arm_colors']`` (scanpy's ``<key>_colors``, so ``sc.pl.*(color=
+        'arm')`` draws the config's colours); None: arms sorted, no colours stored.
 
     Returns
     -------
@@ -100,16 +106,19 @@ def build_populations(
         X = event counts (NA where the sample's panel lacks the population); layers
         ``freq_parent``, ``freq_<ref>`` per reference, ``per_ul``; var ``label``, ``parent``,
         ``parent_<panel>``, ``gate_path_<panel>``; obs = the sheet's columns (with the file's
-        ``sha256`` when the sheet carries it) and ``qc_flags``;
-        obsm ``ratios``, ``mfi_median``, ``mfi_median_transformed``, ``mfi_rcv``,
-        ``mfi_n_events``; uns ``ratios`` and ``provenance``.
+        ``sha256`` when the sheet carries it) and ``qc_flags``, ``arm``, ``compartment`` and
+        ``panel`` categorical (the config's order, compartments sorted) and ``visit`` an ordered
+        categorical in clinical order (cycle, then day); obsm ``ratios``, ``mfi_median``, ``mfi_median_transformed``,
+        ``mfi_rcv``, ``mfi_n_events``; uns ``ratios``, ``provenance`` and, with ``arm_colors``,
+        ``arm_colors``.
 
     Raises
     ------
     ValueError
         The count table breaks its contract: a missing column, a population the config does not
         report, two rows of one sample and population, panels that disagree within themselves
-        on a population's gate or parent, or a ``parent_count`` that is not its parent's count.
+        on a population's gate or parent, or a ``parent_count`` that is not its parent's count;
+        or an arm of the samples has no colour in ``arm_colors``.
     """
     import anndata as ad
 
@@ -157,6 +166,7 @@ def build_populations(
         if obs[column].dtype == object:
             obs[column] = obs[column].astype(str)
     obs.index = obs.index.astype(str)
+    obs = _categorical_obs(obs, arms=list(arm_colors or []), panels=panels)
 
     adata = ad.AnnData(
         X=count.to_numpy(dtype=float),
@@ -169,12 +179,50 @@ def build_populations(
         adata.obsm[key] = _indexed(frame, adata.obs_names)
     adata.uns["ratios"] = {str(name): [str(p) for p in pair] for name, pair in ratios.items()}
     adata.uns["provenance"] = _h5_safe(dict(provenance or {}))
+    if arm_colors is not None and "arm" in obs:
+        adata.uns["arm_colors"] = _category_colours(obs["arm"], arm_colors)
     if gate_positions is not None:
         adata.obsm["gate_positions"] = _indexed(
             gate_positions_wide(positions, samples), adata.obs_names
         )
         adata.uns["gate_positions"] = positions
     return adata
+
+
+def _categorical_obs(
+    obs: pd.DataFrame, *, arms: Sequence[str], panels: Sequence[str]
+) -> pd.DataFrame:
+    """The sample table with ``arm``, ``visit``, ``compartment`` and ``panel`` as categoricals.
+
+    Arms and panels in the config's order (others sorted after), compartments sorted, and visits
+    an ordered categorical in clinical order (by cycle, then day; never alphabetical), so that
+    scverse tools sort and draw them as our figures do. Only values present are categories.
+    """
+    obs = obs.copy()
+    orders = {"arm": arms, "compartment": [], "panel": panels}
+    for column, preferred in orders.items():
+        if column in obs:
+            values = obs[column].astype(str)
+            present = set(values)
+            first = [str(v) for v in dict.fromkeys(preferred) if str(v) in present]
+            order = first + sorted(present - set(first))
+            obs[column] = pd.Categorical(values, categories=order)
+    if {"visit", "cycle", "day"} <= set(obs.columns):
+        visits = obs["visit"].astype(str)
+        obs["visit"] = pd.Categorical(
+            visits, categories=list(dict.fromkeys(visit_order(obs))), ordered=True
+        )
+    return obs
+
+
+def _category_colours(arms: pd.Series, arm_colors: Mapping[str, str]) -> list[str]:
+    """The colour of each category of ``arms`` as hex (scanpy's ``uns['arm_colors']``)."""
+    from matplotlib.colors import to_hex
+
+    missing = [str(a) for a in arms.cat.categories if a not in arm_colors]
+    if missing:
+        raise ValueError(f"arm(s) {', '.join(missing)} have no colour in the config's arms:")
+    return [to_hex(arm_colors[arm]) for arm in arms.cat.categories]
 
 
 def _reported_rows(counts: pd.DataFrame, sheet: pd.DataFrame, names: list[str]) -> pd.DataFrame:
