@@ -245,6 +245,40 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return run_benchmark(args)
 
 
+def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
+    from ._bench_pipeline import run_bench_pipeline
+
+    return run_bench_pipeline(args)
+
+
+def _add_bench_pipeline(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser(
+        "bench-pipeline",
+        help="the whole demo timed beside FlowKit gating its files, a one-gate edit, and the "
+        "whole pipeline at phase 3 size with the peak memory of every process",
+    )
+    bench.add_argument("--cores", type=int, default=2)
+    bench.add_argument("--workdir", default="results/bench", help="where the runs are written")
+    bench.add_argument(
+        "--skip-flowkit", action="store_true", help="leave out FlowKit gating the demo's files"
+    )
+    bench.add_argument(
+        "--phase3",
+        action="store_true",
+        help="also simulate a 783-patient trial and run the whole pipeline on it",
+    )
+    bench.add_argument(
+        "--phase3-events", type=int, default=100_000, help="events per file of the phase 3 trial"
+    )
+    bench.add_argument("--keep", action="store_true", help="keep the runs' folders")
+    bench.add_argument(
+        "--workflow",
+        default=None,
+        help="folder of the workflow to run (default: the working directory, if it has a Snakefile)",
+    )
+    bench.set_defaults(func=_cmd_bench_pipeline)
+
+
 def _cmd_bench_stats(args: argparse.Namespace) -> int:
     from ._bench_stats import run_bench_stats
 
@@ -360,6 +394,11 @@ def _add_bench(sub: argparse._SubParsersAction, demo: dict) -> None:
     bench.add_argument(
         "--skip-flowkit", action="store_true", help="leave out the FlowKit side-by-side"
     )
+    bench.add_argument(
+        "--skip-adaptive",
+        action="store_true",
+        help="leave out static beside adaptive gating on one large file",
+    )
     bench.add_argument("--keep", action="store_true", help="keep the simulated trials")
     bench.add_argument(
         "--workflow",
@@ -426,6 +465,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_bench(sub, demo)
     _add_bench_stats(sub)
+    _add_bench_pipeline(sub)
     return parser
 
 
