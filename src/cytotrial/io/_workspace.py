@@ -99,7 +99,7 @@ def _uri_parts(uri: str | None, workspace: Path) -> tuple[str | None, Path | Non
     if len(parsed.scheme) == 1 or "\\" in text:
         return name, None  # a path of another machine: found by name only
     path = Path(text) if os.path.isabs(text) else workspace.parent / text
-    return name, path.resolve()
+    return name, Path(os.path.abspath(path))  # links kept: two names are two files to FlowJo
 
 
 def _sample(element: etree._Element, workspace: Path) -> WorkspaceSample | None:
@@ -302,7 +302,7 @@ class SampleTrees:
 
     def _found(self, fcs: str | Path) -> tuple[list[WorkspaceSample], str]:
         """The samples that are this data file, and how they were found (``path`` or ``name``)."""
-        path = Path(fcs).resolve()
+        path = Path(os.path.abspath(fcs))
         found = self._by_path.get(path)
         if found:
             return found, "path"
@@ -383,7 +383,8 @@ class SampleTrees:
         if missing:
             lines.append(
                 f"{self.where} has no sample for {_listed(missing)}; add the files to the group "
-                "in FlowJo, or set sample_id to gate every file with one sample's gates"
+                "in FlowJo or drop their rows from the sheet, or set sample_id to gate every file "
+                "with one sample's gates"
             )
         if ambiguous:
             lines.append(

@@ -1,4 +1,9 @@
-"""The config's strategies loaded once: strategy files, gate names and what each panel reports."""
+"""The config's strategies loaded once: strategy files, gate names and what each panel reports.
+
+A FlowJo workspace read with ``sample_group`` gates each data file with its own sample's tree: every
+file of the panel in the sample sheet must be one sample of the group (by path, else file name),
+said before any job, one line per kind of mismatch naming the files.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError, StrategyError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ..gating import PanelGating
     from ..io import Strategy
 
@@ -121,10 +128,44 @@ def _reach_problems(
     return problems
 
 
+def _sheet_files(config: Mapping, base: Path) -> pd.DataFrame | None:
+    """The sample sheet's ``sample_id``, ``panel`` and ``fcs`` (``None``: not readable yet)."""
+    from ..errors import SampleSheetError
+    from ..io import read_sample_sheet
+
+    try:
+        sheet = read_sample_sheet(located(config["samples"], base), check_files=False)
+    except SampleSheetError:  # said by the sheet's own check (or the demo is not simulated yet)
+        return None
+    return sheet[["sample_id", "panel", "fcs"]]
+
+
+def _data_file_problems(
+    config: Mapping, base: Path, strategies: Mapping[str, Strategy]
+) -> list[str]:
+    """Sheet files that are no sample, or several, of their panel's FlowJo sample group."""
+    grouped = {p: s for p, s in strategies.items() if s.sample_trees is not None}
+    sheet = _sheet_files(config, base) if grouped else None
+    if sheet is None:
+        return []
+    problems = []
+    for panel, strategy in grouped.items():
+        rows = sheet[sheet["panel"] == panel]
+        files = dict(zip(rows["sample_id"], rows["fcs"]))
+        problems += [
+            f"config strategies.{panel}.sample_group: {line}"
+            for line in strategy.sample_trees.problems(files)
+        ]
+    return problems
+
+
 def strategy_findings(
     config: Mapping, *, base: Path, panels: Iterable[str] | None = None
 ) -> tuple[list[str], dict[str, PanelGating]]:
     """Every strategy loaded, every reported gate found, every Boolean and ratio reachable.
+
+    With every panel (``panels`` ``None``, the workflow's check), the sample sheet's files are
+    matched to the samples of each FlowJo ``sample_group`` too (once the sheet reads).
 
     Parameters
     ----------
@@ -144,6 +185,7 @@ def strategy_findings(
     model = _model(config)
     problems: list[str] = []
     gatings: dict[str, PanelGating] = {}
+    loaded: dict[str, Strategy] = {}
     broken: set[str] = set()
     complete = panels is None
     chosen = list(config["strategies"]) if panels is None else list(panels)
@@ -157,6 +199,7 @@ def strategy_findings(
             problems.append(problem)
             complete = False
             continue
+        loaded[panel] = strategy
         gating, lines, left_out = _panel(panel, strategy, model, config)
         problems += lines
         broken |= left_out
@@ -166,6 +209,8 @@ def strategy_findings(
             gatings[panel] = gating
     if complete:  # with a panel missing, what no panel reports is not known
         problems += _reach_problems(config, model, gatings, broken)
+    if panels is None:
+        problems += _data_file_problems(config, base, loaded)
     return problems, gatings
 
 
