@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 from pathlib import Path
 
 import anndata as ad
@@ -678,3 +679,40 @@ def test_fcs_paths_in_the_outputs_are_relative_to_the_sheet(project, tmp_path):
         assert str(root).encode() not in data and str(tmp_path).encode() not in data, path
     tidy = pd.read_csv(root / OUTPUTS["tsv_out"], sep="\t")
     assert set(tidy["fcs"]) == {"fcs/B1.fcs", "fcs/B2.fcs", "../raw/T1.fcs"}
+
+
+# ---------------------------------------------------------------------------------------------
+# the QC table's caption explains every flag
+
+CAPTION = Path(__file__).resolve().parents[1] / "workflow/report/qc_samples.rst"
+GATING = Path(__file__).resolve().parents[1] / "src/cytotrial/gating"
+# how the gating raises a flag: data.flags.append("x"), data.flags.extend(f"x:..."),
+# record["flags"] = f"x>..."
+_RAISED = re.compile(r"""flags(?:\.append\(|\.extend\(|"\] = )f?"([a-z_]+)([:<>]?)""")
+
+
+def _flag_kind(flag: str) -> str:
+    """``too_few_events:cd8<50`` -> ``too_few_events:``; ``uncompensated`` -> itself."""
+    found = re.match(r"[a-z_]+[:<>]?", flag)
+    assert found, flag
+    return found.group(0)
+
+
+def test_the_qc_caption_explains_every_flag_the_workflow_raises(adata):
+    from cytotrial.tl._gates import gate_flags
+
+    raised = {_flag_kind(f) for flags in adata.obs["qc_flags"] for f in str(flags).split(",") if f}
+    assert raised == {"too_few_events:", "ratio_zero_denominator:", "mfi_too_few_events:"}
+    positions = pd.DataFrame(
+        {"sample_id": ["s1", "s2"], "gate": ["treg", "nk"], "status": ["fallback", "adapted"],
+         "outlier": [False, True]}
+    )  # fmt: skip
+    gates = gate_flags(positions, ["s1", "s2"])
+    raised |= {_flag_kind(f) for f in gates}
+    assert {"adaptive_fallback:", "gate_outlier:"} <= raised
+    for module in sorted(GATING.glob("*.py")):
+        raised |= {name + mark for name, mark in _RAISED.findall(module.read_text())}
+    assert {"uncompensated", "non_finite:", "acquisition_removed>"} <= raised
+    caption = CAPTION.read_text(encoding="utf-8")
+    for kind in sorted(raised):
+        assert f"``{kind}" in caption, kind
