@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import patients_table, planted_trial
 from cytotrial.config import check_config, population_model
 from cytotrial.errors import ConfigError
 from cytotrial.rules import run_aggregate
@@ -658,6 +659,28 @@ def test_scanpy_draws_the_arms_in_the_configs_colours(tmp_path):
     assert drawn == {"NIVO": "#0072b2", "BEMPEG+NIVO": "#dc143c"}
     expected = [drawn[arm] for arm in adata.obs["arm"]]
     assert sorted(points) == sorted(expected)
+
+
+def test_statistics_and_figure_tables_read_ordered_categoricals_as_text():
+    """What populations.h5ad now holds (categoricals, visits ordered) gives the same tables."""
+    from cytotrial import pl, tl
+    from cytotrial.tl._aggregate import _categorical_obs
+
+    plain = planted_trial()
+    assert plain.obs["visit"].dtype == object
+    ordered = plain.copy()
+    arms = sorted(set(plain.obs["arm"]), reverse=True)  # categories not in a-z order either
+    ordered.obs = _categorical_obs(ordered.obs, arms=arms, panels=[])
+    assert ordered.obs["visit"].cat.ordered
+    assert list(ordered.obs["arm"].cat.categories) == arms
+    first, second = (tl.compute_tables(a, patients=patients_table()) for a in (plain, ordered))
+    assert list(first) == list(second) and len(first) > 10
+    for name, table in first.items():
+        pd.testing.assert_frame_equal(table, second[name], obj=name)
+    pd.testing.assert_frame_equal(tl.measure_table(plain), tl.measure_table(ordered))
+    pd.testing.assert_frame_equal(
+        pl.drift_table(plain, ["cd8", "cd4"]), pl.drift_table(ordered, ["cd8", "cd4"])
+    )
 
 
 def test_fcs_paths_in_the_outputs_are_relative_to_the_sheet(project, tmp_path):
