@@ -390,8 +390,18 @@ def _add_row(**values: object) -> Callable[[Project], None]:
 CONFIG_CASES = [
     Case("config", "top-level key misspelt", _rename("samples", "sample"),
          ("config (top level): 'sample' was unexpected; did you mean 'samples'?",)),
-    Case("config", "section misspelt", _both(_set("figure", {"gating_qc_per_batch": 2})),
+    Case("config", "section misspelt", _both(_set("figure", {"gating_review": "all"})),
          ("config (top level): 'figure' was unexpected; did you mean 'figures'?",)),
+    Case("config", "gating review of a sample not in the sheet",
+         _set("figures.gating_review", ["U1_C1D1_blood", "U9_C1D1_blood"]),
+         ("config figures.gating_review: sample 'U9_C1D1_blood' is not in the sample sheet "
+          "sheet.tsv; list sample ids of the sheet, or use all or flagged",)),
+    Case("config", "gating review neither all, flagged nor a list",
+         _set("figures.gating_review", "some"),
+         ("config figures.gating_review: 'some' is not valid under any of the given schemas "
+          "(The samples the gating review draws: `all`, `flagged`",)),
+    Case("config", "retired gating QC key", _set("figures.gating_qc_per_batch", 2), (),
+         ("config figures.gating_qc_per_batch is retired and ignored",)),
     Case("config", "qc key misspelt", _rename("qc.min_events", "min_event"),
          ("config qc: 'min_event' was unexpected; did you mean 'min_events'?",)),
     Case("config", "strategy key misspelt", _rename("strategies.blood.strategy", "stratgy"),

@@ -470,32 +470,9 @@ def test_subsampled_events_are_labelled_with_the_populations_below_within(tmp_pa
     assert list(only.obs_names) == list(events.obs_names)
 
 
-def test_gating_qc_draws_each_gate_of_the_readable_samples(tmp_path):
-    from cytotrial.gating import load_panel_gating
-    from cytotrial.sim import simulate_sample, write_fcs
-
-    fcs = write_fcs(simulate_sample(panel="blood", n_events=3000, seed=4), tmp_path / "s1.fcs")
-    (tmp_path / "bad.fcs").write_bytes(b"not an FCS file")
-    spec = {"strategy": str(ROOT / "resources/gating/blood.xml"), "populations": {"cd8": "cd8"}}
-    gatings = {"blood": load_panel_gating("blood", spec)}
-    samples = pd.DataFrame(
-        {
-            "sample_id": ["s1", "s2"],
-            "panel": ["blood", "blood"],
-            "batch": ["B01", "B02"],
-            "fcs": [str(fcs), str(tmp_path / "bad.fcs")],
-        }
-    )
-    out = {"out_png": tmp_path / "qc.png", "out_pdf": tmp_path / "qc.pdf"}
-    assert plots.plot_gating_qc(samples, gatings, **out) == ["s1"]  # the unreadable one is left out
-    assert out["out_png"].read_bytes().startswith(b"\x89PNG")
-    with pytest.raises(ValueError, match="no sample could be read"):
-        plots.plot_gating_qc(samples.iloc[1:], gatings, **out)
-
-
 def test_plots_are_in_pl_and_computing_in_tl():
-    assert {"plot_umaps", "plot_gating_qc"} <= set(plots.__all__)
-    assert not {"plot_umaps", "plot_gating_qc"} & set(stats.__all__)
+    assert {"plot_umaps", "draw_sample_review"} <= set(plots.__all__)
+    assert not {"plot_umaps", "draw_sample_review"} & set(stats.__all__)
     assert {"subsample_events", "cluster_events", "cluster_gate_agreement"} <= set(stats.__all__)
 
 

@@ -113,7 +113,6 @@ def test_outputs_follow_the_contract(demo):
         "trajectories",
         "patient_lines",
         "effect_heatmap",
-        "gating_qc",
         "umap_population",
         "umap_arm",
         "absolute_values",
@@ -127,6 +126,27 @@ def test_outputs_follow_the_contract(demo):
     ):
         for ext in ("png", "pdf"):
             assert (demo / f"results/figures/{name}.{ext}").stat().st_size > 10_000
+
+
+def test_demo_gating_review_has_a_page_per_chosen_sample_and_a_png_per_flagged_one(demo):
+    from pypdf import PdfReader
+
+    qc = pd.read_csv(demo / "results/qc/samples.tsv", sep="\t", keep_default_na=False)
+    pages = pd.concat(
+        pd.read_csv(path, sep="\t", keep_default_na=False)
+        for path in sorted((demo / "results/gating/review").glob("batch_*.tsv"))
+    )
+    assert len(pages) > 0 and pages["sample_id"].is_unique
+    for panel in ("blood", "tumor"):
+        drawn = int((pages["panel"] == panel).sum())
+        assert len(PdfReader(demo / f"results/review/{panel}.pdf").pages) == max(drawn, 1)
+    status = qc.set_index("sample_id")["status"]
+    pngs = {p.stem for p in (demo / "results/review/flagged").glob("*.png")}
+    assert pngs == set(pages.loc[pages["png"] != "", "sample_id"])
+    assert pngs == {s for s in pages["sample_id"] if status[s] == "flagged"}
+    assert (demo / "results/report/figures/gating_review.html").read_text().count("<img ") == len(
+        pngs
+    )
 
 
 def test_demo_tables_are_byte_identical_to_the_stored_checksums(demo):
@@ -302,7 +322,8 @@ def test_strategy_or_mapping_change_reruns_gating_and_what_follows_only(demo, tm
     # every step after gating reads what it wrote (or the strategy itself): all of them re-run
     downstream = {
         "qc_table", "aggregate", "stats", "figures", "km_figures", "patient_figures",
-        "qc_figures", "gate_positions", "gating_qc", "events", "export_gates",
+        "qc_figures", "gate_positions", "review_pages", "gating_review", "events",
+        "export_gates",
         "report_tables", "report_overview", "report_figures", "all",
     }  # fmt: skip
     # a changed gate: the file changes

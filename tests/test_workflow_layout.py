@@ -46,7 +46,7 @@ def test_list_rules_describes_every_rule(tmp_path):
     # one entry per rule: `name (description)`, the description's further lines indented
     entries = [line for line in result.stdout.splitlines() if line and not line[0].isspace()]
     names = [line.split()[0] for line in entries]
-    for rule in ("all", "simulate_demo", "gate", "aggregate", "stats", "figures", "gating_qc"):
+    for rule in ("all", "simulate_demo", "gate", "aggregate", "stats", "figures", "gating_review"):
         assert rule in names
     undescribed = [line for line in entries if not re.match(r"^\w+ \(.+", line)]
     assert not undescribed, f"rules without a docstring: {undescribed}"

@@ -153,7 +153,6 @@ def final_outputs():
         "results/counts/mfi.tsv",
         "results/qc/samples.tsv",
         "results/qc/cluster_vs_gate.tsv",
-        "results/figures/gating_qc.png",
         "results/figures/umap_population.png",
         "results/figures/umap_arm.png",
     ]
@@ -164,6 +163,7 @@ def final_outputs():
         for ext in ("png", "pdf")
     ]
     outputs += REPORT_PAGES
+    outputs += REVIEW_OUTPUTS
     outputs += [
         f"results/gates/{panel}{end}"
         for panel in config["strategies"]

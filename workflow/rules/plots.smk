@@ -1,5 +1,6 @@
 # Figures: trajectories, per-patient lines, effect heatmap (drawn from the statistics tables),
-# gate positions (gate QC), gating QC and the event-level cross-check (drawn from the FCS files).
+# gate positions (gate QC) and the event-level cross-check (drawn from the FCS files; the gating
+# review, a page per sample, is review.smk).
 from cytotrial.config import population_model
 from cytotrial.rules import report_entry
 
@@ -29,7 +30,6 @@ localrules:
     km_figures,
     patient_figures,
     qc_figures,
-    gating_qc,
     gate_positions,
 
 
@@ -169,33 +169,6 @@ rule gate_positions:
         panels=config["panels"],
     script:
         "../scripts/gate_positions.py"
-
-
-rule gating_qc:
-    """Draw each gate on its parent's events for a few gated samples per panel and acquisition
-    batch (the gating QC figure).
-    """
-    input:
-        h5ad="results/counts/populations.h5ad",
-        sheet=config["samples"],
-        fcs=lambda w: sample_fcs_files(),
-        strategies=[spec["strategy"] for spec in config["strategies"].values()],
-        compensation=compensation_files(),
-    output:
-        png="results/figures/gating_qc.png",
-        pdf="results/figures/gating_qc.pdf",
-    log:
-        "logs/gating_qc.log",
-    conda:
-        "../envs/cytotrial.yaml"
-    params:
-        strategies=config["strategies"],
-        panels=config["panels"],
-        compensation=config["gating"]["compensation"],
-        per_batch=config["figures"]["gating_qc_per_batch"],
-        reading=GATING_READING,
-    script:
-        "../scripts/gating_qc.py"
 
 
 rule events:

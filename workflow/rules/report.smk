@@ -10,7 +10,6 @@ REPORT_FIGURES = [
     *KM_FIGURES,
     *PATIENT_FIGURES,
     *QC_FIGURES,
-    "gating_qc",
     "umap_population",
     "umap_arm",
 ]

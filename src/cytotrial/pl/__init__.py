@@ -2,18 +2,27 @@
 
 From the statistics tables: trajectories, patient lines, the arm effect heatmap, Kaplan-Meier
 curves, absolute values, spider plots and the waterfall; from the sheet and QC tables: sample
-availability and the QC overview; from the FCS files: gating QC, gate positions, UMAPs.
+availability and the QC overview; from the gate positions: where adaptive gates went; from the
+FCS files: the gating review (a page per sample, its gates as placed for it) and the UMAPs.
 """
 
 from ._availability import AVAILABILITY_STATUSES, availability_status, plot_sample_availability
 from ._crosscheck import plot_umaps
 from ._figures import FIGURE_TABLES, FIGURES, draw_figures, read_stat_tables, write_figures
 from ._gates import plot_gate_positions, write_gate_positions
-from ._gating import plot_gating_qc
 from ._heatmap import plot_effect_heatmap
 from ._lines import plot_patient_lines, plot_trajectories
 from ._qc import acquisition_table, batch_drift, drift_table, gate_chain, plot_qc_overview
 from ._response import plot_spider, plot_waterfall
+from ._review import (
+    DRAWING_VERSION,
+    ReviewHeader,
+    ReviewPanel,
+    draw_review_pages,
+    draw_sample_review,
+    message_page,
+    review_panels,
+)
 from ._style import (
     arm_palette,
     feature_label,
@@ -33,24 +42,29 @@ from ._write import (
 
 __all__ = [
     "AVAILABILITY_STATUSES",
+    "DRAWING_VERSION",
     "FIGURES",
     "FIGURE_TABLES",
     "PATIENT_FIGURES",
     "QC_FIGURES",
+    "ReviewHeader",
+    "ReviewPanel",
     "acquisition_table",
     "arm_palette",
     "availability_status",
     "batch_drift",
     "draw_figures",
+    "draw_review_pages",
+    "draw_sample_review",
     "drift_table",
     "feature_label",
     "feature_labels",
     "fold_change_label",
     "gate_chain",
     "key_features",
+    "message_page",
     "plot_effect_heatmap",
     "plot_gate_positions",
-    "plot_gating_qc",
     "plot_kaplan_meier",
     "plot_patient_lines",
     "plot_qc_overview",
@@ -61,6 +75,7 @@ __all__ = [
     "plot_values",
     "plot_waterfall",
     "read_stat_tables",
+    "review_panels",
     "save_figure",
     "write_figures",
     "write_gate_positions",

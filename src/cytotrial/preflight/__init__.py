@@ -79,6 +79,7 @@ def preflight(
     """
     from ..config import diagnose_config
     from ._compensation import compensation_findings
+    from ._figures import figure_warnings
     from ._inputs import input_findings
     from ._strategies import marker_warnings, strategy_findings
 
@@ -87,6 +88,7 @@ def preflight(
     findings = Findings(errors=errors, config=resolved)
     if resolved is None:
         return findings
+    findings.warnings += figure_warnings(resolved)
     problems, gatings = strategy_findings(resolved, base=base, panels=panels)
     findings.errors += problems
     findings.warnings += marker_warnings(resolved, gatings)

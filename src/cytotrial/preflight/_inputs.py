@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import SampleSheetError
+from ._figures import figure_problems
 from ._strategies import located
 
 __all__ = ["input_findings"]
@@ -176,6 +177,7 @@ def input_findings(config: Mapping, *, base: Path) -> tuple[list[str], list[str]
     sheet, errors = _sheet(config, located(config["samples"], base))
     if sheet is not None:
         errors += _analysis_problems(config, sheet)
+        errors += figure_problems(config, sheet)
     warnings: list[str] = []
     if not config["patients"]:
         return errors, warnings

@@ -10,7 +10,7 @@ from ._batches import (
     write_batch,
 )
 from ._checksums import CHECKSUM_CACHE, file_checksums, verify_checksums
-from ._crosscheck import run_event_crosscheck, run_gating_qc
+from ._crosscheck import run_event_crosscheck
 from ._gate import run_gate_batch
 from ._paths import fcs_for_workdir, fcs_relative_to_sheet, resolve_sheet_fcs, sheet_fcs
 from ._recovery import stale_lock_note
@@ -24,6 +24,15 @@ from ._report import (
     run_report_overview,
     run_report_tables,
 )
+from ._review import (
+    REVIEW_PAGE_COLUMNS,
+    REVIEW_PAGES,
+    ReviewRun,
+    page_fingerprint,
+    review_selection,
+    run_review_pages,
+)
+from ._review_report import REVIEW_PDF, review_report_entry, run_gating_review
 from ._tables import MANIFEST_COLUMNS, read_tsvs, write_error, write_manifest, write_tsv, writing
 
 __all__ = [
@@ -33,7 +42,11 @@ __all__ = [
     "REPORT_CATEGORIES",
     "REPORT_OVERVIEW",
     "REPORT_TABLES",
+    "REVIEW_PAGES",
+    "REVIEW_PAGE_COLUMNS",
+    "REVIEW_PDF",
     "ROOT_BATCH",
+    "ReviewRun",
     "assign_batches",
     "fcs_for_workdir",
     "fcs_relative_to_sheet",
@@ -41,19 +54,23 @@ __all__ = [
     "file_checksums",
     "form_batches",
     "package_versions",
+    "page_fingerprint",
     "read_batch",
     "read_samples_for_outputs",
     "read_tsvs",
     "report_entry",
     "resolve_sheet_fcs",
+    "review_report_entry",
+    "review_selection",
     "run_aggregate",
     "run_event_crosscheck",
     "run_gate_batch",
-    "run_gating_qc",
+    "run_gating_review",
     "run_qc_table",
     "run_report_figures",
     "run_report_overview",
     "run_report_tables",
+    "run_review_pages",
     "sheet_fcs",
     "stale_lock_note",
     "verify_checksums",

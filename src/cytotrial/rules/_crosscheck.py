@@ -1,4 +1,4 @@
-"""The ``gating_qc`` and ``events`` rules: gates drawn on events, and the event-level cross-check."""
+"""The ``events`` rule: the event-level cross-check of the gates (UMAP, Leiden)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ..tl import (
 from ._paths import resolve_sheet_fcs
 from ._tables import write_tsv
 
-__all__ = ["run_event_crosscheck", "run_gating_qc"]
+__all__ = ["run_event_crosscheck"]
 
 
 def _gated_samples(h5ad: str | Path, *, sheet: str | Path) -> pd.DataFrame:
@@ -44,39 +44,6 @@ def _panel_gatings(
         panel: load_panel_gating(panel, strategies[panel], model=model)
         for panel in sorted(set(panels_used))
     }
-
-
-def run_gating_qc(
-    h5ad: str | Path,
-    *,
-    sheet: str | Path,
-    strategies: Mapping[str, Mapping],
-    panels: Mapping[str, Sequence[str]] | None,
-    compensation: str,
-    per_batch: int,
-    reading: Mapping | None = None,
-    out_png: str | Path,
-    out_pdf: str | Path,
-) -> list[str]:
-    """The gating QC figure for ``per_batch`` gated samples of each panel and acquisition batch.
-
-    ``sheet`` is the sample sheet the ``fcs`` paths of ``populations.h5ad`` are relative to;
-    ``reading`` the gating's reading options (:func:`cytotrial.gating.read_and_gate`).
-    """
-    from ..pl import plot_gating_qc  # matplotlib: only for the figure steps
-
-    obs = _gated_samples(h5ad, sheet=sheet)
-    matrix = None if str(compensation).lower() == "fcs" else read_compensation(compensation)
-    return plot_gating_qc(
-        obs,
-        _panel_gatings(strategies, obs["panel"]),
-        panels=panels,
-        compensation=matrix,
-        per_batch=per_batch,
-        reading=reading,
-        out_png=out_png,
-        out_pdf=out_pdf,
-    )
 
 
 def run_event_crosscheck(

@@ -1,0 +1,416 @@
+"""The gating review: one page per sample, each gate drawn on its parent's events as placed for it.
+
+A page (A4 landscape) shows a sample's gates in strategy order (parent before child), up to 16
+panels in a 4 x 4 grid (a larger strategy continues on further pages): each panel the parent's
+events on the gate's channels, compensated and transformed as the gating read them (a 2-D density,
+dots where there are few events, a histogram for a 1-D gate), on FlowJo-style axes (decades of the
+raw scale on logicle/log/asinh dimensions, scatter in thousands; see ``_decades``) zoomed to the
+data, with the gate where this sample was gated with it (an adaptive gate's own position, the
+template's position dashed grey beneath; a boundary that kept the template in orange) and the
+percentage of the parent inside it in the panel's title. Gates of one parent on the same channels
+(``cd4`` and ``cd8`` on CD4 x CD8; ``cd3`` and ``cd3_neg`` on CD3) share a panel. The page's
+heading names the sample, panel, acquisition batch, QC status and flags; a panel whose gate a flag
+names is framed in red. The events are exactly those counted: read and gated by
+:func:`cytotrial.gating.read_and_gate` with the gating's reading options (compensation, acquisition
+QC, unreadable spillover).
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ._decades import axis_scale, data_limits
+from ._review_gates import (
+    FALLBACK_COLOUR,
+    GATE_COLOUR,
+    TEMPLATE_COLOUR,
+    draw_shape,
+    gate_shape,
+    shape_extent,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from ..gating import PanelGating
+    from ..io import FCSData, Gate, Strategy
+
+__all__ = [
+    "DRAWING_VERSION",
+    "ReviewHeader",
+    "ReviewPanel",
+    "draw_review_pages",
+    "draw_sample_review",
+    "message_page",
+    "review_panels",
+]
+
+#: Changes whenever a page would be drawn differently from the same inputs (cached pages of an
+#: older drawing are drawn again).
+DRAWING_VERSION = "1"
+PAGE_SIZE = (11.69, 8.27)  # inches: A4 landscape
+MAX_COLUMNS = MAX_ROWS = 4
+_FLAGGED = "#C8102E"
+_STATUS_COLOURS = {"ok": "black", "flagged": "#B35806", "excluded": _FLAGGED}
+_DOTS_BELOW = 1500  # fewer parent events than this are drawn as dots, not as a density
+_BINS_2D, _BINS_1D = 128, 128
+_HEAD_LINE = 0.2  # inches per line of the page's heading
+_WRAP = 160  # characters per line of the heading's flags
+
+
+@dataclass(frozen=True)
+class ReviewHeader:
+    """What a page's heading says about its sample."""
+
+    sample_id: str
+    panel: str
+    batch: str
+    status: str
+    flags: tuple[str, ...] = ()
+    message: str = ""
+
+    def lines(self) -> list[str]:
+        """The heading: the sample on the first line, then its flags (wrapped) and message."""
+        first = f"{self.sample_id}  ·  panel {self.panel}  ·  batch {self.batch}  ·  {self.status}"
+        rest = []
+        if self.flags:
+            rest += textwrap.wrap("flags: " + ", ".join(self.flags), _WRAP)
+        if self.message:
+            rest += textwrap.wrap(self.message, _WRAP)
+        return [first, *rest]
+
+
+@dataclass
+class ReviewPanel:
+    """One panel of a page: gates of one parent drawn on the same dimensions.
+
+    Attributes
+    ----------
+    gates
+        The gates, in strategy order.
+    dimensions
+        The first gate's FlowKit dimensions: the panel's x (and y) axis.
+    orders
+        Per gate, its dimension shown on each axis (``[1, 0]``: transposed).
+    """
+
+    gates: list[Gate]
+    dimensions: list[Any]
+    orders: list[list[int]] = field(default_factory=list)
+
+    @property
+    def parent_path(self) -> str | None:
+        return self.gates[0].parent_path
+
+
+def _dimension_key(dim: Any) -> tuple:
+    """What makes two gates' dimensions the same axis: channel, compensation and transform."""
+    name = (
+        getattr(dim, "ratio_ref", None)
+        or getattr(dim, "dimension_ref", None)
+        or getattr(dim, "id", None)
+    )
+    return (
+        str(name),
+        getattr(dim, "compensation_ref", None),
+        getattr(dim, "transformation_ref", None),
+    )
+
+
+def review_panels(strategy: Strategy) -> list[ReviewPanel]:
+    """The panels of a strategy's page, in strategy order: drawable gates grouped by axes.
+
+    A gate on one or two dimensions is drawn (a Boolean gate has none); gates with the same parent
+    and the same dimensions (in either order) share the first one's panel.
+    """
+    panels: list[ReviewPanel] = []
+    found: dict[tuple, ReviewPanel] = {}
+    for gate in strategy.gates:
+        dims = list(getattr(gate.fk_gate, "dimensions", None) or [])
+        if gate.kind == "boolean" or not 1 <= len(dims) <= 2:
+            continue
+        keys = [_dimension_key(d) for d in dims]
+        group = (gate.parent_path, frozenset(keys), len(keys))
+        panel = found.get(group)
+        if panel is None:
+            panel = found[group] = ReviewPanel([], dims)
+            panels.append(panel)
+        axes = [_dimension_key(d) for d in panel.dimensions]
+        panel.gates.append(gate)
+        panel.orders.append([keys.index(k) for k in axes])
+    return panels
+
+
+def _flagged_gates(flags: Sequence[str]) -> set[str]:
+    """Gate names the flags name (``adaptive_fallback:treg``, ``too_few_events:cd3<200``)."""
+    named = set()
+    for flag in flags:
+        _, colon, rest = flag.partition(":")
+        if colon:
+            named.add(re.split(r"[:<>=]", rest)[0].strip())
+    return named
+
+
+def _flag_name(name: str) -> str:
+    return " ".join(str(name).replace(",", " ").split())
+
+
+def _axis_label(dim: Any, channel_map: Mapping[str, str], markers: Mapping[str, str]) -> str:
+    name = _dimension_key(dim)[0]
+    channel = channel_map.get(name, name)
+    marker = markers.get(channel)
+    return f"{marker} ({channel})" if marker and marker != channel else channel
+
+
+def _transform(strategy: Strategy, dim: Any) -> Any:
+    ref = getattr(dim, "transformation_ref", None)
+    transforms = getattr(strategy.gating_strategy, "transformations", None) or {}
+    return transforms.get(ref) if ref else None
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "n/a"
+
+
+@dataclass
+class _Sample:
+    """One sample as gated: what every panel of its page reads."""
+
+    header: ReviewHeader
+    gating: PanelGating
+    data: FCSData
+    channel_map: Mapping[str, str]
+    memberships: Mapping[str, np.ndarray]
+    placements: Mapping[str, Mapping[str, Any]]
+    fallbacks: set[str]
+
+    def parent(self, panel: ReviewPanel) -> np.ndarray:
+        if panel.parent_path is None:
+            return np.ones(self.data.n_events, dtype=bool)
+        return self.memberships[panel.parent_path]
+
+
+def _title(ax: Axes, sample: _Sample, panel: ReviewPanel, parent: np.ndarray) -> bool:
+    """The gates' names and % of parent; whether a flag names one of them."""
+    whole = int(np.count_nonzero(parent))
+    parts = [
+        f"{g.name} {_percent(int(np.count_nonzero(sample.memberships[g.path])), whole)}"
+        for g in panel.gates
+    ]
+    parent_name = panel.parent_path.rsplit("/", 1)[-1] if panel.parent_path else "all events"
+    named = _flagged_gates(sample.header.flags)
+    flagged = any(_flag_name(g.name) in named for g in panel.gates)
+    text = "  ·  ".join(parts) + f"\nof {parent_name} ({whole:,} events)"
+    ax.set_title(text, fontsize=7.5, color=_FLAGGED if flagged else "black", loc="left")
+    return flagged
+
+
+def _draw_events(ax: Axes, values: np.ndarray, limits: list[tuple[float, float]]) -> None:
+    """A 2-D density (dots when there are few events) or a 1-D histogram of the parent."""
+    from matplotlib.colors import LogNorm
+
+    if values.shape[1] == 1:
+        counts, edges = np.histogram(values[:, 0], bins=_BINS_1D, range=limits[0])
+        ax.stairs(counts, edges, fill=True, color="0.6", linewidth=0)
+        ax.stairs(counts, edges, color="0.3", linewidth=0.6)
+        ax.set_ylim(0, max(1, counts.max()) * 1.08)
+        ax.set_ylabel("events")
+        return
+    if values.shape[0] < _DOTS_BELOW:
+        ax.scatter(values[:, 0], values[:, 1], s=2, color="#3B528B", linewidths=0, rasterized=True)
+    else:
+        counts, _, _ = np.histogram2d(values[:, 0], values[:, 1], bins=_BINS_2D, range=limits)
+        ax.imshow(
+            np.ma.masked_equal(counts.T, 0),
+            extent=(*limits[0], *limits[1]),
+            origin="lower",
+            aspect="auto",
+            interpolation="nearest",
+            norm=LogNorm(vmin=1),
+            cmap="viridis",
+        )
+    ax.set_ylim(*limits[1])
+
+
+def _draw_panel(ax: Axes, sample: _Sample, panel: ReviewPanel) -> None:
+    """One panel: the parent's events on the panel's axes, the gates, the % of parent."""
+    from ..gating import transformed_events
+
+    strategy = sample.gating.strategy
+    parent = sample.parent(panel)
+    values = transformed_events(
+        sample.data, strategy, panel.dimensions, channel_map=sample.channel_map, events=parent
+    )
+    shapes = [
+        gate_shape(g, sample.placements.get(g.path), order)
+        for g, order in zip(panel.gates, panel.orders)
+    ]
+    templates = [
+        gate_shape(g, None, order) if g.path in sample.placements else None
+        for g, order in zip(panel.gates, panel.orders)
+    ]
+    limits = []
+    for axis in range(values.shape[1]):
+        extra = [shape_extent(s)[axis] for s in shapes]
+        limits.append(data_limits(values[:, axis], extra=np.concatenate(extra)))
+    _draw_events(ax, values, limits)
+    ax.set_xlim(*limits[0])
+    markers = dict(zip(sample.data.channels, sample.data.markers))
+    for axis, (which, dim) in enumerate(zip("xy", panel.dimensions)):
+        label = _axis_label(dim, sample.channel_map, markers)
+        axis_scale(label, _transform(strategy, dim), limits[axis]).apply(ax, which)
+    for gate, shape, template in zip(panel.gates, shapes, templates):
+        if template is not None:
+            draw_shape(ax, template, colour=TEMPLATE_COLOUR, dashed=True, width=0.8)
+        fell_back = gate.path in sample.fallbacks
+        colour = FALLBACK_COLOUR if fell_back else GATE_COLOUR
+        draw_shape(ax, shape, colour=colour, shade=len(panel.gates) == 1)
+    if _title(ax, sample, panel, parent):
+        for spine in ax.spines.values():
+            spine.set_visible(True)
+            spine.set_color(_FLAGGED)
+            spine.set_linewidth(1.4)
+
+
+def _grid(n: int) -> tuple[int, int]:
+    """Columns and rows of a page of ``n`` panels (at most 4 x 4)."""
+    columns = min(MAX_COLUMNS, max(1, n if n <= 3 else (3 if n <= 6 else 4)))
+    return columns, max(1, -(-n // columns))
+
+
+def _page(header: ReviewHeader, n_panels: int, page: int, pages: int) -> tuple[Figure, list]:
+    """A page with its heading and an empty grid of ``n_panels`` axes below it."""
+    fig = Figure(figsize=PAGE_SIZE)
+    lines = header.lines()
+    if pages > 1:
+        lines[0] += f"  ·  page {page} of {pages}"
+    top = 0.18
+    colour = _STATUS_COLOURS.get(header.status, "black")
+    fig.text(0.012, 1 - top / PAGE_SIZE[1], lines[0], fontsize=11, weight="bold", color=colour,
+             va="top", ha="left")  # fmt: skip
+    for i, line in enumerate(lines[1:], start=1):
+        y = 1 - (top + 0.06 + i * _HEAD_LINE) / PAGE_SIZE[1]
+        fig.text(0.012, y, line, fontsize=8, va="top", ha="left", color=colour)
+    # the heading, then room for the first row's two-line panel titles
+    head = top + 0.72 + (len(lines) - 1) * _HEAD_LINE
+    columns, rows = _grid(n_panels)
+    grid = fig.add_gridspec(
+        rows, columns, left=0.065, right=0.985, bottom=0.07, top=1 - head / PAGE_SIZE[1],
+        wspace=0.32, hspace=0.62,
+    )  # fmt: skip
+    axes = [fig.add_subplot(grid[i // columns, i % columns]) for i in range(n_panels)]
+    return fig, axes
+
+
+def message_page(header: ReviewHeader, text: str) -> Figure:
+    """A page without panels: a sample that was not gated (excluded, unreadable), and why."""
+    fig, _ = _page(header, 0, 1, 1)
+    fig.text(0.5, 0.5, text, fontsize=11, ha="center", va="center", wrap=True)
+    return fig
+
+
+def draw_review_pages(
+    header: ReviewHeader,
+    gating: PanelGating,
+    data: FCSData,
+    channel_map: Mapping[str, str],
+    memberships: Mapping[str, np.ndarray],
+    *,
+    placements: Mapping[str, Mapping[str, Any]] | None = None,
+    fallbacks: Sequence[str] = (),
+) -> list[Figure]:
+    """The pages of one gated sample (one, unless the strategy has more than 16 panels).
+
+    Parameters
+    ----------
+    header
+        The sample, its panel, batch, QC status and flags.
+    gating
+        The panel's gating.
+    data, channel_map, memberships
+        The sample as :func:`cytotrial.gating.read_and_gate` read and gated it.
+    placements
+        Gate path -> where the sample's adaptive boundaries placed the gate
+        (:func:`cytotrial.gating.sample_placements`); other gates are drawn as the strategy
+        draws them.
+    fallbacks
+        Paths of gates with a boundary that kept the template's position (drawn in orange).
+    """
+    from ._layout import theme
+
+    sample = _Sample(
+        header, gating, data, channel_map, memberships, dict(placements or {}), set(fallbacks)
+    )
+    panels = review_panels(gating.strategy)
+    per_page = MAX_COLUMNS * MAX_ROWS
+    chunks = [panels[i : i + per_page] for i in range(0, len(panels), per_page)] or [[]]
+    figures = []
+    import matplotlib as mpl
+
+    with mpl.rc_context(theme()):
+        for page, chunk in enumerate(chunks, start=1):
+            fig, axes = _page(header, len(chunk), page, len(chunks))
+            for ax, panel in zip(axes, chunk):
+                _draw_panel(ax, sample, panel)
+            figures.append(fig)
+    return figures
+
+
+def draw_sample_review(
+    fcs: str,
+    gating: PanelGating,
+    header: ReviewHeader,
+    *,
+    positions: pd.DataFrame | None = None,
+    panels: Mapping[str, Sequence[str]] | None = None,
+    compensation: pd.DataFrame | None = None,
+    reading: Mapping[str, Any] | None = None,
+) -> list[Figure]:
+    """Read and gate one sample as the gating did, and draw its review pages.
+
+    Parameters
+    ----------
+    fcs
+        The sample's FCS file.
+    gating
+        Its panel's gating.
+    header
+        The page heading's facts (:class:`ReviewHeader`).
+    positions
+        The sample's rows of the gate positions table (``results/gating/batch_*.gates.tsv``):
+        each adaptive gate is drawn where they placed it.
+    panels, compensation
+        The config's ``panels:`` and the spillover matrix (``None``: each file's own).
+    reading
+        The gating's other reading options: ``unreadable_compensation`` and ``acquisition`` (the
+        config's ``qc.acquisition``), so that the events drawn are those counted.
+
+    Returns
+    -------
+    list of Figure
+        The sample's pages; one page saying why, where the file cannot be read as it was gated.
+    """
+    from ..errors import CytotrialError
+    from ..gating import read_and_gate, sample_placements
+
+    try:
+        placements = sample_placements(gating, positions, sample_id=header.sample_id)
+        data, channel_map, memberships = read_and_gate(
+            fcs, gating, panels=panels, compensation=compensation, **dict(reading or {})
+        )
+    except CytotrialError as error:
+        text = " ".join(str(error).split())
+        return [message_page(header, "\n".join(textwrap.wrap(f"Not drawn: {text}", 90)))]
+    table = positions if positions is not None else pd.DataFrame(columns=["gate_path", "status"])
+    fallbacks = set(table.loc[table["status"] != "adapted", "gate_path"].astype(str))
+    return draw_review_pages(
+        header, gating, data, channel_map, memberships, placements=placements, fallbacks=fallbacks
+    )

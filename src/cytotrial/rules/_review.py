@@ -1,0 +1,431 @@
+"""The ``review_pages`` rule: each gating batch's review pages, drawn again only where they changed.
+
+Each chosen sample's page (:mod:`cytotrial.pl` ``draw_sample_review``) is kept under
+``results/gating/review/pages/<sample_id>/<fingerprint>.pdf`` (and ``.png`` for a flagged sample).
+The fingerprint is the SHA-256 of everything the page shows: the FCS file's SHA-256, the sample's
+gates as placed (each adaptive gate's geometry from the gate positions table), the strategy file's
+SHA-256, the reading options (compensation, acquisition QC, unreadable spillover, channel names),
+the heading (sample, panel, batch, status, flags, message) and :data:`DRAWING_VERSION`. A page
+whose fingerprint has a file already is not read nor drawn again, so a changed gate redraws only
+the samples it moved; the others' pages are the files they were. The cached pages are not outputs
+of the rule (Snakemake removes a job's outputs before it runs it); the rule's output is the
+batch's table of pages (:data:`REVIEW_PAGE_COLUMNS`), which the ``gating_review`` rule assembles.
+Pages are drawn in parallel, one process per thread of the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError
+from ._batches import read_batch
+from ._tables import write_tsv, writing
+
+if TYPE_CHECKING:
+    from ..gating import PanelGating
+    from ..pl import ReviewHeader
+
+__all__ = [
+    "REVIEW_PAGES",
+    "REVIEW_PAGE_COLUMNS",
+    "ReviewRun",
+    "page_fingerprint",
+    "review_selection",
+    "run_review_pages",
+]
+
+#: Folder of the cached pages: ``<sample_id>/<fingerprint>.pdf`` (and ``.png``).
+REVIEW_PAGES = "results/gating/review/pages"
+#: Columns of a batch's table of pages. ``png``: the flagged sample's PNG files (``;``-separated,
+#: one per page), empty for a sample that is not flagged.
+REVIEW_PAGE_COLUMNS = ["sample_id", "panel", "status", "fingerprint", "pdf", "png"]
+_PNG_DPI = 100
+
+
+@dataclass
+class ReviewRun:
+    """What a ``review_pages`` job did: pages drawn, pages kept from earlier runs, seconds drawing."""
+
+    drawn: list[str]
+    kept: list[str]
+    seconds: float
+
+
+def _flags(value: Any) -> tuple[str, ...]:
+    return tuple(f for f in str(value or "").split(",") if f)
+
+
+def review_selection(
+    qc: pd.DataFrame, choice: str | Sequence[str], *, per_batch: int = 0
+) -> list[str]:
+    """The samples the review draws, in the order of ``qc``.
+
+    Parameters
+    ----------
+    qc
+        ``results/qc/samples.tsv``: ``sample_id``, ``panel``, ``batch``, ``status``.
+    choice
+        The config's ``figures.gating_review``: ``all`` (every sample, an excluded one as a page
+        saying why), ``flagged`` (samples whose status is ``flagged``) or a list of sample ids.
+    per_batch
+        ``figures.gating_review_per_batch``: so many more samples of each panel and acquisition
+        batch, the first by sample id that are ``ok`` (else ``flagged``), as references.
+
+    Raises
+    ------
+    ConfigError
+        A listed sample is not in the QC table (the sample sheet).
+    """
+    ids = qc["sample_id"].astype(str)
+    if isinstance(choice, str):
+        if choice not in ("all", "flagged"):
+            raise ConfigError(
+                f"config figures.gating_review: {choice!r} is neither all, flagged nor a list of "
+                "sample ids"
+            )
+        chosen = set(ids) if choice == "all" else set(ids[qc["status"] == "flagged"])
+    else:
+        unknown = [str(s) for s in choice if str(s) not in set(ids)]
+        if unknown:
+            raise ConfigError(
+                f"config figures.gating_review: sample {unknown[0]!r} is not in the sample sheet"
+            )
+        chosen = {str(s) for s in choice}
+    if per_batch > 0:
+        gated = qc[qc["status"].isin(["ok", "flagged"])].assign(
+            _rank=lambda t: (t["status"] != "ok").astype(int), sample_id=ids
+        )
+        gated = gated.sort_values(["_rank", "sample_id"], kind="stable")
+        picks = gated.groupby(["panel", "batch"], sort=False).head(per_batch)["sample_id"]
+        chosen |= set(picks)
+    return [sid for sid in ids if sid in chosen]
+
+
+def _plain(value: Any) -> Any:
+    """Geometry as JSON: arrays and tuples as lists, floats as they are (repr round-trips)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def page_fingerprint(
+    *,
+    file_sha256: str,
+    header: ReviewHeader,
+    strategy_sha256: str,
+    placements: Mapping[str, Any] | None,
+    fallbacks: Sequence[str] = (),
+    reading: Mapping[str, Any] | None = None,
+    png: bool = False,
+) -> str:
+    """The SHA-256 (hex) of everything a sample's review page shows.
+
+    Parameters
+    ----------
+    file_sha256
+        The FCS file's SHA-256 (the batch membership file holds it).
+    header
+        The page's heading (sample, panel, batch, status, flags, message).
+    strategy_sha256
+        The strategy file's SHA-256 (the template gates).
+    placements
+        Gate path -> the sample's placed geometry (:func:`cytotrial.gating.sample_placements`).
+    fallbacks
+        Gates with a boundary that kept the template's position.
+    reading
+        The reading options (compensation and its matrix's SHA-256, ``unreadable_compensation``,
+        ``acquisition``, the config's ``panels:``).
+    png
+        Whether a PNG is written beside the PDF.
+    """
+    from ..pl import DRAWING_VERSION
+
+    payload = {
+        "drawing": DRAWING_VERSION,
+        "file": file_sha256,
+        "header": asdict(header),
+        "strategy": strategy_sha256,
+        "placements": _plain(placements or {}),
+        "fallbacks": sorted(fallbacks),
+        "reading": _plain(reading or {}),
+        "png": bool(png),
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@dataclass
+class _Task:
+    """One page to draw (in a worker process)."""
+
+    sample_id: str
+    panel: str
+    fcs: str
+    header: ReviewHeader
+    positions: pd.DataFrame
+    pdf: str
+    png: str | None
+
+
+# What every worker reads: set before the pool forks, inherited by its processes.
+_SHARED: dict[str, Any] = {}
+
+
+def _write_pages(figures: list, pdf: str, png: str | None) -> list[str]:
+    """Write a sample's pages: one PDF (a page per figure), its PNGs; each file whole or not at all."""
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    metadata = {"CreationDate": None, "ModDate": None}
+    target = Path(pdf)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    with writing(target):
+        with PdfPages(partial, metadata=metadata) as document:
+            for fig in figures:
+                document.savefig(fig)
+        os.replace(partial, target)
+    written = []
+    if png is not None:
+        for i, fig in enumerate(figures):
+            path = Path(png) if i == 0 else Path(png).with_suffix(f".{i + 1}.png")
+            part = path.with_name(f".{path.name}.{os.getpid()}.partial.png")
+            with writing(path):
+                fig.savefig(part, dpi=_PNG_DPI, metadata={"Software": None})
+                os.replace(part, path)
+            written.append(str(path))
+    return written
+
+
+def _draw(task: _Task) -> tuple[str, list[str], float]:
+    """Draw one sample's pages and write them: ``(sample_id, PNG files, seconds)``."""
+    from ..pl import draw_sample_review, message_page
+
+    start = time.perf_counter()
+    if task.header.status == "excluded":
+        reason = task.header.message or "excluded by QC"
+        figures = [message_page(task.header, f"Not gated: {reason}")]
+    else:
+        figures = draw_sample_review(
+            task.fcs,
+            _SHARED["gatings"][task.panel],
+            task.header,
+            positions=task.positions,
+            panels=_SHARED["panels"],
+            compensation=_SHARED["compensation"],
+            reading=_SHARED["reading"],
+        )
+    pngs = _write_pages(figures, task.pdf, task.png)
+    return task.sample_id, pngs, time.perf_counter() - start
+
+
+def _run_tasks(tasks: list[_Task], threads: int) -> dict[str, tuple[list[str], float]]:
+    """Draw the pages, in ``threads`` processes when there are several.
+
+    The processes are forked: they inherit the loaded strategies instead of loading them again.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = max(1, min(int(threads), len(tasks)))
+    if workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return {sid: (pngs, s) for sid, pngs, s in map(_draw, tasks)}
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        return {sid: (pngs, s) for sid, pngs, s in pool.map(_draw, tasks, chunksize=1)}
+
+
+def _header(row: Any) -> ReviewHeader:
+    from ..pl import ReviewHeader
+
+    return ReviewHeader(
+        sample_id=str(row.sample_id),
+        panel=str(row.panel),
+        batch=str(row.batch),
+        status=str(row.status),
+        flags=_flags(row.qc_flags),
+        message=" ".join(str(row.message or "").split()),
+    )
+
+
+def _reading_key(
+    *, panels: Any, compensation: str, reading: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The reading options as the fingerprint holds them (a matrix file by its content)."""
+    matrix = "fcs" if str(compensation).lower() == "fcs" else _file_sha256(compensation)
+    return {"panels": panels or {}, "compensation": matrix, **dict(reading or {})}
+
+
+def _cached_pngs(first: Path) -> list[str]:
+    """A cached page's PNG files in page order (``<fingerprint>.png``, ``.2.png``, ...)."""
+    if not first.is_file():
+        return []
+    found, page = [str(first)], 2
+    while (path := first.with_suffix(f".{page}.png")).is_file():
+        found.append(str(path))
+        page += 1
+    return found
+
+
+def _stale(folder: Path, keep: set[str]) -> None:
+    """Remove a sample's pages of other fingerprints (the sample was drawn anew)."""
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.name.split(".", 1)[0] not in keep:
+                path.unlink()
+
+
+def _plan_pages(
+    members: pd.DataFrame,
+    qc: pd.DataFrame,
+    gatings: Mapping[str, PanelGating],
+    positions: pd.DataFrame,
+    *,
+    reading_key: Mapping[str, Any],
+    pages: Path,
+) -> tuple[list[dict[str, Any]], list[_Task]]:
+    """Each chosen sample's row of the table of pages, and the pages not drawn yet."""
+    from ..gating import sample_placements
+
+    rows, tasks = [], []
+    by_sample = dict(list(positions.groupby("sample_id", sort=False)))
+    for row in qc.itertuples(index=False):
+        member = members.loc[row.sample_id]
+        gating = gatings[row.panel]
+        header = _header(row)
+        mine = by_sample.get(row.sample_id, positions.iloc[0:0])
+        placements = (
+            {}
+            if header.status == "excluded"
+            else sample_placements(gating, mine, sample_id=row.sample_id)
+        )
+        fallbacks = sorted(set(mine.loc[mine["status"] != "adapted", "gate_path"].astype(str)))
+        flagged = header.status == "flagged"
+        fingerprint = page_fingerprint(
+            file_sha256=str(member["sha256"]),
+            header=header,
+            strategy_sha256=gating.strategy.sha256,
+            placements=placements,
+            fallbacks=fallbacks,
+            reading=reading_key,
+            png=flagged,
+        )
+        folder = pages / row.sample_id
+        pdf = folder / f"{fingerprint}.pdf"
+        png = folder / f"{fingerprint}.png" if flagged else None
+        pngs = _cached_pngs(png) if png is not None else []
+        cached = pdf.is_file() and (png is None or png.is_file())
+        if not cached:
+            tasks.append(
+                _Task(row.sample_id, row.panel, str(member["fcs"]), header, mine, str(pdf),
+                      None if png is None else str(png))
+            )  # fmt: skip
+        rows.append(
+            {
+                "sample_id": row.sample_id,
+                "panel": row.panel,
+                "status": header.status,
+                "fingerprint": fingerprint,
+                "pdf": str(pdf),
+                "png": ";".join(pngs),
+            }
+        )
+    return rows, tasks
+
+
+def run_review_pages(
+    *,
+    batch: str | Path,
+    gates: str | Path,
+    qc: str | Path,
+    strategies: Mapping[str, Mapping],
+    panels: Mapping[str, Sequence[str]] | None,
+    compensation: str,
+    reading: Mapping[str, Any] | None,
+    choice: str | Sequence[str],
+    per_batch: int,
+    threads: int,
+    out: str | Path,
+    pages: str | Path = REVIEW_PAGES,
+) -> ReviewRun:
+    """Draw the review pages of one gating batch's chosen samples that are not drawn yet.
+
+    Parameters
+    ----------
+    batch
+        The batch's membership file (``sample_id``, ``panel``, ``fcs``, ``sha256``).
+    gates
+        The batch's gate positions table (``results/gating/batch_<batch>.gates.tsv``).
+    qc
+        ``results/qc/samples.tsv`` (batch, status, flags and message of every sample).
+    strategies
+        The config's ``strategies:`` of the batch's panels.
+    panels, compensation, reading
+        The config's ``panels:``, ``gating.compensation`` and the gating's other reading options
+        (``unreadable_compensation``, ``acquisition``): the events drawn are those counted.
+    choice, per_batch
+        The config's ``figures.gating_review`` and ``figures.gating_review_per_batch``
+        (:func:`review_selection`).
+    threads
+        Processes drawing at once.
+    out
+        The batch's table of pages (:data:`REVIEW_PAGE_COLUMNS`), in the order of ``qc``.
+    pages
+        Folder of the cached pages.
+    """
+    from ..gating import compensation_matrix, load_panel_gating, read_gate_positions
+
+    members = read_batch(batch).set_index("sample_id", drop=False)
+    table = pd.read_csv(qc, sep="\t", dtype=str, keep_default_na=False)
+    chosen = set(review_selection(table, choice, per_batch=per_batch))
+    table = table[table["sample_id"].isin(chosen) & table["sample_id"].isin(members.index)]
+    rows: list[dict[str, Any]] = []
+    run = ReviewRun(drawn=[], kept=[], seconds=0.0)
+    if len(table):
+        gatings = {
+            panel: load_panel_gating(panel, strategies[panel], panels=panels)
+            for panel in sorted(set(table["panel"]))
+        }
+        positions = read_gate_positions([gates])
+        key = _reading_key(panels=panels, compensation=compensation, reading=reading)
+        rows, tasks = _plan_pages(
+            members, table, gatings, positions, reading_key=key, pages=Path(pages)
+        )
+        _SHARED.update(
+            gatings=gatings,
+            panels=panels,
+            compensation=compensation_matrix(compensation),
+            reading=dict(reading or {}),
+        )
+        try:
+            done = _run_tasks(tasks, threads)
+        finally:
+            _SHARED.clear()
+        for row in rows:
+            if row["sample_id"] in done:
+                pngs, seconds = done[row["sample_id"]]
+                row["png"] = ";".join(pngs)
+                run.drawn.append(row["sample_id"])
+                run.seconds += seconds
+            else:
+                run.kept.append(row["sample_id"])
+            _stale(Path(row["pdf"]).parent, {row["fingerprint"]})
+    write_tsv(pd.DataFrame(rows, columns=REVIEW_PAGE_COLUMNS), out)
+    return run

@@ -1,0 +1,397 @@
+"""The gating review: a page per sample, its own gates drawn, FlowJo's axes, drawn only when changed.
+
+Simulated drifting blood files are gated as the workflow gates them (adaptive gates move from file
+to file), their gate positions written as the gating batch writes them; the review's pages are
+then drawn from those tables: each page must show the gates where the positions table put them
+for that sample (not the template's), on axes ticked in decades of the raw scale at their
+transformed positions; a page whose inputs did not change is not drawn again, and a changed
+position redraws that sample alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from flowkit import transforms
+from matplotlib.colors import to_hex
+from matplotlib.patches import Polygon
+
+from cytotrial.config import check_config
+from cytotrial.errors import ConfigError
+from cytotrial.gating import gate_samples, load_panel_gating, read_gate_positions
+from cytotrial.pl import ReviewHeader, draw_sample_review, review_panels
+from cytotrial.pl._decades import axis_scale, data_limits, decade_label
+from cytotrial.preflight._figures import figure_problems, figure_warnings
+from cytotrial.rules import (
+    REVIEW_PAGE_COLUMNS,
+    review_selection,
+    run_gating_review,
+    run_review_pages,
+)
+from cytotrial.sim import simulate_sample, write_fcs
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+PANELS = CONFIG["panels"]
+ACQUISITION = check_config(copy.deepcopy(CONFIG))["qc"]["acquisition"]
+READING = {"unreadable_compensation": "exclude", "acquisition": ACQUISITION}
+SUPERSCRIPT = str.maketrans("⁻⁰¹²³⁴⁵⁶⁷⁸⁹", "-0123456789")
+
+
+def _raw(label: str) -> float:
+    """The raw value a decade label names (``10³`` -> 1000, ``-10²`` -> -100, ``0`` -> 0)."""
+    if label == "0":
+        return 0.0
+    sign = -1.0 if label.startswith("-") else 1.0
+    return sign * 10.0 ** int(label.lstrip("-")[2:].translate(SUPERSCRIPT))
+
+
+# ---------------------------------------------------------------------------------------------
+# axes
+
+
+@pytest.mark.parametrize(
+    ("transform", "limits", "expected"),
+    [
+        (
+            transforms.LogicleTransform(262144, 0.5, 4.5, 0),
+            (-0.05, 1.0),
+            ["0", "10³", "10⁴", "10⁵"],
+        ),
+        (transforms.LogTransform(262144, 4.5), (0.0, 1.0), ["10¹", "10²", "10³", "10⁴", "10⁵"]),
+        (transforms.AsinhTransform(262144, 4.0, 0.0), (0.0, 1.0), ["0", "10³", "10⁴", "10⁵"]),
+    ],
+    ids=["logicle", "log", "asinh"],
+)
+def test_decade_ticks_sit_at_the_transformed_positions_of_raw_decades(transform, limits, expected):
+    scale = axis_scale("CD3 (FITC-A)", transform, limits)
+    labels = [text for _, text in scale.ticks]
+    assert set(expected) <= set(labels)
+    positions = np.array([position for position, _ in scale.ticks])
+    raw = np.array([_raw(text) for text in labels])
+    assert np.allclose(positions, transform.apply(raw), rtol=0, atol=1e-12)
+    assert (
+        np.all(np.diff(positions) > 0)
+        and limits[0] <= positions.min() <= positions.max() <= limits[1]
+    )
+    # minor ticks at 2-9 x a decade, on the axis, never on a labelled tick
+    assert scale.minor and all(limits[0] <= m <= limits[1] for m in scale.minor)
+    assert not set(np.round(scale.minor, 9)) & set(np.round(positions, 9))
+
+
+def test_decade_labels_are_flowjos():
+    assert [decade_label(v) for v in (0, 100, 1000, 1e5, -1000)] == [
+        "0", "10²", "10³", "10⁵", "-10³",
+    ]  # fmt: skip
+
+
+def test_a_zoomed_logicle_axis_shows_only_the_decades_in_view():
+    logicle = transforms.LogicleTransform(262144, 0.5, 4.5, 0)
+    low, high = logicle.apply(np.array([-200.0, 5000.0]))
+    labels = [text for _, text in axis_scale("x", logicle, (low, high)).ticks]
+    assert "10³" in labels and "10⁴" not in labels and "10⁵" not in labels
+
+
+def test_linear_scatter_axes_are_in_thousands():
+    scale = axis_scale("FSC-A", None, (0.0, 250_000.0))
+    labels = [text for _, text in scale.ticks]
+    assert "0" in labels and "100K" in labels and "200K" in labels
+    assert all(position == _k(text) for position, text in scale.ticks)
+
+
+def _k(text: str) -> float:
+    return float(text[:-1]) * 1000 if text.endswith("K") else float(text)
+
+
+def test_axes_are_zoomed_to_the_data_and_keep_the_gate_in_view():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(0.3, 0.02, 5000), [0.0, 1.0]])  # two stray events
+    low, high = data_limits(values)
+    assert 0.2 < low < 0.25 and 0.35 < high < 0.4  # the events, not the transform's 0-1
+    low, high = data_limits(values, extra=np.array([0.42]))
+    assert high > 0.42  # a gate just beside the data shows
+    assert data_limits(values, extra=np.array([50.0]))[1] < 1  # one far away does not squash it
+
+
+# ---------------------------------------------------------------------------------------------
+# a gated trial
+
+
+def _blood_gating():
+    spec = copy.deepcopy(CONFIG["strategies"]["blood"])
+    spec["strategy"] = str(ROOT / spec["strategy"])
+    return load_panel_gating("blood", spec, panels=PANELS), spec
+
+
+@pytest.fixture(scope="module")
+def trial(tmp_path_factory):
+    """Three drifting blood files and an unreadable one, gated as one gating batch."""
+    out = tmp_path_factory.mktemp("review")
+    files = {}
+    for seed in (0, 1, 2):
+        sample = simulate_sample(n_events=6000, drift=True, seed=seed)
+        files[f"S{seed}"] = write_fcs(sample, out / "fcs" / f"S{seed}.fcs")
+    files["BAD"] = out / "fcs" / "BAD.fcs"
+    files["BAD"].write_bytes(b"not an FCS file")
+    gating, spec = _blood_gating()
+    table = pd.DataFrame(
+        [{"sample_id": s, "panel": "blood", "fcs": str(p)} for s, p in files.items()]
+    )
+    result = gate_samples(table, {"blood": gating}, panels=PANELS, acquisition=ACQUISITION)
+    gates = out / "batch_all.gates.tsv"
+    result.gates.to_csv(gates, sep="\t", index=False, lineterminator="\n")
+    batch = out / "batch_all.tsv"
+    table["sha256"] = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in table["fcs"]]
+    table.to_csv(batch, sep="\t", index=False)
+    qc = result.qc[["sample_id", "status", "message"]].assign(
+        panel="blood", batch=["B01", "B01", "B02", "B02"], qc_flags=result.qc["flags"]
+    )
+    qc.loc[qc["sample_id"] == "S1", ["status", "qc_flags"]] = ["flagged", "adaptive_fallback:cd3"]
+    qc_path = out / "samples.tsv"
+    qc.to_csv(qc_path, sep="\t", index=False)
+    return {
+        "out": out, "files": files, "gating": gating, "spec": spec, "gates": gates,
+        "batch": batch, "qc": qc_path, "positions": read_gate_positions([gates]),
+    }  # fmt: skip
+
+
+def _page(trial, sample_id: str):
+    positions = trial["positions"]
+    header = ReviewHeader(sample_id, "blood", "B01", "ok")
+    figures = draw_sample_review(
+        str(trial["files"][sample_id]),
+        trial["gating"],
+        header,
+        positions=positions[positions["sample_id"] == sample_id],
+        panels=PANELS,
+        reading=READING,
+    )
+    assert len(figures) == 1
+    return figures[0]
+
+
+def _panel(fig, gate: str):
+    found = [ax for ax in fig.axes if ax.get_title(loc="left").startswith(f"{gate} ")]
+    assert len(found) == 1, [ax.get_title(loc="left") for ax in fig.axes]
+    return found[0]
+
+
+def _gate_lines(ax) -> list[float]:
+    """The x of each gate line drawn as placed (solid; the template beneath is dashed grey)."""
+    return sorted(
+        float(line.get_xdata()[0])
+        for line in ax.lines
+        if line.get_linestyle() == "-" and to_hex(line.get_color()) in ("#000000", "#d55e00")
+    )
+
+
+def _position(trial, sample_id: str, gate: str, dimension: str) -> float:
+    table = trial["positions"]
+    row = table[(table["sample_id"] == sample_id) & (table["gate"] == gate)]
+    return float(row.loc[row["dimension"] == dimension, "position"].iloc[0])
+
+
+def test_each_page_draws_the_samples_own_thresholds(trial):
+    template = 0.42
+    drawn = {}
+    for sample_id in ("S0", "S1", "S2"):
+        ax = _panel(_page(trial, sample_id), "cd3")  # cd3 and cd3_neg share the CD3 panel
+        expected = sorted(
+            _position(trial, sample_id, gate, "FITC-A") for gate in ("cd3", "cd3_neg")
+        )
+        assert _gate_lines(ax) == expected
+        drawn[sample_id] = expected
+    assert len({tuple(v) for v in drawn.values()}) == 3  # the samples' gates differ
+    assert any(template not in v for v in drawn.values())  # and are not the template's
+
+
+def test_a_followed_scatter_gate_is_drawn_where_the_samples_peak_moved_it(trial):
+    gate = next(g for g in trial["gating"].strategy.gates if g.name == "lymphocytes")
+    template = np.asarray(gate.fk_gate.vertices, dtype=float)
+    anchor = np.array(trial["spec"]["adaptive"]["lymphocytes"]["anchor"], dtype=float)
+    for sample_id in ("S0", "S2"):
+        peak = np.array([_position(trial, sample_id, "lymphocytes", d) for d in ("FSC-A", "SSC-A")])
+        expected = template * (peak / anchor)  # move: scale
+        ax = _panel(_page(trial, sample_id), "lymphocytes")
+        drawn = [p for p in ax.patches if isinstance(p, Polygon) and p.get_linestyle() == "-"]
+        assert len(drawn) == 1
+        assert np.allclose(drawn[0].get_xy()[: len(expected)], expected, rtol=1e-12)
+        assert not np.allclose(expected, template)
+
+
+def test_the_page_shows_every_gate_with_its_percent_of_parent_and_the_heading(trial):
+    fig = _page(trial, "S0")
+    panels = review_panels(trial["gating"].strategy)
+    assert len(fig.axes) == len(panels) == 10  # cd3/cd3_neg and cd4/cd8 share a panel
+    drawn = {g.path for p in panels for g in p.gates}
+    assert drawn == {g.path for g in trial["gating"].strategy.gates}
+    title = _panel(fig, "cd3").get_title(loc="left")
+    assert re.fullmatch(r"cd3 \d+\.\d% {2}· {2}cd3_neg \d+\.\d%\nof live \([\d,]+ events\)", title)
+    texts = [t.get_text() for t in fig.texts]
+    assert texts[0] == "S0  ·  panel blood  ·  batch B01  ·  ok"
+    # the heading ends above every panel's title
+    fig.canvas.draw()
+    heading = min(t.get_window_extent().y0 for t in fig.texts)
+    assert all(ax.title.get_window_extent().y1 < heading for ax in fig.axes)
+    # logicle axes in decades, scatter in thousands
+    labels = [t.get_text() for t in _panel(fig, "cd3").get_xticklabels()]
+    assert "10³" in labels
+    assert any(t.get_text().endswith("K") for t in _panel(fig, "lymphocytes").get_xticklabels())
+
+
+# ---------------------------------------------------------------------------------------------
+# drawn once, then only where a page changed
+
+
+def _run(trial, pages: Path, out: Path, *, gates=None, qc=None, choice="all", threads=1):
+    return run_review_pages(
+        batch=trial["batch"],
+        gates=gates or trial["gates"],
+        qc=qc or trial["qc"],
+        strategies={"blood": trial["spec"]},
+        panels=PANELS,
+        compensation="fcs",
+        reading=READING,
+        choice=choice,
+        per_batch=0,
+        threads=threads,
+        out=out,
+        pages=pages,
+    )
+
+
+def _files(pages: Path) -> dict[str, int]:
+    return {
+        str(p.relative_to(pages)): p.stat().st_mtime_ns for p in pages.rglob("*") if p.is_file()
+    }
+
+
+def test_pages_are_drawn_once_and_again_only_for_the_sample_a_gate_moved(trial, tmp_path):
+    pages = tmp_path / "pages"
+    first = _run(trial, pages, tmp_path / "run1.tsv", threads=2)
+    assert sorted(first.drawn) == ["BAD", "S0", "S1", "S2"] and first.kept == []
+    table = pd.read_csv(tmp_path / "run1.tsv", sep="\t", keep_default_na=False)
+    assert list(table.columns) == REVIEW_PAGE_COLUMNS
+    assert table.loc[table["sample_id"] == "S1", "png"].str.endswith(".png").all()  # flagged
+    assert (table.loc[table["sample_id"] != "S1", "png"] == "").all()
+    before = _files(pages)
+    assert len(before) == 5  # four PDFs, one PNG
+
+    again = _run(trial, pages, tmp_path / "run2.tsv")
+    assert again.drawn == [] and sorted(again.kept) == ["BAD", "S0", "S1", "S2"]
+    assert _files(pages) == before  # not even rewritten
+
+    # one sample's CD3 threshold moves (as a new window would move it): that page alone
+    moved = read_gate_positions([trial["gates"]])  # every float as the gating wrote it
+    row = (moved["sample_id"] == "S2") & (moved["gate"] == "cd3")
+    moved.loc[row, "position"] = moved.loc[row, "position"] + 0.01
+    gates = tmp_path / "moved.gates.tsv"
+    moved.to_csv(gates, sep="\t", index=False, lineterminator="\n")
+    third = _run(trial, pages, tmp_path / "run3.tsv", gates=gates)
+    assert third.drawn == ["S2"]
+    after = _files(pages)
+    unchanged = {k: v for k, v in before.items() if not k.startswith("S2/")}
+    assert {k: after[k] for k in unchanged} == unchanged
+    assert [k for k in after if k.startswith("S2/")] != [k for k in before if k.startswith("S2/")]
+    assert len([k for k in after if k.startswith("S2/")]) == 1  # the old page is gone
+
+    # a flag raised on another sample redraws that one
+    qc = pd.read_csv(trial["qc"], sep="\t", keep_default_na=False, dtype=str)
+    qc.loc[qc["sample_id"] == "S0", "qc_flags"] = "gate_outlier:live"
+    qc_path = tmp_path / "samples.tsv"
+    qc.to_csv(qc_path, sep="\t", index=False)
+    assert _run(trial, pages, tmp_path / "run4.tsv", gates=gates, qc=qc_path).drawn == ["S0"]
+
+
+def test_an_excluded_sample_gets_a_page_saying_why_and_the_others_are_drawn(trial, tmp_path):
+    pages = tmp_path / "pages"
+    run = _run(trial, pages, tmp_path / "pages.tsv", choice=["BAD", "S0"])
+    assert sorted(run.drawn) == ["BAD", "S0"]
+    from pypdf import PdfReader
+
+    text = PdfReader(next((pages / "BAD").glob("*.pdf"))).pages[0].extract_text()
+    assert "excluded" in text and "Not gated" in text
+
+
+def test_the_review_assembles_a_pdf_per_panel_in_sheet_order_and_the_flagged_pngs(trial, tmp_path):
+    from pypdf import PdfReader
+
+    pages = tmp_path / "pages"
+    _run(trial, pages, tmp_path / "batch_all.tsv")
+    order = ["S2", "BAD", "S0", "S1"]
+    sheet = pd.DataFrame(
+        {
+            "sample_id": order, "patient_id": ["P1", "P2", "P3", "P4"], "arm": "A",
+            "visit": "C1D1", "cycle": 1, "day": 1, "compartment": "blood", "panel": "blood",
+            "batch": "B01", "fcs": [f"fcs/{s}.fcs" for s in order],
+        }
+    )  # fmt: skip
+    sheet.to_csv(tmp_path / "samples_sheet.tsv", sep="\t", index=False)
+    out = tmp_path / "review"
+    assembled = run_gating_review(
+        sheet=tmp_path / "samples_sheet.tsv",
+        tables=[tmp_path / "batch_all.tsv"],
+        panels=["blood", "tumor"],
+        choice="all",
+        per_batch=0,
+        pdfs={"blood": out / "blood.pdf", "tumor": out / "tumor.pdf"},
+        flagged=out / "flagged",
+        page=out / "review.html",
+    )
+    assert list(assembled["sample_id"]) == order
+    blood = PdfReader(out / "blood.pdf")
+    assert len(blood.pages) == 4
+    headings = [re.search(r"(\S+)\s*·\s*panel blood", p.extract_text()) for p in blood.pages]
+    assert [found.group(1) for found in headings] == order
+    assert "No sample of panel tumor" in PdfReader(out / "tumor.pdf").pages[0].extract_text()
+    assert sorted(p.name for p in (out / "flagged").iterdir()) == ["S1.png"]
+    html = (out / "review.html").read_text()
+    assert html.count("<img ") == 1 and "S1" in html
+
+
+# ---------------------------------------------------------------------------------------------
+# which samples
+
+
+def _qc() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "sample_id": ["a1", "a2", "a3", "b1", "b2", "c1"],
+            "panel": ["blood"] * 5 + ["tumor"],
+            "batch": ["B1", "B1", "B1", "B2", "B2", "B1"],
+            "status": ["flagged", "ok", "ok", "excluded", "flagged", "ok"],
+        }
+    )
+
+
+def test_the_samples_drawn_are_those_the_config_chooses():
+    qc = _qc()
+    assert review_selection(qc, "all") == list(qc["sample_id"])
+    assert review_selection(qc, "flagged") == ["a1", "b2"]
+    assert review_selection(qc, ["c1", "a2"]) == ["a2", "c1"]  # in the table's order
+    # references: the first ok sample of each panel and batch, else a flagged one
+    assert review_selection(qc, "flagged", per_batch=1) == ["a1", "a2", "b2", "c1"]
+    assert review_selection(qc, [], per_batch=2) == ["a2", "a3", "b2", "c1"]
+    with pytest.raises(ConfigError, match=r"^config figures.gating_review: sample 'zz' is not"):
+        review_selection(qc, ["a1", "zz"])
+
+
+def test_a_listed_sample_missing_from_the_sheet_is_one_line_naming_key_and_id():
+    sheet = pd.DataFrame({"sample_id": ["a1", "a2"]})
+    config = {"samples": "samples.tsv", "figures": {"gating_review": ["a2", "a9", "x"]}}
+    problems = figure_problems(config, sheet)
+    assert problems == [
+        f"config figures.gating_review: sample {sid!r} is not in the sample sheet samples.tsv; "
+        "list sample ids of the sheet, or use all or flagged"
+        for sid in ("a9", "x")
+    ]
+    assert figure_problems({**config, "figures": {"gating_review": "all"}}, sheet) == []
+    retired = figure_warnings({"figures": {"gating_qc_per_batch": 1}})
+    assert len(retired) == 1 and "figures.gating_qc_per_batch is retired" in retired[0]
