@@ -152,6 +152,11 @@ def _compensation(ref: str | None, sample: SampleGates | None) -> str:
     return {"config": CONFIG_MATRIX, "dropped": "uncompensated"}.get(sample.spill_source, "FCS")
 
 
+def _level(name: str, level: int) -> str:
+    """An acquisition gate's name at a level of nesting (1: the name itself)."""
+    return name if level == 1 else f"{name}_{level}"
+
+
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -272,12 +277,25 @@ class _Builder:
         return XQuadrant(gate.path, str(gate.quadrant), ranges)
 
     def add_acquisition(self, time_channel: str) -> str:
-        """The acquisition QC gates; returns the key of the gate holding the kept events."""
+        """The acquisition QC gates; returns the key of the gate holding the kept events.
+
+        A strategy that holds acquisition gates already (an exported workspace fed back: each
+        sample's tree has the Time gates of the run it came from) keeps them under this run's,
+        which take the first free suffix (``acquisition_qc_2``, ...): what this run removed,
+        then what the tree removes, as the gating applied them.
+        """
         removed = self.sample.removed if self.sample is not None else []
         ranges = removed or [(0.0, 0.0)]  # [0, 0): a range that holds no event
         channel = self.sample.time_channel if self.sample is not None else time_channel
-        names = [ACQUISITION_REMOVED] if len(ranges) == 1 else [
-            f"{ACQUISITION_REMOVED}_{k}" for k in range(1, len(ranges) + 1)
+        taken = {gate.name for gate in self.strategy.gates} | set(self.strategy.paths)
+        level = next(k for k in range(1, len(taken) + 2) if not {
+            _level(ACQUISITION_GATE, k), _level(ACQUISITION_REMOVED, k)} & taken)  # fmt: skip
+        removed_name, kept_name = (
+            _level(ACQUISITION_REMOVED, level),
+            _level(ACQUISITION_GATE, level),
+        )
+        names = [removed_name] if len(ranges) == 1 else [
+            f"{removed_name}_{k}" for k in range(1, len(ranges) + 1)
         ]  # fmt: skip
         for name, (low, high) in zip(names, ranges):
             dim = XDim(channel or "Time", "uncompensated", None, _float(low), _float(high))
@@ -287,14 +305,14 @@ class _Builder:
         if len(ranges) > 1:
             refs = [(name, False) for name in names]
             self.gates.append(
-                XGate(ACQUISITION_REMOVED, ACQUISITION_REMOVED, None, "boolean",
+                XGate(removed_name, removed_name, None, "boolean",
                       bool_type="or", refs=refs, placed=True)
             )  # fmt: skip
         self.gates.append(
-            XGate(ACQUISITION_GATE, ACQUISITION_GATE, None, "boolean", bool_type="not",
-                  refs=[(ACQUISITION_REMOVED, False)], placed=bool(removed))
+            XGate(kept_name, kept_name, None, "boolean", bool_type="not",
+                  refs=[(removed_name, False)], placed=bool(removed))
         )  # fmt: skip
-        return ACQUISITION_GATE
+        return kept_name
 
     def add_populations(self, top_parent: str | None) -> None:
         """The config's Boolean populations as Boolean gates (operands: the populations' gates)."""
