@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib import image as plt_image
+from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.colors import to_hex
 
 from cytotrial import pl as plots
@@ -303,16 +304,18 @@ def test_spider_draws_each_patient_in_the_colour_of_best_response(drawn, tables)
     ]  # fmt: skip
     ax = blood.axes[0]
     assert _ticks(ax) == VISITS
-    patients = [ln for ln in ax.lines if ln.get_gid() != "zero"]
+    (lines,) = [c for c in ax.collections if isinstance(c, LineCollection)]
     log2fc = tables["log2fc"]
     own = log2fc[
         (log2fc["population"] == "cd8")
         & (log2fc["compartment"] == "blood")
         & (log2fc["arm"] == ARM_A)
     ]
-    assert len(patients) == own["patient_id"].nunique() == 9
+    assert len(lines.get_segments()) == own["patient_id"].nunique() == 9
     expected = sorted(_response_colour(p) for p in set(own["patient_id"]))
-    assert sorted(to_hex(ln.get_color()) for ln in patients) == expected
+    assert sorted(to_hex(c) for c in lines.get_colors()) == expected
+    (points,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(points.get_offsets()) == len(own)
     # the arms of a feature share one y scale
     assert blood.axes[0].get_ylim() == blood.axes[1].get_ylim()
     placeholder = plots.plot_spider(log2fc, None, features=KEY)
@@ -372,7 +375,7 @@ def test_availability_draws_a_mark_per_scheduled_visit(drawn, trial):
     assert _ticks(blood) == VISITS
     patients = [t.get_text() for t in blood.get_yticklabels()]
     assert sorted(patients) == [f"P{i:02d}" for i in range(1, 11)] + ["P21"]
-    marks = sum(len(c.get_offsets()) for c in blood.collections)
+    marks = sum(len(c.get_offsets()) for c in blood.collections if isinstance(c, PathCollection))
     assert marks == 10 * 3 - 1 + 1  # P03 has no blood baseline; P21 only its dropout
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == [

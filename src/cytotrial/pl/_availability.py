@@ -146,7 +146,7 @@ def _availability_plot(table: pd.DataFrame, facets: list[str], columns: int, sho
 
     return (
         so.Plot(table, x="_x", y="_y")
-        .add(so.Line(color="0.85", linewidth=3), group="patient_id", legend=False)
+        .add(so.Lines(color="0.85", linewidth=3), group="patient_id", legend=False)
         .add(
             so.Dot(pointsize=6, edgewidth=1.2),
             marker="status",

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["plot_spider", "plot_waterfall"]
 
 _NO_RESPONSE = "NE"  # a patient missing from the patients table is not evaluable
+#: A waterfall panel names its patients under their bars up to this many patients.
+_NAMED_BARS = 40
 
 
 def _with_response(log2fc: pd.DataFrame, patients: pd.DataFrame) -> pd.DataFrame:
@@ -157,12 +159,15 @@ def plot_spider(
         position = {v: i for i, v in enumerate(_visit_order(block))}
         return (
             so.Plot(block.assign(_x=block["visit"].map(position)), x="_x", y="log2fc")
+            # one collection of lines and one of points per facet, not an artist per patient:
+            # a phase 3 trial has hundreds of patients per facet
             .add(
-                so.Line(linewidth=1.1, alpha=0.85, marker="o", pointsize=3),
+                so.Lines(linewidth=1.1, alpha=0.85),
                 color="best_response",
                 group="patient_id",
                 legend=False,
             )
+            .add(so.Dots(pointsize=3, alpha=0.85), color="best_response", legend=False)
             .facet(col="_facet", order=facets, wrap=columns)
             .share(x=True, y=False)
             .scale(color=so.Nominal(colours, order=list(colours)))
@@ -245,8 +250,11 @@ def plot_waterfall(
     for (compartment, block, axes), sub in zip(drawn, fig.subfigs):
         for (feature, arm), ax in axes.items():
             own = block[(block["population"] == feature) & (block["arm"] == arm)]
-            ax.set_xticks(range(len(own)), list(own["patient_id"]), rotation=90, fontsize=6)
-            ax.tick_params(axis="x", labelbottom=True)
+            if len(own) <= _NAMED_BARS:
+                ax.set_xticks(range(len(own)), list(own["patient_id"]), rotation=90, fontsize=6)
+                ax.tick_params(axis="x", labelbottom=True)
+            else:  # hundreds of patients: their ranks, not names no one could read
+                ax.set_xlabel("patients, ranked")
             ax.set_xlim(-0.6, max(len(own), 1) - 0.4)
             if own.empty:
                 no_data(ax)
