@@ -541,3 +541,20 @@ def test_saved_figures_keep_their_longest_labels_inside(tmp_path, tables):
     pixels = plt_image.imread(png)[..., :3]
     for edge in (pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]):
         assert (edge > 0.9).all()
+
+
+@pytest.mark.parametrize("limits", [(2.0, 4.5), (2.35, 2.6), (3.1, 3.2), (2.01, 2.02)])
+def test_a_log_axis_has_labelled_ticks_however_narrow(limits):
+    """Absolute values on a log scale: at least two labelled ticks, each at its value's log10."""
+    from matplotlib.figure import Figure
+
+    from cytotrial.pl._values import _log_ticks
+
+    ax = Figure().subplots()
+    ax.set_ylim(*limits)
+    _log_ticks(ax)
+    ticks = ax.get_yticks()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(ticks) >= 2
+    assert all(limits[0] <= t <= limits[1] for t in ticks)
+    np.testing.assert_allclose([np.log10(float(s)) for s in labels], ticks, atol=1e-3)

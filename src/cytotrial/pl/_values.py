@@ -108,14 +108,29 @@ def _block_plot(rows: pd.DataFrame, order: list[str], columns: int, arms, colour
 
 
 def _log_ticks(ax: Axes) -> None:
-    """Ticks of a log10 axis at 1, 2 and 5 of each decade, written as the values (100, 200)."""
+    """Ticks of a log10 axis at 1, 2 and 5 of each decade, written as the values (100, 200).
+
+    A range too narrow for two of them gets every digit of the decade (100, 200, ... 900), and a
+    narrower one evenly spaced round values: every panel has labelled ticks.
+    """
     low, high = ax.get_ylim()
-    ticks = [
-        math.log10(m) + e
-        for e in range(math.floor(low) - 1, math.ceil(high) + 1)
-        for m in (1, 2, 5)
-        if low <= math.log10(m) + e <= high
-    ]
+
+    def at(mantissas: tuple[int, ...]) -> list[float]:
+        return [
+            math.log10(m) + e
+            for e in range(math.floor(low) - 1, math.ceil(high) + 1)
+            for m in mantissas
+            if low <= math.log10(m) + e <= high
+        ]
+
+    ticks = at((1, 2, 5))
+    if len(ticks) < 2:
+        ticks = at(tuple(range(1, 10)))
+    if len(ticks) < 2:
+        from matplotlib.ticker import MaxNLocator
+
+        values = MaxNLocator(4).tick_values(10**low, 10**high)
+        ticks = [math.log10(v) for v in values if v > 0 and low <= math.log10(v) <= high]
     ax.set_yticks(ticks, [f"{10**t:.6g}" for t in ticks])
 
 
