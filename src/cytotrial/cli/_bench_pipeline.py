@@ -197,8 +197,10 @@ def _review_targets(demo: Path) -> list[str]:
         cwd=demo,
         capture_output=True,
         text=True,
-    ).stdout.split()
-    return [rule for rule in listed if "review" in rule]
+    ).stdout.splitlines()
+    # one rule a line, its description indented below it
+    rules = [line.split()[0] for line in listed if line.strip() and not line[0].isspace()]
+    return [rule for rule in rules if "review" in rule]
 
 
 def _edit_one_gate(demo: Path, cores: int) -> tuple[dict, dict]:
