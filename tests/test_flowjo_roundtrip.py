@@ -174,6 +174,18 @@ def test_exported_workspace_fed_back_counts_every_sample_as_the_trial(trial):
     assert paths.to_dict() == {p: gating.gate_path(p) for p in gating.order}
 
 
+def test_samples_with_the_groups_gates_share_one_tree_read_once(trial, tmp_path):
+    """A fixed strategy's export: S1-S3 hold the group's gates, S0 its own Time gates."""
+    _, result, _, _ = gate_and_export(trial["files"], blood_spec(adaptive=False), tmp_path)
+    wsp = tmp_path / "gates" / "blood.wsp"
+    trees = panel(group_spec(wsp)).strategy.sample_trees
+    assert trees.distinct_trees() == 2
+    own = {sid: trees.strategy_for(fcs) for sid, fcs in trial["files"].items()}
+    assert own["S1"] is own["S2"] is own["S3"] and own["S0"] is not own["S1"]
+    again = regate(trial["files"], group_spec(wsp))
+    assert same_counts(again.counts, result.counts, COUNTED)
+
+
 def test_one_tree_for_every_sample_would_count_otherwise(trial):
     """The test above can fail: the first sample's tree on every file gives other counts."""
     wsp = trial["out"] / "gates" / "blood.wsp"
