@@ -310,6 +310,14 @@ def test_pages_are_drawn_once_and_again_only_for_the_sample_a_gate_moved(trial, 
     assert _run(trial, pages, tmp_path / "run4.tsv", gates=gates, qc=qc_path).drawn == ["S0"]
 
 
+def test_a_page_drawn_twice_is_the_same_bytes(trial, tmp_path):
+    for name in ("a", "b"):
+        _run(trial, tmp_path / name, tmp_path / f"{name}.tsv", choice=["S1"])
+    first, second = (sorted((tmp_path / name / "S1").iterdir()) for name in ("a", "b"))
+    assert [p.name for p in first] == [p.name for p in second] and len(first) == 2  # PDF, PNG
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(first, second))
+
+
 def test_an_excluded_sample_gets_a_page_saying_why_and_the_others_are_drawn(trial, tmp_path):
     pages = tmp_path / "pages"
     run = _run(trial, pages, tmp_path / "pages.tsv", choice=["BAD", "S0"])

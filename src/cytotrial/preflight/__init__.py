@@ -13,7 +13,7 @@ seconds, not a gating run:
   every channel the strategies compensate present;
 * the sample sheet: columns and values, arms and panels, unique sample ids and FCS files, every FCS
   file present, visits and their cycle and day; the baseline and response visits and measures per
-  compartment;
+  compartment; the samples `figures.gating_review` lists (a retired figure key is a warning);
 * the patients table: columns and values, arms against the sheet, and patients in one of the two
   only, in both directions (warnings: a patient with samples but no clinical row is left out of
   the response rate, a clinical row without samples counts in the response rate only).
