@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 from flowkit import transforms
+from lxml import etree
 from matplotlib.colors import to_hex
 from matplotlib.patches import Polygon
 
@@ -244,6 +245,41 @@ def test_the_page_shows_every_gate_with_its_percent_of_parent_and_the_heading(tr
     labels = [t.get_text() for t in _panel(fig, "cd3").get_xticklabels()]
     assert "10³" in labels
     assert any(t.get_text().endswith("K") for t in _panel(fig, "lymphocytes").get_xticklabels())
+
+
+def test_a_flowjo_sample_group_draws_each_samples_own_tree(trial, tmp_path):
+    """The trial's gates exported as a workspace, S2's CD3 threshold dragged as in FlowJo."""
+    from cytotrial.gating import export_panel_gates
+    from test_flowjo_roundtrip import GROUP, flowkit_quiet, move_rectangle_min, sample_node
+
+    files = {sid: trial["files"][sid] for sid in ("S0", "S1", "S2")}
+    wsp = tmp_path / "gates" / "blood.wsp"
+    export_panel_gates(
+        trial["gating"], files, trial["positions"], workspace=wsp,
+        gatingml_dir=tmp_path / "gates" / "blood", panels=PANELS, acquisition=ACQUISITION,
+    )  # fmt: skip
+    document = etree.parse(str(wsp))
+    move_rectangle_min(sample_node(document.getroot(), "S2"), "cd3", "Comp-FITC-A", 2.0)
+    document.write(str(wsp), xml_declaration=True, encoding="UTF-8")
+    spec = {"strategy": str(wsp), "sample_group": GROUP, "populations": {"cd3": "cd3"}}
+    with flowkit_quiet():
+        gating = load_panel_gating("blood", spec, panels=PANELS)
+        drawn = {}
+        for sid in ("S0", "S2"):
+            own = gating.for_file(files[sid]).strategy
+            expected = sorted(
+                float(d.min if g.name == "cd3" else d.max)
+                for g in own.gates
+                if g.name in ("cd3", "cd3_neg")
+                for d in g.fk_gate.dimensions
+            )
+            header = ReviewHeader(sid, "blood", "B01", "ok")
+            (fig,) = draw_sample_review(
+                str(files[sid]), gating, header, panels=PANELS, reading=READING
+            )
+            drawn[sid] = _gate_lines(_panel(fig, "cd3"))
+            assert drawn[sid] == expected
+    assert drawn["S0"] != drawn["S2"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -381,7 +381,7 @@ def draw_sample_review(
     fcs
         The sample's FCS file.
     gating
-        Its panel's gating.
+        Its panel's gating (a FlowJo sample group's: the file's own sample's tree is drawn).
     header
         The page heading's facts (:class:`ReviewHeader`).
     positions
@@ -402,6 +402,7 @@ def draw_sample_review(
     from ..gating import read_and_gate, sample_placements
 
     try:
+        gating = gating.for_file(fcs)  # a FlowJo sample group: the file's own sample's tree
         placements = sample_placements(gating, positions, sample_id=header.sample_id)
         data, channel_map, memberships = read_and_gate(
             fcs, gating, panels=panels, compensation=compensation, **dict(reading or {})

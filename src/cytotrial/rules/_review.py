@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError
+from ..errors import ConfigError, CytotrialError
 from ._batches import read_batch
 from ._tables import write_tsv, writing
 
@@ -292,6 +292,27 @@ def _stale(folder: Path, keep: set[str]) -> None:
                 path.unlink()
 
 
+def _placed(
+    gating: PanelGating, header: ReviewHeader, fcs: str, positions: pd.DataFrame
+) -> tuple[str, dict[str, Any]]:
+    """The gate tree a sample's page draws, and the sample's gates as placed.
+
+    The tree is its strategy's SHA-256 and, for a FlowJo sample group, the sample whose tree gates
+    the file. A sample that was not gated, or whose tree cannot gate it, has no placed gates (its
+    page says why).
+    """
+    from ..gating import sample_placements
+
+    if header.status == "excluded":
+        return gating.strategy.sha256, {}
+    try:
+        own = gating.for_file(fcs)  # a FlowJo sample group: the file's own sample's tree
+    except CytotrialError as error:
+        return f"{gating.strategy.sha256}:{' '.join(str(error).split())}", {}
+    tree = f"{own.strategy.sha256}:{own.strategy.sample_id or ''}"
+    return tree, sample_placements(own, positions, sample_id=header.sample_id)
+
+
 def _plan_pages(
     members: pd.DataFrame,
     qc: pd.DataFrame,
@@ -302,26 +323,19 @@ def _plan_pages(
     pages: Path,
 ) -> tuple[list[dict[str, Any]], list[_Task]]:
     """Each chosen sample's row of the table of pages, and the pages not drawn yet."""
-    from ..gating import sample_placements
-
     rows, tasks = [], []
     by_sample = dict(list(positions.groupby("sample_id", sort=False)))
     for row in qc.itertuples(index=False):
         member = members.loc[row.sample_id]
-        gating = gatings[row.panel]
         header = _header(row)
         mine = by_sample.get(row.sample_id, positions.iloc[0:0])
-        placements = (
-            {}
-            if header.status == "excluded"
-            else sample_placements(gating, mine, sample_id=row.sample_id)
-        )
+        tree, placements = _placed(gatings[row.panel], header, str(member["fcs"]), mine)
         fallbacks = sorted(set(mine.loc[mine["status"] != "adapted", "gate_path"].astype(str)))
         flagged = header.status == "flagged"
         fingerprint = page_fingerprint(
             file_sha256=str(member["sha256"]),
             header=header,
-            strategy_sha256=gating.strategy.sha256,
+            strategy_sha256=tree,
             placements=placements,
             fallbacks=fallbacks,
             reading=reading_key,
