@@ -185,11 +185,13 @@ def _panel(fig, gate: str):
 
 
 def _gate_lines(ax) -> list[float]:
-    """The x of each gate line drawn as placed (solid; the template beneath is dashed grey)."""
+    """The x of each vertical gate line drawn as placed (solid; the template is dashed grey)."""
     return sorted(
         float(line.get_xdata()[0])
         for line in ax.lines
-        if line.get_linestyle() == "-" and to_hex(line.get_color()) in ("#000000", "#d55e00")
+        if line.get_linestyle() == "-"
+        and to_hex(line.get_color()) in ("#000000", "#d55e00")
+        and line.get_xdata()[0] == line.get_xdata()[-1]
     )
 
 
@@ -197,6 +199,25 @@ def _position(trial, sample_id: str, gate: str, dimension: str) -> float:
     table = trial["positions"]
     row = table[(table["sample_id"] == sample_id) & (table["gate"] == gate)]
     return float(row.loc[row["dimension"] == dimension, "position"].iloc[0])
+
+
+def _assert_laid_out(fig) -> None:
+    """The heading above every panel; no two panels' titles, labels and ticks overlap.
+
+    Every panel lies on the page.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    heading = min(t.get_window_extent(renderer).y0 for t in fig.texts)
+    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes]
+    page = fig.bbox
+    for i, box in enumerate(boxes):
+        assert box.y1 < heading
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0
+        assert not any(box.overlaps(other) for other in boxes[i + 1 :])
 
 
 def test_each_page_draws_the_samples_own_thresholds(trial):
@@ -237,10 +258,7 @@ def test_the_page_shows_every_gate_with_its_percent_of_parent_and_the_heading(tr
     assert re.fullmatch(r"cd3 \d+\.\d% {2}· {2}cd3_neg \d+\.\d%\nof live \([\d,]+ events\)", title)
     texts = [t.get_text() for t in fig.texts]
     assert texts[0] == "S0  ·  panel blood  ·  batch B01  ·  ok"
-    # the heading ends above every panel's title
-    fig.canvas.draw()
-    heading = min(t.get_window_extent().y0 for t in fig.texts)
-    assert all(ax.title.get_window_extent().y1 < heading for ax in fig.axes)
+    _assert_laid_out(fig)
     # logicle axes in decades, scatter in thousands
     labels = [t.get_text() for t in _panel(fig, "cd3").get_xticklabels()]
     assert "10³" in labels
@@ -280,6 +298,26 @@ def test_a_flowjo_sample_group_draws_each_samples_own_tree(trial, tmp_path):
             drawn[sid] = _gate_lines(_panel(fig, "cd3"))
             assert drawn[sid] == expected
     assert drawn["S0"] != drawn["S2"]
+
+
+def test_every_gate_kind_of_the_gatingml_suite_is_drawn_on_pages_of_16(external_data):
+    suite = external_data / "gatingml2-compliance"
+    gating = load_panel_gating("x", {"strategy": str(suite / "gml/gml_all_gates.xml")})
+    header = ReviewHeader("data1", "x", "-", "ok")
+    figures = draw_sample_review(str(suite / "data1.fcs"), gating, header)
+    panels = review_panels(gating.strategy)
+    assert [len(fig.axes) for fig in figures] == [16, len(panels) - 16]
+    for fig in figures:
+        _assert_laid_out(fig)
+    # the quadrant gate's four quadrants share a panel, its dividers drawn where the gate has them
+    ax = _panel(figures[1], "FL2P-FL4P")
+    quadrant = next(g for g in gating.strategy.gates if g.kind == "quadrant").fk_gate
+    dividers = sorted(float(v) for d in quadrant.dimensions[:1] for v in d.values)
+    assert _gate_lines(ax) == dividers
+    kinds = {type(p).__name__ for fig in figures for ax in fig.axes for p in ax.patches}
+    assert {"Ellipse", "Polygon", "Rectangle"} <= kinds
+    drawn = {g.kind for p in panels for g in p.gates}
+    assert drawn == {"rectangle", "polygon", "ellipsoid", "quadrant"}  # Booleans have no axes
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ DECADE_TRANSFORMS = frozenset(
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 _MINOR_GAP = 0.02  # minor ticks closer than this fraction of the axis to the last are left out
 _DECADES = range(0, 10)  # 10^0 .. 10^9: every decade a cytometer can record
-_MIN_GAP = 0.045  # labelled ticks closer than this fraction of the axis are thinned
+_MIN_GAP = 0.07  # labelled ticks closer than this fraction of the axis are thinned
 _LOW, _HIGH, _PAD = 0.5, 99.5, 0.06  # percentiles of the data range and padding on each side
 
 

@@ -55,7 +55,7 @@ __all__ = [
 
 #: Changes whenever a page would be drawn differently from the same inputs (cached pages of an
 #: older drawing are drawn again).
-DRAWING_VERSION = "1"
+DRAWING_VERSION = "2"
 PAGE_SIZE = (11.69, 8.27)  # inches: A4 landscape
 MAX_COLUMNS = MAX_ROWS = 4
 _FLAGGED = "#C8102E"
@@ -64,6 +64,7 @@ _DOTS_BELOW = 1500  # fewer parent events than this are drawn as dots, not as a 
 _BINS_2D, _BINS_1D = 128, 128
 _HEAD_LINE = 0.2  # inches per line of the page's heading
 _WRAP = 160  # characters per line of the heading's flags
+_GAP_W, _GAP_H = 0.7, 0.85  # inches between panels: y tick labels and label; x labels and title
 
 
 @dataclass(frozen=True)
@@ -267,7 +268,11 @@ def _draw_panel(ax: Axes, sample: _Sample, panel: ReviewPanel) -> None:
     for axis, (which, dim) in enumerate(zip("xy", panel.dimensions)):
         label = _axis_label(dim, sample.channel_map, markers)
         axis_scale(label, _transform(strategy, dim), limits[axis]).apply(ax, which)
+    drawn: set[int] = set()
     for gate, shape, template in zip(panel.gates, shapes, templates):
+        if gate.kind == "quadrant" and id(gate.fk_gate) in drawn:
+            continue  # a quadrant gate's quadrants share its dividers
+        drawn.add(id(gate.fk_gate))
         if template is not None:
             draw_shape(ax, template, colour=TEMPLATE_COLOUR, dashed=True, width=0.8)
         fell_back = gate.path in sample.fallbacks
@@ -302,9 +307,16 @@ def _page(header: ReviewHeader, n_panels: int, page: int, pages: int) -> tuple[F
     # the heading, then room for the first row's two-line panel titles
     head = top + 0.72 + (len(lines) - 1) * _HEAD_LINE
     columns, rows = _grid(n_panels)
+    left, right, bottom, top = 0.065, 0.985, 0.07, 1 - head / PAGE_SIZE[1]
+    # gaps between panels in inches, whatever the grid: tick labels and axis label of one row
+    # (or column), then the next row's two-line title
+    width = (right - left) * PAGE_SIZE[0]
+    height = (top - bottom) * PAGE_SIZE[1]
+    panel_w = (width - (columns - 1) * _GAP_W) / columns
+    panel_h = (height - (rows - 1) * _GAP_H) / rows
     grid = fig.add_gridspec(
-        rows, columns, left=0.065, right=0.985, bottom=0.07, top=1 - head / PAGE_SIZE[1],
-        wspace=0.32, hspace=0.62,
+        rows, columns, left=left, right=right, bottom=bottom, top=top,
+        wspace=_GAP_W / panel_w, hspace=_GAP_H / panel_h,
     )  # fmt: skip
     axes = [fig.add_subplot(grid[i // columns, i % columns]) for i in range(n_panels)]
     return fig, axes
