@@ -16,7 +16,6 @@ import re
 import sys
 from pathlib import Path
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -259,7 +258,7 @@ def test_statistics_and_figures_know_no_population_arm_or_compartment_by_name():
     modules = sorted((ROOT / "src/cytotrial/pl").glob("*.py")) + [
         ROOT / "src/cytotrial/tl" / f"_{name}.py"
         for name in ("analysis", "measures", "compare", "mmrm", "response", "tables", "rank")
-        + ("mmrm_fit", "mmrm_cov", "families", "crosscheck")
+        + ("mmrm_fit", "mmrm_cov", "families", "crosscheck", "crosscheck_maps")
     ]
     for path in modules:
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -399,80 +398,9 @@ def test_unreadable_tables_are_one_line_config_errors(tmp_path, stats_dir):
         plots.write_figures(stats_dir, outputs={"volcano": tmp_path / "v.png"})
 
 
-def test_umap_figures_are_written(tmp_path):
-    rng = np.random.default_rng(0)
-    n = 400
-    obs = pd.DataFrame(
-        {
-            "population": rng.choice(["cd4", "cd8", "other"], n),
-            "leiden": rng.choice(["0", "1", "2"], n),
-            "arm": rng.choice([ARM_A, ARM_B], n),
-            "compartment": rng.choice(["blood", "tumor", MARROW], n),
-        },
-        index=[f"e{i}" for i in range(n)],
-    ).astype("category")
-    events = ad.AnnData(X=rng.normal(size=(n, 3)).astype(np.float32), obs=obs)
-    events.obsm["X_umap"] = rng.normal(size=(n, 2))
-    png = [tmp_path / "umap_population.png", tmp_path / "umap_arm.png"]
-    pdf = [p.with_suffix(".pdf") for p in png]
-    plots.plot_umaps(events, arm_colors=COLOURS, out_png=png, out_pdf=pdf, ari=0.5)
-    for path in png + pdf:
-        assert path.stat().st_size > 5_000, path
-
-
-def test_event_labels_are_the_deepest_population_holding_each_event():
-    # events: 0 live only, 1 cd4, 2 treg (in cd4), 3 cd8, 4 activated cd8 (a Boolean under cd8)
-    members = {
-        "live": [1, 1, 1, 1, 1],
-        "cd3": [0, 1, 1, 1, 1],
-        "cd4": [0, 1, 1, 0, 0],
-        "treg": [0, 0, 1, 0, 0],
-        "cd8": [0, 0, 0, 1, 1],
-        "cd8_act": [0, 0, 0, 0, 1],
-    }
-    masks = {name: np.asarray(m, dtype=bool) for name, m in members.items()}
-    parents = {
-        "live": "",
-        "cd3": "live",
-        "cd4": "cd3",
-        "treg": "cd4",
-        "cd8": "cd3",
-        "cd8_act": "cd8",
-    }
-    labels = ["cd3", "cd4", "treg", "cd8", "cd8_act", "absent"]
-    got = stats.event_labels(masks, parents, 5, labels=labels)
-    assert list(got) == ["other", "cd4", "treg", "cd8", "cd8_act"]
-    assert list(stats.event_labels(masks, parents, 5)) == ["live", "cd4", "treg", "cd8", "cd8_act"]
-    assert list(stats.event_labels(masks, parents, 5, labels=["cd3"])) == ["other"] + ["cd3"] * 4
-
-
-def test_subsampled_events_are_labelled_with_the_populations_below_within(tmp_path):
-    from cytotrial.gating import load_panel_gating
-    from cytotrial.sim import simulate_sample, write_fcs
-
-    fcs = write_fcs(simulate_sample(panel="blood", n_events=4000, seed=2), tmp_path / "s.fcs")
-    names = ["lymphocytes", "singlets", "live", "cd3", "cd4", "treg", "cd8"]
-    spec = {
-        "strategy": str(ROOT / "resources/gating/blood.xml"),
-        "populations": {name: name for name in names},
-    }
-    gatings = {"blood": load_panel_gating("blood", spec)}
-    samples = pd.DataFrame(
-        {"sample_id": ["s"], "panel": ["blood"], "fcs": [str(fcs)], "arm": [ARM_A]}
-    )
-    options = dict(per_sample=500, seed=0, within="live")
-    events = stats.subsample_events(samples, gatings, **options)
-    assert events.n_obs == 500
-    assert set(events.obs["population"]) == {"cd3", "cd4", "treg", "cd8", "other"}
-    only = stats.subsample_events(samples, gatings, labels=["cd8", "nk"], **options)
-    assert set(only.obs["population"]) == {"cd8", "other"}
-    # the same events: labels do not change the draw
-    assert list(only.obs_names) == list(events.obs_names)
-
-
 def test_plots_are_in_pl_and_computing_in_tl():
-    assert {"plot_umaps", "draw_sample_review"} <= set(plots.__all__)
-    assert not {"plot_umaps", "draw_sample_review"} & set(stats.__all__)
+    assert {"plot_umap_population", "draw_sample_review"} <= set(plots.__all__)
+    assert not {"plot_umap_population", "draw_sample_review"} & set(stats.__all__)
     assert {"subsample_events", "cluster_events", "cluster_gate_agreement"} <= set(stats.__all__)
 
 

@@ -153,9 +153,8 @@ def final_outputs():
         "results/counts/mfi.tsv",
         "results/qc/samples.tsv",
         "results/qc/cluster_vs_gate.tsv",
-        "results/figures/umap_population.png",
-        "results/figures/umap_arm.png",
     ]
+    outputs += [f"results/figures/{name}.png" for name in EVENT_FIGURES]
     outputs += [f"results/stats/{name}.tsv" for name in STAT_TABLES]
     outputs += [
         f"results/figures/{name}.{ext}"

@@ -14,6 +14,9 @@ KM_FIGURES = ["km_pfs", "km_os"]
 # early change) and the samples' availability and quality (swimmer, QC overview with batch drift).
 PATIENT_FIGURES = ["absolute_values", "spider", "waterfall"]
 QC_FIGURES = ["sample_availability", "qc_overview"]
+# The event-level cross-check's figures (cytotrial.pl.CROSSCHECK_FIGURES): the embedding by gated
+# population and Leiden cluster, the arms' density difference within visits, cluster markers.
+EVENT_FIGURES = ["umap_population", "umap_density_difference", "cluster_markers"]
 # How the gating reads each file (the figures and the cross-check draw the events it counted).
 GATING_READING = {
     "unreadable_compensation": config["gating"]["unreadable_compensation"],
@@ -172,10 +175,12 @@ rule gate_positions:
 
 
 rule events:
-    """Cross-check the gates without them: subsample every gated sample's events of the first
-    reference population (frequencies.of), embed them with UMAP, cluster them with Leiden and
-    measure how well clusters and gates agree (each event labelled with the deepest analysed
-    population holding it).
+    """Cross-check the gates without them: a capped, seeded draw of the events of the first
+    reference population (frequencies.of) of the gated samples (at most events.max_samples of
+    them, spread over compartments, visits and arms), read one file at a time; embedded with UMAP
+    and clustered with Leiden; how well clusters and gates agree (each event labelled with the
+    deepest of events.labels holding it); the embedding by gated population and cluster, the arms'
+    density difference within each visit and each cluster's markers. Reads no analysis setting.
     """
     input:
         h5ad="results/counts/populations.h5ad",
@@ -184,16 +189,14 @@ rule events:
         strategies=[spec["strategy"] for spec in config["strategies"].values()],
         compensation=compensation_files(),
     output:
+        **{name: f"results/figures/{name}.png" for name in EVENT_FIGURES},
+        **{f"{name}_pdf": f"results/figures/{name}.pdf" for name in EVENT_FIGURES},
         h5ad="results/events/events.h5ad",
         table=report(
             "results/qc/cluster_vs_gate.tsv",
             caption="../report/cluster_vs_gate.rst",
             **report_entry("results/qc/cluster_vs_gate.tsv"),
         ),
-        umap_population_png="results/figures/umap_population.png",
-        umap_population_pdf="results/figures/umap_population.pdf",
-        umap_arm_png="results/figures/umap_arm.png",
-        umap_arm_pdf="results/figures/umap_arm.pdf",
     log:
         "logs/events.log",
     benchmark:
@@ -209,10 +212,6 @@ rule events:
         arms=config["arms"],
         populations=config["populations"],
         within=(config["frequencies"]["of"] or [""])[0],
-        labels=[
-            name
-            for name in config["analysis"]["populations"]
-            if name in POPULATION_LABELS
-        ],
+        figures=EVENT_FIGURES,
     script:
         "../scripts/events.py"

@@ -10,8 +10,7 @@ REPORT_FIGURES = [
     *KM_FIGURES,
     *PATIENT_FIGURES,
     *QC_FIGURES,
-    "umap_population",
-    "umap_arm",
+    *EVENT_FIGURES,
 ]
 # Built by default, so that `snakemake --report` finds them.
 REPORT_PAGES = [

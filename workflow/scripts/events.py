@@ -7,7 +7,7 @@ from _log import rule_log
 from cytotrial.rules import run_event_crosscheck
 
 with rule_log(snakemake) as log:
-    ari = run_event_crosscheck(
+    found = run_event_crosscheck(
         snakemake.input.h5ad,
         sheet=snakemake.input.sheet,
         strategies=snakemake.params.strategies,
@@ -17,11 +17,14 @@ with rule_log(snakemake) as log:
         arm_colors=snakemake.params.arms,
         populations=snakemake.params.populations,
         within=snakemake.params.within or None,
-        labels=snakemake.params.labels,
         reading=snakemake.params.reading,
         h5ad_out=snakemake.output.h5ad,
         table_out=snakemake.output.table,
-        out_png=[snakemake.output.umap_population_png, snakemake.output.umap_arm_png],
-        out_pdf=[snakemake.output.umap_population_pdf, snakemake.output.umap_arm_pdf],
+        figures={name: snakemake.output[name] for name in snakemake.params.figures},
     )
-    log.write(f"adjusted Rand index of Leiden clusters vs gates: {ari:.3f}\n")
+    log.write(
+        f"{found['events']} events of {found['samples']} samples ({found['skipped']} unreadable), "
+        f"{found['markers']} markers, {found['clusters']} Leiden clusters; adjusted Rand index "
+        f"of clusters vs gates: {found['adjusted_rand_index']:.3f}; events in a cluster mostly "
+        f"of their own gated population: {found['purity']:.3f}\n"
+    )

@@ -7,7 +7,13 @@ FCS files: the gating review (a page per sample, its gates as placed for it) and
 """
 
 from ._availability import AVAILABILITY_STATUSES, availability_status, plot_sample_availability
-from ._crosscheck import plot_umaps
+from ._crosscheck import (
+    CROSSCHECK_FIGURES,
+    plot_cluster_markers,
+    plot_density_difference,
+    plot_umap_population,
+    write_crosscheck_figures,
+)
 from ._figures import FIGURE_TABLES, FIGURES, draw_figures, read_stat_tables, write_figures
 from ._gates import plot_gate_positions, write_gate_positions
 from ._heatmap import plot_effect_heatmap
@@ -42,6 +48,7 @@ from ._write import (
 
 __all__ = [
     "AVAILABILITY_STATUSES",
+    "CROSSCHECK_FIGURES",
     "DRAWING_VERSION",
     "FIGURES",
     "FIGURE_TABLES",
@@ -63,6 +70,8 @@ __all__ = [
     "gate_chain",
     "key_features",
     "message_page",
+    "plot_cluster_markers",
+    "plot_density_difference",
     "plot_effect_heatmap",
     "plot_gate_positions",
     "plot_kaplan_meier",
@@ -71,12 +80,13 @@ __all__ = [
     "plot_sample_availability",
     "plot_spider",
     "plot_trajectories",
-    "plot_umaps",
+    "plot_umap_population",
     "plot_values",
     "plot_waterfall",
     "read_stat_tables",
     "review_panels",
     "save_figure",
+    "write_crosscheck_figures",
     "write_figures",
     "write_gate_positions",
     "write_patient_figures",

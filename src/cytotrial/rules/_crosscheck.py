@@ -8,11 +8,13 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import population_model
+from ..errors import ConfigError
 from ..gating import load_panel_gating
 from ..io import read_compensation
 from ..tl import (
     cluster_events,
     cluster_gate_agreement,
+    crosscheck_samples,
     subsample_events,
 )
 from ._paths import resolve_sheet_fcs
@@ -46,6 +48,24 @@ def _panel_gatings(
     }
 
 
+def _event_labels(options: Mapping, model: Mapping[str, Mapping]) -> list[str]:
+    """The config's ``events.labels``, checked against the reported populations.
+
+    Raises
+    ------
+    ConfigError
+        A name that is not a reported population (one line, naming the key and the names).
+    """
+    labels = [str(name) for name in options.get("labels") or []]
+    unknown = [name for name in labels if name not in model]
+    if unknown:
+        raise ConfigError(
+            f"config events.labels: {', '.join(unknown)} not a reported population; "
+            f"use names of populations: ({', '.join(model)})"
+        )
+    return labels
+
+
 def run_event_crosscheck(
     h5ad: str | Path,
     *,
@@ -57,34 +77,59 @@ def run_event_crosscheck(
     arm_colors: Mapping[str, str],
     populations: Mapping[str, Mapping] | None = None,
     within: str | None = None,
-    labels: Sequence[str] | None = None,
     reading: Mapping | None = None,
     h5ad_out: str | Path,
     table_out: str | Path,
-    out_png: Sequence[str | Path],
-    out_pdf: Sequence[str | Path],
-) -> float:
-    """Subsample events of every gated sample, UMAP + Leiden, agreement with the gates, figures.
+    figures: Mapping[str, str | Path],
+) -> dict[str, float | int]:
+    """Subsample events of the gated samples, UMAP + Leiden, agreement with the gates, figures.
 
-    ``sheet`` is the sample sheet the ``fcs`` paths of ``populations.h5ad`` are relative to;
-    ``options`` is the config's ``events:`` section (``per_sample``, ``max_events``,
-    ``leiden_resolution``, ``seed``); ``populations`` its top-level ``populations:`` (so Boolean
-    populations label events too); events are subsampled ``within`` that population and labelled
-    with the deepest of ``labels`` holding them. Returns the adjusted Rand index.
+    Parameters
+    ----------
+    h5ad, sheet
+        ``populations.h5ad`` (its ``obs``: the samples that were gated) and the sample sheet its
+        ``fcs`` paths are relative to.
+    strategies, panels, compensation, reading
+        The config's ``strategies:``, ``panels:`` and ``gating.compensation``, and the gating's
+        reading options (:func:`cytotrial.gating.read_and_gate`): events as the gating saw them.
+    options
+        The config's ``events:`` section (``per_sample``, ``max_events``, ``max_samples``,
+        ``labels``, ``leiden_resolution``, ``umap_epochs``, ``seed``).
+    arm_colors
+        The config's ``arms:`` (colours, and the order: the last arm is the reference of the
+        density difference).
+    populations
+        The config's top-level ``populations:`` (labels; Boolean populations label events too).
+    within
+        The population whose events are drawn (the first ``frequencies.of`` reference).
+    h5ad_out, table_out, figures
+        Where the events (AnnData), the clusters-vs-gates table and each figure
+        (:data:`cytotrial.pl.CROSSCHECK_FIGURES` -> its PNG path, the PDF beside it) go.
+
+    Returns
+    -------
+    dict
+        ``samples`` read, ``skipped`` (unreadable), ``events``, ``markers``, ``clusters``,
+        ``adjusted_rand_index`` and ``purity`` (the share of events in a cluster mostly of their
+        own gated population), for the log.
     """
-    from ..pl import plot_umaps  # matplotlib: only for the figure steps
+    from ..pl import write_crosscheck_figures  # matplotlib: only for the figure steps
 
-    obs = _gated_samples(h5ad, sheet=sheet)
+    model = population_model({"populations": populations or {}, "strategies": strategies})
+    labels = _event_labels(options, model)
+    obs = crosscheck_samples(
+        _gated_samples(h5ad, sheet=sheet),
+        max_samples=int(options["max_samples"]),
+        seed=int(options["seed"]),
+    )
     matrix = None if str(compensation).lower() == "fcs" else read_compensation(compensation)
-    per_sample = int(options["per_sample"])
-    cap = int(options["max_events"])
-    per_sample = max(10, min(per_sample, cap // max(1, len(obs))))
     events = subsample_events(
         obs,
         _panel_gatings(strategies, obs["panel"], populations),
         panels=panels,
         compensation=matrix,
-        per_sample=per_sample,
+        per_sample=int(options["per_sample"]),
+        max_events=int(options["max_events"]),
         seed=int(options["seed"]),
         within=within,
         labels=labels,
@@ -94,11 +139,27 @@ def run_event_crosscheck(
         events,
         resolution=float(options["leiden_resolution"]),
         seed=int(options["seed"]),
+        n_epochs=int(options["umap_epochs"]),
     )
     ari, table = cluster_gate_agreement(events)
     events.uns["adjusted_rand_index"] = ari
     Path(h5ad_out).parent.mkdir(parents=True, exist_ok=True)
     events.write_h5ad(h5ad_out)
     write_tsv(table, table_out)
-    plot_umaps(events, arm_colors=arm_colors, out_png=out_png, out_pdf=out_pdf, ari=ari)
-    return ari
+    write_crosscheck_figures(
+        events,
+        figures,
+        arm_colors=arm_colors,
+        labels={name: spec["label"] for name, spec in model.items()},
+        ari=ari,
+    )
+    return {
+        "samples": len(obs) - len(events.uns["skipped_samples"]),
+        "skipped": len(events.uns["skipped_samples"]),
+        "events": events.n_obs,
+        "markers": events.n_vars,
+        "clusters": int(events.obs["leiden"].nunique()),
+        "adjusted_rand_index": ari,
+        # the share of events in a cluster mostly of their own gated population
+        "purity": float(table.groupby("cluster")["events"].max().sum() / table["events"].sum()),
+    }

@@ -102,7 +102,8 @@ _ENTRIES: dict[str, tuple[str, str]] = {
     "results/stats/km.tsv": ("Clinical outcome", "Kaplan-Meier summaries"),
     "results/stats/survival_missing.tsv": ("Clinical outcome", "Patients left out of survival"),
     figure_page("umap_population"): ("Gating cross-check", "UMAP by gate and cluster"),
-    figure_page("umap_arm"): ("Gating cross-check", "UMAP by arm"),
+    figure_page("umap_density_difference"): ("Gating cross-check", "Arms' difference by visit"),
+    figure_page("cluster_markers"): ("Gating cross-check", "Markers of each cluster"),
     "results/qc/cluster_vs_gate.tsv": ("Gating cross-check", "Clusters against gates"),
 }
 

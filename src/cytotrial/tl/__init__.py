@@ -14,9 +14,13 @@ from ._compare import arm_comparison, summary_table, within_arm_changes
 from ._crosscheck import (
     cluster_events,
     cluster_gate_agreement,
+    crosscheck_samples,
     event_labels,
+    event_quotas,
     subsample_events,
+    umap_graph,
 )
+from ._crosscheck_maps import DensityDifference, arm_density_differences, cluster_markers
 from ._features import MFI_COLUMNS, MFI_OBSM, RATIO_COLUMNS, mfi_table, ratios_long
 from ._measures import (
     MEASURE_UNITS,
@@ -59,16 +63,21 @@ __all__ = [
     "STAT_TABLES",
     "SURVIVAL_ENDPOINTS",
     "SURVIVAL_TABLES",
+    "DensityDifference",
     "analysis_plan",
     "arm_comparison",
+    "arm_density_differences",
     "baseline_visits",
     "bh_qvalues",
     "build_populations",
     "cluster_events",
     "cluster_gate_agreement",
+    "cluster_markers",
     "compute_tables",
     "cox_permutation_p",
+    "crosscheck_samples",
     "event_labels",
+    "event_quotas",
     "feature_kinds",
     "hodges_lehmann_ci",
     "hodges_lehmann_shift_ci",
@@ -97,6 +106,7 @@ __all__ = [
     "survival_data",
     "survival_tables",
     "t_interval",
+    "umap_graph",
     "visit_order",
     "within_arm_changes",
     "write_stats",
