@@ -221,6 +221,13 @@ def test_clusters_find_planted_populations_and_are_the_same_twice():
     second = stats.cluster_events(_blobs(), resolution=0.3, seed=0, n_epochs=50)
     np.testing.assert_array_equal(first.obsm["X_umap"], second.obsm["X_umap"])
     assert list(first.obs["leiden"]) == list(second.obs["leiden"])
+    # the clusters and the stored graph do not depend on the embedding's epochs (UMAP prunes
+    # the graph it is given)
+    shorter = stats.cluster_events(_blobs(), resolution=0.3, seed=0, n_epochs=10)
+    assert list(shorter.obs["leiden"]) == list(first.obs["leiden"])
+    graph = ad.AnnData(X=first.X.copy())
+    stats.umap_graph(graph)
+    assert abs(first.obsp["connectivities"] - graph.obsp["connectivities"]).max() == 0
 
 
 # --------------------------------------------------------------------------------------------

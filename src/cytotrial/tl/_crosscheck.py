@@ -424,9 +424,9 @@ def cluster_events(
     resolution: float = 0.6,
     seed: int = 0,
     n_neighbors: int = 15,
-    n_epochs: int | None = 100,
+    n_epochs: int | None = 60,
 ) -> AnnData:
-    """Scale, PCA, neighbours, UMAP and Leiden clustering (in place); returns the AnnData.
+    """Scale, PCA, neighbours, Leiden clustering and UMAP (in place); returns the AnnData.
 
     The markers are scaled (``layers['gated_scale']`` keeps the values as gated); the neighbour
     graph (:func:`umap_graph`) is built on the scaled markers, or on the first 20 principal
@@ -458,10 +458,8 @@ def cluster_events(
         n_neighbors=n_neighbors,
         use_rep="X" if events.n_vars <= _MAX_DIMENSIONS else "X_pca",
     )
-    start = np.asarray(events.obsm["X_pca"][:, :2], dtype=np.float64)
-    if start.shape[1] < 2:  # one marker: its component and a constant
-        start = np.column_stack([start[:, 0], np.zeros(len(start))])
-    sc.tl.umap(events, random_state=seed, init_pos=start, maxiter=n_epochs)
+    # clusters first, and UMAP given a copy: it prunes the graph's weakest edges in place (how
+    # many depends on its epochs), which would change the clusters and the stored graph
     sc.tl.leiden(
         events,
         resolution=resolution,
@@ -470,6 +468,12 @@ def cluster_events(
         n_iterations=2,
         directed=False,
     )
+    start = np.asarray(events.obsm["X_pca"][:, :2], dtype=np.float64)
+    if start.shape[1] < 2:  # one marker: its component and a constant
+        start = np.column_stack([start[:, 0], np.zeros(len(start))])
+    graph = events.obsp["connectivities"].copy()
+    sc.tl.umap(events, random_state=seed, init_pos=start, maxiter=n_epochs)
+    events.obsp["connectivities"] = graph
     return events
 
 
