@@ -298,6 +298,15 @@ def test_an_arm_with_more_samples_or_events_does_not_weigh_more():
     assert abs(left) < 3 and abs(right) < 3  # pooled events would give 20 and more
 
 
+def test_one_arm_has_nothing_to_compare_and_says_so():
+    rows = [("a1", ARM_A, "C1D1", -2.0, 100), ("a2", ARM_A, "C1D15", 2.0, 100)]
+    events = _embedded(rows)
+    extent, panels = stats.arm_density_differences(events, arms=list(COLOURS))
+    assert panels == [] and len(extent) == 4
+    fig = plots.plot_density_difference(extent, panels, arm_colors=COLOURS)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["no events to compare"]
+
+
 def test_cluster_markers_are_medians_of_the_scaled_values():
     events = _blobs(50)
     events.obs["leiden"] = pd.Categorical(np.repeat(["1", "0", "2"], 50))
