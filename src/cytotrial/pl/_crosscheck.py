@@ -15,6 +15,7 @@ The events come from :func:`cytotrial.tl.subsample_events` and :func:`cytotrial.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -504,16 +505,18 @@ def write_crosscheck_figures(
     if unknown:
         raise ValueError(f"unknown cross-check figure(s): {', '.join(sorted(unknown))}")
     order = list(labels or {})
-    if "umap_population" in outputs:
-        fig = plot_umap_population(events, labels=labels, populations=order, ari=ari)
-        save_figure(fig, outputs["umap_population"])
-    if "umap_density_difference" in outputs:
-        extent, panels = arm_density_differences(events, arms=list(arm_colors or {}))
-        fig = plot_density_difference(
-            extent, panels, arm_colors=arm_colors, events=events, labels=labels, populations=order
-        )
-        save_figure(fig, outputs["umap_density_difference"])
-    if "cluster_markers" in outputs:
-        medians, summary = cluster_markers(events)
-        fig = plot_cluster_markers(medians, summary, labels=labels, populations=order)
-        save_figure(fig, outputs["cluster_markers"])
+    for name in [name for name in CROSSCHECK_FIGURES if name in outputs]:
+        if name == "umap_population":
+            fig = plot_umap_population(events, labels=labels, populations=order, ari=ari)
+        elif name == "umap_density_difference":
+            extent, panels = arm_density_differences(events, arms=list(arm_colors or {}))
+            fig = plot_density_difference(
+                extent, panels, arm_colors=arm_colors, events=events, labels=labels,
+                populations=order,
+            )  # fmt: skip
+        else:
+            medians, summary = cluster_markers(events)
+            fig = plot_cluster_markers(medians, summary, labels=labels, populations=order)
+        save_figure(fig, outputs[name])
+        del fig
+        gc.collect()  # a figure's artists refer to each other: free one before the next
