@@ -512,3 +512,25 @@ def test_new_captions_render_and_name_the_columns(name):
     for column in NEW_COLUMNS.get(name, []):
         if column not in ("population", "compartment", "arm", "patient_id", "visit", "measure"):
             assert f"``{column}``" in text, (name, column)
+
+
+def test_km_figures_draw_the_declared_primary_family_first(inputs, km_stats, tmp_path):
+    """With analysis.primary declared, its first feature is the early change drawn."""
+    names = runpy.run_path(str(SCRIPTS / "survival.py"))
+    second = CD8_FIRST["populations"][1]
+    analysis = {**CD8_FIRST, "primary": {"populations": [second, "cd8"], "correction": "holm"}}
+    sm = _Named(
+        input=_Named(
+            h5ad=str(inputs["h5ad"]),
+            log2fc=str(km_stats / "log2fc.tsv"),
+            km=str(km_stats / "km.tsv"),
+            patients=[str(inputs["survival"])],
+        ),
+        output=_Named({"km_pfs_png": "unused"}),
+        params=_Named(
+            analysis=analysis, arms=COLOURS, frequencies_of=["live"], labels=LABELS, ratios=RATIOS
+        ),
+    )
+    log = io.StringIO()
+    names["km_figures"](sm, log)
+    assert log.getvalue().splitlines()[0] == f"early change of {second} in blood at C1D8"

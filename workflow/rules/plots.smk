@@ -67,8 +67,9 @@ rule figures:
 
 rule km_figures:
     """Draw Kaplan-Meier curves of progression-free and overall survival by the median split of
-    the primary early change (the first analysed feature of the first compartment with an early
-    change), per arm (PNG and PDF); a placeholder without a patients table.
+    the primary early change (the first feature of the declared primary family, else the first
+    analysed one, in the first compartment with an early change), per arm (PNG and PDF); a
+    placeholder without a patients table.
     """
     input:
         h5ad="results/counts/populations.h5ad",

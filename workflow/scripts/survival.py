@@ -2,8 +2,8 @@
 
 The feature drawn is fixed by the config, not by the results: the first compartment (sorted by
 name) in which an analysed feature has an early change (log2 fold change at the response visit),
-and in it the first feature of ``analysis.populations`` (resolved, see
-:func:`cytotrial.tl.analysis_plan`) that has one. Without a patients table, or without any early
+and in it the first feature of the declared primary family (``analysis.primary.populations``),
+else of ``analysis.populations`` (resolved, see :func:`cytotrial.tl.analysis_plan`), that has one. Without a patients table, or without any early
 change, each figure is a placeholder saying so, so the workflow's outputs stay the same.
 """
 
@@ -66,7 +66,10 @@ def km_figures(sm, log):
     )
     visit = plan["response_visit"]
     log2fc = pl.read_stat_tables({"log2fc": sm.input.log2fc}, ["log2fc"])["log2fc"]
-    chosen = primary_feature(log2fc, plan["populations"], visit)
+    declared = ((sm.params.analysis or {}).get("primary") or {}).get("populations") or []
+    analysed = list(plan["populations"])
+    order = [f for f in declared if f in analysed] + [f for f in analysed if f not in declared]
+    chosen = primary_feature(log2fc, order, visit)
     if chosen is None:
         log.write(f"no early change at {visit or 'a response visit'}\n")
         return {e: placeholder(f"no early change at {visit}") for e in endpoints}
