@@ -424,6 +424,22 @@ def _km_run(inputs, km_stats, tmp_path, monkeypatch, *, patients: bool) -> tuple
     return names, tmp_path
 
 
+def _km_job(inputs, km_stats, analysis, endpoints):
+    """What km_figures reads of Snakemake's job, for the figures of ``endpoints``."""
+    return _Named(
+        input=_Named(
+            h5ad=str(inputs["h5ad"]),
+            log2fc=str(km_stats / "log2fc.tsv"),
+            km=str(km_stats / "km.tsv"),
+            patients=[str(inputs["survival"])],
+        ),
+        output=_Named({f"km_{e}_png": "unused" for e in endpoints}),
+        params=_Named(
+            analysis=analysis, arms=COLOURS, frequencies_of=["live"], labels=LABELS, ratios=RATIOS
+        ),
+    )
+
+
 def test_km_figures_draw_the_first_feature_of_the_first_compartment(
     inputs, km_stats, tmp_path, monkeypatch
 ):
@@ -434,18 +450,7 @@ def test_km_figures_draw_the_first_feature_of_the_first_compartment(
     log = (folder / "km.log").read_text()
     assert log.splitlines()[0] == "early change of cd8 in blood at C1D8"
     # the figures as drawn: CD8 in blood, one panel per arm in config order, both groups drawn
-    sm = _Named(
-        input=_Named(
-            h5ad=str(inputs["h5ad"]),
-            log2fc=str(km_stats / "log2fc.tsv"),
-            km=str(km_stats / "km.tsv"),
-            patients=[str(inputs["survival"])],
-        ),
-        output=_Named({f"km_{e}_png": "unused" for e in ("pfs", "os")}),
-        params=_Named(
-            analysis=CD8_FIRST, arms=COLOURS, frequencies_of=["live"], labels=LABELS, ratios=RATIOS
-        ),
-    )
+    sm = _km_job(inputs, km_stats, CD8_FIRST, ("pfs", "os"))
     figures = names["km_figures"](sm, io.StringIO())
     assert list(figures) == ["pfs", "os"]
     for endpoint, fig in figures.items():
@@ -519,18 +524,6 @@ def test_km_figures_draw_the_declared_primary_family_first(inputs, km_stats, tmp
     names = runpy.run_path(str(SCRIPTS / "survival.py"))
     second = CD8_FIRST["populations"][1]
     analysis = {**CD8_FIRST, "primary": {"populations": [second, "cd8"], "correction": "holm"}}
-    sm = _Named(
-        input=_Named(
-            h5ad=str(inputs["h5ad"]),
-            log2fc=str(km_stats / "log2fc.tsv"),
-            km=str(km_stats / "km.tsv"),
-            patients=[str(inputs["survival"])],
-        ),
-        output=_Named({"km_pfs_png": "unused"}),
-        params=_Named(
-            analysis=analysis, arms=COLOURS, frequencies_of=["live"], labels=LABELS, ratios=RATIOS
-        ),
-    )
     log = io.StringIO()
-    names["km_figures"](sm, log)
+    names["km_figures"](_km_job(inputs, km_stats, analysis, ("pfs",)), log)
     assert log.getvalue().splitlines()[0] == f"early change of {second} in blood at C1D8"
