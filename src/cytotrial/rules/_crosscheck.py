@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -19,6 +20,9 @@ from ..tl import (
 )
 from ._paths import resolve_sheet_fcs
 from ._tables import write_tsv
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 __all__ = ["run_event_crosscheck"]
 
@@ -95,13 +99,10 @@ def run_event_crosscheck(
     options
         The config's ``events:`` section (``per_sample``, ``max_events``, ``max_samples``,
         ``labels``, ``leiden_resolution``, ``umap_epochs``, ``seed``).
-    arm_colors
-        The config's ``arms:`` (colours, and the order: the last arm is the reference of the
-        density difference).
-    populations
-        The config's top-level ``populations:`` (labels; Boolean populations label events too).
-    within
-        The population whose events are drawn (the first ``frequencies.of`` reference).
+    arm_colors, populations, within
+        The config's ``arms:`` (colours; the last arm is the density difference's reference),
+        top-level ``populations:`` (labels, Booleans) and first ``frequencies.of`` reference
+        (the population whose events are drawn).
     h5ad_out, table_out, figures
         Where the events (AnnData), the clusters-vs-gates table and each figure
         (:data:`cytotrial.pl.CROSSCHECK_FIGURES` -> its PNG path, the PDF beside it) go.
@@ -153,9 +154,15 @@ def run_event_crosscheck(
         labels={name: spec["label"] for name, spec in model.items()},
         ari=ari,
     )
+    return _summary(events, table, ari)
+
+
+def _summary(events: AnnData, table: pd.DataFrame, ari: float) -> dict[str, float | int]:
+    """What the log says of the cross-check (see :func:`run_event_crosscheck`)."""
+    skipped = len(events.uns["skipped_samples"])
     return {
-        "samples": len(obs) - len(events.uns["skipped_samples"]),
-        "skipped": len(events.uns["skipped_samples"]),
+        "samples": int(events.obs["sample_id"].nunique()),
+        "skipped": skipped,
         "events": events.n_obs,
         "markers": events.n_vars,
         "clusters": int(events.obs["leiden"].nunique()),
