@@ -437,6 +437,8 @@ CONFIG_CASES = [
          ("config ratios.cd8: the name is already a population's",)),
     Case("config", "frequencies.of misspelt", _set("frequencies.of", ["lives"]),
          ("config frequencies.of: 'lives' is not a reported population",)),
+    Case("config", "events.labels misspelt", _set("events.labels", ["cd8", "nks"]),
+         ("config events.labels: 'nks' is not a reported population",)),
     Case("config", "absolute.reference misspelt", _set("absolute.reference", "lve"),
          ("config absolute.reference: 'lve' is not a reported population",)),
     Case("config", "parent misspelt", _set("populations.cd8.parent", "cd33"),

@@ -382,6 +382,8 @@ def _population_problems(config: Mapping, raw: Mapping) -> list[str]:
         need(f"mfi.markers.{name}", name)
     for name in config["qc"]["min_events"]:
         need(f"qc.min_events.{name}", name)
+    for name in (config.get("events") or {}).get("labels") or []:
+        need("events.labels", name)
     mfi = {f"{p}:{m}" for p, markers in config["mfi"]["markers"].items() for m in markers}
     features = known | set(config["ratios"]) | mfi
     for feature in config["analysis"]["populations"]:
