@@ -66,6 +66,18 @@ def test_categories_are_numbered_in_reading_order_and_entries_labelled_in_order(
     assert report_entry(REPORT_OVERVIEW)["labels"]["#"] == "01"
 
 
+def test_a_panels_result_takes_the_place_of_its_pattern_named_by_the_panel():
+    """``results/review/blood.pdf`` sits where ``results/review/{panel}.pdf`` does."""
+    entry = report_entry("results/review/blood.pdf")
+    pattern = report_entry("results/review/{panel}.pdf")
+    assert entry["category"] == pattern["category"] == "2. Quality control"
+    assert entry["labels"]["#"] == pattern["labels"]["#"]
+    assert entry["labels"]["result"] == "Gating review of panel blood, by sample"
+    assert entry["labels"]["file"] == "blood.pdf"
+    with pytest.raises(KeyError, match="has no place in the report"):
+        report_entry("results/review/blood/extra.pdf")
+
+
 def test_a_result_without_a_place_is_refused():
     with pytest.raises(KeyError, match=r"results/figures/new\.png has no place in the report"):
         report_entry("results/figures/new.png")

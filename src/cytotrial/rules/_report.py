@@ -108,6 +108,23 @@ _ENTRIES: dict[str, tuple[str, str]] = {
 }
 
 
+def _pattern_of(path: str) -> tuple[str | None, dict[str, str]]:
+    """The entry pattern (``results/review/{panel}.pdf``) a concrete path fills, and its fields."""
+    import re
+
+    for pattern in _ENTRIES:
+        if "{" not in pattern:
+            continue
+        parts = re.split(r"\{(\w+)\}", pattern)
+        regex = "".join(
+            re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
+        )
+        match = re.fullmatch(regex, path)
+        if match:
+            return pattern, match.groupdict()
+    return None, {}
+
+
 def report_entry(path: str) -> dict:
     """Where ``path`` sits in the report: keyword arguments of Snakemake's ``report()`` flag.
 
@@ -129,7 +146,12 @@ def report_entry(path: str) -> dict:
         ``path`` has no place in the report yet (add it to the entries of this module).
     """
     if path not in _ENTRIES:
-        raise KeyError(f"{path} has no place in the report: add it to cytotrial.rules._report")
+        pattern, fields = _pattern_of(path)
+        if pattern is None:
+            raise KeyError(f"{path} has no place in the report: add it to cytotrial.rules._report")
+        entry = report_entry(pattern)  # a panel's result: its pattern's place, named by the panel
+        labels = {k: str(v).format(**fields) for k, v in entry["labels"].items()}
+        return {**entry, "labels": labels}
     category, what = _ENTRIES[path]
     place = [p for p, (c, _) in _ENTRIES.items() if c == category].index(path) + 1
     number = REPORT_CATEGORIES.index(category) + 1
