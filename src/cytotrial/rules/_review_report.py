@@ -33,9 +33,7 @@ REVIEW_PDF = "results/review/{panel}.pdf"
 
 def review_report_entry(panel: str) -> dict:
     """Where a panel's review PDF sits in the report (:func:`report_entry`, named by the panel)."""
-    entry = report_entry(REVIEW_PDF)
-    labels = {name: str(text).replace("{panel}", panel) for name, text in entry["labels"].items()}
-    return {**entry, "labels": labels}
+    return report_entry(REVIEW_PDF.format(panel=panel))
 
 
 def _choice_text(choice: str | Sequence[str], per_batch: int) -> str:
