@@ -107,6 +107,43 @@ def test_linear_scatter_axes_are_in_thousands():
     assert all(position == _k(text) for position, text in scale.ticks)
 
 
+@pytest.mark.parametrize(
+    ("transform", "limits"),
+    [
+        (transforms.LogicleTransform(262144, 0.5, 4.5, 0), (0.1, 1.0)),
+        (None, (0.0, 250_000.0)),
+    ],
+    ids=["decades", "thousands"],
+)
+def test_axis_labels_sit_beside_their_tick_labels_without_touching_them(transform, limits):
+    import matplotlib as mpl
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from cytotrial.pl._layout import theme
+
+    with mpl.rc_context(theme()):
+        fig = Figure(figsize=(4, 3))
+        canvas = FigureCanvasAgg(fig)
+        ax = fig.add_axes((0.3, 0.3, 0.6, 0.6))
+        for which in "xy":
+            axis_scale(f"CD3 (FITC-A) {which}", transform, limits).apply(ax, which)
+        ax.set_xlim(*limits)
+        ax.set_ylim(*limits)
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        for axis, side in ((ax.xaxis, "y"), (ax.yaxis, "x")):
+            label = axis.label.get_window_extent(renderer)
+            ticks = [t.get_window_extent(renderer) for t in axis.get_ticklabels() if t.get_text()]
+            assert ticks and not any(label.overlaps(t) for t in ticks)
+            # close beside them: within 12 points of the nearest tick label (72 points an inch)
+            if side == "y":
+                gap = min(t.y0 for t in ticks) - label.y1
+            else:
+                gap = min(t.x0 for t in ticks) - label.x1
+            assert 0 < gap < 12 * fig.dpi / 72
+
+
 def _k(text: str) -> float:
     return float(text[:-1]) * 1000 if text.endswith("K") else float(text)
 
