@@ -41,6 +41,7 @@ from cytotrial.gating import (
     panel_gating,
     read_for_gating,
     read_gate_positions,
+    read_removed_stretches,
     read_sample_gates,
     sample_placements,
 )
@@ -102,6 +103,9 @@ def gate_and_export(files: dict[str, Path], spec: dict, out: Path, **kwargs):
     positions_file = out / "batch.gates.tsv"
     result.gates.to_csv(positions_file, sep="\t", index=False, lineterminator="\n")
     positions = read_gate_positions([positions_file])
+    # what acquisition QC removed goes through text too, as the workflow's gate job writes it
+    removed_file = out / "batch.acquisition.tsv"
+    result.acquisition.to_csv(removed_file, sep="\t", index=False, lineterminator="\n")
     gated = set(result.qc.loc[result.qc["status"].isin(GATED), "sample_id"])
     notes = export_panel_gates(
         gating,
@@ -111,6 +115,8 @@ def gate_and_export(files: dict[str, Path], spec: dict, out: Path, **kwargs):
         gatingml_dir=out / "gates" / "blood",
         panels=PANELS,
         acquisition=acquisition,
+        removed=read_removed_stretches([removed_file]),
+        flags=dict(zip(result.qc["sample_id"], result.qc["flags"])),
         **kwargs,
     )
     return gating, result, positions, notes
@@ -404,6 +410,58 @@ def test_exports_are_deterministic(trial, tmp_path):
     export_gatingml(gating, tmp_path / "a.xml", sample, acquisition=True)
     written = (trial["out"] / "gates" / "blood" / f"{sid}.xml").read_bytes()
     assert (tmp_path / "a.xml").read_bytes() == written
+
+
+def test_the_gatings_record_exports_what_reading_each_file_again_does(trial):
+    """Exported from the gate job's record or by reading the files again: the same bytes.
+
+    The workflow exports from the record of what acquisition QC removed (the files' TEXT alone
+    read); reading every file and running acquisition QC again must write the same files.
+    """
+    again = trial["out"] / "reread"  # beside gates/: the files' relative paths are the same
+    notes = export_panel_gates(
+        trial["gating"],
+        trial["files"],
+        trial["positions"],
+        workspace=again / "blood.wsp",
+        gatingml_dir=again / "blood",
+        panels=PANELS,
+        acquisition=acquisition_settings(),
+    )
+    assert notes == trial["notes"] == []
+    written = trial["out"] / "gates"
+    for sid in trial["files"]:
+        assert (again / "blood" / f"{sid}.xml").read_bytes() == (
+            written / "blood" / f"{sid}.xml"
+        ).read_bytes(), sid
+    assert (again / "blood.wsp").read_bytes() == (written / "blood.wsp").read_bytes()
+    removed = read_removed_stretches([trial["out"] / "batch.acquisition.tsv"])
+    assert "S0" in set(removed["sample_id"])  # the record holds the stretch that was removed
+
+
+def test_the_export_from_the_gatings_record_reads_no_event(trial, monkeypatch):
+    import cytotrial.io._fcs as fcs_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the export read a file's events")
+
+    monkeypatch.setattr(fcs_module, "_read_events", refuse)
+    removed = read_removed_stretches([trial["out"] / "batch.acquisition.tsv"])
+    notes = export_panel_gates(
+        trial["gating"],
+        trial["files"],
+        trial["positions"],
+        workspace=trial["out"] / "record" / "blood.wsp",
+        gatingml_dir=trial["out"] / "record" / "blood",
+        panels=PANELS,
+        acquisition=acquisition_settings(),
+        removed=removed,
+        flags={},
+    )
+    assert notes == []
+    assert (trial["out"] / "record" / "blood.wsp").read_bytes() == (
+        trial["out"] / "gates" / "blood.wsp"
+    ).read_bytes()
 
 
 def test_a_file_that_no_longer_reads_is_named_and_the_others_exported(trial, tmp_path):

@@ -120,7 +120,7 @@ def batch_strategy_files(wildcards):
 
 
 def gated_batches(kind):
-    """The ``counts``, ``mfi`` or ``qc`` tables of every batch, or their ``manifest``."""
+    """A table of every batch: ``counts``, ``mfi``, ``qc``, ``gates``, ``acquisition``, ``manifest``."""
     return expand(
         "results/gating/batch_{batch}.{kind}.tsv", batch=sorted(batches()), kind=kind
     )

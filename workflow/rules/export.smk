@@ -23,12 +23,14 @@ rule export_gates:
     gates on Time, the compensation applied and the config's Boolean populations. A FlowJo 10
     workspace with one sample node per FCS file (paths relative to the workspace) and a GatingML
     2.0 file per sample; FlowJo and FlowKit gating the files with them count what the workflow
-    counted. The log names any gate an export cannot hold and any file whose counts they cannot
-    reproduce.
+    counted. Each file's TEXT alone is read (channels, spillover); what acquisition QC removed is
+    the gating's record of it. The log names any gate an export cannot hold and any file whose
+    counts they cannot reproduce.
     """
     input:
         qc="results/qc/samples.tsv",
         gates=lambda w: gated_batches("gates"),
+        removed=lambda w: gated_batches("acquisition"),
         fcs=lambda w: list(export_panel_fcs(w).values()),
         strategy=lambda w: config["strategies"][w.panel]["strategy"],
         compensation=compensation_files(),

@@ -7,8 +7,9 @@ rule gate:
     reported population with its parent's, the median intensities of `mfi.markers`, and a QC row
     per sample (a file that cannot be read, lacks a marker or loses more than
     `qc.acquisition.exclude_above` of its events is excluded with its reason), with the sha256 of
-    each file; where each adaptive gate went in each sample (`strategies.<panel>.adaptive`); then
-    a manifest of the tables (rows, sha256), written last.
+    each file; where each adaptive gate went in each sample (`strategies.<panel>.adaptive`); the
+    stretches of Time acquisition QC removed (what the gate export needs of the events); then a
+    manifest of the tables (rows, sha256), written last.
     """
     input:
         batch=batch_file,
@@ -20,6 +21,7 @@ rule gate:
         mfi="results/gating/batch_{batch}.mfi.tsv",
         qc="results/gating/batch_{batch}.qc.tsv",
         gates="results/gating/batch_{batch}.gates.tsv",
+        acquisition="results/gating/batch_{batch}.acquisition.tsv",
         manifest="results/gating/batch_{batch}.manifest.tsv",
     log:
         "logs/gate/batch_{batch}.log",

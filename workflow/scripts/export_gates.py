@@ -11,6 +11,7 @@ from cytotrial.gating import (
     export_panel_gates,
     load_panel_gating,
     read_gate_positions,
+    read_removed_stretches,
 )
 
 with rule_log(snakemake) as log:
@@ -30,6 +31,8 @@ with rule_log(snakemake) as log:
         compensation=compensation_matrix(p.compensation),
         unreadable_compensation=p.unreadable_compensation,
         acquisition=p.acquisition,
+        removed=read_removed_stretches(snakemake.input.removed),
+        flags=dict(zip(qc["sample_id"], qc["qc_flags"])),
     )
     log.write(f"exported the gates of {len(samples)} samples of panel {p.panel}\n")
     for note in notes:

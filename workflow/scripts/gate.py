@@ -20,6 +20,7 @@ with rule_log(snakemake) as log:
         qc_out=snakemake.output.qc,
         mfi_out=snakemake.output.mfi,
         gates_out=snakemake.output.gates,
+        acquisition_out=snakemake.output.acquisition,
         manifest_out=snakemake.output.manifest,
         checksum_cache=CHECKSUM_CACHE,
     )

@@ -1,6 +1,11 @@
 """Gating: every gate of a strategy applied to a file's events, and a batch's populations counted."""
 
-from ._acquisition import ACQUISITION_BIN_COLUMNS, AcquisitionQC, acquisition_qc
+from ._acquisition import (
+    ACQUISITION_BIN_COLUMNS,
+    REMOVED_STRETCH_COLUMNS,
+    AcquisitionQC,
+    acquisition_qc,
+)
 from ._adaptive import (
     ADAPTIVE_METHODS,
     AdaptivePlan,
@@ -16,6 +21,7 @@ from ._export import (
     export_gatingml,
     export_panel_gates,
     read_gate_positions,
+    read_removed_stretches,
     read_sample_gates,
     sample_placements,
 )
@@ -48,6 +54,7 @@ __all__ = [
     "GATE_POSITION_COLUMNS",
     "MFI_COLUMNS",
     "QC_COLUMNS",
+    "REMOVED_STRETCH_COLUMNS",
     "AcquisitionQC",
     "AdaptivePlan",
     "Boundary",
@@ -77,6 +84,7 @@ __all__ = [
     "read_and_gate",
     "read_for_gating",
     "read_gate_positions",
+    "read_removed_stretches",
     "read_sample_gates",
     "sample_placements",
     "transformed_events",

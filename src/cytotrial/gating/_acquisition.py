@@ -58,7 +58,21 @@ import pandas as pd
 if TYPE_CHECKING:
     from ..io import FCSData
 
-__all__ = ["ACQUISITION_BIN_COLUMNS", "AcquisitionQC", "acquisition_qc", "time_channel"]
+__all__ = [
+    "ACQUISITION_BIN_COLUMNS",
+    "REMOVED_STRETCH_COLUMNS",
+    "AcquisitionQC",
+    "acquisition_qc",
+    "removed_stretches",
+    "time_channel",
+]
+
+#: Columns of a gating batch's table of the stretches acquisition QC removed
+#: (``batch_<id>.acquisition.tsv``): one row per removed ``[lo, hi)`` range of ``time_channel``
+#: (empty: open at the file's start or end) and, on each row of a sample, the events a Time gate
+#: of its ranges counts differently from what QC removed (``misplaced``). What the gate export
+#: needs of the events, so that it does not read them again.
+REMOVED_STRETCH_COLUMNS = ["sample_id", "time_channel", "lo", "hi", "misplaced"]
 
 #: Columns of :attr:`AcquisitionQC.bins`: one row per time bin.
 ACQUISITION_BIN_COLUMNS = [
@@ -574,3 +588,31 @@ def _summary(
         )
     note = f"{'; '.join(notes)}." if notes else ""
     return AcquisitionQC(keep, "checked", name, reasons, gaps, note, bins)
+
+
+def removed_stretches(
+    times: np.ndarray, keep: np.ndarray
+) -> tuple[list[tuple[float | None, float | None]], int]:
+    """The removed runs of events as ``[lo, hi)`` ranges of Time, and the events they misplace.
+
+    ``times``: the file's Time values in acquisition order; ``keep``: what acquisition QC kept.
+    A range is open (``None``) at the start or end of the file. Misplaced events are those a Time
+    gate of the ranges counts differently from ``keep`` (a run that ends between events of the
+    same Time).
+    """
+    removed = ~keep
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], removed.astype(np.int8), [0]))))
+    ranges: list[tuple[float | None, float | None]] = []
+    for start, stop in zip(edges[::2], edges[1::2]):
+        low = None if start == 0 else float(times[start])
+        high = None if stop == times.size else float(times[stop])
+        ranges.append((low, high))
+    by_time = np.zeros(times.size, dtype=bool)
+    for low, high in ranges:
+        inside = np.ones(times.size, dtype=bool)
+        if low is not None:
+            inside &= times >= low
+        if high is not None:
+            inside &= times < high
+        by_time |= inside
+    return ranges, int(np.count_nonzero(by_time != removed))

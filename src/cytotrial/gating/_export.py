@@ -46,6 +46,7 @@ __all__ = [
     "export_flowjo_workspace",
     "export_gatingml",
     "read_gate_positions",
+    "read_removed_stretches",
     "read_sample_gates",
     "sample_placements",
 ]
@@ -74,6 +75,29 @@ def read_gate_positions(paths: Sequence[str | Path]) -> pd.DataFrame:
     tables = [t for t in tables if len(t)]
     if not tables:
         return pd.DataFrame(columns=GATE_POSITION_COLUMNS)
+    return pd.concat(tables, ignore_index=True)
+
+
+def read_removed_stretches(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """The removed stretches tables of gating batches (``batch_<id>.acquisition.tsv``).
+
+    Read back as the very floats acquisition QC found (``float_precision="round_trip"``): an
+    exported Time gate removes what the gating removed. An empty end is open.
+    """
+    from ._acquisition import REMOVED_STRETCH_COLUMNS
+
+    tables = [
+        pd.read_csv(
+            path,
+            sep="\t",
+            float_precision="round_trip",
+            dtype={"sample_id": str, "time_channel": str, "lo": float, "hi": float},
+        )
+        for path in paths
+    ]
+    tables = [t for t in tables if len(t)]
+    if not tables:
+        return pd.DataFrame(columns=REMOVED_STRETCH_COLUMNS)
     return pd.concat(tables, ignore_index=True)
 
 
@@ -139,28 +163,6 @@ def sample_placements(
     return placements
 
 
-def _removed_stretches(
-    times: np.ndarray, keep: np.ndarray
-) -> tuple[list[tuple[float | None, float | None]], int]:
-    """The removed runs of events as ``[lo, hi)`` ranges of Time, and the events they misplace."""
-    removed = ~keep
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], removed.astype(np.int8), [0]))))
-    ranges: list[tuple[float | None, float | None]] = []
-    for start, stop in zip(edges[::2], edges[1::2]):
-        low = None if start == 0 else float(times[start])
-        high = None if stop == times.size else float(times[stop])
-        ranges.append((low, high))
-    by_time = np.zeros(times.size, dtype=bool)
-    for low, high in ranges:
-        inside = np.ones(times.size, dtype=bool)
-        if low is not None:
-            inside &= times >= low
-        if high is not None:
-            inside &= times < high
-        by_time |= inside
-    return ranges, int(np.count_nonzero(by_time != removed))
-
-
 def read_sample_gates(
     fcs: str | Path,
     gating: PanelGating,
@@ -171,11 +173,21 @@ def read_sample_gates(
     compensation: pd.DataFrame | None = None,
     unreadable_compensation: str = "exclude",
     acquisition: Mapping[str, Any] | None = None,
+    removed: pd.DataFrame | None = None,
+    flags: str = "",
 ) -> SampleGates:
     """What one sample was gated with beyond the strategy, read from its file as the gating reads it.
 
-    Parameters are those of :func:`gate_samples` for one file, and ``positions``: the sample's
-    rows of the gate positions table (:func:`sample_placements`).
+    Parameters are those of :func:`gate_samples` for one file, ``positions``: the sample's rows
+    of the gate positions table (:func:`sample_placements`), and what its gating recorded:
+
+    removed
+        The sample's rows of its batch's removed stretches table (``GatedBatch.acquisition``,
+        :data:`REMOVED_STRETCH_COLUMNS`; none: nothing removed). Given, only the file's TEXT is
+        read (channels, markers, spillover); the events are not read nor checked again.
+        ``None``: the file is read whole and acquisition QC run again as the gating ran it.
+    flags
+        With ``removed``: the sample's QC flags (``non_finite:<channel>`` among them).
 
     Raises
     ------
@@ -184,7 +196,7 @@ def read_sample_gates(
     CytotrialError
         The positions do not fit the panel's adaptive gates.
     """
-    from ._acquisition import acquisition_qc, time_channel
+    from ._acquisition import acquisition_qc, removed_stretches, time_channel
     from ._samples import read_for_gating
 
     gating = gating.for_file(fcs)  # a FlowJo sample group: the sample's own tree was gated
@@ -194,6 +206,7 @@ def read_sample_gates(
         panels=panels,
         compensation=compensation,
         unreadable_compensation=unreadable_compensation,
+        events=removed is None,
     )
     sample = SampleGates(
         sample_id=str(sample_id),
@@ -208,24 +221,35 @@ def read_sample_gates(
         sample.spill_source = "file"
     elif data.spill_problem is not None:
         sample.spill_source = "dropped"
-    if any(flag.startswith("non_finite") for flag in data.flags):
+    recorded = data.flags if removed is None else [f for f in str(flags or "").split(",") if f]
+    if any(flag.startswith("non_finite") for flag in recorded):
         sample.inexact.append(
             "events with non-finite values were left out of gating; FlowJo and FlowKit gate them"
         )
     column = time_channel(data)
     if column is not None:
         sample.time_channel = str(data.channels[column])
-    if acquisition and acquisition.get("enabled") and column is not None:
+    misplaced = 0
+    if removed is not None:
+        sample.removed = [(_bound(row.lo), _bound(row.hi)) for row in removed.itertuples()]
+        misplaced = int(removed["misplaced"].max()) if len(removed) else 0
+    elif acquisition and acquisition.get("enabled") and column is not None:
         qc = acquisition_qc(data, acquisition)
         if qc.n_removed:
             times = np.asarray(data.events[:, column], dtype=np.float64)
-            sample.removed, misplaced = _removed_stretches(times, qc.keep)
-            if misplaced:
-                sample.inexact.append(
-                    f"a stretch acquisition QC removed ends between events of the same Time: "
-                    f"the Time gate counts {misplaced} events differently"
-                )
+            sample.removed, misplaced = removed_stretches(times, qc.keep)
+    if misplaced:
+        sample.inexact.append(
+            f"a stretch acquisition QC removed ends between events of the same Time: "
+            f"the Time gate counts {misplaced} events differently"
+        )
     return sample
+
+
+def _bound(value: Any) -> float | None:
+    """A removed stretch's end as the table holds it: empty (NaN) is open."""
+    value = float(value)
+    return None if np.isnan(value) else value
 
 
 def _comment(gating: PanelGating, what: str) -> str:
@@ -413,6 +437,8 @@ def export_panel_gates(
     compensation: pd.DataFrame | None = None,
     unreadable_compensation: str = "exclude",
     acquisition: Mapping[str, Any] | None = None,
+    removed: pd.DataFrame | None = None,
+    flags: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Export a panel's gates: ``<gatingml_dir>/<sample_id>.xml`` per sample and one workspace.
 
@@ -428,6 +454,10 @@ def export_panel_gates(
         Where the FlowJo workspace and the GatingML files go.
     panels, compensation, unreadable_compensation, acquisition
         As the samples were gated (:func:`gate_samples`).
+    removed, flags
+        What the gating recorded: the removed stretches tables of the samples' batches
+        (``GatedBatch.acquisition``) and each sample's QC flags. Given, each file's TEXT alone is
+        read (:func:`read_sample_gates`); ``None``: the files are read and checked again.
 
     Returns
     -------
@@ -437,6 +467,10 @@ def export_panel_gates(
         gated: no GatingML file, no sample node), naming the sample and why.
     """
     by_sample = dict(iter(positions.groupby("sample_id", sort=False))) if len(positions) else {}
+    stretches: dict[str, pd.DataFrame] = {}
+    if removed is not None and len(removed):
+        stretches = dict(iter(removed.groupby("sample_id", sort=False)))
+    none_removed = None if removed is None else removed.iloc[0:0]
     gathered: list[SampleGates] = []
     notes: list[str] = []
     for sid, fcs in sorted(samples.items()):
@@ -451,6 +485,8 @@ def export_panel_gates(
                     compensation=compensation,
                     unreadable_compensation=unreadable_compensation,
                     acquisition=acquisition,
+                    removed=stretches.get(sid, none_removed),
+                    flags=(flags or {}).get(sid, ""),
                 )
             )
         except CytotrialError as error:  # the file changed since it was gated: the others go on

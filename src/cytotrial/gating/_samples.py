@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CytotrialError
-from ._acquisition import acquisition_qc
+from ._acquisition import REMOVED_STRETCH_COLUMNS, acquisition_qc, removed_stretches, time_channel
 from ._checks import check_file_spill, leave_out_non_finite
 from ._engine import engine_for, gate_events
 from ._mfi import MFI_COLUMNS, marker_channels, mfi_rows
@@ -59,16 +59,18 @@ QC_COLUMNS = [
 
 
 class GatedBatch(NamedTuple):
-    """The tables of a gated batch: counts, QC, MFIs and adaptive gate positions.
+    """The tables of a gated batch: counts, QC, MFIs, adaptive gate positions, removed stretches.
 
-    Columns: :data:`COUNT_COLUMNS`, :data:`QC_COLUMNS`, :data:`MFI_COLUMNS` and
-    :data:`GATE_POSITION_COLUMNS` (where each adaptive gate went in each sample).
+    Columns: :data:`COUNT_COLUMNS`, :data:`QC_COLUMNS`, :data:`MFI_COLUMNS`,
+    :data:`GATE_POSITION_COLUMNS` (where each adaptive gate went in each sample) and
+    :data:`REMOVED_STRETCH_COLUMNS` (the stretches of Time acquisition QC removed).
     """
 
     counts: pd.DataFrame
     qc: pd.DataFrame
     mfi: pd.DataFrame
     gates: pd.DataFrame = pd.DataFrame(columns=GATE_POSITION_COLUMNS)
+    acquisition: pd.DataFrame = pd.DataFrame(columns=REMOVED_STRETCH_COLUMNS)
 
 
 def compensation_matrix(value: str | Path) -> pd.DataFrame | None:
@@ -95,8 +97,12 @@ def read_for_gating(
     panels: Mapping[str, Sequence[str]] | None = None,
     compensation: pd.DataFrame | None = None,
     unreadable_compensation: str = "exclude",
+    events: bool = True,
 ) -> tuple[FCSData, dict[str, str]]:
     """Read a file and find its channels for a panel's strategy: ``(FCSData, channel_map)``.
+
+    ``events=False`` reads the file's TEXT alone (its channels, markers and spillover, no event):
+    what the file's channels and compensation are, without the cost of its events.
 
     The file's own spillover, when the gating needs it and it cannot be used, excludes the file
     (``unreadable_compensation`` ``exclude``) or is dropped (``uncompensated``); events with
@@ -111,7 +117,7 @@ def read_for_gating(
     """
     from ..io import read_fcs, resolve_channels
 
-    data = read_fcs(fcs)
+    data = read_fcs(fcs, events=events)
     if compensation is not None:
         data.spill = compensation
     else:
@@ -164,9 +170,15 @@ def read_and_gate(
 
 
 def _acquisition_checked(
-    data: FCSData, settings: Mapping[str, Any] | None, record: dict[str, Any]
+    data: FCSData,
+    settings: Mapping[str, Any] | None,
+    record: dict[str, Any],
+    stretches: list[tuple] | None = None,
 ) -> FCSData:
     """The file without the events acquisition QC removes; ``record`` gets what it removed.
+
+    ``stretches`` (when given) gets a row per removed stretch of Time
+    (:data:`REMOVED_STRETCH_COLUMNS` without the sample id).
 
     Raises
     ------
@@ -188,7 +200,15 @@ def _acquisition_checked(
         )
     if fraction > settings["max_removed"]:
         record["flags"] = f"acquisition_removed>{settings['max_removed']:g}"
-    return replace(data, events=data.events[qc.keep]) if qc.n_removed else data
+    if not qc.n_removed:
+        return data
+    if stretches is not None:
+        column = time_channel(data)
+        times = np.asarray(data.events[:, column], dtype=np.float64)
+        ranges, misplaced = removed_stretches(times, qc.keep)
+        name = str(data.channels[column])
+        stretches += [(name, lo, hi, misplaced) for lo, hi in ranges]
+    return replace(data, events=data.events[qc.keep])
 
 
 def _gate_one(
@@ -262,11 +282,13 @@ def gate_samples(
         per sample and ``(population, marker)`` pair of its panel (:data:`MFI_COLUMNS`).
         ``gates``: one row per sample and adaptive boundary (:data:`GATE_POSITION_COLUMNS`): its
         template and placed position, ``status`` "adapted" or "fallback" (the template's kept,
-        ``reason`` why).
+        ``reason`` why). ``acquisition``: one row per stretch of Time that acquisition QC removed
+        from a gated sample (:data:`REMOVED_STRETCH_COLUMNS`).
     """
     count_rows: list[tuple] = []
     mfi_table: list[tuple] = []
     gate_rows: list[tuple] = []
+    stretch_rows: list[tuple] = []
     qc_rows: list[dict] = []
     for row in samples.sort_values("sample_id").itertuples(index=False):
         gating = gatings[row.panel]
@@ -293,7 +315,8 @@ def gate_samples(
             record["events_in"] = data.n_events
             record["events_stated"] = data.n_events_stated
             record["notes"] = "; ".join(data.notes)
-            data = _acquisition_checked(data, acquisition, record)
+            removed: list[tuple] = []
+            data = _acquisition_checked(data, acquisition, record, removed)
             record["flags"] = ",".join(f for f in (*data.flags, record["flags"]) if f)
             counted, intensities, positions = _gate_one(
                 data, gating, channel_map, panels=panels, mfi_min_events=mfi_min_events
@@ -306,6 +329,7 @@ def gate_samples(
         count_rows += [(row.sample_id, *r) for r in counted]
         mfi_table += [(row.sample_id, *r) for r in intensities]
         gate_rows += [(row.sample_id, *p) for p in positions]
+        stretch_rows += [(row.sample_id, *r) for r in removed]
         qc_rows.append(record)
     counts = pd.DataFrame(count_rows, columns=COUNT_COLUMNS).astype(
         {"count": "int64", "parent_count": "int64"}
@@ -321,4 +345,7 @@ def gate_samples(
     gates = pd.DataFrame(gate_rows, columns=GATE_POSITION_COLUMNS).astype(
         {"template": float, "position": float, "lo": float, "hi": float, "parent_events": int}
     )
-    return GatedBatch(counts, pd.DataFrame(qc_rows, columns=QC_COLUMNS), mfi, gates)
+    stretches = pd.DataFrame(stretch_rows, columns=REMOVED_STRETCH_COLUMNS).astype(
+        {"lo": float, "hi": float, "misplaced": int}
+    )
+    return GatedBatch(counts, pd.DataFrame(qc_rows, columns=QC_COLUMNS), mfi, gates, stretches)

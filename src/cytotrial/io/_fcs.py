@@ -225,7 +225,7 @@ def parse_spillover(
 # reading
 
 
-def read_fcs(path: str | Path) -> FCSData:
+def read_fcs(path: str | Path, *, events: bool = True) -> FCSData:
     """Read and preprocess the first data set of an FCS file.
 
     Handles FCS 2.0/3.0/3.1, integer (8/16/32/64-bit, mixed widths), float and double data in
@@ -237,6 +237,10 @@ def read_fcs(path: str | Path) -> FCSData:
     ----------
     path
         The FCS file.
+    events
+        ``False``: read the HEADER and TEXT only (channels, markers, spillover, ``$TOT`` in
+        ``n_events_stated``), with no event (``events`` has 0 rows): the layout is checked, the
+        DATA segment is not read.
 
     Returns
     -------
@@ -250,7 +254,7 @@ def read_fcs(path: str | Path) -> FCSData:
     """
     path = Path(path)
     try:
-        return _read_first_data_set(path)
+        return _read_first_data_set(path, events=events)
     except FCSReadError as error:
         message = one_line(str(error))
         if message == str(error):
@@ -258,7 +262,7 @@ def read_fcs(path: str | Path) -> FCSData:
         raise FCSReadError(message) from None
 
 
-def _read_first_data_set(path: Path) -> FCSData:
+def _read_first_data_set(path: Path, *, events: bool = True) -> FCSData:
     name = path.name
     size = file_size(path)
     try:
@@ -272,28 +276,31 @@ def _read_first_data_set(path: Path) -> FCSData:
     notes: list[str] = []
 
     n_channels, n_events = _check_layout(fcs_text, name=name)
-    events = _read_events(
-        path,
-        header=header,
-        text=text,
-        n_channels=n_channels,
-        n_events=n_events,
-        file_size=size,
-        notes=notes,
-    )
-    preprocess(events, fcs_text=fcs_text, notes=notes)
+    if not events:
+        values = np.empty((0, n_channels), dtype=np.float64)
+    else:
+        values = _read_events(
+            path,
+            header=header,
+            text=text,
+            n_channels=n_channels,
+            n_events=n_events,
+            file_size=size,
+            notes=notes,
+        )
+        preprocess(values, fcs_text=fcs_text, notes=notes)
 
     channels = _unique_names(fcs_text.pnn_labels, notes=notes)
     markers = [str(label).strip() for label in fcs_text.pns_labels]
     spill, spill_problem = _file_spill(text, channels=channels, notes=notes)
-    _note_non_finite(events, notes=notes)
+    _note_non_finite(values, notes=notes)
     n_datasets = _count_data_sets(path, text=text, file_size=size, notes=notes)
     if n_datasets > 1:
         notes.append(f"The file holds {n_datasets} data sets; only the first was read.")
 
     return FCSData(
         path=path,
-        events=events,
+        events=values,
         channels=channels,
         markers=markers,
         spill=spill,

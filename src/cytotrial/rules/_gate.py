@@ -29,6 +29,7 @@ def run_gate_batch(
     qc_out: str | Path,
     mfi_out: str | Path,
     gates_out: str | Path | None = None,
+    acquisition_out: str | Path | None = None,
     manifest_out: str | Path | None = None,
     checksum_cache: str | Path | None = None,
 ) -> GatedBatch:
@@ -61,8 +62,11 @@ def run_gate_batch(
     gates_out
         Where the batch's adaptive gate positions go (``batch_<id>.gates.tsv``); ``None``: not
         written.
+    acquisition_out
+        Where the stretches of Time acquisition QC removed go (``batch_<id>.acquisition.tsv``,
+        what the gate export needs of the events); ``None``: not written.
     manifest_out
-        Where the manifest of the three tables (rows, sha256) goes, written last; ``None``: none.
+        Where the manifest of the tables (rows, sha256) goes, written last; ``None``: none.
     checksum_cache
         The FCS checksum cache (see :func:`file_checksums`); ``None``: every file is hashed.
     """
@@ -92,7 +96,9 @@ def run_gate_batch(
     write_tsv(result.mfi, mfi_out)
     if gates_out is not None:
         write_tsv(result.gates, gates_out)
+    if acquisition_out is not None:
+        write_tsv(result.acquisition, acquisition_out)
     if manifest_out is not None:
-        tables = [counts_out, mfi_out, qc_out] + ([gates_out] if gates_out is not None else [])
-        write_manifest(tables, manifest_out)
+        optional = [path for path in (gates_out, acquisition_out) if path is not None]
+        write_manifest([counts_out, mfi_out, qc_out, *optional], manifest_out)
     return result
