@@ -478,6 +478,22 @@ def test_transformed_events_equal_flowkit_values(blood_file, blood_strategy):
     assert np.array_equal(part, full[subset])
 
 
+def test_one_engine_across_calls_gives_each_calls_own_values(blood_file, blood_strategy):
+    """The review keeps one engine per sample: what it caches never changes a value."""
+    data = read_fcs(blood_file)
+    engine = Engine(data, blood_strategy, None)
+    rng = np.random.default_rng(5)
+    for names in (["FITC-A", "SSC-A"], ["PE-A", "FITC-A"], ["FITC-A"]):
+        subset = rng.random(data.n_events) < 0.3
+        shared = transformed_events(data, blood_strategy, names, events=subset, engine=engine)
+        own = transformed_events(data, blood_strategy, names, events=subset)
+        assert np.array_equal(shared, own), names
+    other = read_fcs(blood_file)
+    other.events = other.events[:100]
+    with pytest.raises(ValueError, match="another data set"):
+        transformed_events(other, blood_strategy, ["FITC-A"], engine=engine)
+
+
 def test_fast_compensation_within_bound_and_exact_rows(blood_file, blood_strategy):
     from flowutils.compensate import compensate
 

@@ -287,6 +287,7 @@ def transformed_events(
     *,
     channel_map: Mapping[str, str] | None = None,
     events: np.ndarray | None = None,
+    engine: Engine | None = None,
 ) -> np.ndarray:
     """Values of some dimensions as the gates see them (compensated, transformed), for plotting.
 
@@ -304,6 +305,9 @@ def transformed_events(
         As for :func:`gate_events`.
     events
         Optional boolean mask or index array of the events wanted (default: all).
+    engine
+        An :class:`Engine` of this data set and strategy to compute with (and cache in), so that
+        several calls for one sample compensate each event once; ``None``: a new one.
 
     Returns
     -------
@@ -311,7 +315,10 @@ def transformed_events(
         ``(events, len(dimensions))`` float64, equal to FlowKit's values for the same gate.
     """
     _check_data(data)
-    engine = Engine(data, strategy, channel_map)
+    if engine is None:
+        engine = Engine(data, strategy, channel_map)
+    elif engine.strategy is not strategy or engine.n != data.n_events:
+        raise ValueError("transformed_events: the engine is of another data set or strategy")
     found: dict[int, Dim] = {}
     by_name: dict[str, Dim] = {}
     for gate in strategy.gates:

@@ -21,6 +21,7 @@ import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -198,6 +199,13 @@ class _Sample:
             return np.ones(self.data.n_events, dtype=bool)
         return self.memberships[panel.parent_path]
 
+    @cached_property
+    def engine(self) -> Any:
+        """One engine for every panel: each event is compensated and transformed once."""
+        from ..gating._engine import Engine
+
+        return Engine(self.data, self.gating.strategy, self.channel_map)
+
 
 def _title(ax: Axes, sample: _Sample, panel: ReviewPanel, parent: np.ndarray) -> bool:
     """The gates' names and % of parent; whether a flag names one of them."""
@@ -219,11 +227,16 @@ def _title(ax: Axes, sample: _Sample, panel: ReviewPanel, parent: np.ndarray) ->
 def _draw_events(ax: Axes, values: np.ndarray, limits: list[tuple[float, float]]) -> None:
     """A 2-D density (dots when there are few events) or a 1-D histogram of the parent."""
     from matplotlib.colors import LogNorm
+    from matplotlib.patches import StepPatch
 
     if values.shape[1] == 1:
         counts, edges = np.histogram(values[:, 0], bins=_BINS_1D, range=limits[0])
-        ax.stairs(counts, edges, fill=True, color="0.6", linewidth=0)
-        ax.stairs(counts, edges, color="0.3", linewidth=0.6)
+        # added as artists: the limits are set below, not measured from the steps' vertices
+        for kind in (
+            {"fill": True, "color": "0.6", "linewidth": 0},
+            {"fill": False, "color": "0.3", "linewidth": 0.6},
+        ):
+            ax.add_artist(StepPatch(counts, edges, **kind))
         top = max(1, counts.max()) * 1.08
         ax.set_ylim(0, top)
         ax.set_ylabel("events")
@@ -252,7 +265,12 @@ def _draw_panel(ax: Axes, sample: _Sample, panel: ReviewPanel) -> None:
     strategy = sample.gating.strategy
     parent = sample.parent(panel)
     values = transformed_events(
-        sample.data, strategy, panel.dimensions, channel_map=sample.channel_map, events=parent
+        sample.data,
+        strategy,
+        panel.dimensions,
+        channel_map=sample.channel_map,
+        events=parent,
+        engine=sample.engine,
     )
     shapes = [
         gate_shape(g, sample.placements.get(g.path), order)
