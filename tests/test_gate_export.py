@@ -464,6 +464,39 @@ def test_the_export_from_the_gatings_record_reads_no_event(trial, monkeypatch):
     ).read_bytes()
 
 
+def test_the_workspace_written_a_node_at_a_time_is_the_whole_documents_bytes(trial, monkeypatch):
+    """The workspace streamed a sample node at a time is the whole document's file, byte for byte.
+
+    A trial's workspace holds thousands of nodes; built whole in memory, its tree takes several
+    times the file's size. Streaming must not change one byte of what FlowJo reads.
+    """
+    import cytotrial.gating._export as export_module
+    from cytotrial.gating._export_wsp import workspace_document
+
+    def whole(path, samples, template, **kwargs):
+        document, left_out = workspace_document(samples, template, **kwargs)
+        document.write(str(path), encoding="UTF-8", xml_declaration=True, pretty_print=True)
+        return left_out
+
+    monkeypatch.setattr(export_module, "write_workspace", whole)
+    again = trial["out"] / "whole"  # beside gates/: the files' relative paths are the same
+    removed = read_removed_stretches([trial["out"] / "batch.acquisition.tsv"])
+    export_panel_gates(
+        trial["gating"],
+        trial["files"],
+        trial["positions"],
+        workspace=again / "blood.wsp",
+        gatingml_dir=again / "blood",
+        panels=PANELS,
+        acquisition=acquisition_settings(),
+        removed=removed,
+    )
+    streamed = (trial["out"] / "gates" / "blood.wsp").read_bytes()
+    assert b"transforms:spilloverMatrix" in streamed  # namespaced nodes inside sample nodes
+    assert streamed.count(b"xmlns:transforms=") == 1  # declared once, on the workspace
+    assert (again / "blood.wsp").read_bytes() == streamed
+
+
 def test_a_file_that_no_longer_reads_is_named_and_the_others_exported(trial, tmp_path):
     broken = tmp_path / "S9.fcs"
     broken.write_bytes(b"not an FCS file")

@@ -34,7 +34,7 @@ import pandas as pd
 from ..errors import CytotrialError
 from ._export_gml import gatingml_document
 from ._export_tree import CONFIG_MATRIX, SampleGates, export_tree
-from ._export_wsp import WspSample, data_uri, workspace_document
+from ._export_wsp import WspSample, data_uri, write_workspace
 from ._placement import _Geometry
 
 if TYPE_CHECKING:
@@ -412,14 +412,14 @@ def export_flowjo_workspace(
     order = sorted(range(len(nodes)), key=lambda i: any(g.placed for g in nodes[i].gates))
     first = order[0] if order else 0
     nodes = [nodes[first], *(n for i, n in enumerate(nodes) if i != first)]
-    document, left_out = workspace_document(
+    left_out = write_workspace(
+        path,
         nodes,
         template,
         transforms=dict(gating.strategy.gating_strategy.transformations or {}),
         group=group,
         comment=_comment(gating, "FlowJo 10 workspace, one sample node per data file"),
     )
-    _write(document, path)
     return {
         sid: {**dict.fromkeys(skipped[sid], "no FlowJo form"), **left_out.get(sid, {})}
         for sid in skipped

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from ._export_tree import XDim, XGate
 
-__all__ = ["COMP_PREFIX", "WspSample", "workspace_document"]
+__all__ = ["COMP_PREFIX", "WspSample", "workspace_document", "write_workspace"]
 
 COMP_PREFIX = "Comp-"
 _G = f"{{{GATING}}}"
@@ -444,6 +444,78 @@ def workspace_document(
     tuple
         The document, and per sample the gates left out (name -> why).
     """
+    root, sample_list, template_shapes = _skeleton(template, transforms, group, comment, samples)
+    dropped_names: dict[str, dict[str, str]] = {}
+    for index, sample in enumerate(samples, start=1):
+        _, dropped_names[sample.sample_id] = _sample_element(
+            sample_list, sample, index, transforms, group, template_shapes
+        )
+    return root.getroottree(), dropped_names
+
+
+def write_workspace(
+    path: str | Path,
+    samples: Sequence[WspSample],
+    template: Sequence[XGate],
+    *,
+    transforms: Mapping[str, Any],
+    group: str = "All Samples",
+    comment: str = "",
+) -> dict[str, dict[str, str]]:
+    """Write :func:`workspace_document`'s workspace to ``path``, one sample node at a time.
+
+    The file is the one the whole document pretty-printed would be, but only one sample's node
+    is held in memory at once (a trial's workspace holds thousands of them: built whole, its tree
+    takes several times the file's size).
+
+    Returns
+    -------
+    dict
+        Per sample the gates left out (name -> why).
+    """
+    from lxml import etree
+
+    root, sample_list, template_shapes = _skeleton(template, transforms, group, comment, samples)
+    marker = etree.Comment(_MARKER)
+    sample_list.append(marker)
+    text = etree.tostring(
+        root.getroottree(), encoding="UTF-8", xml_declaration=True, pretty_print=True
+    ).decode("utf-8")
+    head, tail = text.split(f"<!--{_MARKER}-->\n", 1)
+    sample_list.remove(marker)
+    # a node serialized alone declares the namespaces the workspace element declares: left out
+    declared = etree.tostring(etree.Element("x", nsmap=NSMAP), encoding="unicode")[2:-2]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dropped_names: dict[str, dict[str, str]] = {}
+    with open(path, "w", encoding="utf-8", newline="\n") as out:
+        out.write(head.rstrip(" "))
+        for index, sample in enumerate(samples, start=1):
+            element, dropped_names[sample.sample_id] = _sample_element(
+                sample_list, sample, index, transforms, group, template_shapes
+            )
+            etree.indent(element, space="  ", level=2)
+            node = etree.tostring(element, encoding="unicode")
+            start = f"<Sample{declared}"
+            if node.startswith(start):
+                node = "<Sample" + node[len(start) :]
+            out.write(f"    {node.rstrip()}\n")
+            sample_list.remove(element)  # written: its memory goes
+        out.write(tail)
+    return dropped_names
+
+
+_MARKER = "cytotrial: the samples' nodes"
+
+
+def _skeleton(
+    template: Sequence[XGate],
+    transforms: Mapping[str, Any],
+    group: str,
+    comment: str,
+    samples: Sequence[WspSample],
+) -> tuple[etree._Element, etree._Element, dict[str, bytes]]:
+    """The workspace without sample nodes: the root, its ``SampleList``, the template's shapes."""
     from lxml import etree
 
     root = etree.Element("Workspace", nsmap=NSMAP)
@@ -456,41 +528,53 @@ def workspace_document(
     for key, value in (("name", group), ("annotation", ""), ("owningGroup", group)):
         group_node.set(key, value)
     refs = etree.SubElement(etree.SubElement(group_node, "Group", name=group), "SampleRefs")
+    for index in range(1, len(samples) + 1):
+        etree.SubElement(refs, "SampleRef", sampleID=str(index))
     template_dropped = _dropped_keys(template, transforms)
     template_writer = _Writer(template, transforms, None, "0_")
     _write_tree(
         template_writer, group_node, None, _children(template), lambda g: group, template_dropped
     )
-    template_shapes = _shapes_of(template, transforms, template_dropped)
     sample_list = etree.SubElement(root, "SampleList")
-    dropped_names: dict[str, dict[str, str]] = {}
-    for index, sample in enumerate(samples, start=1):
-        sample_number = str(index)
-        etree.SubElement(refs, "SampleRef", sampleID=sample_number)
-        sample_el = etree.SubElement(sample_list, "Sample")
-        etree.SubElement(sample_el, "DataSet", uri=sample.uri, sampleID=sample_number)
-        if sample.matrix is not None:
-            _matrix_element(sample_el, sample.matrix)
-        detectors = sample.matrix[1] if sample.matrix is not None else ()
-        own = sample.transforms if sample.transforms is not None else transforms
-        dropped = _dropped_keys(sample.gates, own, sample.comp_refs, detectors)
-        kept = [gate for gate in sample.gates if gate.key not in dropped]
-        _transformations(sample_el, kept, own, sample.comp_refs)
-        etree.SubElement(sample_el, "Keywords")
-        node = etree.SubElement(sample_el, "SampleNode")
-        for key, value in (
-            ("name", sample.sample_id), ("annotation", ""), ("owningGroup", ""),
-            ("sampleID", sample_number),
-        ):  # fmt: skip
-            node.set(key, value)
-        writer = _Writer(sample.gates, own, sample.comp_refs, f"{sample_number}_")
+    return root, sample_list, _shapes_of(template, transforms, template_dropped)
 
-        def owner(gate: XGate, writer: _Writer = writer) -> str:
-            return group if template_shapes.get(gate.key) == _shape_text(writer, gate) else ""
 
-        _write_tree(writer, node, None, _children(sample.gates), owner, dropped)
-        dropped_names[sample.sample_id] = left_out(sample.gates, own, sample.comp_refs, detectors)
-    return etree.ElementTree(root), dropped_names
+def _sample_element(
+    sample_list: etree._Element,
+    sample: WspSample,
+    index: int,
+    transforms: Mapping[str, Any],
+    group: str,
+    template_shapes: Mapping[str, bytes],
+) -> tuple[etree._Element, dict[str, str]]:
+    """A ``<Sample>`` added to ``sample_list`` (its file, matrix, transforms, gates); what it leaves out."""
+    from lxml import etree
+
+    sample_number = str(index)
+    sample_el = etree.SubElement(sample_list, "Sample")
+    etree.SubElement(sample_el, "DataSet", uri=sample.uri, sampleID=sample_number)
+    if sample.matrix is not None:
+        _matrix_element(sample_el, sample.matrix)
+    detectors = sample.matrix[1] if sample.matrix is not None else ()
+    own = sample.transforms if sample.transforms is not None else transforms
+    dropped = _dropped_keys(sample.gates, own, sample.comp_refs, detectors)
+    _transformations(
+        sample_el, [g for g in sample.gates if g.key not in dropped], own, sample.comp_refs
+    )
+    etree.SubElement(sample_el, "Keywords")
+    node = etree.SubElement(sample_el, "SampleNode")
+    for key, value in (
+        ("name", sample.sample_id), ("annotation", ""), ("owningGroup", ""),
+        ("sampleID", sample_number),
+    ):  # fmt: skip
+        node.set(key, value)
+    writer = _Writer(sample.gates, own, sample.comp_refs, f"{sample_number}_")
+
+    def owner(gate: XGate) -> str:
+        return group if template_shapes.get(gate.key) == _shape_text(writer, gate) else ""
+
+    _write_tree(writer, node, None, _children(sample.gates), owner, dropped)
+    return sample_el, left_out(sample.gates, own, sample.comp_refs, detectors)
 
 
 def _shape_text(writer: _Writer, gate: XGate) -> bytes:
