@@ -32,12 +32,17 @@ def test_a_rules_job_loads_no_library_it_does_not_call(statement):
     assert _loaded_after(statement) == set()
 
 
+def test_the_review_draws_without_loading_the_trial_figures_libraries():
+    loaded = _loaded_after("from cytotrial.pl import ReviewHeader, draw_sample_review")
+    assert loaded == {"matplotlib"}  # neither seaborn nor SciPy's statistics
+
+
 def test_the_probe_sees_a_library_a_job_does_load():
     assert "matplotlib" in _loaded_after("from cytotrial.pl import FIGURES")
     assert "scipy.stats" in _loaded_after("from cytotrial.tl import mmrm")
 
 
-@pytest.mark.parametrize("package", ["cytotrial.rules", "cytotrial.tl"])
+@pytest.mark.parametrize("package", ["cytotrial.rules", "cytotrial.tl", "cytotrial.pl"])
 def test_every_public_name_resolves_and_an_unknown_one_is_an_attribute_error(package):
     module = importlib.import_module(package)
     for name in module.__all__:
