@@ -412,14 +412,13 @@ def test_exports_are_deterministic(trial, tmp_path):
     assert (tmp_path / "a.xml").read_bytes() == written
 
 
-def test_the_gatings_record_exports_what_reading_each_file_again_does(trial):
-    """Exported from the gate job's record or by reading the files again: the same bytes.
+def export_trial_again(trial, folder: str, **kwargs) -> list[str]:
+    """Export the trial's gates again into ``<out>/<folder>/``, as the fixture exported them.
 
-    The workflow exports from the record of what acquisition QC removed (the files' TEXT alone
-    read); reading every file and running acquisition QC again must write the same files.
+    Beside ``gates/``: the files' relative paths in the workspace are the same.
     """
-    again = trial["out"] / "reread"  # beside gates/: the files' relative paths are the same
-    notes = export_panel_gates(
+    again = trial["out"] / folder
+    return export_panel_gates(
         trial["gating"],
         trial["files"],
         trial["positions"],
@@ -427,7 +426,18 @@ def test_the_gatings_record_exports_what_reading_each_file_again_does(trial):
         gatingml_dir=again / "blood",
         panels=PANELS,
         acquisition=acquisition_settings(),
+        **kwargs,
     )
+
+
+def test_the_gatings_record_exports_what_reading_each_file_again_does(trial):
+    """Exported from the gate job's record or by reading the files again: the same bytes.
+
+    The workflow exports from the record of what acquisition QC removed (the files' TEXT alone
+    read); reading every file and running acquisition QC again must write the same files.
+    """
+    notes = export_trial_again(trial, "reread")
+    again = trial["out"] / "reread"
     assert notes == trial["notes"] == []
     written = trial["out"] / "gates"
     for sid in trial["files"]:
@@ -447,17 +457,7 @@ def test_the_export_from_the_gatings_record_reads_no_event(trial, monkeypatch):
 
     monkeypatch.setattr(fcs_module, "_read_events", refuse)
     removed = read_removed_stretches([trial["out"] / "batch.acquisition.tsv"])
-    notes = export_panel_gates(
-        trial["gating"],
-        trial["files"],
-        trial["positions"],
-        workspace=trial["out"] / "record" / "blood.wsp",
-        gatingml_dir=trial["out"] / "record" / "blood",
-        panels=PANELS,
-        acquisition=acquisition_settings(),
-        removed=removed,
-        flags={},
-    )
+    notes = export_trial_again(trial, "record", removed=removed, flags={})
     assert notes == []
     assert (trial["out"] / "record" / "blood.wsp").read_bytes() == (
         trial["out"] / "gates" / "blood.wsp"
@@ -479,18 +479,9 @@ def test_the_workspace_written_a_node_at_a_time_is_the_whole_documents_bytes(tri
         return left_out
 
     monkeypatch.setattr(export_module, "write_workspace", whole)
-    again = trial["out"] / "whole"  # beside gates/: the files' relative paths are the same
     removed = read_removed_stretches([trial["out"] / "batch.acquisition.tsv"])
-    export_panel_gates(
-        trial["gating"],
-        trial["files"],
-        trial["positions"],
-        workspace=again / "blood.wsp",
-        gatingml_dir=again / "blood",
-        panels=PANELS,
-        acquisition=acquisition_settings(),
-        removed=removed,
-    )
+    export_trial_again(trial, "whole", removed=removed)
+    again = trial["out"] / "whole"
     streamed = (trial["out"] / "gates" / "blood.wsp").read_bytes()
     assert b"transforms:spilloverMatrix" in streamed  # namespaced nodes inside sample nodes
     assert streamed.count(b"xmlns:transforms=") == 1  # declared once, on the workspace
