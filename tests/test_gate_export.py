@@ -464,6 +464,34 @@ def test_the_export_from_the_gatings_record_reads_no_event(trial, monkeypatch):
     ).read_bytes()
 
 
+def test_a_recorded_stretch_open_at_either_end_is_read_back_open(trial, tmp_path):
+    """A stretch at the file's start or end has no bound there: written empty, read as open."""
+    from cytotrial.gating import REMOVED_STRETCH_COLUMNS
+
+    table = pd.DataFrame(
+        [("S1", "Time", np.nan, 2.5, 3), ("S1", "Time", 7.25, np.nan, 3)],
+        columns=REMOVED_STRETCH_COLUMNS,
+    )
+    path = tmp_path / "batch.acquisition.tsv"
+    table.to_csv(path, sep="\t", index=False, lineterminator="\n")
+    rows = read_removed_stretches([path])
+    sample = read_sample_gates(
+        trial["files"]["S1"],
+        trial["gating"],
+        sample_id="S1",
+        positions=trial["positions"][trial["positions"]["sample_id"] == "S1"],
+        panels=PANELS,
+        acquisition=acquisition_settings(),
+        removed=rows,
+        flags="non_finite:FITC-A",
+    )
+    assert sample.removed == [(None, 2.5), (7.25, None)]
+    assert sample.time_channel == "Time"
+    assert any("counts 3 events differently" in why for why in sample.inexact)
+    assert any("non-finite" in why for why in sample.inexact)
+    assert read_removed_stretches([]).columns.tolist() == REMOVED_STRETCH_COLUMNS
+
+
 def test_the_workspace_written_a_node_at_a_time_is_the_whole_documents_bytes(trial, monkeypatch):
     """The workspace streamed a sample node at a time is the whole document's file, byte for byte.
 
