@@ -342,7 +342,9 @@ def test_overview_counts_samples_patients_and_records_the_run(tmp_path, monkeypa
     assert ["S4", "P2", "MONO", "C1D8", "blood", "B2", "truncated <file>"] in rows
     assert ["too_few_events:cd8<200", "1"] in rows
     # patients per arm and visit, visits in clinical order
-    header = re.search(r"<h3>blood</h3>\s*<table>\s*<thead><tr>(.*?)</tr>", page, re.S).group(1)
+    header = re.search(
+        r'<h3>blood</h3>\s*<div class="table">\s*<table>\s*<thead><tr>(.*?)</tr>', page, re.S
+    ).group(1)
     assert re.findall(r"<th>(.*?)</th>", header) == ["arm", "C1D1", "C1D8", "patients"]
     assert ["COMBO", "1", "1", "1"] in rows
     assert ["MONO", "1", "1 + 1 excluded", "2"] in rows
@@ -407,6 +409,20 @@ MEASURE = """
 })();
 """
 
+# How wide a table page is drawn: the page's own width and each table's box.
+WIDTHS = """
+(function () {
+  const boxes = Array.from(document.querySelectorAll("div.table")).map((box) => ({
+    overflow: getComputedStyle(box).overflowX, scroll: box.scrollWidth, client: box.clientWidth,
+    tables: box.querySelectorAll("table").length}));
+  const pre = document.createElement("pre");
+  pre.id = "cytotrial-widths";
+  pre.textContent = JSON.stringify({page: document.scrollingElement.scrollWidth,
+    window: window.innerWidth, boxes: boxes, tables: document.querySelectorAll("table").length});
+  document.body.appendChild(pre);
+})();
+"""
+
 # Shows one result in the report, its category open in the menu (for a screenshot).
 SHOW = """
 (async function () {
@@ -428,11 +444,13 @@ def _with_script(report: Path, script: str, out: Path) -> Path:
     return out
 
 
-def _chromium(url: str, *options: str, budget_ms: int = 60000) -> subprocess.CompletedProcess:
+def _chromium(
+    url: str, *options: str, budget_ms: int = 60000, window: tuple[int, int] = WINDOW
+) -> subprocess.CompletedProcess:
     """Headless Chromium on ``url`` (virtual time: the report's scripts and timers all run)."""
     command = [
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-        f"--window-size={WINDOW[0]},{WINDOW[1]}", f"--virtual-time-budget={budget_ms}",
+        f"--window-size={window[0]},{window[1]}", f"--virtual-time-budget={budget_ms}",
         *options, url,
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -560,6 +578,19 @@ def test_report_tables_render_in_chromium_with_the_numbers_of_the_tsvs(demo_repo
         assert "<table" in page.read_text() and not DOCUTILS_PROBLEMS.search(text)
         missing = [value for value in expected[name] if value not in text]
         assert not missing, (name, missing[:5])
+        # in a pane narrower than the table, the table scrolls in its box: the page never
+        # overflows, so no column is cut at the edge
+        measured = _with_script(page, WIDTHS, tmp_path / f"{name}_widths.html")
+        dom = _chromium(measured.as_uri(), "--dump-dom", budget_ms=5000, window=(600, 800))
+        widths = json.loads(
+            html.unescape(re.search(r'id="cytotrial-widths">(.*?)</pre>', dom.stdout).group(1))
+        )
+        assert widths["page"] <= widths["window"], (name, widths)
+        boxes = widths["boxes"]
+        assert sum(b["tables"] for b in boxes) == widths["tables"], (name, widths)
+        assert all(b["overflow"] == "auto" for b in boxes), (name, widths)
+        if name == "primary":
+            assert any(b["scroll"] > b["client"] for b in boxes), widths  # wider: it scrolls
     overview = _decoded(results[REPORT_OVERVIEW]["data_uri"])
     assert f"{len(qc)}" in overview and "Configuration" in overview and "Versions" in overview
     # no absolute path of the machine (a path relative to the working folder may climb out of it)

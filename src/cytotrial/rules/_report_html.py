@@ -32,7 +32,8 @@ h1 { font-size: 1.35rem; margin: 0 0 .4rem; }
 h2 { font-size: 1.1rem; margin: 1.6rem 0 .4rem; }
 h3 { font-size: .95rem; margin: 1rem 0 .2rem; }
 p.note { color: #52606d; font-size: .85rem; max-width: 62rem; margin: .2rem 0 .6rem; }
-table { border-collapse: collapse; font-size: .82rem; margin: .4rem 0 1rem; }
+div.table { overflow-x: auto; max-width: 100%; margin: .4rem 0 1rem; }
+table { border-collapse: collapse; font-size: .82rem; }
 th, td { border-bottom: 1px solid #d9dee3; padding: .22rem .55rem; text-align: left;
          vertical-align: top; white-space: nowrap; }
 th { background: #eef2f6; }
@@ -126,7 +127,9 @@ def _table(
         rows.append(f"<tr{css}>{''.join(cells)}</tr>")
     body = "\n".join(rows)
     head = _header(list(frame.columns))
-    return f"<table>\n<thead>{head}</thead>\n<tbody>\n{body}\n</tbody>\n</table>\n"
+    # a table wider than the pane scrolls within its own box: no column is cut at the edge
+    table = f"<table>\n<thead>{head}</thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+    return f'<div class="table">\n{table}\n</div>\n'
 
 
 def _interval(estimate: object, low: object, high: object) -> str:
