@@ -71,6 +71,30 @@ def run_snakemake(
     return result
 
 
+@pytest.fixture(scope="session")
+def default_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default demo run end to end, once per test process, shared by the end-to-end modules.
+
+    The project's config with its strategies by path: the trial a user's first `snakemake
+    --cores 2` makes. Tests read it (or build its report, which changes no output); a test that
+    changes anything copies it first.
+    """
+    import time
+
+    import yaml
+
+    workdir = tmp_path_factory.mktemp("demo")
+    config = yaml.safe_load((PROJECT_ROOT / "config" / "config.yaml").read_text())
+    for spec in config["strategies"].values():
+        spec["strategy"] = str(PROJECT_ROOT / spec["strategy"])
+    (workdir / "config").mkdir()
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    start = time.perf_counter()
+    run_snakemake(workdir, "--cores", "2")
+    print(f"demo workflow: {time.perf_counter() - start:.0f} s on 2 cores")
+    return workdir
+
+
 def planned_jobs(workdir: Path, *args: str, in_place: bool = False) -> dict[str, int]:
     """Rule -> number of jobs a dry run would run (``args``: targets, options).
 

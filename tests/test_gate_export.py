@@ -666,18 +666,9 @@ def test_flowjo_workspace_exported_and_read_back_keeps_flowjos_counts(
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(default_demo):
     """The default demo workflow, run once (the project's config, its strategies by path)."""
-    from conftest import run_snakemake
-
-    workdir = tmp_path_factory.mktemp("demo_export")
-    config = copy.deepcopy(CONFIG)
-    for spec in config["strategies"].values():
-        spec["strategy"] = str(ROOT / spec["strategy"])
-    (workdir / "config").mkdir()
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    run_snakemake(workdir, "--cores", "2")
-    return workdir
+    return default_demo
 
 
 @pytest.mark.e2e

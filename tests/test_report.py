@@ -23,7 +23,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from docutils.core import publish_parts
 from docutils.writers import html4css1
 from PIL import Image
@@ -480,17 +479,11 @@ def _decoded(data_uri: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo_report(tmp_path_factory):
+def demo_report(default_demo):
     """The demo run end to end, then its report built as a user builds it."""
     if CHROMIUM is None:
         pytest.skip("headless Chromium is not installed (Debian package `chromium`)")
-    workdir = tmp_path_factory.mktemp("demo")
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    for spec in config["strategies"].values():
-        spec["strategy"] = str(ROOT / spec["strategy"])
-    (workdir / "config").mkdir()
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    run_snakemake(workdir, "--cores", "2")
+    workdir = default_demo
     built = run_snakemake(workdir, "--report", "results/report.html")
     return workdir, built.stdout + built.stderr
 

@@ -1,7 +1,8 @@
 """End to end: the workflow on the embedded demo, its outputs against contracts and truth, re-runs.
 
-One run of the default demo (the same trial a user's first `snakemake --cores 2` makes) is shared
-by the tests of this module; other tests run the workflow on small sheets of their own.
+One run of the default demo (the same trial a user's first `snakemake --cores 2` makes; conftest's
+`default_demo`) is shared by the tests of this module and the other end-to-end modules; other tests
+run the workflow on small sheets of their own.
 """
 
 from __future__ import annotations
@@ -46,15 +47,9 @@ def write_config(workdir: Path, **overrides) -> Path:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(default_demo):
     """The default demo run end to end (default config, strategies from the project)."""
-    workdir = tmp_path_factory.mktemp("demo")
-    write_config(workdir)
-    start = time.perf_counter()
-    snakemake(workdir, "--cores", "2")
-    seconds = time.perf_counter() - start
-    print(f"demo workflow: {seconds:.0f} s on 2 cores")
-    return workdir
+    return default_demo
 
 
 def test_outputs_follow_the_contract(demo):
