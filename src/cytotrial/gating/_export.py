@@ -62,20 +62,9 @@ def read_gate_positions(paths: Sequence[str | Path]) -> pd.DataFrame:
     """
     from ._placement import GATE_POSITION_COLUMNS
 
-    tables = [
-        pd.read_csv(
-            path,
-            sep="\t",
-            float_precision="round_trip",
-            keep_default_na=False,
-            dtype={"sample_id": str},
-        )
-        for path in paths
-    ]
-    tables = [t for t in tables if len(t)]
-    if not tables:
-        return pd.DataFrame(columns=GATE_POSITION_COLUMNS)
-    return pd.concat(tables, ignore_index=True)
+    return _read_exact(
+        paths, GATE_POSITION_COLUMNS, keep_default_na=False, dtype={"sample_id": str}
+    )
 
 
 def read_removed_stretches(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -86,18 +75,18 @@ def read_removed_stretches(paths: Sequence[str | Path]) -> pd.DataFrame:
     """
     from ._acquisition import REMOVED_STRETCH_COLUMNS
 
+    types = {"sample_id": str, "time_channel": str, "lo": float, "hi": float}
+    return _read_exact(paths, REMOVED_STRETCH_COLUMNS, dtype=types)
+
+
+def _read_exact(paths: Sequence[str | Path], columns: list[str], **options: Any) -> pd.DataFrame:
+    """Batch tables concatenated, every float read back as written (``round_trip``)."""
     tables = [
-        pd.read_csv(
-            path,
-            sep="\t",
-            float_precision="round_trip",
-            dtype={"sample_id": str, "time_channel": str, "lo": float, "hi": float},
-        )
-        for path in paths
+        pd.read_csv(path, sep="\t", float_precision="round_trip", **options) for path in paths
     ]
     tables = [t for t in tables if len(t)]
     if not tables:
-        return pd.DataFrame(columns=REMOVED_STRETCH_COLUMNS)
+        return pd.DataFrame(columns=columns)
     return pd.concat(tables, ignore_index=True)
 
 
