@@ -429,6 +429,44 @@ def test_a_page_drawn_twice_is_the_same_bytes(trial, tmp_path):
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(first, second))
 
 
+def test_a_flagged_pages_png_is_its_pdf_page_as_matplotlib_draws_it(trial, tmp_path):
+    """The PNG is the PDF page rasterised: A4 landscape at 100 dpi, 256 colours, and alike pixel
+    for pixel to matplotlib's own drawing of the sample's page (another sample's page is not)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    _run(trial, tmp_path / "pages", tmp_path / "pages.tsv", choice=["S1"])
+    (png,) = (tmp_path / "pages" / "S1").glob("*.png")
+    image = Image.open(png)
+    assert image.mode == "P"  # 256 colours
+    assert np.abs(np.subtract(image.size, (1169, 827))).max() <= 1  # 11.69 x 8.27 in at 100 dpi
+
+    def grey(fig) -> np.ndarray:
+        fig.set_dpi(100)
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        return coarse(Image.fromarray(np.asarray(canvas.buffer_rgba())))
+
+    def coarse(picture) -> np.ndarray:  # where ink is, not how each glyph is rasterised
+        return np.asarray(picture.convert("L").resize((234, 165), Image.Resampling.BOX), float)
+
+    page = coarse(image)
+    positions = trial["positions"]
+
+    def drawn(header: ReviewHeader) -> np.ndarray:
+        (fig,) = draw_sample_review(
+            str(trial["files"][header.sample_id]), trial["gating"], header,
+            positions=positions[positions["sample_id"] == header.sample_id],
+            panels=PANELS, reading=READING,
+        )  # fmt: skip
+        return grey(fig)
+
+    flags = ("adaptive_fallback:cd3",)
+    own = np.abs(page - drawn(ReviewHeader("S1", "blood", "B01", "flagged", flags))).mean()
+    other = np.abs(page - drawn(ReviewHeader("S2", "blood", "B02", "flagged", flags))).mean()
+    assert own < 4.0 and other > 2 * own, (own, other)
+
+
 def test_an_excluded_sample_gets_a_page_saying_why_and_the_others_are_drawn(trial, tmp_path):
     pages = tmp_path / "pages"
     run = _run(trial, pages, tmp_path / "pages.tsv", choice=["BAD", "S0"])

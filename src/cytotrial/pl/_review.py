@@ -56,7 +56,7 @@ __all__ = [
 
 #: Changes whenever a page would be drawn differently from the same inputs (cached pages of an
 #: older drawing are drawn again).
-DRAWING_VERSION = "4"
+DRAWING_VERSION = "5"
 PAGE_SIZE = (11.69, 8.27)  # inches: A4 landscape
 MAX_COLUMNS = MAX_ROWS = 4
 _FLAGGED = "#C8102E"

@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -190,7 +190,11 @@ _SHARED: dict[str, Any] = {}
 
 
 def _write_pages(figures: list, pdf: str, png: str | None) -> list[str]:
-    """Write a sample's pages: one PDF (a page per figure), its PNGs; each file whole or not at all."""
+    """Write a sample's pages: one PDF (a page per figure), its PNGs; each file whole or not at all.
+
+    The PNGs are the PDF's pages rasterised (PDFium): the same page as the PDF, drawn once by
+    matplotlib instead of once per format.
+    """
     from matplotlib.backends.backend_pdf import PdfPages
 
     metadata = {"CreationDate": None, "ModDate": None}
@@ -202,32 +206,38 @@ def _write_pages(figures: list, pdf: str, png: str | None) -> list[str]:
             for fig in figures:
                 document.savefig(fig)
         os.replace(partial, target)
+    if png is None:
+        return []
     written = []
-    if png is not None:
-        for i, fig in enumerate(figures):
-            path = Path(png) if i == 0 else Path(png).with_suffix(f".{i + 1}.png")
-            part = path.with_name(f".{path.name}.{os.getpid()}.partial.png")
-            with writing(path):
-                _palette_png(fig, part)
-                os.replace(part, path)
-            written.append(str(path))
+    for i, image in enumerate(_rasterised(target)):
+        path = Path(png) if i == 0 else Path(png).with_suffix(f".{i + 1}.png")
+        part = path.with_name(f".{path.name}.{os.getpid()}.partial.png")
+        with writing(path):
+            image.save(part, format="PNG")
+            os.replace(part, path)
+        written.append(str(path))
     return written
 
 
-def _palette_png(fig: Any, path: Path) -> None:
-    """The page as a PNG of 256 colours (Pillow, matplotlib's own dependency).
+def _rasterised(pdf: Path) -> Iterator[Any]:
+    """Each page of a PDF as an image of 256 colours at :data:`_PNG_DPI` (PDFium, then Pillow).
 
     A third of the size of a true-colour PNG and alike to the eye (flat colours, text and a
     viridis density), so the report's page of the flagged samples stays small.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    import pypdfium2
     from PIL import Image
 
-    canvas = FigureCanvasAgg(fig)
-    fig.set_dpi(_PNG_DPI)
-    canvas.draw()
-    image = Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB")
-    image.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(path, format="PNG")
+    document = pypdfium2.PdfDocument(str(pdf))
+    try:
+        for page in document:
+            bitmap = page.render(scale=_PNG_DPI / 72)
+            image = bitmap.to_pil().convert("RGB")
+            yield image.quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+            bitmap.close()
+            page.close()
+    finally:
+        document.close()
 
 
 def _draw(task: _Task) -> tuple[str, list[str], float]:
