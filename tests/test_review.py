@@ -430,8 +430,11 @@ def test_a_page_drawn_twice_is_the_same_bytes(trial, tmp_path):
 
 
 def test_a_flagged_pages_png_is_its_pdf_page_as_matplotlib_draws_it(trial, tmp_path):
-    """The PNG is the PDF page rasterised: A4 landscape at 100 dpi, 256 colours, and alike pixel
-    for pixel to matplotlib's own drawing of the sample's page (another sample's page is not)."""
+    """The PNG is the PDF page rasterised.
+
+    A4 landscape at 100 dpi, 256 colours, and alike to matplotlib's own drawing of the sample's
+    page (another sample's page is not).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 
