@@ -28,7 +28,7 @@ from cytotrial.config import check_config
 from cytotrial.errors import ConfigError
 from cytotrial.gating import gate_samples, load_panel_gating, read_gate_positions
 from cytotrial.pl import ReviewHeader, draw_sample_review, review_panels
-from cytotrial.pl._decades import axis_scale, data_limits, decade_label
+from cytotrial.pl._decades import axis_scale, data_limits, decade_label, draw_ticks, tick_labels
 from cytotrial.preflight._figures import figure_problems, figure_warnings
 from cytotrial.rules import (
     REVIEW_PAGE_COLUMNS,
@@ -126,15 +126,16 @@ def test_axis_labels_sit_beside_their_tick_labels_without_touching_them(transfor
         fig = Figure(figsize=(4, 3))
         canvas = FigureCanvasAgg(fig)
         ax = fig.add_axes((0.3, 0.3, 0.6, 0.6))
-        for which in "xy":
-            axis_scale(f"CD3 (FITC-A) {which}", transform, limits).apply(ax, which)
         ax.set_xlim(*limits)
         ax.set_ylim(*limits)
+        for which in "xy":
+            axis_scale(f"CD3 (FITC-A) {which}", transform, limits).apply(ax, which)
         canvas.draw()
         renderer = canvas.get_renderer()
         for axis, side in ((ax.xaxis, "y"), (ax.yaxis, "x")):
             label = axis.label.get_window_extent(renderer)
-            ticks = [t.get_window_extent(renderer) for t in axis.get_ticklabels() if t.get_text()]
+            drawn = tick_labels(ax, "x" if side == "y" else "y")
+            ticks = [t.get_window_extent(renderer) for t in drawn if t.get_text()]
             assert ticks and not any(label.overlaps(t) for t in ticks)
             # close beside them: within 12 points of the nearest tick label (72 points an inch)
             if side == "y":
@@ -142,6 +143,53 @@ def test_axis_labels_sit_beside_their_tick_labels_without_touching_them(transfor
             else:
                 gap = min(t.x0 for t in ticks) - label.x1
             assert 0 < gap < 12 * fig.dpi / 72
+
+
+@pytest.mark.parametrize("direction", ["out", "in", "inout"])
+def test_ticks_drawn_as_a_few_artists_sit_where_matplotlibs_own_ticks_do(direction):
+    """Tick marks and labels alike to matplotlib's tick objects, to the pixel, in the theme."""
+    import matplotlib as mpl
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from cytotrial.pl._layout import theme
+
+    ticks = [(0.1, "10²"), (0.45, "10³"), (0.8, "10⁴")]
+    extents = {}
+    with mpl.rc_context({**theme(), "xtick.direction": direction, "ytick.direction": direction}):
+        for how in ("matplotlib", "ours"):
+            fig = Figure(figsize=(4, 3), dpi=200)
+            canvas = FigureCanvasAgg(fig)
+            ax = fig.add_axes((0.3, 0.3, 0.6, 0.6))
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            for which in "xy":
+                if how == "ours":
+                    draw_ticks(ax, which, ticks + [(1.5, "out of view")], minor=[0.2, 2.0])
+                else:
+                    axis = ax.xaxis if which == "x" else ax.yaxis
+                    axis.set_ticks([t for t, _ in ticks], [text for _, text in ticks])
+            canvas.draw()
+            renderer = canvas.get_renderer()
+            if how == "ours":
+                found = {w: tick_labels(ax, w) for w in "xy"}
+                marks = [c.get_segments() for c in ax.collections]
+            else:
+                found = {"x": ax.get_xticklabels(), "y": ax.get_yticklabels()}
+            extents[how] = {
+                w: [(t.get_text(), t.get_window_extent(renderer).extents) for t in found[w]]
+                for w in "xy"
+            }
+            image = np.asarray(canvas.buffer_rgba())[..., :3].mean(axis=2)
+            extents[how]["ink"] = image < 128
+    for which in "xy":  # same labels, same boxes within a pixel, the one out of view left out
+        ours, theirs = extents["ours"][which], extents["matplotlib"][which]
+        assert [t for t, _ in ours] == [t for t, _ in theirs] == [t for _, t in ticks]
+        assert all(np.abs(a - b).max() <= 1.0 for (_, a), (_, b) in zip(ours, theirs))
+    # the tick marks: the same dark pixels but for the two minor ticks in view
+    differ = extents["ours"]["ink"] != extents["matplotlib"]["ink"]
+    assert differ.mean() < 0.002, differ.mean()
+    assert len(marks) == 4 and all(len(segments) in (1, 3) for segments in marks)
 
 
 def _k(text: str) -> float:
@@ -297,9 +345,9 @@ def test_the_page_shows_every_gate_with_its_percent_of_parent_and_the_heading(tr
     assert texts[0] == "S0  ·  panel blood  ·  batch B01  ·  ok"
     _assert_laid_out(fig)
     # logicle axes in decades, scatter in thousands
-    labels = [t.get_text() for t in _panel(fig, "cd3").get_xticklabels()]
+    labels = [t.get_text() for t in tick_labels(_panel(fig, "cd3"), "x")]
     assert "10³" in labels
-    assert any(t.get_text().endswith("K") for t in _panel(fig, "lymphocytes").get_xticklabels())
+    assert any(t.get_text().endswith("K") for t in tick_labels(_panel(fig, "lymphocytes"), "x"))
 
 
 def test_a_flowjo_sample_group_draws_each_samples_own_tree(trial, tmp_path):

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ._decades import axis_scale, data_limits, place_label
+from ._decades import axis_scale, data_limits
 from ._review_gates import (
     FALLBACK_COLOUR,
     GATE_COLOUR,
@@ -239,8 +239,7 @@ def _draw_events(ax: Axes, values: np.ndarray, limits: list[tuple[float, float]]
             ax.add_artist(StepPatch(counts, edges, **kind))
         top = max(1, counts.max()) * 1.08
         ax.set_ylim(0, top)
-        ax.set_ylabel("events")
-        place_label(ax, "y", [f"{top:.0f}"])
+        axis_scale("events", None, (0.0, top)).apply(ax, "y")
         return
     if values.shape[0] < _DOTS_BELOW:
         ax.scatter(values[:, 0], values[:, 1], s=2, color="#3B528B", linewidths=0, rasterized=True)
