@@ -136,9 +136,7 @@ def draw_ticks(
             continue
         length = float(rc[f"{which}tick.{kind}.size"]) / 72 / inches  # axes fraction
         lo, hi = reach[0] * length, reach[1] * length
-        segments = [
-            [(m, lo), (m, hi)] if which == "x" else [(lo, m), (hi, m)] for m in positions
-        ]
+        segments = [[(m, lo), (m, hi)] if which == "x" else [(lo, m), (hi, m)] for m in positions]
         lines = LineCollection(
             segments,
             colors=colour,
