@@ -603,3 +603,26 @@ def test_a_listed_sample_missing_from_the_sheet_is_one_line_naming_key_and_id():
     assert figure_problems({**config, "figures": {"gating_review": "all"}}, sheet) == []
     retired = figure_warnings({"figures": {"gating_qc_per_batch": 1}})
     assert len(retired) == 1 and "figures.gating_qc_per_batch is retired" in retired[0]
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_each_drawing_process_runs_blas_on_one_thread():
+    """Two drawing processes on two cores: BLAS threads would spin on each other's core."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    from cytotrial.rules._review import _one_blas_thread
+
+    with threadpool_limits(limits=2):  # as Snakemake sets it for a job of two threads
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(1, mp_context=context) as pool:
+            assert set(pool.submit(_blas_threads).result()) == {2}
+        with ProcessPoolExecutor(1, mp_context=context, initializer=_one_blas_thread) as pool:
+            assert set(pool.submit(_blas_threads).result()) == {1}

@@ -262,6 +262,17 @@ def _draw(task: _Task) -> tuple[str, list[str], float]:
     return task.sample_id, pngs, time.perf_counter() - start
 
 
+def _one_blas_thread() -> None:
+    """A drawing process computes on one core: its pool has one process per core already.
+
+    BLAS (the compensation's matrix product) would otherwise run as many threads in each process
+    as the job has cores, which wait by spinning and take the other processes' cores.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
+
 def _run_tasks(tasks: list[_Task], threads: int) -> dict[str, tuple[list[str], float]]:
     """Draw the pages, in ``threads`` processes when there are several.
 
@@ -274,7 +285,9 @@ def _run_tasks(tasks: list[_Task], threads: int) -> dict[str, tuple[list[str], f
     if workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
         return {sid: (pngs, s) for sid, pngs, s in map(_draw, tasks)}
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_one_blas_thread
+    ) as pool:
         return {sid: (pngs, s) for sid, pngs, s in pool.map(_draw, tasks, chunksize=1)}
 
 
