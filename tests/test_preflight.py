@@ -152,3 +152,57 @@ def test_cytotrial_gate_with_a_config_says_every_problem_of_its_panel(
     assert lines[1].startswith("cytotrial: config gating.compensation: ") and (
         "the diagonal must be 1" in lines[1]
     )
+
+
+def test_the_strategies_findings_are_kept_until_something_they_read_changes(
+    demo_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-run reads the strategies' findings back.
+
+    An edit to a strategy, the config or the sample sheet checks again; a run with a problem is
+    always checked.
+    """
+    import cytotrial.preflight._strategies as strategies
+
+    project = tmp_path / "project"
+    shutil.copytree(demo_project, project)
+    cache = tmp_path / "cache" / "preflight.json"
+    config = _demo_config()
+    config["mfi"]["markers"]["cd8"].append("CD999")  # a warning the strategies' check gives
+    first = preflight(config, base=project, cache=cache)
+    assert first.errors == [] and any("CD999" in w for w in first.warnings)
+    assert cache.is_file()
+    loads = []
+    real = strategies.strategy_findings
+    monkeypatch.setattr(
+        strategies, "strategy_findings", lambda *a, **k: loads.append(1) or real(*a, **k)
+    )
+    assert preflight(config, base=project, cache=cache) == first and loads == []
+
+    # the config changes: checked again (and kept under the new key)
+    config["mfi"]["markers"]["cd8"].remove("CD999")
+    again = preflight(config, base=project, cache=cache)
+    assert loads == [1] and not any("CD999" in w for w in again.warnings)
+    assert preflight(config, base=project, cache=cache) == again and loads == [1]
+
+    # a strategy file changes: a reported gate is renamed, the problem is said
+    strategy = project / config["strategies"]["blood"]["strategy"]
+    text = strategy.read_text(encoding="utf-8")
+    strategy.write_text(text.replace('gating:id="cd8"', 'gating:id="cd8x"'), encoding="utf-8")
+    kept = cache.read_bytes()
+    broken = preflight(config, base=project, cache=cache)
+    assert loads == [1, 1] and any("cd8" in e for e in broken.errors)
+    assert cache.read_bytes() == kept  # findings with an error are not kept
+    assert preflight(config, base=project, cache=cache).errors == broken.errors
+    assert loads == [1, 1, 1]
+    strategy.write_text(text, encoding="utf-8")
+    assert preflight(config, base=project, cache=cache) == again and loads == [1, 1, 1]
+
+    # the sample sheet changes (a FlowJo sample group is matched against it): checked again
+    sheet = project / config["samples"]
+    sheet.write_text(sheet.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    preflight(config, base=project, cache=cache)
+    assert loads == [1, 1, 1, 1]
+    # an unreadable cache is no cache
+    cache.write_text("{not json", encoding="utf-8")
+    assert preflight(config, base=project, cache=cache) == again and len(loads) == 5

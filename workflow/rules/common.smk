@@ -26,10 +26,15 @@ def _fail(message):
 # The one check of the whole config, and of everything it names that is knowable before any job
 # (strategies, gate names, compensation matrix, a user's sample sheet and patients table): every
 # problem at once, then every default filled in, so rules and library functions take resolved
-# values. Jobs on a cluster re-read this file; they fill the defaults only.
+# values. Jobs on a cluster re-read this file; they fill the defaults only. What the strategies'
+# checks found is kept between runs while nothing they read changes (loading the strategies is
+# most of the seconds before the first job).
+PREFLIGHT_CACHE = ".snakemake/cytotrial/preflight.json"
 try:
     if workflow.is_main_process:
-        config.update(check_before_run(config, inputs="demo" not in config))
+        config.update(
+            check_before_run(config, inputs="demo" not in config, cache=PREFLIGHT_CACHE)
+        )
     else:
         config.update(check_config(config))
 except CytotrialError as error:

@@ -60,6 +60,7 @@ def preflight(
     base: str | Path | None = None,
     inputs: bool = True,
     panels: Iterable[str] | None = None,
+    cache: str | Path | None = None,
 ) -> Findings:
     """Check a workflow config and everything it names, without reading any event.
 
@@ -76,8 +77,12 @@ def preflight(
         Check the strategies (and the matrix against them) of these panels only (``cytotrial gate``
         gates one); ``None``: every panel, and whether each Boolean population and ratio is
         reported by some panel.
+    cache
+        A file keeping the strategies' findings between runs (``preflight/_cache.py``): read back
+        while nothing they read has changed. ``None``: always check.
     """
     from ..config import diagnose_config
+    from ._cache import findings_key, read_findings, write_findings
     from ._compensation import compensation_findings
     from ._figures import figure_warnings
     from ._inputs import input_findings
@@ -89,10 +94,18 @@ def preflight(
     if resolved is None:
         return findings
     findings.warnings += figure_warnings(resolved)
-    problems, gatings = strategy_findings(resolved, base=base, panels=panels)
-    findings.errors += problems
-    findings.warnings += marker_warnings(resolved, gatings)
-    findings.errors += compensation_findings(resolved, gatings, base=base)
+    key = kept = None
+    if cache is not None:
+        key = findings_key(resolved, base=base, panels=panels)
+        kept = read_findings(Path(cache), key)
+    if kept is None:
+        problems, gatings = strategy_findings(resolved, base=base, panels=panels)
+        problems += compensation_findings(resolved, gatings, base=base)
+        kept = {"errors": problems, "warnings": marker_warnings(resolved, gatings)}
+        if cache is not None and key is not None and not problems:
+            write_findings(Path(cache), key, kept)
+    findings.errors += kept["errors"]
+    findings.warnings += kept["warnings"]
     if inputs:
         problems, warnings = input_findings(resolved, base=base)
         findings.errors += problems
@@ -116,6 +129,7 @@ def check_before_run(
     inputs: bool = True,
     panels: Iterable[str] | None = None,
     stream: TextIO | None = None,
+    cache: str | Path | None = None,
 ) -> dict[str, Any]:
     """:func:`preflight`, its warnings written to ``stream`` (stderr), its errors raised.
 
@@ -129,7 +143,7 @@ def check_before_run(
     CytotrialError
         Every problem, one line each.
     """
-    findings = preflight(config, base=base, inputs=inputs, panels=panels)
+    findings = preflight(config, base=base, inputs=inputs, panels=panels, cache=cache)
     _report(findings, stream)
     assert findings.config is not None  # no errors: the config resolved
     return findings.config

@@ -1,0 +1,92 @@
+"""What the strategies' checks found, kept from the last run whose inputs were the same.
+
+Loading the strategies (FlowKit, GatingML or a FlowJo workspace) is most of the seconds a run's
+check takes before its first job. When nothing those checks read has changed since the last run,
+their findings are read back instead: the key is the SHA-256 of the resolved config, the panels
+checked, the folder relative paths start from, the bytes of every file the checks read (each
+panel's strategy, the compensation matrix, the sample sheet a FlowJo sample group is matched
+against) and the package's own source files (name, size and modification time), so that an edit
+to any of them checks afresh. Only findings without an error are kept: a run with a problem always
+checks again, and says every problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ._strategies import located
+
+__all__ = ["findings_key", "read_findings", "write_findings"]
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def _code_stamp() -> list[tuple[str, int, int]]:
+    stamp = []
+    for path in sorted(_PACKAGE.rglob("*.py")):
+        info = path.stat()
+        stamp.append((str(path.relative_to(_PACKAGE)), info.st_size, info.st_mtime_ns))
+    return stamp
+
+
+def _file_digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def findings_key(config: Mapping, *, base: Path, panels: Iterable[str] | None) -> str:
+    """The SHA-256 of everything the strategies' checks of ``config`` read (module docstring)."""
+    files: dict[str, str | None] = {}
+    for spec in (config.get("strategies") or {}).values():
+        path = located(spec["strategy"], base)
+        files[str(path)] = _file_digest(path)
+    compensation = str((config.get("gating") or {}).get("compensation", "fcs"))
+    if compensation.lower() != "fcs":
+        files[str(located(compensation, base))] = _file_digest(located(compensation, base))
+    if config.get("samples"):
+        files[str(located(config["samples"], base))] = _file_digest(
+            located(config["samples"], base)
+        )
+    content = {
+        "config": config,
+        "panels": None if panels is None else list(panels),
+        "base": str(base.resolve()),
+        "files": files,
+        "code": _code_stamp(),
+    }
+    text = json.dumps(content, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_findings(cache: Path, key: str) -> dict[str, list[str]] | None:
+    """The findings kept under ``key``, or ``None`` (none kept, another key, unreadable)."""
+    try:
+        kept = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(kept, dict) or kept.get("key") != key:
+        return None
+    findings = kept.get("findings")
+    return findings if isinstance(findings, dict) else None
+
+
+def write_findings(cache: Path, key: str, findings: Mapping[str, Any]) -> None:
+    """Keep ``findings`` under ``key``, replacing what was kept.
+
+    A cache that cannot be written is left alone: the next run checks again.
+    """
+    text = json.dumps({"key": key, "findings": dict(findings)}, sort_keys=True)
+    partial = cache.with_name(f".{cache.name}.{os.getpid()}.partial")
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, cache)
+    except OSError:
+        partial.unlink(missing_ok=True)
