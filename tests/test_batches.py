@@ -170,3 +170,26 @@ def test_the_sheet_read_for_outputs_records_fcs_relative_to_it(tmp_path):
     assert sheet_fcs(sheet) == {"s1": "fcs/a.fcs", "s2": str(tmp_path / "raw/b.fcs")}
     table = read_samples_for_outputs(sheet, arms=["A"], panels=["blood"])
     assert table["fcs"].tolist() == ["fcs/a.fcs", "../raw/b.fcs"]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_each_panels_samples_are_batched_apart(seed):
+    """A batch holds one panel's samples, named after it.
+
+    A panel's batches are its own trie: adding or removing another panel's samples never changes
+    them.
+    """
+    rng = random.Random(seed)
+    batch_size = rng.choice([1, 3, 8, 250])
+    ids = _random_ids(rng, rng.randrange(1, 4 * batch_size + 40))
+    panels = [sid.rsplit("_", 1)[1] for sid in ids]
+    mixed = assign_batches(ids, batch_size=batch_size, panels=panels)
+    for panel in set(panels):
+        mine = [sid for sid, p in zip(ids, panels) if p == panel]
+        alone = assign_batches(mine, batch_size=batch_size)
+        assert {sid: mixed[sid] for sid in mine} == {s: f"{panel}_{b}" for s, b in alone.items()}
+    assert all(len(members) <= batch_size for members in _members(mixed).values())
+    # names split back at their last "_" into the panel and a prefix (or "all")
+    for batch in set(mixed.values()):
+        panel, prefix = batch.rsplit("_", 1)
+        assert panel in panels and (prefix == ROOT_BATCH or set(prefix) <= {"0", "1"})

@@ -105,11 +105,15 @@ def test_adding_a_sample_regates_one_batch_at_most(project, tmp_path):
     """A new sample that raises the number of batches re-gates only the batch it falls in."""
     work = copy_project(project, tmp_path / "grow")
     sheet = read_sheet(work)
-    before = assign_batches(sheet["sample_id"], batch_size=BATCH_SIZE)
+    before = assign_batches(sheet["sample_id"], batch_size=BATCH_SIZE, panels=sheet["panel"])
     # a new patient's baseline blood sample whose batch is full, so that it splits in two
     for number in range(100, 1000):
         new_id = f"P{number}_C1D1_blood"
-        after = assign_batches([*sheet["sample_id"], new_id], batch_size=BATCH_SIZE)
+        after = assign_batches(
+            [*sheet["sample_id"], new_id],
+            batch_size=BATCH_SIZE,
+            panels=[*sheet["panel"], "blood"],
+        )
         if len(set(after.values())) > len(set(before.values())):
             break
     template = sheet[(sheet["compartment"] == "blood") & (sheet["visit"] == "C1D1")].iloc[0]

@@ -114,13 +114,13 @@ def batch_fcs(wildcards):
 
 
 def batch_strategies(wildcards):
-    """Strategy config of the panels present in one batch (so other panels' edits leave it alone)."""
+    """Strategy config of the batch's panel (so other panels' edits leave it alone)."""
     panels = sorted(set(batches()[wildcards.batch]["panel"]))
     return {panel: config["strategies"][panel] for panel in panels}
 
 
 def batch_strategy_files(wildcards):
-    """The strategy files of the panels present in one batch."""
+    """The strategy file of the batch's panel."""
     return [spec["strategy"] for spec in batch_strategies(wildcards).values()]
 
 

@@ -28,7 +28,7 @@ rule gate:
     benchmark:
         "benchmarks/gate/batch_{batch}.tsv"
     wildcard_constraints:
-        batch=r"all|[01]+",
+        batch=r"[^/]+_(?:all|[01]+)",
     conda:
         "../envs/cytotrial.yaml"
     params:

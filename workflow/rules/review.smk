@@ -40,7 +40,7 @@ rule review_pages:
     benchmark:
         "benchmarks/review_pages/batch_{batch}.tsv"
     wildcard_constraints:
-        batch=r"all|[01]+",
+        batch=r"[^/]+_(?:all|[01]+)",
     conda:
         "../envs/cytotrial.yaml"
     threads: 4

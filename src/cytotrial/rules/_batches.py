@@ -1,10 +1,13 @@
 """Which gating job (batch) each sample belongs to, and the membership file of each batch.
 
-A batch is a prefix of the bits of a stable hash of ``sample_id`` (a node of a binary trie) that holds
-at most ``batch_size`` samples while its parent holds more. Adding a sample changes only the batch it
-falls in (when that batch overflows, its samples split between the two halves of its prefix), so
-adding one row re-gates at most one batch's worth of samples, whatever the number of samples; the
-other batches keep their members, their membership files and their outputs.
+The samples of each panel are batched apart, so that an edit to one panel's strategy re-gates (and
+redraws) that panel's samples only. Within a panel, a batch is a prefix of the bits of a stable
+hash of ``sample_id`` (a node of a binary trie) that holds at most ``batch_size`` samples while its
+parent holds more; it is named ``<panel>_<prefix>`` (``blood_0110``; ``blood_all`` while the
+panel's samples fit in one batch). Adding a sample changes only the batch it falls in (when that
+batch overflows, its samples split between the two halves of its prefix), so adding one row
+re-gates at most one batch's worth of samples, whatever the number of samples; the other batches
+keep their members, their membership files and their outputs.
 
 Each membership file also holds the sha256 of each member's FCS file, so a file whose content
 changes rewrites its batch's membership file and its batch is gated again, whatever the file's
@@ -46,7 +49,9 @@ def _hash_bits(sample_id: str) -> str:
     return format(int.from_bytes(digest, "big"), f"0{_HASH_BITS}b")
 
 
-def assign_batches(sample_ids: Iterable[str], *, batch_size: int) -> dict[str, str]:
+def assign_batches(
+    sample_ids: Iterable[str], *, batch_size: int, panels: Iterable[str] | None = None
+) -> dict[str, str]:
     """Assign samples to gating batches by a binary trie over a stable hash of the sample id.
 
     Parameters
@@ -55,12 +60,15 @@ def assign_batches(sample_ids: Iterable[str], *, batch_size: int) -> dict[str, s
         The samples (unique ids; order does not matter).
     batch_size
         Most samples in one batch.
+    panels
+        Each sample's panel, in the order of ``sample_ids``: each panel's samples are a trie of
+        their own, and a batch's name starts with its panel (``blood_0110``, ``blood_all``).
 
     Returns
     -------
     dict
         sample id -> batch name: the hash prefix of its batch (``"0110"``), or ``"all"`` while every
-        sample fits in one batch.
+        sample fits in one batch; with ``panels``, ``<panel>_`` before it.
 
     Raises
     ------
@@ -69,6 +77,16 @@ def assign_batches(sample_ids: Iterable[str], *, batch_size: int) -> dict[str, s
     """
     if batch_size < 1:
         raise ConfigError(f"config gating.batch_size must be at least 1, not {batch_size}")
+    if panels is not None:
+        ids = list(sample_ids)
+        groups: dict[str, list[str]] = {}
+        for sid, panel in zip(ids, panels, strict=True):
+            groups.setdefault(str(panel), []).append(sid)
+        return {
+            sid: f"{panel}_{batch}"
+            for panel, members in groups.items()
+            for sid, batch in assign_batches(members, batch_size=batch_size).items()
+        }
     bits = {sid: _hash_bits(sid) for sid in dict.fromkeys(sample_ids)}
     batches: dict[str, str] = {}
     pending = [("", sorted(bits))]
@@ -152,7 +170,7 @@ def form_batches(
     digests = file_checksums(table["fcs"], cache=checksum_cache, prune=True)
     table["sha256"] = table["fcs"].map(digests)
     table["batch"] = table["sample_id"].map(
-        assign_batches(table["sample_id"], batch_size=batch_size)
+        assign_batches(table["sample_id"], batch_size=batch_size, panels=table["panel"])
     )
     members = {
         batch: rows[BATCH_COLUMNS].sort_values("sample_id").reset_index(drop=True)
