@@ -427,8 +427,11 @@ def _run(trial, pages: Path, out: Path, *, gates=None, qc=None, choice="all", th
 
 
 def _files(pages: Path) -> dict[str, int]:
+    """The cached pages (not the remembered tables of pages) and their modification times."""
     return {
-        str(p.relative_to(pages)): p.stat().st_mtime_ns for p in pages.rglob("*") if p.is_file()
+        str(p.relative_to(pages)): p.stat().st_mtime_ns
+        for p in pages.rglob("*")
+        if p.is_file() and ".tables" not in p.parts
     }
 
 
@@ -467,6 +470,46 @@ def test_pages_are_drawn_once_and_again_only_for_the_sample_a_gate_moved(trial, 
     qc_path = tmp_path / "samples.tsv"
     qc.to_csv(qc_path, sep="\t", index=False)
     assert _run(trial, pages, tmp_path / "run4.tsv", gates=gates, qc=qc_path).drawn == ["S0"]
+
+
+def test_a_batch_whose_inputs_did_not_change_writes_its_table_without_loading_a_strategy(
+    trial, tmp_path, monkeypatch
+):
+    """Another batch's gating rewrote the QC table: this batch's job writes its last table."""
+    import cytotrial.gating
+
+    pages, out = tmp_path / "pages", tmp_path / "batch.tsv"
+    first = _run(trial, pages, out)
+    table = out.read_bytes()
+    loads = []
+    real = cytotrial.gating.load_panel_gating
+    monkeypatch.setattr(
+        cytotrial.gating, "load_panel_gating", lambda *a, **k: loads.append(1) or real(*a, **k)
+    )
+    # the QC table written again, another batch's sample changed: the same table, nothing loaded
+    qc = pd.read_csv(trial["qc"], sep="\t", keep_default_na=False, dtype=str)
+    other = pd.concat([qc, qc.iloc[[0]].assign(sample_id="ELSEWHERE", batch="B09")])
+    qc_path = tmp_path / "samples.tsv"
+    other.to_csv(qc_path, sep="\t", index=False)
+    again = _run(trial, pages, out, qc=qc_path)
+    assert loads == [] and again.drawn == [] and sorted(again.kept) == sorted(first.drawn)
+    assert out.read_bytes() == table
+    # a flag raised on one of its samples: planned again, that page drawn
+    other.loc[other["sample_id"] == "S0", "qc_flags"] = "gate_outlier:live"
+    other.to_csv(qc_path, sep="\t", index=False)
+    assert _run(trial, pages, out, qc=qc_path).drawn == ["S0"] and loads == [1]
+    # a cached page removed: planned again and drawn again
+    (pdf,) = (pages / "S2").glob("*.pdf")
+    pdf.unlink()
+    assert _run(trial, pages, out, qc=qc_path).drawn == ["S2"] and loads == [1, 1]
+    # the gate positions change: planned again
+    moved = read_gate_positions([trial["gates"]])
+    row = (moved["sample_id"] == "S1") & (moved["gate"] == "cd3")
+    moved.loc[row, "position"] = moved.loc[row, "position"] + 0.01
+    gates = tmp_path / "moved.gates.tsv"
+    moved.to_csv(gates, sep="\t", index=False, lineterminator="\n")
+    assert _run(trial, pages, out, gates=gates, qc=qc_path).drawn == ["S1"]
+    assert loads == [1, 1, 1]
 
 
 def test_a_page_drawn_twice_is_the_same_bytes(trial, tmp_path):

@@ -19,19 +19,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .._stamp import code_stamp
 from ._strategies import located
 
 __all__ = ["findings_key", "read_findings", "write_findings"]
-
-_PACKAGE = Path(__file__).resolve().parents[1]
-
-
-def _code_stamp() -> list[tuple[str, int, int]]:
-    stamp = []
-    for path in sorted(_PACKAGE.rglob("*.py")):
-        info = path.stat()
-        stamp.append((str(path.relative_to(_PACKAGE)), info.st_size, info.st_mtime_ns))
-    return stamp
 
 
 def _file_digest(path: Path) -> str | None:
@@ -59,7 +50,7 @@ def findings_key(config: Mapping, *, base: Path, panels: Iterable[str] | None) -
         "panels": None if panels is None else list(panels),
         "base": str(base.resolve()),
         "files": files,
-        "code": _code_stamp(),
+        "code": code_stamp(),
     }
     text = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -11,6 +11,12 @@ the samples it moved; the others' pages are the files they were. The cached page
 of the rule (Snakemake removes a job's outputs before it runs it); the rule's output is the
 batch's table of pages (:data:`REVIEW_PAGE_COLUMNS`), which the ``gating_review`` rule assembles.
 Pages are drawn in parallel, one process per thread of the job.
+
+A batch's job re-runs whenever the QC table is written again, whichever batch's gating changed.
+When nothing it reads has changed for its own samples (membership and file checksums, gate
+positions, strategies, reading options, the QC rows of its chosen samples, the package's code) and
+its pages are all there, it writes the table of its last run without loading a strategy
+(``results/gating/review/pages/.tables/``).
 """
 
 from __future__ import annotations
@@ -403,6 +409,77 @@ def _plan_pages(
     return rows, tasks
 
 
+_HEADER_COLUMNS = ["sample_id", "panel", "batch", "status", "qc_flags", "message"]
+
+
+def _memo_key(
+    *,
+    batch: str | Path,
+    gates: str | Path,
+    strategies: Mapping[str, Mapping],
+    table: pd.DataFrame,
+    reading_key: Mapping[str, Any],
+) -> str | None:
+    """The SHA-256 of everything a batch's table of pages depends on; ``None`` if unknowable."""
+    from .._stamp import code_stamp
+
+    panels = sorted(set(table["panel"]))
+    try:
+        payload = {
+            "batch": _file_sha256(batch),
+            "gates": _file_sha256(gates),
+            "strategies": {
+                panel: {
+                    "spec": _plain(dict(strategies[panel])),
+                    "file": _file_sha256(strategies[panel]["strategy"]),
+                }
+                for panel in panels
+            },
+            "qc": table[_HEADER_COLUMNS].astype(str).values.tolist(),
+            "reading": _plain(dict(reading_key)),
+            "code": code_stamp(),
+        }
+    except (OSError, KeyError):
+        return None
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _memo_path(pages: Path, out: str | Path) -> Path:
+    return pages / ".tables" / f"{Path(out).name}.json"
+
+
+def _remembered(memo: Path, key: str | None) -> list[dict[str, Any]] | None:
+    """The table of pages of the last run with ``key``, if every page it names is still there."""
+    if key is None:
+        return None
+    try:
+        kept = json.loads(memo.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(kept, dict) or kept.get("key") != key:
+        return None
+    rows = kept.get("rows")
+    if not isinstance(rows, list):
+        return None
+    files = [row["pdf"] for row in rows] + [
+        png for row in rows for png in str(row["png"]).split(";") if png
+    ]
+    return rows if all(Path(f).is_file() for f in files) else None
+
+
+def _remember(memo: Path, key: str | None, rows: list[dict[str, Any]]) -> None:
+    if key is None:
+        return
+    partial = memo.with_name(f".{memo.name}.{os.getpid()}.partial")
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({"key": key, "rows": rows}), encoding="utf-8")
+        os.replace(partial, memo)
+    except OSError:
+        partial.unlink(missing_ok=True)  # the next run plans its pages again
+
+
 def run_review_pages(
     *,
     batch: str | Path,
@@ -443,21 +520,29 @@ def run_review_pages(
     pages
         Folder of the cached pages.
     """
-    from ..gating import compensation_matrix, load_panel_gating, read_gate_positions
-
     members = read_batch(batch).set_index("sample_id", drop=False)
     table = pd.read_csv(qc, sep="\t", dtype=str, keep_default_na=False)
     chosen = set(review_selection(table, choice, per_batch=per_batch))
     table = table[table["sample_id"].isin(chosen) & table["sample_id"].isin(members.index)]
     rows: list[dict[str, Any]] = []
     run = ReviewRun(drawn=[], kept=[], seconds=0.0)
-    if len(table):
+    key = _reading_key(panels=panels, compensation=compensation, reading=reading)
+    memo = _memo_path(Path(pages), out)
+    memo_key = _memo_key(
+        batch=batch, gates=gates, strategies=strategies, table=table, reading_key=key
+    )
+    remembered = _remembered(memo, memo_key) if len(table) else None
+    if remembered is not None:
+        rows = remembered
+        run.kept = [row["sample_id"] for row in rows]
+    elif len(table):
+        from ..gating import compensation_matrix, load_panel_gating, read_gate_positions
+
         gatings = {
             panel: load_panel_gating(panel, strategies[panel], panels=panels)
             for panel in sorted(set(table["panel"]))
         }
         positions = read_gate_positions([gates])
-        key = _reading_key(panels=panels, compensation=compensation, reading=reading)
         rows, tasks = _plan_pages(
             members, table, gatings, positions, reading_key=key, pages=Path(pages)
         )
@@ -480,5 +565,6 @@ def run_review_pages(
             else:
                 run.kept.append(row["sample_id"])
             _stale(Path(row["pdf"]).parent, {row["fingerprint"]})
+        _remember(memo, memo_key, rows)
     write_tsv(pd.DataFrame(rows, columns=REVIEW_PAGE_COLUMNS), out)
     return run
