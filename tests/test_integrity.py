@@ -556,12 +556,18 @@ def test_a_killed_run_resumes_with_the_readmes_commands(tmp_path):
 
 
 @pytest.mark.e2e
-def test_a_run_in_which_every_sample_is_excluded_keeps_its_qc_table(tmp_path):
+@pytest.mark.parametrize(
+    "args",
+    [(), ("--cores", "1", "--workflow-profile", "none")],
+    ids=["default-profile", "one-core-stopping-at-the-first-failure"],
+)
+def test_a_run_in_which_every_sample_is_excluded_keeps_its_qc_table(tmp_path, args):
+    """The QC table is written first (on one core, without keep-going, too)."""
     project = _small_project(tmp_path / "trial", batch_size=8)
     files = sorted((project / "data").rglob("*.fcs"))
     for path in files:
         path.write_bytes(b"FCS3.1" + b" " * 52)  # a HEADER, then nothing
-    result = run_snakemake(project, check=False, in_place=True)
+    result = run_snakemake(project, *args, check=False, in_place=True)
     assert result.returncode != 0
     ours = [line for line in result.stderr.splitlines() if line.startswith("cytotrial:")]
     assert len(ours) == 1, result.stderr[-3000:]
