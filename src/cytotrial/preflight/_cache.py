@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .._stamp import code_stamp
+from .._stamp import code_stamp, read_keyed, write_keyed
 from ._strategies import located
 
 __all__ = ["findings_key", "read_findings", "write_findings"]
@@ -58,26 +57,10 @@ def findings_key(config: Mapping, *, base: Path, panels: Iterable[str] | None) -
 
 def read_findings(cache: Path, key: str) -> dict[str, list[str]] | None:
     """The findings kept under ``key``, or ``None`` (none kept, another key, unreadable)."""
-    try:
-        kept = json.loads(cache.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(kept, dict) or kept.get("key") != key:
-        return None
-    findings = kept.get("findings")
+    findings = read_keyed(cache, key)
     return findings if isinstance(findings, dict) else None
 
 
 def write_findings(cache: Path, key: str, findings: Mapping[str, Any]) -> None:
-    """Keep ``findings`` under ``key``, replacing what was kept.
-
-    A cache that cannot be written is left alone: the next run checks again.
-    """
-    text = json.dumps({"key": key, "findings": dict(findings)}, sort_keys=True)
-    partial = cache.with_name(f".{cache.name}.{os.getpid()}.partial")
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, cache)
-    except OSError:
-        partial.unlink(missing_ok=True)
+    """Keep ``findings`` under ``key``, replacing what was kept (see :func:`write_keyed`)."""
+    write_keyed(cache, key, dict(findings))

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .._stamp import code_stamp, read_keyed, write_keyed
 from ..errors import ConfigError, CytotrialError
 from ._batches import read_batch
 from ._tables import write_tsv, writing
@@ -421,8 +422,6 @@ def _memo_key(
     reading_key: Mapping[str, Any],
 ) -> str | None:
     """The SHA-256 of everything a batch's table of pages depends on; ``None`` if unknowable."""
-    from .._stamp import code_stamp
-
     panels = sorted(set(table["panel"]))
     try:
         payload = {
@@ -451,33 +450,13 @@ def _memo_path(pages: Path, out: str | Path) -> Path:
 
 def _remembered(memo: Path, key: str | None) -> list[dict[str, Any]] | None:
     """The table of pages of the last run with ``key``, if every page it names is still there."""
-    if key is None:
-        return None
-    try:
-        kept = json.loads(memo.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(kept, dict) or kept.get("key") != key:
-        return None
-    rows = kept.get("rows")
+    rows = read_keyed(memo, key)
     if not isinstance(rows, list):
         return None
     files = [row["pdf"] for row in rows] + [
         png for row in rows for png in str(row["png"]).split(";") if png
     ]
     return rows if all(Path(f).is_file() for f in files) else None
-
-
-def _remember(memo: Path, key: str | None, rows: list[dict[str, Any]]) -> None:
-    if key is None:
-        return
-    partial = memo.with_name(f".{memo.name}.{os.getpid()}.partial")
-    try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(json.dumps({"key": key, "rows": rows}), encoding="utf-8")
-        os.replace(partial, memo)
-    except OSError:
-        partial.unlink(missing_ok=True)  # the next run plans its pages again
 
 
 def run_review_pages(
@@ -565,6 +544,6 @@ def run_review_pages(
             else:
                 run.kept.append(row["sample_id"])
             _stale(Path(row["pdf"]).parent, {row["fingerprint"]})
-        _remember(memo, memo_key, rows)
+        write_keyed(memo, memo_key, rows)
     write_tsv(pd.DataFrame(rows, columns=REVIEW_PAGE_COLUMNS), out)
     return run
