@@ -744,3 +744,17 @@ def test_demo_workspace_read_back_as_each_samples_strategy_gives_its_counts(demo
             ).counts.set_index("population")["count"]
             ours = counts[counts["sample_id"] == sid].set_index("population")["count"]
             assert again.to_dict() == ours.to_dict(), sid
+
+
+def test_a_panel_without_a_gated_sample_exports_a_workspace_of_its_gates_alone(
+    tmp_path, external_data
+):
+    """Every sample excluded: the workspace holds the template's group and no sample, no crash."""
+    suite = external_data / "gatingml2-compliance"
+    strategy = load_strategy(suite / "gml" / "gml_boolean_and2_gate.xml")
+    gating = panel_gating("p", strategy, gate_population_model(strategy))
+    assert export_flowjo_workspace(gating, tmp_path / "none.wsp", []) == {}
+    tree = etree.parse(str(tmp_path / "none.wsp"))
+    assert list(tree.iter("Sample")) == []
+    names = {pop.get("name") for pop in tree.iter("Population")}
+    assert "Polygon1" in names  # the group's template gates

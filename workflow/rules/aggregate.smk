@@ -37,9 +37,6 @@ rule qc_table:
         ),
     log:
         "logs/qc_table.log",
-    # before aggregate where one core runs both (aggregate no longer waits for it): a run in
-    # which no sample could be gated still writes the table of reasons aggregate points to
-    priority: 1
     conda:
         "../envs/cytotrial.yaml"
     params:
@@ -61,6 +58,7 @@ rule aggregate:
         manifests=lambda w: gated_batches("manifest"),
         gates=lambda w: gated_batches("gates"),
         sheet=config["samples"],
+        samples_qc="results/qc/samples.tsv",
     output:
         h5ad="results/counts/populations.h5ad",
         tsv=report(
@@ -91,7 +89,5 @@ rule aggregate:
         "../envs/cytotrial.yaml"
     params:
         **POPULATION_PARAMS,
-        # named when no sample could be gated (qc_table, run first, says each sample's reason)
-        samples_qc="results/qc/samples.tsv",
     script:
         "../scripts/aggregate.py"

@@ -12,6 +12,7 @@ with rule_log(snakemake) as log:
         mfi=snakemake.input.mfi,
         qc=snakemake.input.qc,
         manifests=snakemake.input.manifests,
+        samples_qc=snakemake.input.samples_qc,
         sheet=snakemake.input.sheet,
         config=snakemake.config,
         h5ad_out=snakemake.output.h5ad,

@@ -399,8 +399,8 @@ def export_flowjo_workspace(
         transforms = dict(own.strategy.gating_strategy.transformations or {})
         nodes.append(WspSample(sample.sample_id, uri, gates, matrix, ref, transforms))
     order = sorted(range(len(nodes)), key=lambda i: any(g.placed for g in nodes[i].gates))
-    first = order[0] if order else 0
-    nodes = [nodes[first], *(n for i, n in enumerate(nodes) if i != first)]
+    if order:  # a sample whose gates all sit where the template has them leads (no gated one: none)
+        nodes = [nodes[order[0]], *(n for i, n in enumerate(nodes) if i != order[0])]
     left_out = write_workspace(
         path,
         nodes,
