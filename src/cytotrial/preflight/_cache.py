@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .._stamp import code_stamp, read_keyed, write_keyed
+from ..io._files import file_sha256
 from ._strategies import located
 
 __all__ = ["findings_key", "read_findings", "write_findings"]
@@ -26,9 +27,9 @@ __all__ = ["findings_key", "read_findings", "write_findings"]
 
 def _file_digest(path: Path) -> str | None:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return file_sha256(path)
     except OSError:
-        return None
+        return None  # said by the config's own check
 
 
 def findings_key(config: Mapping, *, base: Path, panels: Iterable[str] | None) -> str:

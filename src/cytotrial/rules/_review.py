@@ -35,6 +35,7 @@ import pandas as pd
 
 from .._stamp import code_stamp, read_keyed, write_keyed
 from ..errors import ConfigError, CytotrialError
+from ..io._files import file_sha256
 from ._batches import read_batch
 from ._tables import write_tsv, writing
 
@@ -175,10 +176,6 @@ def page_fingerprint(
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 @dataclass
 class _Task:
     """One page to draw (in a worker process)."""
@@ -315,7 +312,7 @@ def _reading_key(
     *, panels: Any, compensation: str, reading: Mapping[str, Any] | None
 ) -> dict[str, Any]:
     """The reading options as the fingerprint holds them (a matrix file by its content)."""
-    matrix = "fcs" if str(compensation).lower() == "fcs" else _file_sha256(compensation)
+    matrix = "fcs" if str(compensation).lower() == "fcs" else file_sha256(compensation)
     return {"panels": panels or {}, "compensation": matrix, **dict(reading or {})}
 
 
@@ -425,12 +422,12 @@ def _memo_key(
     panels = sorted(set(table["panel"]))
     try:
         payload = {
-            "batch": _file_sha256(batch),
-            "gates": _file_sha256(gates),
+            "batch": file_sha256(batch),
+            "gates": file_sha256(gates),
             "strategies": {
                 panel: {
                     "spec": _plain(dict(strategies[panel])),
-                    "file": _file_sha256(strategies[panel]["strategy"]),
+                    "file": file_sha256(strategies[panel]["strategy"]),
                 }
                 for panel in panels
             },
