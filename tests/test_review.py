@@ -27,7 +27,7 @@ from matplotlib.patches import Polygon
 from cytotrial.config import check_config
 from cytotrial.errors import ConfigError
 from cytotrial.gating import gate_samples, load_panel_gating, read_gate_positions
-from cytotrial.pl import ReviewHeader, draw_sample_review, review_panels
+from cytotrial.pl import ReviewCanvas, ReviewHeader, draw_sample_review, review_panels
 from cytotrial.pl._decades import axis_scale, data_limits, decade_label, draw_ticks, tick_labels
 from cytotrial.preflight._figures import figure_problems, figure_warnings
 from cytotrial.rules import (
@@ -403,6 +403,58 @@ def test_every_gate_kind_of_the_gatingml_suite_is_drawn_on_pages_of_16(external_
     assert {"Ellipse", "Polygon", "Rectangle"} <= kinds
     drawn = {g.kind for p in panels for g in p.gates}
     assert drawn == {"rectangle", "polygon", "ellipsoid", "quadrant"}  # Booleans have no axes
+
+
+def _pdf_bytes(figures) -> bytes:
+    import io
+
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    out = io.BytesIO()
+    with PdfPages(out, metadata={"CreationDate": None, "ModDate": None}) as document:
+        for fig in figures:
+            document.savefig(fig)
+    return out.getvalue()
+
+
+def test_pages_drawn_on_a_reused_canvas_are_the_bytes_of_pages_on_new_figures(trial, external_data):
+    """A page drawn on a reused figure is the page a new figure gives, to the byte.
+
+    One canvas draws page after page of different samples, layouts and flags; nothing of the page
+    before is left (events, gates, ticks, titles, red spines of a flagged gate, heading lines).
+    """
+    positions = trial["positions"]
+    suite = external_data / "gatingml2-compliance"
+    suite_gating = load_panel_gating("x", {"strategy": str(suite / "gml/gml_all_gates.xml")})
+    many = tuple(f"mfi_too_few_events:gate{i}:CD{i}" for i in range(30))  # a longer heading
+    drawings = [
+        (trial["gating"], "S1", ReviewHeader("S1", "blood", "B01", "flagged", ("adaptive_fallback:cd3",))),
+        (trial["gating"], "S0", ReviewHeader("S0", "blood", "B01", "ok")),
+        (suite_gating, "data1", ReviewHeader("data1", "x", "-", "ok")),  # two pages: 16 + rest
+        (trial["gating"], "S2", ReviewHeader("S2", "blood", "B02", "flagged", many)),
+        (trial["gating"], "S0", ReviewHeader("S0", "blood", "B01", "flagged", ("adaptive_fallback:cd8",))),
+        (suite_gating, "data1", ReviewHeader("data1", "x", "-", "flagged", ("x",))),
+        (trial["gating"], "S1", ReviewHeader("S1", "blood", "B01", "ok")),
+    ]  # fmt: skip
+
+    def draw(gating, sample, header, canvas):
+        if sample == "data1":
+            return draw_sample_review(str(suite / "data1.fcs"), gating, header, canvas=canvas)
+        return draw_sample_review(
+            str(trial["files"][sample]), gating, header,
+            positions=positions[positions["sample_id"] == sample], panels=PANELS,
+            reading=READING, canvas=canvas,
+        )  # fmt: skip
+
+    canvas = ReviewCanvas()
+    reused = []
+    for gating, sample, header in drawings:
+        figures = draw(gating, sample, header, canvas)
+        reused.append((len(figures), _pdf_bytes(figures)))
+    assert [n for n, _ in reused] == [1, 1, 2, 1, 1, 2, 1]
+    assert len({id(f) for f, _, _ in canvas._figures.values()}) < sum(n for n, _ in reused)
+    for (gating, sample, header), (_, pdf) in zip(drawings, reused):
+        assert pdf == _pdf_bytes(draw(gating, sample, header, None)), header
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ._response import plot_spider, plot_waterfall
     from ._review import (
         DRAWING_VERSION,
+        ReviewCanvas,
         ReviewHeader,
         ReviewPanel,
         draw_review_pages,
@@ -64,6 +65,7 @@ _EXPORTS = {
     "FIGURE_TABLES": "._figures",
     "PATIENT_FIGURES": "._write",
     "QC_FIGURES": "._write",
+    "ReviewCanvas": "._review",
     "ReviewHeader": "._review",
     "ReviewPanel": "._review",
     "acquisition_table": "._qc",
@@ -111,6 +113,7 @@ __all__ = [
     "FIGURE_TABLES",
     "PATIENT_FIGURES",
     "QC_FIGURES",
+    "ReviewCanvas",
     "ReviewHeader",
     "ReviewPanel",
     "acquisition_table",

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DRAWING_VERSION",
+    "ReviewCanvas",
     "ReviewHeader",
     "ReviewPanel",
     "draw_review_pages",
@@ -312,9 +313,8 @@ def _grid(n: int) -> tuple[int, int]:
     return columns, max(1, -(-n // columns))
 
 
-def _page(header: ReviewHeader, n_panels: int, page: int, pages: int) -> tuple[Figure, list]:
-    """A page with its heading and an empty grid of ``n_panels`` axes below it."""
-    fig = Figure(figsize=PAGE_SIZE)
+def _heading(fig: Figure, header: ReviewHeader, page: int, pages: int) -> float:
+    """Write the page's heading; the inches it takes, with room for the first row's titles."""
     lines = header.lines()
     if pages > 1:
         lines[0] += f"  ·  page {page} of {pages}"
@@ -326,7 +326,11 @@ def _page(header: ReviewHeader, n_panels: int, page: int, pages: int) -> tuple[F
         y = 1 - (top + 0.06 + i * _HEAD_LINE) / PAGE_SIZE[1]
         fig.text(0.012, y, line, fontsize=8, va="top", ha="left", color=colour)
     # the heading, then room for the first row's two-line panel titles
-    head = top + 0.72 + (len(lines) - 1) * _HEAD_LINE
+    return top + 0.72 + (len(lines) - 1) * _HEAD_LINE
+
+
+def _grid_axes(fig: Figure, head: float, n_panels: int) -> list:
+    """An empty grid of ``n_panels`` axes below a heading of ``head`` inches."""
     columns, rows = _grid(n_panels)
     left, right, bottom, top = 0.065, 0.985, 0.07, 1 - head / PAGE_SIZE[1]
     # gaps between panels in inches, whatever the grid: tick labels and axis label of one row
@@ -339,8 +343,70 @@ def _page(header: ReviewHeader, n_panels: int, page: int, pages: int) -> tuple[F
         rows, columns, left=left, right=right, bottom=bottom, top=top,
         wspace=_GAP_W / panel_w, hspace=_GAP_H / panel_h,
     )  # fmt: skip
-    axes = [fig.add_subplot(grid[i // columns, i % columns]) for i in range(n_panels)]
-    return fig, axes
+    return [fig.add_subplot(grid[i // columns, i % columns]) for i in range(n_panels)]
+
+
+def _page(
+    header: ReviewHeader,
+    n_panels: int,
+    page: int,
+    pages: int,
+    canvas: ReviewCanvas | None = None,
+) -> tuple[Figure, list]:
+    """A page with its heading and an empty grid of ``n_panels`` axes below it."""
+    if canvas is not None:
+        return canvas.page(header, n_panels, page, pages)
+    fig = Figure(figsize=PAGE_SIZE)
+    head = _heading(fig, header, page, pages)
+    return fig, _grid_axes(fig, head, n_panels)
+
+
+class ReviewCanvas:
+    """Page figures kept for reuse by one process that draws many review pages.
+
+    Building a page's grid of axes is a fifth of the page's drawing time. A canvas builds one
+    figure per layout (lines of heading, panels, page of the sample) and, for each later page of
+    that layout, removes what the last page drew instead: the heading, and each panel's events,
+    gates, ticks and title, its spines back as the theme drew them. The page is the one a new
+    figure would give, to the byte of its PDF. A page drawn on a canvas is valid until the next
+    page of the same layout is drawn on it: write it first.
+    """
+
+    def __init__(self) -> None:
+        self._figures: dict[tuple[int, int, int], tuple[Figure, list, list]] = {}
+
+    def page(
+        self, header: ReviewHeader, n_panels: int, page: int, pages: int
+    ) -> tuple[Figure, list]:
+        """An empty page of this layout with ``header``'s heading (the theme's rc in force)."""
+        key = (len(header.lines()), n_panels, page)
+        if key not in self._figures:
+            fig = Figure(figsize=PAGE_SIZE)
+            head = _heading(fig, header, page, pages)
+            axes = _grid_axes(fig, head, n_panels)
+            spines = [
+                {
+                    n: (s.get_visible(), s.get_edgecolor(), s.get_linewidth())
+                    for n, s in ax.spines.items()
+                }
+                for ax in axes
+            ]
+            self._figures[key] = (fig, axes, spines)
+            return fig, axes
+        fig, axes, spines = self._figures[key]
+        for text in list(fig.texts):
+            text.remove()
+        _heading(fig, header, page, pages)
+        for ax, state in zip(axes, spines):
+            for artist in (*ax.images, *ax.collections, *ax.patches, *ax.lines, *ax.texts,
+                           *ax.artists):  # fmt: skip
+                artist.remove()
+            for name, (visible, colour, width) in state.items():
+                spine = ax.spines[name]
+                spine.set_visible(visible)
+                spine.set_edgecolor(colour)
+                spine.set_linewidth(width)
+        return fig, axes
 
 
 def message_page(header: ReviewHeader, text: str) -> Figure:
@@ -359,6 +425,7 @@ def draw_review_pages(
     *,
     placements: Mapping[str, Mapping[str, Any]] | None = None,
     fallbacks: Sequence[str] = (),
+    canvas: ReviewCanvas | None = None,
 ) -> list[Figure]:
     """The pages of one gated sample (one, unless the strategy has more than 16 panels).
 
@@ -376,6 +443,9 @@ def draw_review_pages(
         draws them.
     fallbacks
         Paths of gates with a boundary that kept the template's position (drawn in orange).
+    canvas
+        Draw on this canvas's figures (:class:`ReviewCanvas`; write the pages before the next
+        sample's); ``None``: new figures.
     """
     from ._layout import theme
 
@@ -390,7 +460,7 @@ def draw_review_pages(
 
     with mpl.rc_context(theme()):
         for page, chunk in enumerate(chunks, start=1):
-            fig, axes = _page(header, len(chunk), page, len(chunks))
+            fig, axes = _page(header, len(chunk), page, len(chunks), canvas)
             for ax, panel in zip(axes, chunk):
                 _draw_panel(ax, sample, panel)
             figures.append(fig)
@@ -406,6 +476,7 @@ def draw_sample_review(
     panels: Mapping[str, Sequence[str]] | None = None,
     compensation: pd.DataFrame | None = None,
     reading: Mapping[str, Any] | None = None,
+    canvas: ReviewCanvas | None = None,
 ) -> list[Figure]:
     """Read and gate one sample as the gating did, and draw its review pages.
 
@@ -425,6 +496,8 @@ def draw_sample_review(
     reading
         The gating's other reading options: ``unreadable_compensation`` and ``acquisition`` (the
         config's ``qc.acquisition``), so that the events drawn are those counted.
+    canvas
+        As for :func:`draw_review_pages`.
 
     Returns
     -------
@@ -446,5 +519,12 @@ def draw_sample_review(
     table = positions if positions is not None else pd.DataFrame(columns=["gate_path", "status"])
     fallbacks = set(table.loc[table["status"] != "adapted", "gate_path"].astype(str))
     return draw_review_pages(
-        header, gating, data, channel_map, memberships, placements=placements, fallbacks=fallbacks
+        header,
+        gating,
+        data,
+        channel_map,
+        memberships,
+        placements=placements,
+        fallbacks=fallbacks,
+        canvas=canvas,
     )

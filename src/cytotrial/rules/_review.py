@@ -245,8 +245,12 @@ def _rasterised(pdf: Path) -> Iterator[Any]:
 
 
 def _draw(task: _Task) -> tuple[str, list[str], float]:
-    """Draw one sample's pages and write them: ``(sample_id, PNG files, seconds)``."""
-    from ..pl import draw_sample_review, message_page
+    """Draw one sample's pages and write them: ``(sample_id, PNG files, seconds)``.
+
+    The pages are drawn on this process's canvas (its figures are reused, page after page) and
+    written before the next sample's are drawn.
+    """
+    from ..pl import ReviewCanvas, draw_sample_review, message_page
 
     start = time.perf_counter()
     if task.header.status == "excluded":
@@ -261,6 +265,7 @@ def _draw(task: _Task) -> tuple[str, list[str], float]:
             panels=_SHARED["panels"],
             compensation=_SHARED["compensation"],
             reading=_SHARED["reading"],
+            canvas=_SHARED.setdefault("canvas", ReviewCanvas()),
         )
     pngs = _write_pages(figures, task.pdf, task.png)
     return task.sample_id, pngs, time.perf_counter() - start
