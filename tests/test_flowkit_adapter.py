@@ -11,9 +11,14 @@ import ast
 import contextlib
 import copy
 import gc
+import importlib
 import io
 import re
+import subprocess
+import sys
+import textwrap
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import flowio
@@ -24,6 +29,7 @@ from lxml import etree
 
 from conftest import PROJECT_ROOT, VARIETY_FILES
 from cytotrial._flowkit import (
+    DEFERRED_BY_FLOWKIT,
     FLOWIO_TEXT_ERRORS,
     UnreadableStrategy,
     UnreadableText,
@@ -726,3 +732,127 @@ def test_no_private_flowkit_or_flowio_attribute_outside_the_adapter() -> None:
         for line, what in _private_uses(path.read_text(encoding="utf-8")):
             problems.append(f"{path.relative_to(PROJECT_ROOT)}:{line}: {what}")
     assert not problems, "private FlowKit/FlowIO use outside _flowkit.py:\n" + "\n".join(problems)
+
+
+# --------------------------------------------------------------------------------------------------
+# FlowKit imported without its plotting libraries
+
+
+def _module_level_imports(tree: ast.Module) -> Iterator[ast.Import | ast.ImportFrom]:
+    """The imports a module runs when it is imported (not those inside functions or classes)."""
+    todo: list[ast.stmt] = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        elif isinstance(node, ast.If | ast.Try | ast.With):
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                todo.extend(getattr(node, field, []))
+        elif isinstance(node, ast.ExceptHandler):
+            todo.extend(node.body)
+
+
+def _deferred_module(name: str) -> bool:
+    return name.split(".")[0] == "bokeh" or name == "scipy.stats" or name.startswith("scipy.stats.")
+
+
+def test_flowkit_imports_from_its_plotting_modules_only_callables_of_the_deferred_modules() -> None:
+    """What import_flowkit rests on.
+
+    FlowKit's modules take from Bokeh and SciPy's statistics, as they are imported, only
+    ``from <module> import <callable>`` of the modules it defers.
+    """
+    import flowkit
+
+    taken = set()
+    for path in sorted(Path(flowkit.__file__).parent.rglob("*.py")):
+        for node in _module_level_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                assert not any(_deferred_module(a.name) for a in node.names), (path, ast.dump(node))
+                continue
+            if node.level or not node.module or not _deferred_module(node.module):
+                continue
+            assert node.module in DEFERRED_BY_FLOWKIT, (path.name, node.module)
+            real = importlib.import_module(node.module)
+            for alias in node.names:
+                assert callable(getattr(real, alias.name)), (path.name, node.module, alias.name)
+                taken.add(f"{node.module}.{alias.name}")
+    # FlowKit still imports them: else the stubs stand in for nothing and can go
+    assert {"bokeh.models.Title", "scipy.stats.gaussian_kde"} <= taken, sorted(taken)
+
+
+def test_flowkit_is_imported_without_bokeh_or_scipy_stats_and_still_plots(
+    external_data: Path,
+) -> None:
+    code = f"""
+        import sys
+        from cytotrial._flowkit import DEFERRED_BY_FLOWKIT, import_flowkit
+
+        fk = import_flowkit()
+        loaded = sorted(m for m in sys.modules if m.startswith(("bokeh", "scipy.stats")))
+        assert not loaded, loaded
+        assert import_flowkit() is fk
+        sample = fk.Sample({str(external_data / DATA1)!r})
+        x, y = sample.pnn_labels[:2]
+        histogram = sample.plot_histogram(x, source="raw")  # Bokeh's figure, via the stubs' names
+        contour = sample.plot_contour(x, y, source="raw")  # SciPy's gaussian_kde too
+        import bokeh.plotting
+        import scipy.stats
+
+        assert isinstance(histogram, bokeh.plotting.figure) and isinstance(contour, bokeh.plotting.figure)
+        assert all(getattr(sys.modules[m], "__file__", None) for m in DEFERRED_BY_FLOWKIT)
+        assert scipy.stats.norm.cdf(0.0) == 0.5
+        print("plotted")
+    """
+    run = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "plotted", run.stderr[-2000:]
+
+
+def test_flowkit_imported_after_bokeh_uses_the_real_modules() -> None:
+    code = """
+        import sys
+        import bokeh.models
+        import scipy.stats
+        from cytotrial._flowkit import import_flowkit
+
+        fk = import_flowkit()
+        from flowkit._models import sample
+
+        assert sample.Title is bokeh.models.Title and sample.pd is sys.modules["pandas"]
+        print("real")
+    """
+    run = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "real", run.stderr[-2000:]
+
+
+def test_a_flowkit_that_imports_more_than_the_stubs_stand_in_for_is_imported_as_it_is(
+    tmp_path: Path,
+) -> None:
+    """A later FlowKit that imports another Bokeh module is imported as it is.
+
+    The stubs cannot serve that module, so FlowKit is imported with the real modules instead of
+    failing.
+    """
+    fake = tmp_path / "flowkit"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "from bokeh.palettes import Viridis256\nPALETTE = Viridis256\n"
+    )
+    code = f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from cytotrial._flowkit import import_flowkit
+
+        fk = import_flowkit()
+        assert fk.__file__.startswith({str(tmp_path)!r}) and len(fk.PALETTE) == 256
+        assert "bokeh.palettes" in sys.modules and sys.modules["bokeh"].__file__
+        print("fallback")
+    """
+    run = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "fallback", run.stderr[-2000:]

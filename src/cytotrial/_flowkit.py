@@ -89,19 +89,34 @@ FlowKit: :func:`parse_strategy` (``parse_gating_xml``, ``parse_wsp``)
     from cytotrial's code still propagates. :func:`parse_strategy` turns these into
     :class:`UnreadableStrategy`.
 
+FlowKit: :func:`import_flowkit` (FlowKit without its plotting libraries)
+    Importing FlowKit 1.3 imports Bokeh (``bokeh.layouts``, ``bokeh.models``, ``bokeh.plotting``)
+    and SciPy's statistics (``gaussian_kde``) for its plotting methods, which cytotrial never calls:
+    0.6 s of the 1.0 s its import takes, paid by every job that reads a strategy. FlowKit's modules
+    import from these only callables (classes and functions) with ``from ... import``.
+    :func:`import_flowkit` imports FlowKit with those modules stood in for by stubs
+    (:data:`DEFERRED_BY_FLOWKIT`) whose names are placeholders: calling one (or reading one of its
+    attributes) imports the real module and hands the call on, so FlowKit's plotting still works
+    the first time it is used. The stubs are in ``sys.modules`` only while FlowKit is imported and
+    only for modules not imported yet; a later ``import bokeh`` or ``import scipy.stats`` imports
+    the real module. Every import of FlowKit in cytotrial goes through it.
+
 Importing this module imports FlowIO (light) but not FlowKit, which each FlowKit helper imports
 when called.
 """
 
 from __future__ import annotations
 
+import importlib
 import io
 import re
+import sys
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import flowio
 from flowio.exceptions import FCSParsingError, FlowIOException
@@ -114,6 +129,7 @@ if TYPE_CHECKING:
     from lxml import etree
 
 __all__ = [
+    "DEFERRED_BY_FLOWKIT",
     "FLOWIO_TEXT_ERRORS",
     "FLOWJO_COMP_PREFIX",
     "FCSText",
@@ -123,6 +139,7 @@ __all__ = [
     "UnreadableText",
     "flowkit_input_errors",
     "gatingml_schema",
+    "import_flowkit",
     "internal_name",
     "original_name",
     "parse_strategy",
@@ -305,9 +322,63 @@ def _text_of(flow_data: flowio.FlowData, *, delimiter: str) -> FCSText:
 # --------------------------------------------------------------------------------------------------
 # FlowKit
 
+#: The modules FlowKit imports for its plotting only, imported when FlowKit first plots.
+DEFERRED_BY_FLOWKIT = ("bokeh", "bokeh.layouts", "bokeh.models", "bokeh.plotting", "scipy.stats")
+
+
+class _Deferred:
+    """A name FlowKit imported from a deferred module: the real one when it is first used."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self._where = (module, name)
+
+    def _real(self) -> Any:
+        module, name = self._where
+        return getattr(importlib.import_module(module), name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._real()(*args, **kwargs)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._real(), attribute)
+
+    def __repr__(self) -> str:
+        return "<deferred {}.{}>".format(*self._where)
+
+
+def _stub(module: str) -> types.ModuleType:
+    stub = types.ModuleType(module, "stands in for the module while FlowKit is imported")
+    stub.__path__ = []  # a package: its submodules' stubs can be imported from it
+    stub.__getattr__ = lambda name: _Deferred(module, name)  # type: ignore[method-assign]
+    return stub
+
+
+def import_flowkit() -> types.ModuleType:
+    """FlowKit, imported without Bokeh and SciPy's statistics (see the module's notes)."""
+    if "flowkit" in sys.modules:
+        return sys.modules["flowkit"]
+    stubs = {name: _stub(name) for name in DEFERRED_BY_FLOWKIT if name not in sys.modules}
+    sys.modules.update(stubs)
+    try:
+        import flowkit
+    except ImportError:
+        # a FlowKit that imports more of these modules than the stubs stand in for: forget what
+        # was imported with the stubs and import FlowKit as it is
+        for name in [m for m in sys.modules if m == "flowkit" or m.startswith("flowkit.")]:
+            del sys.modules[name]
+        flowkit = None
+    finally:
+        for name, stub in stubs.items():
+            if sys.modules.get(name) is stub:
+                del sys.modules[name]
+    if flowkit is None:
+        import flowkit
+    return flowkit
+
 
 def gatingml_schema() -> etree.XMLSchema | None:
     """The GatingML 2.0 XSD FlowKit validates against; ``None`` if FlowKit no longer has it there."""
+    import_flowkit()
     try:
         from flowkit._resources import gml_schema
     except ImportError:  # FlowKit's layout changed: FlowKit's own (terser) check still applies
@@ -322,6 +393,7 @@ def flowkit_input_errors() -> tuple[type[BaseException], ...]:
     file too (see :func:`parse_strategy`). A function, not a constant, so that importing this module
     does not import FlowKit.
     """
+    import_flowkit()
     from flowkit.exceptions import FlowKitException
     from lxml.etree import LxmlError
     from networkx import NetworkXException

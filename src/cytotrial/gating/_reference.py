@@ -51,7 +51,9 @@ def _analyze(path: Path, strategy: Strategy, *, copy_strategy: bool) -> tuple[Sa
     """FlowKit reads the file and its ``Session`` gates it (a copy of the strategy if ``copy_strategy``)."""
     import copy
 
-    import flowkit as fk
+    from .._flowkit import import_flowkit
+
+    fk = import_flowkit()
 
     gating_strategy = (
         copy.deepcopy(strategy.gating_strategy) if copy_strategy else strategy.gating_strategy

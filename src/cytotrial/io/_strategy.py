@@ -41,6 +41,7 @@ from .._flowkit import (
     PreparedStrategy,
     UnreadableStrategy,
     gatingml_schema,
+    import_flowkit,
     parse_strategy,
     prepare_gatingml,
     prepare_workspace,
@@ -377,7 +378,7 @@ def _as_written(error: BaseException, prepared: PreparedStrategy) -> str:
 
 
 def _gatingml_gating_strategy(path: Path, prepared: PreparedStrategy) -> fk.GatingStrategy:
-    import flowkit as fk
+    fk = import_flowkit()
 
     _check_gatingml_schema(path, prepared)
     try:

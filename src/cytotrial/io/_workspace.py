@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._flowkit import UnreadableStrategy, parse_strategy
+from .._flowkit import UnreadableStrategy, import_flowkit, parse_strategy
 from ..errors import StrategyError
 from ._files import file_sha256
 from ._strategy import Strategy, _as_written, _gates_of, _prepared
@@ -229,8 +229,9 @@ class Workspace:
         return etree.ElementTree(root)
 
     def _read(self, sample: WorkspaceSample) -> Strategy:
-        import flowkit as fk
         from lxml import etree
+
+        fk = import_flowkit()
 
         document = self._document(sample)
         prepared = _prepared(self.path, "flowjo", document)
