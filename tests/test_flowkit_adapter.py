@@ -856,3 +856,35 @@ def test_a_flowkit_that_imports_more_than_the_stubs_stand_in_for_is_imported_as_
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=False
     )
     assert run.returncode == 0 and run.stdout.strip() == "fallback", run.stderr[-2000:]
+
+
+def test_another_package_imported_with_flowkit_gets_the_real_modules(tmp_path: Path) -> None:
+    """A dependency that imports SciPy's statistics with FlowKit gets the real module and names.
+
+    FlowKit's own names stay placeholders.
+    """
+    (tmp_path / "flowkit").mkdir()
+    (tmp_path / "flowkit" / "__init__.py").write_text(
+        "import helper\nfrom bokeh.models import Title\n"
+    )
+    (tmp_path / "helper.py").write_text(
+        "import scipy.stats as st\nfrom scipy.stats import norm\nfrom scipy.stats import gaussian_kde\n"
+    )
+    code = f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from cytotrial._flowkit import import_flowkit
+
+        fk = import_flowkit()
+        import helper
+        import scipy.stats
+
+        assert helper.st is scipy.stats and helper.norm is scipy.stats.norm
+        assert helper.gaussian_kde is scipy.stats.gaussian_kde
+        assert type(fk.Title).__name__ == "_Deferred" and "bokeh" not in sys.modules
+        print("real for others")
+    """
+    run = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "real for others", run.stderr[-2000:]

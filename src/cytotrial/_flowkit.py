@@ -99,7 +99,8 @@ FlowKit: :func:`import_flowkit` (FlowKit without its plotting libraries)
     attributes) imports the real module and hands the call on, so FlowKit's plotting still works
     the first time it is used. The stubs are in ``sys.modules`` only while FlowKit is imported and
     only for modules not imported yet; a later ``import bokeh`` or ``import scipy.stats`` imports
-    the real module. Every import of FlowKit in cytotrial goes through it.
+    the real module. Another package imported with FlowKit that took a stub or one of its names
+    gets the real ones instead. Every import of FlowKit in cytotrial goes through it.
 
 Importing this module imports FlowIO (light) but not FlowKit, which each FlowKit helper imports
 when called.
@@ -358,7 +359,9 @@ def import_flowkit() -> types.ModuleType:
     if "flowkit" in sys.modules:
         return sys.modules["flowkit"]
     stubs = {name: _stub(name) for name in DEFERRED_BY_FLOWKIT if name not in sys.modules}
+    before = set(sys.modules)
     sys.modules.update(stubs)
+    flowkit: types.ModuleType | None
     try:
         import flowkit
     except ImportError:
@@ -371,9 +374,29 @@ def import_flowkit() -> types.ModuleType:
         for name, stub in stubs.items():
             if sys.modules.get(name) is stub:
                 del sys.modules[name]
+    _give_others_the_real_modules(set(sys.modules) - before, stubs)
     if flowkit is None:
         import flowkit
     return flowkit
+
+
+def _give_others_the_real_modules(names: set[str], stubs: dict[str, types.ModuleType]) -> None:
+    """A module other than FlowKit's, imported with the stubs, gets the real modules and names.
+
+    FlowKit's own dependencies are not known to import these modules as they are imported; one
+    that did took a stub or a placeholder, which only calls and attributes pass on. Its module
+    globals are set to the real ones (imported for it).
+    """
+    stand_ins = {id(stub) for stub in stubs.values()}
+    for name in sorted(names):
+        module = sys.modules.get(name)
+        if module is None or name == "flowkit" or name.startswith("flowkit."):
+            continue
+        for key, value in list(vars(module).items()):
+            if isinstance(value, _Deferred):
+                setattr(module, key, value._real())
+            elif id(value) in stand_ins:
+                setattr(module, key, importlib.import_module(value.__name__))
 
 
 def gatingml_schema() -> etree.XMLSchema | None:
