@@ -781,6 +781,15 @@ def test_flowkit_imports_from_its_plotting_modules_only_callables_of_the_deferre
     assert {"bokeh.models.Title", "scipy.stats.gaussian_kde"} <= taken, sorted(taken)
 
 
+def _fresh_python(code: str) -> str:
+    """What ``code`` prints in a new interpreter (which must exit 0: else its traceback is shown)."""
+    run = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run.stdout.strip()
+
+
 def test_flowkit_is_imported_without_bokeh_or_scipy_stats_and_still_plots(
     external_data: Path,
 ) -> None:
@@ -804,10 +813,7 @@ def test_flowkit_is_imported_without_bokeh_or_scipy_stats_and_still_plots(
         assert scipy.stats.norm.cdf(0.0) == 0.5
         print("plotted")
     """
-    run = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=False
-    )
-    assert run.returncode == 0 and run.stdout.strip() == "plotted", run.stderr[-2000:]
+    assert _fresh_python(code) == "plotted"
 
 
 def test_flowkit_imported_after_bokeh_uses_the_real_modules() -> None:
@@ -823,10 +829,7 @@ def test_flowkit_imported_after_bokeh_uses_the_real_modules() -> None:
         assert sample.Title is bokeh.models.Title and sample.pd is sys.modules["pandas"]
         print("real")
     """
-    run = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=False
-    )
-    assert run.returncode == 0 and run.stdout.strip() == "real", run.stderr[-2000:]
+    assert _fresh_python(code) == "real"
 
 
 def test_a_flowkit_that_imports_more_than_the_stubs_stand_in_for_is_imported_as_it_is(
@@ -852,10 +855,7 @@ def test_a_flowkit_that_imports_more_than_the_stubs_stand_in_for_is_imported_as_
         assert "bokeh.palettes" in sys.modules and sys.modules["bokeh"].__file__
         print("fallback")
     """
-    run = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=False
-    )
-    assert run.returncode == 0 and run.stdout.strip() == "fallback", run.stderr[-2000:]
+    assert _fresh_python(code) == "fallback"
 
 
 def test_another_package_imported_with_flowkit_gets_the_real_modules(tmp_path: Path) -> None:
@@ -884,7 +884,4 @@ def test_another_package_imported_with_flowkit_gets_the_real_modules(tmp_path: P
         assert type(fk.Title).__name__ == "_Deferred" and "bokeh" not in sys.modules
         print("real for others")
     """
-    run = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=False
-    )
-    assert run.returncode == 0 and run.stdout.strip() == "real for others", run.stderr[-2000:]
+    assert _fresh_python(code) == "real for others"

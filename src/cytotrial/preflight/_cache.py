@@ -34,17 +34,13 @@ def _file_digest(path: Path) -> str | None:
 
 def findings_key(config: Mapping, *, base: Path, panels: Iterable[str] | None) -> str:
     """The SHA-256 of everything the strategies' checks of ``config`` read (module docstring)."""
-    files: dict[str, str | None] = {}
-    for spec in (config.get("strategies") or {}).values():
-        path = located(spec["strategy"], base)
-        files[str(path)] = _file_digest(path)
+    read = [spec["strategy"] for spec in (config.get("strategies") or {}).values()]
     compensation = str((config.get("gating") or {}).get("compensation", "fcs"))
     if compensation.lower() != "fcs":
-        files[str(located(compensation, base))] = _file_digest(located(compensation, base))
+        read.append(compensation)
     if config.get("samples"):
-        files[str(located(config["samples"], base))] = _file_digest(
-            located(config["samples"], base)
-        )
+        read.append(config["samples"])
+    files = {str(located(name, base)): _file_digest(located(name, base)) for name in read}
     content = {
         "config": config,
         "panels": None if panels is None else list(panels),

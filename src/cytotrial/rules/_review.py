@@ -509,10 +509,12 @@ def run_review_pages(
     run = ReviewRun(drawn=[], kept=[], seconds=0.0)
     key = _reading_key(panels=panels, compensation=compensation, reading=reading)
     memo = _memo_path(Path(pages), out)
-    memo_key = _memo_key(
-        batch=batch, gates=gates, strategies=strategies, table=table, reading_key=key
+    memo_key = (
+        _memo_key(batch=batch, gates=gates, strategies=strategies, table=table, reading_key=key)
+        if len(table)
+        else None
     )
-    remembered = _remembered(memo, memo_key) if len(table) else None
+    remembered = _remembered(memo, memo_key)
     if remembered is not None:
         rows = remembered
         run.kept = [row["sample_id"] for row in rows]
