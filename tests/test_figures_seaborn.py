@@ -558,3 +558,52 @@ def test_a_log_axis_has_labelled_ticks_however_narrow(limits):
     assert len(ticks) >= 2
     assert all(limits[0] <= t <= limits[1] for t in ticks)
     np.testing.assert_allclose([np.log10(float(s)) for s in labels], ticks, atol=1e-3)
+
+
+@pytest.mark.parametrize("ids", ["strings", "numbers"])
+def test_lines_by_draws_the_lines_of_seaborn_lines_grouped_to_the_byte(tmp_path, ids):
+    """The many-lines mark (spider, patient lines, availability) is seaborn's Lines with group=.
+
+    Rows of a patient interleaved with others' and out of visit order, a missing value, several
+    facets and colours: the PNG and the line collections are those of ``so.Lines(group=...)``.
+    """
+    import seaborn.objects as so
+    from matplotlib.figure import Figure
+
+    from cytotrial.pl._layout import LINE_CODES, lines_by, with_line_codes
+
+    rng = np.random.default_rng(5)
+    n = 60
+    patient = [f"P{i:03d}" for i in rng.permutation(n)] if ids == "strings" else rng.permutation(n)
+    frame = pd.DataFrame(
+        {
+            "patient_id": np.repeat(patient, 4),
+            "visit": np.tile([2.0, 0.0, 3.0, 1.0], n),
+            "y": rng.normal(size=4 * n),
+            "arm": np.repeat(rng.choice(["A", "B", "C"], n), 4),
+            "facet": np.repeat(rng.choice(["f1", "f2", "f3", "f4"], n), 4),
+        }
+    ).sample(frac=1.0, random_state=1, ignore_index=True)  # rows interleaved
+    frame.loc[7, "y"] = np.nan
+
+    def draw(mark, **variables):
+        fig = Figure(figsize=(6, 4))
+        plot = so.Plot(frame, x="visit", y="y", color="arm").add(mark, legend=False, **variables)
+        plot.facet(col="facet", wrap=2).on(fig).plot()
+        fig.savefig(tmp_path / "out.png", dpi=60)
+        collections = [
+            ([segment.tolist() for segment in c.get_segments()], to_hex(c.get_colors()[0]))
+            for ax in fig.axes
+            for c in ax.collections
+        ]
+        return (tmp_path / "out.png").read_bytes(), collections
+
+    frame = with_line_codes(frame, "patient_id")
+    grouped = draw(so.Lines(alpha=0.5, linewidth=1.0), group="patient_id")
+    coded = draw(lines_by(alpha=0.5, linewidth=1.0), line=LINE_CODES)
+    assert coded[1] == grouped[1]
+    assert coded[0] == grouped[0]
+    # one line per patient and facet, each in visit order
+    lines = [segment for segments, _ in coded[1] for segment in segments]
+    assert len(lines) == frame.dropna().groupby(["facet", "patient_id"]).ngroups
+    assert all(np.all(np.diff(np.asarray(line)[:, 0]) > 0) for line in lines)

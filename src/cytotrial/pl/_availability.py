@@ -16,12 +16,15 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from ._layout import (
+    LINE_CODES,
     block_figure,
     draw_on,
     drop_pads,
     facet_order,
     figure_title,
+    lines_by,
     visit_ticks,
+    with_line_codes,
     wrap_columns,
 )
 from ._style import _arms_order, _visit_order
@@ -145,8 +148,8 @@ def _availability_plot(table: pd.DataFrame, facets: list[str], columns: int, sho
     import seaborn.objects as so
 
     return (
-        so.Plot(table, x="_x", y="_y")
-        .add(so.Lines(color="0.85", linewidth=3), group="patient_id", legend=False)
+        so.Plot(with_line_codes(table, "patient_id"), x="_x", y="_y")
+        .add(lines_by(color="0.85", linewidth=3), line=LINE_CODES, legend=False)
         .add(
             so.Dot(pointsize=6, edgewidth=1.2),
             marker="status",

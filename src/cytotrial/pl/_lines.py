@@ -16,6 +16,7 @@ from matplotlib.lines import Line2D
 
 from ..tl import measure_unit
 from ._layout import (
+    LINE_CODES,
     block_figure,
     draw_on,
     drop_pads,
@@ -23,10 +24,12 @@ from ._layout import (
     figure_title,
     heading,
     legend_below,
+    lines_by,
     mark_zero,
     no_data,
     unique_titles,
     visit_ticks,
+    with_line_codes,
     wrap_columns,
 )
 from ._style import _arms_order, _panel_layout, _visit_order, arm_palette, feature_label
@@ -85,6 +88,8 @@ def _draw_blocks(
             _x=block["visit"].map(position).astype(float) + shift,
             _facet=block["population"].map(titles),
         )
+        if "patient_id" in data:  # a line per patient (lines_by)
+            data = with_line_codes(data, "patient_id")
         order = facet_order([titles[p] for p in pops], columns)
         plot = layers(so.Plot(data, x="_x", color="arm"))
         plot = plot.facet(col="_facet", order=order, wrap=columns).share(x=True, y=False)
@@ -208,9 +213,7 @@ def plot_patient_lines(
 
     def layers(plot: so.Plot) -> so.Plot:
         return (
-            plot.add(
-                so.Lines(alpha=0.3, linewidth=0.8), y="log2fc", group="patient_id", legend=False
-            )
+            plot.add(lines_by(alpha=0.3, linewidth=0.8), y="log2fc", line=LINE_CODES, legend=False)
             .add(
                 so.Line(marker="o", pointsize=5, linewidth=2.4),
                 so.Agg("median"),

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..tl import RESPONSE_CATEGORIES
 from ._layout import (
+    LINE_CODES,
     RESPONSE_COLOURS,
     block_figure,
     draw_on,
@@ -23,11 +24,13 @@ from ._layout import (
     figure_title,
     heading,
     legend_below,
+    lines_by,
     mark_zero,
     no_data,
     placeholder,
     unique_titles,
     visit_ticks,
+    with_line_codes,
     wrap_columns,
 )
 from ._style import _arms_order, _visit_order, feature_label
@@ -158,13 +161,17 @@ def plot_spider(
     def draw(block: pd.DataFrame, facets: list[str], columns: int) -> so.Plot:
         position = {v: i for i, v in enumerate(_visit_order(block))}
         return (
-            so.Plot(block.assign(_x=block["visit"].map(position)), x="_x", y="log2fc")
-            # one collection of lines and one of points per facet, not an artist per patient:
-            # a phase 3 trial has hundreds of patients per facet
+            so.Plot(
+                with_line_codes(block.assign(_x=block["visit"].map(position)), "patient_id"),
+                x="_x",
+                y="log2fc",
+            )
+            # one collection of lines and one of points per facet, not an artist per patient,
+            # split per patient by the mark: a phase 3 trial has hundreds of patients per facet
             .add(
-                so.Lines(linewidth=1.1, alpha=0.85),
+                lines_by(linewidth=1.1, alpha=0.85),
                 color="best_response",
-                group="patient_id",
+                line=LINE_CODES,
                 legend=False,
             )
             .add(so.Dots(pointsize=3, alpha=0.85), color="best_response", legend=False)
