@@ -215,9 +215,8 @@ def _shared_file_problems(typed: pd.DataFrame, *, sheet: Path, label: str) -> li
     return problems
 
 
-def _whole(value: object, column: str) -> int | None:
-    """A cycle or day the schema allows, else ``None`` (its problem is said already)."""
-    minimum = load_schema("samples")["properties"][column].get("minimum", 0)
+def _whole(value: object, minimum: int) -> int | None:
+    """A cycle or day the schema allows (``minimum``), else ``None`` (its problem is said already)."""
     valid = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
     return value if valid else None
 
@@ -230,8 +229,10 @@ def _visit_problems(typed: pd.DataFrame, *, label: str) -> list[str]:
     """
     pairs: dict[str, dict[tuple[int, int], list[int]]] = {}
     times: dict[tuple[str, int, int], dict[str, list[int]]] = {}
+    columns = load_schema("samples")["properties"]
+    least = {column: columns[column].get("minimum", 0) for column in ("cycle", "day")}
     for position, row in enumerate(typed[["visit", "cycle", "day", "compartment"]].itertuples()):
-        cycle, day = _whole(row.cycle, "cycle"), _whole(row.day, "day")
+        cycle, day = _whole(row.cycle, least["cycle"]), _whole(row.day, least["day"])
         if not row.visit or cycle is None or day is None:
             continue  # said already
         pairs.setdefault(row.visit, {}).setdefault((cycle, day), []).append(position + 2)

@@ -42,7 +42,15 @@ _PAD = "\u2060pad"
 
 
 def theme() -> dict[str, Any]:
-    """The seaborn theme of every figure (white, ticks, no top/right spines, paper-sized text)."""
+    """The seaborn theme of every figure (white, ticks, no top/right spines, paper-sized text).
+
+    A new mapping each call (callers may change it); seaborn builds it once per process.
+    """
+    return dict(_theme())
+
+
+@functools.cache
+def _theme() -> dict[str, Any]:
     import seaborn as sns
 
     return {

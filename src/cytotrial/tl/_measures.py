@@ -429,11 +429,16 @@ def missing_baselines(
 def _missing_values(group: pd.DataFrame, samples: pd.DataFrame) -> list[tuple[str, str, list]]:
     """(reason, measure, features) of each sample's features without a log2 value."""
     lacking = group[~np.isfinite(group["log2_value"].to_numpy(dtype=float))]
+    if lacking.empty:  # most patients of a trial: every value there
+        return []
     if "missing" not in lacking.columns:  # a table not made by measure_table: causes unknown
         lacking = lacking.assign(missing="")
     found = []
+    cells = dict(list(lacking.groupby("sample_id", sort=False)))
     for sample in samples.itertuples(index=False):
-        cell = lacking[lacking["sample_id"] == sample.sample_id]
+        cell = cells.get(sample.sample_id)
+        if cell is None:
+            continue
         for (measure, cause), features in cell.groupby(["measure", "missing"], sort=False):
             reason = f"{sample.visit} sample {sample.sample_id} has no {measure} value"
             reason += f" ({cause})" if cause else ""
