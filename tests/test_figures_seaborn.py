@@ -607,35 +607,3 @@ def test_lines_by_draws_the_lines_of_seaborn_lines_grouped_to_the_byte(tmp_path,
     lines = [segment for segments, _ in coded[1] for segment in segments]
     assert len(lines) == frame.dropna().groupby(["facet", "patient_id"]).ngroups
     assert all(np.all(np.diff(np.asarray(line)[:, 0]) > 0) for line in lines)
-
-
-def test_dense_layers_are_images_in_the_pdf_and_the_rest_stays_vector(tmp_path):
-    """A collection of more than DENSE_MARKS marks is an image in the PDF; smaller ones are not."""
-    import zlib
-
-    from matplotlib.figure import Figure
-
-    from cytotrial.pl._style import DENSE_MARKS, save_figure
-
-    def pdf_of(n_points):
-        fig = Figure(figsize=(3, 3))
-        ax = fig.subplots()
-        rng = np.random.default_rng(0)
-        dense = ax.scatter(*rng.normal(size=(2, n_points)), s=2)
-        sparse = ax.scatter([0.0, 1.0], [0.0, 1.0], s=30, color="red")
-        png, pdf = save_figure(fig, tmp_path / f"f{n_points}")
-        assert not dense.get_rasterized() and not sparse.get_rasterized()  # left as they were
-        raw = pdf.read_bytes()
-        streams = [
-            zlib.decompress(part.split(b"stream\n", 1)[1].rsplit(b"endstream", 1)[0])
-            for part in raw.split(b"endobj")
-            if b"/FlateDecode" in part and b"/Image" not in part and b"stream\n" in part
-        ]
-        return raw.count(b"/Subtype /Image"), b"".join(streams), png.read_bytes()
-
-    images, content, _ = pdf_of(DENSE_MARKS)
-    assert images == 0  # at the limit: every point is a vector mark
-    assert content.count(b" Do") >= DENSE_MARKS
-    images, content, _ = pdf_of(DENSE_MARKS + 1)
-    assert images >= 1  # the dense layer, drawn as an image (and its transparency mask)
-    assert 2 <= content.count(b" Do") < 10  # the two red points are still vector marks

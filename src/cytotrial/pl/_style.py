@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.collections import Collection
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
@@ -30,11 +29,6 @@ __all__ = [
 # Okabe-Ito colour-blind palette, for arms without a fixed colour
 _PALETTE = ["#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#0072B2", "#F0E442", "#000000"]
 _PDF_METADATA = {"CreationDate": None, "ModDate": None}
-#: A collection of more marks than this (points, lines, cells) is drawn as an image in the PDF, at
-#: the PNG's resolution, as scanpy draws its embeddings: the axes, text and smaller layers stay
-#: vector. A phase 3 trial's spider plots hold thousands of lines and points per block; as
-#: vectors they take most of a figure's writing time, and a viewer's time to open the PDF.
-DENSE_MARKS = 500
 
 
 def arm_palette(arms: Sequence[str], arm_colors: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -163,22 +157,8 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 150) -> tuple[Path,
     fig.savefig(png, dpi=dpi, metadata={"Software": None})
     if fig.get_layout_engine() is not None:
         fig.set_layout_engine("none")
-    dense = [
-        c for c in fig.findobj(Collection) if _marks(c) > DENSE_MARKS and not c.get_rasterized()
-    ]
-    for collection in dense:
-        collection.set_rasterized(True)
-    try:
-        fig.savefig(pdf, metadata=_PDF_METADATA)
-    finally:
-        for collection in dense:
-            collection.set_rasterized(False)
+    fig.savefig(pdf, metadata=_PDF_METADATA)
     return png, pdf
-
-
-def _marks(collection: Collection) -> int:
-    """How many marks a collection draws: its points, or its paths (lines, polygons, cells)."""
-    return max(len(collection.get_offsets()), len(collection.get_paths()))
 
 
 def _save_tight(fig: Figure, png: str | Path, pdf: str | Path) -> None:
