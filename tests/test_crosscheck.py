@@ -230,6 +230,46 @@ def test_clusters_find_planted_populations_and_are_the_same_twice():
     assert abs(first.obsp["connectivities"] - graph.obsp["connectivities"]).max() == 0
 
 
+_EMBED_IN_A_FRESH_PROCESS = """
+import sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from test_crosscheck import _blobs
+from cytotrial import tl
+start = time.perf_counter()
+events = tl.cluster_events(_blobs(100), resolution=0.3, seed=0, n_epochs=20)
+np.save(sys.argv[2], events.obsm["X_umap"])
+"""
+
+
+def test_umap_compiles_its_layout_once_and_embeds_the_same_from_the_cache(tmp_path):
+    """UMAP's layout, compiled in a first process, is loaded from numba's cache in the next."""
+    import os
+    import subprocess
+
+    cache = tmp_path / "numba"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    here = str(Path(__file__).resolve().parent)
+    for name in ("first", "second"):
+        subprocess.run(
+            [sys.executable, "-c", _EMBED_IN_A_FRESH_PROCESS, here, str(tmp_path / name)],
+            env=env,
+            check=True,
+        )
+        if name == "first":  # the compiled layout functions were written to the cache
+            written = {p.name for p in cache.rglob("*") if p.suffix in (".nbi", ".nbc")}
+            # (umap caches a few small helpers itself; its layout epoch is ours to cache)
+            epoch = "layouts._optimize_layout_euclidean_single_epoch"
+            assert any(n.startswith(epoch) and n.endswith(".nbc") for n in written), written
+            stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*.nbc")}
+    # the second process loaded them: nothing compiled, nothing written again
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.nbc")} == stamps
+    first, second = np.load(tmp_path / "first.npy"), np.load(tmp_path / "second.npy")
+    np.testing.assert_array_equal(first, second)
+    ours = stats.cluster_events(_blobs(100), resolution=0.3, seed=0, n_epochs=20)
+    np.testing.assert_array_equal(ours.obsm["X_umap"], first)
+
+
 # --------------------------------------------------------------------------------------------
 # what the figures draw: density difference, cluster markers
 # --------------------------------------------------------------------------------------------

@@ -418,6 +418,35 @@ def umap_graph(events: AnnData, *, n_neighbors: int = 15, use_rep: str = "X") ->
     }
 
 
+def _keep_umap_compiled() -> None:
+    """Keep UMAP's compiled layout functions on disk between processes (numba's cache).
+
+    umap-learn compiles its layout functions with numba without numba's cache, so every process
+    that runs UMAP compiles them again: over a second of each cross-check job. Numba's own
+    ``enable_caching`` on those functions writes the compiled code once (beside umap's sources,
+    else in the user's numba cache folder, or ``NUMBA_CACHE_DIR``) and loads it in later
+    processes: the same code, the same embedding. Where numba cannot cache, UMAP compiles as
+    before.
+    """
+    import warnings
+
+    try:
+        from numba.core.caching import NullCache
+        from numba.core.registry import CPUDispatcher
+
+        with warnings.catch_warnings():  # as scanpy imports umap: its optional parametric UMAP
+            warnings.filterwarnings("ignore", message=r"Tensorflow not installed")
+            from umap import layouts
+    except ImportError:  # pragma: no cover - umap-learn and numba are dependencies
+        return
+    for function in vars(layouts).values():
+        if isinstance(function, CPUDispatcher) and isinstance(function._cache, NullCache):
+            try:
+                function.enable_caching()
+            except RuntimeError:  # no folder numba can write its cache to
+                return
+
+
 def cluster_events(
     events: AnnData,
     *,
@@ -472,6 +501,7 @@ def cluster_events(
     if start.shape[1] < 2:  # one marker: its component and a constant
         start = np.column_stack([start[:, 0], np.zeros(len(start))])
     graph = events.obsp["connectivities"].copy()
+    _keep_umap_compiled()
     sc.tl.umap(events, random_state=seed, init_pos=start, maxiter=n_epochs)
     events.obsp["connectivities"] = graph
     return events
