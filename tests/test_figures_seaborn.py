@@ -377,6 +377,11 @@ def test_availability_draws_a_mark_per_scheduled_visit(drawn, trial):
     assert sorted(patients) == [f"P{i:02d}" for i in range(1, 11)] + ["P21"]
     marks = sum(len(c.get_offsets()) for c in blood.collections if isinstance(c, PathCollection))
     assert marks == 10 * 3 - 1 + 1  # P03 has no blood baseline; P21 only its dropout
+    # one lane per patient, drawn under the visits' marks
+    (lanes,) = [c for c in blood.collections if isinstance(c, LineCollection)]
+    assert len(lanes.get_segments()) == len(patients)
+    dots = [c for c in blood.collections if isinstance(c, PathCollection)]
+    assert all(lanes.get_zorder() < c.get_zorder() for c in dots)
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == [
         f"analysed ({trial.n_obs - 1})", "analysed, flagged (1)", "missed (1)",

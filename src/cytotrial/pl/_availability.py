@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pandas as pd
+from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 
 from ._layout import (
@@ -129,8 +130,9 @@ def plot_sample_availability(
             ax.set_yticks(range(len(patients[arm])), patients[arm], fontsize=7)
             ax.tick_params(axis="y", labelleft=True)
             ax.set_ylim(-0.7, len(patients[arm]) - 0.3)
-            for lane in ax.lines:  # lanes under the marks
-                lane.set_zorder(0.5)
+            for lanes in ax.collections:  # the lanes (one line collection) under the marks
+                if isinstance(lanes, LineCollection):
+                    lanes.set_zorder(0.5)
     counts = table["status"].value_counts()
     _status_legend(fig, counts, shown)
     analysed = counts.get("analysed", 0) + counts.get("analysed, flagged", 0)
