@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 
 from ._layout import (
@@ -130,9 +129,6 @@ def plot_sample_availability(
             ax.set_yticks(range(len(patients[arm])), patients[arm], fontsize=7)
             ax.tick_params(axis="y", labelleft=True)
             ax.set_ylim(-0.7, len(patients[arm]) - 0.3)
-            for lanes in ax.collections:  # the lanes (one line collection) under the marks
-                if isinstance(lanes, LineCollection):
-                    lanes.set_zorder(0.5)
     counts = table["status"].value_counts()
     _status_legend(fig, counts, shown)
     analysed = counts.get("analysed", 0) + counts.get("analysed, flagged", 0)
@@ -151,7 +147,12 @@ def _availability_plot(table: pd.DataFrame, facets: list[str], columns: int, sho
 
     return (
         so.Plot(with_line_codes(table, "patient_id"), x="_x", y="_y")
-        .add(lines_by(color="0.85", linewidth=3), line=LINE_CODES, legend=False)
+        # the lanes under the marks
+        .add(
+            lines_by(color="0.85", linewidth=3, artist_kws={"zorder": 0.5}),
+            line=LINE_CODES,
+            legend=False,
+        )
         .add(
             so.Dot(pointsize=6, edgewidth=1.2),
             marker="status",
