@@ -1,6 +1,6 @@
 """``cytotrial bench-pipeline``: the whole workflow timed beside FlowKit, an edit, and phase 3 size.
 
-Four figures, measured on this machine in one run (compare their ratios, not their absolute
+Five figures, measured on this machine in one run (compare their ratios, not their absolute
 values, across machines):
 
 1. **Whole demo**: the demo's workflow copied to a working folder, its trial simulated (not
@@ -12,7 +12,12 @@ values, across machines):
 3. **One-gate edit**: one gate of the blood strategy moved (a polygon's vertices shifted by 1%),
    then the time until the counts and the gating review pages are up to date, and until the
    whole pipeline is.
-4. **Phase 3** (``--phase3``): a trial of 391 + 392 patients simulated, the whole pipeline run on
+4. **The floor of the whole demo**: the jobs the whole demo ran (read from Snakemake's records
+   of the run), each replaced by a job that only starts Python and loads the libraries its rule
+   uses, with the same dependencies between them, run by Snakemake on the same cores; and
+   Snakemake's own start-up with nothing to do. However fast the jobs' work, the whole demo
+   cannot run in less; only fewer jobs, or jobs loading less, lower the floor.
+5. **Phase 3** (``--phase3``): a trial of 391 + 392 patients simulated, the whole pipeline run on
    it as a user's config (sheet, patients table, the demo's strategies and settings); wall time
    and the peak memory of every process, Snakemake's own included.
 
@@ -23,6 +28,10 @@ each process, named by its rule (the script it runs) or ``snakemake`` for the ma
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
+import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -37,12 +46,41 @@ import yaml
 from ..errors import CytotrialError
 from ._bench import machine_description, workflow_root
 
-__all__ = ["run_bench_pipeline", "shift_polygon", "timed_snakemake"]
+__all__ = [
+    "RULE_LIBRARIES",
+    "executed_jobs",
+    "floor_workflow",
+    "run_bench_pipeline",
+    "shift_polygon",
+    "timed_snakemake",
+]
 
 #: What is copied of the workflow folder to run it elsewhere (never results or the simulated demo).
 _WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "profiles", "resources/gating")
 #: Outputs that are up to date once an edited gate's counts and review pages are.
 EDIT_TARGETS = ("results/counts/populations.tsv", "results/qc/samples.tsv")
+
+
+#: The libraries each rule's script loads (the modules in ``sys.modules`` when its job ends, on the
+#: demo), as the floor's jobs import them. A rule not listed loads none.
+RULE_LIBRARIES: dict[str, tuple[str, ...]] = {
+    "gate": ("pandas", "scipy.stats", "flowkit"),
+    "qc_table": ("pandas", "scipy.stats", "anndata"),
+    "aggregate": ("pandas", "scipy.stats", "anndata", "matplotlib"),
+    "export_gates": ("pandas", "scipy.stats", "flowkit"),
+    "stats": ("pandas", "anndata", "statsmodels.api", "lifelines", "formulaic"),
+    "figures": ("pandas", "seaborn.objects", "matplotlib.pyplot", "statsmodels.api"),
+    "gate_positions": ("pandas", "seaborn.objects", "matplotlib.pyplot", "statsmodels.api"),
+    "qc_figures": ("anndata", "seaborn.objects", "matplotlib.pyplot", "statsmodels.api"),
+    "patient_figures": ("anndata", "seaborn.objects", "matplotlib.pyplot", "statsmodels.api"),
+    "km_figures": ("anndata", "seaborn.objects", "statsmodels.api", "lifelines", "formulaic"),
+    "events": ("scanpy", "flowkit", "seaborn.objects", "statsmodels.api", "umap", "leidenalg"),
+    "review_pages": ("pandas", "flowio", "matplotlib.pyplot"),
+    "gating_review": ("pandas", "PIL.Image"),
+    "report_overview": ("pandas", "anndata"),
+    "report_tables": ("pandas",),
+    "report_figures": ("pandas",),
+}
 
 
 class _Monitor(threading.Thread):
@@ -176,6 +214,78 @@ def flowkit_gating_time(workdir: Path, *, cores: int) -> dict:
     return {"seconds": time.perf_counter() - start, "files": len(sheet)}
 
 
+def executed_jobs(workdir: Path, *, since: float) -> list[dict]:
+    """The jobs Snakemake ran in ``workdir`` that started at or after ``since`` (epoch seconds).
+
+    From Snakemake's records of every output (``.snakemake/metadata``): each job's rule, outputs
+    and inputs, in the order they started.
+    """
+    root = workdir / ".snakemake" / "metadata"
+    jobs: dict[str, dict] = {}
+    for record in sorted(p for p in root.rglob("*") if p.is_file()):
+        # a record is named by its output's path, base64-encoded (long names split into folders)
+        output = base64.urlsafe_b64decode("".join(record.relative_to(root).parts)).decode()
+        data = json.loads(record.read_text(encoding="utf-8"))
+        if data.get("starttime") is None or data["starttime"] < since:
+            continue
+        job = jobs.setdefault(
+            data["job_hash"],
+            {"rule": data["rule"], "start": data["starttime"], "outputs": [], "inputs": []},
+        )
+        job["outputs"].append(output)
+        job["inputs"] = sorted(set(job["inputs"]) | set(data.get("input") or []))
+    return sorted(jobs.values(), key=lambda job: (job["start"], job["rule"], job["outputs"]))
+
+
+def floor_workflow(jobs: Sequence[dict], dest: Path) -> Path:
+    """A workflow of ``jobs`` that do no work: each only imports its rule's libraries.
+
+    A job depends on another when it read one of the other's outputs, as in the run recorded.
+    Returns the folder (its ``Snakefile`` beside one script per rule).
+    """
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    producer = {output: i for i, job in enumerate(jobs) for output in job["outputs"]}
+    rules = []
+    for rule in sorted({job["rule"] for job in jobs}):
+        lines = [f"import {library}\n" for library in RULE_LIBRARIES.get(rule, ())]
+        lines.append("open(snakemake.output[0], 'w').close()\n")
+        (dest / f"floor_{rule}.py").write_text("".join(lines), encoding="utf-8")
+    for i, job in enumerate(jobs):
+        needs = sorted({producer[path] for path in job["inputs"] if path in producer} - {i})
+        rules.append(
+            f"rule job{i}:\n"
+            f"    input: {[f'done/job{k}' for k in needs]!r}\n"
+            f"    output: 'done/job{i}'\n"
+            f"    script: 'floor_{job['rule']}.py'\n"
+        )
+    everything = ", ".join(f"'done/job{i}'" for i in range(len(jobs)))
+    (dest / "Snakefile").write_text(
+        f"rule all:\n    input: [{everything}]\n\n" + "\n".join(rules), encoding="utf-8"
+    )
+    return dest
+
+
+def slurm_plugin_wait(timeout: float = 15.0) -> float | None:
+    """Seconds every Snakemake start waits on this machine for SLURM's ``scontrol``, if long.
+
+    The SLURM executor plugin, when installed, runs ``scontrol show config`` as Snakemake loads
+    its plugins; with SLURM's client installed and no controller reachable that takes seconds.
+    None when the plugin or ``scontrol`` is absent, or it answers within a second.
+    """
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        return None
+    scontrol = shutil.which("scontrol")
+    if scontrol is None:
+        return None
+    start = time.perf_counter()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        subprocess.run([scontrol, "show", "config"], capture_output=True, timeout=timeout)
+    seconds = time.perf_counter() - start
+    return seconds if seconds > 1.0 else None
+
+
 def _peak_line(peaks: dict[str, float]) -> str:
     top = sorted(peaks.items(), key=lambda item: -item[1])
     return ", ".join(f"{label} {mb:.0f} MB" for label, mb in top[:6])
@@ -187,7 +297,10 @@ def _whole_demo(root: Path, workdir: Path, cores: int) -> tuple[Path, dict]:
     with open(demo / "config" / "config.yaml", encoding="utf-8") as handle:
         sheet = yaml.safe_load(handle)["samples"]
     timed_snakemake(demo, cores=cores, args=[sheet])  # the simulated demo, not timed
-    return demo, timed_snakemake(demo, cores=cores)
+    since = time.time()
+    run = timed_snakemake(demo, cores=cores)
+    run["jobs"] = executed_jobs(demo, since=since)
+    return demo, run
 
 
 def _review_targets(demo: Path) -> list[str]:
@@ -247,17 +360,33 @@ def run_bench_pipeline(args: argparse.Namespace) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     cores = args.cores
     print(f"machine: {machine_description()}; --cores {cores}")
+    waits = slurm_plugin_wait()
+    if waits is not None:
+        print(
+            f"note: every Snakemake start here waits {waits:.1f} s for SLURM's scontrol (the SLURM "
+            "executor plugin is installed, SLURM's client finds no controller); the times below "
+            "include it"
+        )
     demo, whole = _whole_demo(root, workdir, cores)
     print(
-        f"whole demo (every rule, report pages included): {whole['wall_s']:.1f} s wall; "
-        f"peak memory {_peak_line(whole['peaks_mb'])}"
+        f"whole demo (every rule, report pages included): {whole['wall_s']:.1f} s wall, "
+        f"{len(whole['jobs'])} jobs; peak memory {_peak_line(whole['peaks_mb'])}"
     )
+    flowkit = None
     if not args.skip_flowkit:
         flowkit = flowkit_gating_time(demo, cores=cores)
         print(
             f"FlowKit Session gating the same {flowkit['files']} files: {flowkit['seconds']:.1f} s; "
             f"whole demo / FlowKit = {whole['wall_s'] / flowkit['seconds']:.2f}"
         )
+    idle = timed_snakemake(demo, cores=cores)
+    floor = timed_snakemake(floor_workflow(whole["jobs"], workdir / "floor"), cores=cores)
+    ratio = f" = {floor['wall_s'] / flowkit['seconds']:.2f} x FlowKit" if flowkit else ""
+    print(
+        f"floor: Snakemake with nothing to do {idle['wall_s']:.1f} s; the whole demo's "
+        f"{len(whole['jobs'])} jobs, each only loading its libraries, same dependencies: "
+        f"{floor['wall_s']:.1f} s{ratio}"
+    )
     to_counts, rest = _edit_one_gate(demo, cores)
     print(
         f"one-gate edit (blood singlets moved 1%): counts and review pages updated in "
@@ -277,4 +406,5 @@ def run_bench_pipeline(args: argparse.Namespace) -> int:
     if not args.keep:
         shutil.rmtree(workdir / "demo", ignore_errors=True)
         shutil.rmtree(workdir / "phase3", ignore_errors=True)
+        shutil.rmtree(workdir / "floor", ignore_errors=True)
     return 0
