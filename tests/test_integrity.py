@@ -444,10 +444,14 @@ def test_a_rule_ends_with_one_line_on_a_full_disk(tmp_path, capfd, monkeypatch):
     monkeypatch.setattr(sys, "stderr", sys.stderr)
     sys.path.insert(0, str(ROOT / "workflow/scripts"))
     try:
+        import _log
         from _log import rule_log
     finally:
         sys.path.remove(str(ROOT / "workflow/scripts"))
-    job = SimpleNamespace(log=[str(tmp_path / "job.log")], output=["results/counts/mfi.tsv"])
+    monkeypatch.setattr(_log, "limit_threads", lambda threads: None)  # not this process's
+    job = SimpleNamespace(
+        log=[str(tmp_path / "job.log")], output=["results/counts/mfi.tsv"], threads=1
+    )
     with pytest.raises(SystemExit) as stopped, rule_log(job):
         raise OSError(errno.ENOSPC, "No space left on device")
     assert stopped.value.code == 1
@@ -458,6 +462,41 @@ def test_a_rule_ends_with_one_line_on_a_full_disk(tmp_path, capfd, monkeypatch):
     # an unrelated OSError is a bug: it is not hidden
     with pytest.raises(OSError, match="Bad file descriptor"), rule_log(job):
         raise OSError(errno.EBADF, "Bad file descriptor")
+
+
+_THREADS_PROBE = """
+import json
+import sys
+from types import SimpleNamespace
+sys.path.insert(0, {scripts!r})
+if {numpy_first}:
+    import numpy
+from _log import rule_log
+job = SimpleNamespace(log=[{log!r}], output=[], threads={threads})
+with rule_log(job):
+    import numpy
+    from threadpoolctl import threadpool_info
+    blas = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    sys.__stdout__.write(json.dumps(blas))
+"""
+
+
+@pytest.mark.parametrize("numpy_first", [False, True])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_rule_script_gives_numerical_libraries_its_threads(tmp_path, threads, numpy_first):
+    """A one-thread job's BLAS runs one thread (its default is one per core), loaded before or after."""
+    code = _THREADS_PROBE.format(
+        scripts=str(ROOT / "workflow/scripts"),
+        numpy_first=numpy_first,
+        log=str(tmp_path / "job.log"),
+        threads=threads,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    blas = json.loads(done.stdout)
+    assert blas and set(blas) == {threads}, done.stdout
 
 
 # ---------------------------------------------------------------------------------------------

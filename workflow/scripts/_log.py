@@ -5,6 +5,7 @@ same way: one line naming the path and what to do, never a traceback.
 """
 
 import contextlib
+import os
 import sys
 
 from cytotrial.errors import CytotrialError
@@ -36,13 +37,41 @@ def _write_problem(error, snakemake):
     return write_error(error, error.filename or (outputs[0] if outputs else None))
 
 
+#: What numerical libraries read for their threads (OpenMP, OpenBLAS, MKL, Accelerate, numexpr).
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+def limit_threads(threads):
+    """Numerical libraries use the job's threads, as Snakemake sets them for shell commands.
+
+    A script job is left to the libraries' defaults, a thread per core: two one-thread jobs side
+    by side then ask for four, and OpenBLAS's idle threads spin on cores the other job needs.
+    Libraries loaded later read the variables; those already loaded are limited in place.
+    """
+    count = max(1, int(threads))
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(count)
+    if "numpy" in sys.modules:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=count)
+
+
 @contextlib.contextmanager
 def rule_log(snakemake):
     """Write stdout/stderr to the rule's log; a CytotrialError ends the job with its one-line message.
 
     So do a full disk, an exceeded quota, a missing write permission and a read-only file system
-    (as a :class:`cytotrial.errors.WriteError` naming the path).
+    (as a :class:`cytotrial.errors.WriteError` naming the path). Numerical libraries use the
+    job's threads (:func:`limit_threads`).
     """
+    limit_threads(snakemake.threads)
     path = snakemake.log[0]
     try:
         log = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed below, even on a full disk)
