@@ -375,6 +375,13 @@ def test_availability_draws_a_mark_per_scheduled_visit(drawn, trial):
     assert _ticks(blood) == VISITS
     patients = [t.get_text() for t in blood.get_yticklabels()]
     assert sorted(patients) == [f"P{i:02d}" for i in range(1, 11)] + ["P21"]
+    # the arm's other compartments share its lanes: the same ticks, named once, at the left
+    for compartment in (MARROW, "tumor"):
+        beside = _panel(fig, ARM_A, compartment)
+        assert list(beside.get_yticks()) == list(blood.get_yticks())
+        assert not any(t.get_visible() for t in beside.get_yticklabels())
+    assert all(t.get_visible() for t in blood.get_yticklabels())
+    assert blood.get_position().x0 < _panel(fig, ARM_A, "tumor").get_position().x0
     marks = sum(len(c.get_offsets()) for c in blood.collections if isinstance(c, PathCollection))
     assert marks == 10 * 3 - 1 + 1  # P03 has no blood baseline; P21 only its dropout
     # one lane per patient, drawn under the visits' marks

@@ -127,7 +127,9 @@ def plot_sample_availability(
             ax = axes[f"{arm}\n{compartment}"]
             visit_ticks(ax, schedule[compartment], rotate=len(schedule[compartment]) > 6)
             ax.set_yticks(range(len(patients[arm])), patients[arm], fontsize=7)
-            ax.tick_params(axis="y", labelleft=True)
+            # an arm's compartments are side by side on the same lanes: its first names them
+            # (at phase 3 the labels were half the figure's drawing time)
+            ax.tick_params(axis="y", labelleft=compartment == comps[0])
             ax.set_ylim(-0.7, len(patients[arm]) - 0.3)
     counts = table["status"].value_counts()
     _status_legend(fig, counts, shown)
