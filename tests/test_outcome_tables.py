@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from threadpoolctl import threadpool_limits
 
 from conftest import (
     ANALYSIS,
@@ -332,6 +333,16 @@ def test_unreadable_qc_table_is_a_one_line_config_error(inputs, tmp_path):
 # --------------------------------------------------------------------------------------------
 # the rule scripts, as Snakemake runs them
 # --------------------------------------------------------------------------------------------
+# what the rule log sets (workflow/scripts/_log.py)
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
 class _Named(dict):
     """Stand-in for Snakemake's named lists: ``x.name``, ``x.items()``, ``x[0]`` for one value."""
 
@@ -347,14 +358,19 @@ def _run_script(script: str, monkeypatch, *, inputs, outputs, params, log: Path)
     monkeypatch.setattr(sys, "stdout", sys.stdout)  # the rule log swaps the streams: restore
     monkeypatch.setattr(sys, "stderr", sys.stderr)
     monkeypatch.setattr(sys, "path", list(sys.path))
+    # the rule log gives numerical libraries the job's threads: this process's are restored after
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     smk = _Named(
         input=_Named(inputs),
         output=_Named(outputs),
         params=_Named(params),
         log=[str(log)],
         scriptdir=str(SCRIPTS),
+        threads=1,
     )
-    return runpy.run_path(str(SCRIPTS / script), init_globals={"snakemake": smk})
+    with threadpool_limits(limits=None):
+        return runpy.run_path(str(SCRIPTS / script), init_globals={"snakemake": smk})
 
 
 def test_stats_script_reads_the_sheet_and_qc_table(inputs, tmp_path, monkeypatch):
