@@ -333,16 +333,6 @@ def test_unreadable_qc_table_is_a_one_line_config_error(inputs, tmp_path):
 # --------------------------------------------------------------------------------------------
 # the rule scripts, as Snakemake runs them
 # --------------------------------------------------------------------------------------------
-# what the rule log sets (workflow/scripts/_log.py)
-THREAD_VARIABLES = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-)
-
-
 class _Named(dict):
     """Stand-in for Snakemake's named lists: ``x.name``, ``x.items()``, ``x[0]`` for one value."""
 
@@ -359,7 +349,7 @@ def _run_script(script: str, monkeypatch, *, inputs, outputs, params, log: Path)
     monkeypatch.setattr(sys, "stderr", sys.stderr)
     monkeypatch.setattr(sys, "path", list(sys.path))
     # the rule log gives numerical libraries the job's threads: this process's are restored after
-    for name in THREAD_VARIABLES:
+    for name in runpy.run_path(str(SCRIPTS / "_log.py"))["THREAD_VARIABLES"]:
         monkeypatch.delenv(name, raising=False)
     smk = _Named(
         input=_Named(inputs),

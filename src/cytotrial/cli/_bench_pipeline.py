@@ -230,10 +230,12 @@ def executed_jobs(workdir: Path, *, since: float) -> list[dict]:
             continue
         job = jobs.setdefault(
             data["job_hash"],
-            {"rule": data["rule"], "start": data["starttime"], "outputs": [], "inputs": []},
+            {"rule": data["rule"], "start": data["starttime"], "outputs": [], "inputs": set()},
         )
         job["outputs"].append(output)
-        job["inputs"] = sorted(set(job["inputs"]) | set(data.get("input") or []))
+        job["inputs"].update(data.get("input") or [])
+    for job in jobs.values():
+        job["inputs"] = sorted(job["inputs"])
     return sorted(jobs.values(), key=lambda job: (job["start"], job["rule"], job["outputs"]))
 
 
