@@ -23,6 +23,7 @@ include: "workflow/rules/plots.smk"
 include: "workflow/rules/review.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/export.smk"
+include: "workflow/rules/run_end.smk"
 
 
 rule all:

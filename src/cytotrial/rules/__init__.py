@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ._crosscheck import run_event_crosscheck
     from ._gate import run_gate_batch
     from ._paths import fcs_for_workdir, fcs_relative_to_sheet, resolve_sheet_fcs, sheet_fcs
-    from ._recovery import stale_lock_note
+    from ._recovery import cancel_pending_timers, stale_lock_note
     from ._report import (
         REPORT_CATEGORIES,
         REPORT_OVERVIEW,
@@ -91,6 +91,7 @@ _EXPORTS = {
     "run_report_tables": "._report",
     "run_review_pages": "._review",
     "sheet_fcs": "._paths",
+    "cancel_pending_timers": "._recovery",
     "stale_lock_note": "._recovery",
     "verify_checksums": "._checksums",
     "write_batch": "._batches",
@@ -113,6 +114,7 @@ __all__ = [
     "ROOT_BATCH",
     "ReviewRun",
     "assign_batches",
+    "cancel_pending_timers",
     "fcs_for_workdir",
     "fcs_relative_to_sheet",
     "figure_page",
