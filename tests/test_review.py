@@ -461,10 +461,12 @@ def test_pages_drawn_on_a_reused_canvas_are_the_bytes_of_pages_on_new_figures(tr
 # drawn once, then only where a page changed
 
 
-def _run(trial, pages: Path, out: Path, *, gates=None, qc=None, choice="all", threads=1):
+def _run(
+    trial, pages: Path, out: Path, *, gates=None, qc=None, choice="all", threads=1, batches=None
+):
     return run_review_pages(
-        batch=trial["batch"],
-        gates=gates or trial["gates"],
+        batches=batches or [trial["batch"]],
+        gates=gates if isinstance(gates, list) else [gates or trial["gates"]],
         qc=qc or trial["qc"],
         strategies={"blood": trial["spec"]},
         panels=PANELS,
@@ -562,6 +564,72 @@ def test_a_batch_whose_inputs_did_not_change_writes_its_table_without_loading_a_
     moved.to_csv(gates, sep="\t", index=False, lineterminator="\n")
     assert _run(trial, pages, out, gates=gates, qc=qc_path).drawn == ["S1"]
     assert loads == [1, 1, 1]
+
+
+def _split(trial, folder: Path) -> tuple[list[Path], list[Path]]:
+    """The trial's batch as two batches (S0 and S1; S2 and BAD), each with its gate positions."""
+    folder.mkdir()
+    members = pd.read_csv(trial["batch"], sep="\t", dtype=str)
+    positions = read_gate_positions([trial["gates"]])
+    batches, gates = [], []
+    for name, ids in (("batch_one", ["S0", "S1"]), ("batch_two", ["S2", "BAD"])):
+        members[members["sample_id"].isin(ids)].to_csv(
+            folder / f"{name}.tsv", sep="\t", index=False
+        )
+        positions[positions["sample_id"].isin(ids)].to_csv(
+            folder / f"{name}.gates.tsv", sep="\t", index=False, lineterminator="\n"
+        )
+        batches.append(folder / f"{name}.tsv")
+        gates.append(folder / f"{name}.gates.tsv")
+    return batches, gates
+
+
+def test_one_job_draws_every_batch_and_keeps_the_table_of_a_batch_that_did_not_change(
+    trial, tmp_path, monkeypatch
+):
+    """Two batches in one job, their pages drawn by one pool.
+
+    A change in one batch draws its page alone; the other batch's table is remembered without
+    loading its strategy.
+    """
+    import cytotrial.gating
+
+    batches, gates = _split(trial, tmp_path / "batches")
+    pages, out = tmp_path / "pages", tmp_path / "pages.tsv"
+    first = _run(trial, pages, out, batches=batches, gates=gates, threads=2)
+    assert sorted(first.drawn) == ["BAD", "S0", "S1", "S2"] and first.kept == []
+    table = pd.read_csv(out, sep="\t", keep_default_na=False)
+    order = list(pd.read_csv(trial["qc"], sep="\t", dtype=str)["sample_id"])
+    one, two = [[s for s in order if s in ids] for ids in (("S0", "S1"), ("S2", "BAD"))]
+    assert list(table["sample_id"]) == one + two  # batch by batch, each in the QC table's order
+    assert list(table.columns) == REVIEW_PAGE_COLUMNS
+    # the same pages as the batches drawn as one
+    whole = _run(trial, tmp_path / "whole", tmp_path / "whole.tsv")
+    assert sorted(whole.drawn) == sorted(first.drawn)
+    for sample_id in first.drawn:
+        (a,) = (pages / sample_id).glob("*.pdf")
+        (b,) = (tmp_path / "whole" / sample_id).glob("*.pdf")
+        assert a.name == b.name and a.read_bytes() == b.read_bytes()
+
+    loads = []
+    real = cytotrial.gating.load_panel_gating
+    monkeypatch.setattr(
+        cytotrial.gating, "load_panel_gating", lambda *a, **k: loads.append(1) or real(*a, **k)
+    )
+    # batch two's S2 moves: its page alone is drawn, batch one's table is remembered
+    moved = read_gate_positions([gates[1]])
+    row = (moved["sample_id"] == "S2") & (moved["gate"] == "cd3")
+    moved.loc[row, "position"] = moved.loc[row, "position"] + 0.01
+    moved.to_csv(gates[1], sep="\t", index=False, lineterminator="\n")
+    again = _run(trial, pages, out, batches=batches, gates=gates, threads=2)
+    assert again.drawn == ["S2"] and sorted(again.kept) == ["BAD", "S0", "S1"]
+    assert loads == [1]  # batch two's strategy; batch one's is not loaded
+    # nothing changed: nothing loaded, nothing drawn, the same table
+    before = out.read_bytes()
+    assert _run(trial, pages, out, batches=batches, gates=gates).drawn == [] and loads == [1]
+    assert out.read_bytes() == before
+    with pytest.raises(ValueError, match="one gate positions table per batch"):
+        _run(trial, pages, out, batches=batches, gates=gates[:1])
 
 
 def test_a_page_drawn_twice_is_the_same_bytes(trial, tmp_path):

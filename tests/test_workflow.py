@@ -128,10 +128,7 @@ def test_demo_gating_review_has_a_page_per_chosen_sample_and_a_png_per_flagged_o
     from pypdf import PdfReader
 
     qc = pd.read_csv(demo / "results/qc/samples.tsv", sep="\t", keep_default_na=False)
-    pages = pd.concat(
-        pd.read_csv(path, sep="\t", keep_default_na=False)
-        for path in sorted((demo / "results/gating/review").glob("batch_*.tsv"))
-    )
+    pages = pd.read_csv(demo / "results/gating/review/pages.tsv", sep="\t", keep_default_na=False)
     assert len(pages) > 0 and pages["sample_id"].is_unique
     for panel in ("blood", "tumor"):
         drawn = int((pages["panel"] == panel).sum())
@@ -331,12 +328,12 @@ def test_strategy_or_mapping_change_reruns_gating_and_what_follows_only(demo, tm
     jobs = planned_jobs(work)
     assert set(jobs) == {"gate"} | downstream and "simulate_demo" not in jobs
     sheet = pd.read_csv(work / "resources/demo/samples.tsv", sep="\t")
-    # each panel's samples are batched apart: the blood batches alone are gated (every batch's
-    # review job reads the new QC table; only pages whose content changed are drawn again)
+    # each panel's samples are batched apart: the blood batches alone are gated (the one review
+    # job reads the new QC table; only pages whose content changed are drawn again)
     batches = [p.name for p in (work / "results/gating/batches").glob("batch_*.tsv")]
     blood = [name for name in batches if name.startswith("batch_blood_")]
     assert 1 <= len(blood) < len(batches)
-    assert jobs["gate"] == len(blood) and jobs["review_pages"] == len(batches)
+    assert jobs["gate"] == len(blood) and jobs["review_pages"] == 1
 
     # a changed population mapping in config: the same jobs re-run (by the gate rule's params)
     snakemake(work, "--cores", "2", "--touch")

@@ -1,5 +1,5 @@
 # The gating review: a page per sample (its gates as placed for it, on its parent's events), drawn
-# per gating batch and only where a page changed, then assembled into a PDF per panel.
+# only where a page changed (one job for every batch), then assembled into a PDF per panel.
 from cytotrial.rules import REVIEW_PDF, figure_page, report_entry, review_report_entry
 
 # The samples drawn: figures.gating_review (all, flagged or a list of ids) and per_batch more.
@@ -19,33 +19,31 @@ localrules:
 
 
 rule review_pages:
-    """Draw the review page of each chosen sample of one gating batch whose page is not drawn
-    yet: the gates in strategy order, each on its parent's events as gated (compensated,
-    transformed, after acquisition QC) on FlowJo-style axes, where it was placed for the sample,
-    with the percentage of its parent; the sample, panel, batch, status and flags in the heading.
-    A page is kept under results/gating/review/pages/ by the fingerprint of what it shows, so an
-    unchanged sample is neither read nor drawn again; the output lists the batch's pages.
+    """Draw the review page of each chosen sample whose page is not drawn yet, for every gating
+    batch in one job: the gates in strategy order, each on its parent's events as gated
+    (compensated, transformed, after acquisition QC) on FlowJo-style axes, where it was placed
+    for the sample, with the percentage of its parent; the sample, panel, batch, status and flags
+    in the heading. A page is kept under results/gating/review/pages/ by the fingerprint of what
+    it shows, so an unchanged sample is neither read nor drawn again; the output lists the pages.
     """
     input:
-        batch=batch_file,
-        fcs=batch_fcs,
-        strategies=batch_strategy_files,
+        batches=lambda w: [BATCH_FILE.format(batch=b) for b in sorted(batches())],
+        fcs=sample_fcs_files,
+        strategies=[spec["strategy"] for spec in config["strategies"].values()],
         compensation=compensation_files(),
-        gates="results/gating/batch_{batch}.gates.tsv",
+        gates=lambda w: gated_batches("gates"),
         qc="results/qc/samples.tsv",
     output:
-        pages="results/gating/review/batch_{batch}.tsv",
+        pages="results/gating/review/pages.tsv",
     log:
-        "logs/review_pages/batch_{batch}.log",
+        "logs/review_pages.log",
     benchmark:
-        "benchmarks/review_pages/batch_{batch}.tsv"
-    wildcard_constraints:
-        batch=r"[^/]+_(?:all|[01]+)",
+        "benchmarks/review_pages.tsv"
     conda:
         "../envs/cytotrial.yaml"
     threads: 4
     params:
-        strategies=batch_strategies,
+        strategies=config["strategies"],
         panels=config["panels"],
         compensation=config["gating"]["compensation"],
         reading=GATING_READING,
@@ -61,9 +59,7 @@ rule gating_review:
     """
     input:
         sheet=config["samples"],
-        pages=lambda w: expand(
-            "results/gating/review/batch_{batch}.tsv", batch=sorted(batches())
-        ),
+        pages="results/gating/review/pages.tsv",
     output:
         **{
             f"pdf_{panel}": report(

@@ -10,7 +10,7 @@ with rule_log(snakemake) as log:
     p = snakemake.params
     pages = run_gating_review(
         sheet=snakemake.input.sheet,
-        tables=list(snakemake.input.pages),
+        tables=[snakemake.input.pages],
         panels=p.panels,
         choice=p.choice,
         per_batch=p.per_batch,

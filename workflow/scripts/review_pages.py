@@ -9,8 +9,8 @@ from cytotrial.rules import run_review_pages
 with rule_log(snakemake) as log:
     p = snakemake.params
     run = run_review_pages(
-        batch=snakemake.input.batch,
-        gates=snakemake.input.gates,
+        batches=list(snakemake.input.batches),
+        gates=list(snakemake.input.gates),
         qc=snakemake.input.qc,
         strategies=p.strategies,
         panels=p.panels,

@@ -1,4 +1,4 @@
-"""The ``review_pages`` rule: each gating batch's review pages, drawn again only where they changed.
+"""The ``review_pages`` rule: every batch's review pages, drawn again only where they changed.
 
 Each chosen sample's page (:mod:`cytotrial.pl` ``draw_sample_review``) is kept under
 ``results/gating/review/pages/<sample_id>/<fingerprint>.pdf`` (and ``.png`` for a flagged sample).
@@ -8,14 +8,16 @@ SHA-256, the reading options (compensation, acquisition QC, unreadable spillover
 the heading (sample, panel, batch, status, flags, message) and :data:`DRAWING_VERSION`. A page
 whose fingerprint has a file already is not read nor drawn again, so a changed gate redraws only
 the samples it moved; the others' pages are the files they were. The cached pages are not outputs
-of the rule (Snakemake removes a job's outputs before it runs it); the rule's output is the
-batch's table of pages (:data:`REVIEW_PAGE_COLUMNS`), which the ``gating_review`` rule assembles.
-Pages are drawn in parallel, one process per thread of the job.
+of the rule (Snakemake removes a job's outputs before it runs it); the rule's output is the table
+of pages (:data:`REVIEW_PAGE_COLUMNS`), which the ``gating_review`` rule assembles. One job draws
+the pages of every batch, in parallel, one process per thread of the job: a job per batch would
+start Python and load the plotting stack once per batch, seconds each, for pages drawn in
+parallel anyway.
 
-A batch's job re-runs whenever the QC table is written again, whichever batch's gating changed.
-When nothing it reads has changed for its own samples (membership and file checksums, gate
-positions, strategies, reading options, the QC rows of its chosen samples, the package's code) and
-its pages are all there, it writes the table of its last run without loading a strategy
+The job re-runs whenever the QC table is written again, whichever batch's gating changed. A batch
+for which nothing it reads has changed for its own samples (membership and file checksums, gate
+positions, strategies, reading options, the QC rows of its chosen samples, the package's code),
+and whose pages are all there, gets the table of its last run without loading a strategy
 (``results/gating/review/pages/.tables/``).
 """
 
@@ -54,7 +56,7 @@ __all__ = [
 
 #: Folder of the cached pages: ``<sample_id>/<fingerprint>.pdf`` (and ``.png``).
 REVIEW_PAGES = "results/gating/review/pages"
-#: Columns of a batch's table of pages. ``png``: the flagged sample's PNG files (``;``-separated,
+#: Columns of the table of pages. ``png``: the flagged sample's PNG files (``;``-separated,
 #: one per page), empty for a sample that is not flagged.
 REVIEW_PAGE_COLUMNS = ["sample_id", "panel", "status", "fingerprint", "pdf", "png"]
 _PNG_DPI = 100
@@ -446,8 +448,9 @@ def _memo_key(
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _memo_path(pages: Path, out: str | Path) -> Path:
-    return pages / ".tables" / f"{Path(out).name}.json"
+def _memo_path(pages: Path, batch: str | Path) -> Path:
+    """Where a batch's table of pages of its last run is remembered (by its membership file)."""
+    return pages / ".tables" / f"{Path(batch).name}.json"
 
 
 def _remembered(memo: Path, key: str | None) -> list[dict[str, Any]] | None:
@@ -463,8 +466,8 @@ def _remembered(memo: Path, key: str | None) -> list[dict[str, Any]] | None:
 
 def run_review_pages(
     *,
-    batch: str | Path,
-    gates: str | Path,
+    batches: Sequence[str | Path],
+    gates: Sequence[str | Path],
     qc: str | Path,
     strategies: Mapping[str, Mapping],
     panels: Mapping[str, Sequence[str]] | None,
@@ -476,18 +479,22 @@ def run_review_pages(
     out: str | Path,
     pages: str | Path = REVIEW_PAGES,
 ) -> ReviewRun:
-    """Draw the review pages of one gating batch's chosen samples that are not drawn yet.
+    """Draw the review pages of the chosen samples of every gating batch that are not drawn yet.
+
+    One job for every batch: the pages still to draw, whichever batch they are of, share one pool
+    of ``threads`` processes, and the job starts once, not once per batch.
 
     Parameters
     ----------
-    batch
-        The batch's membership file (``sample_id``, ``panel``, ``fcs``, ``sha256``).
+    batches
+        Every batch's membership file (``sample_id``, ``panel``, ``fcs``, ``sha256``).
     gates
-        The batch's gate positions table (``results/gating/batch_<batch>.gates.tsv``).
+        Every batch's gate positions table (``results/gating/batch_<batch>.gates.tsv``), in the
+        order of ``batches``.
     qc
         ``results/qc/samples.tsv`` (batch, status, flags and message of every sample).
     strategies
-        The config's ``strategies:`` of the batch's panels.
+        The config's ``strategies:``.
     panels, compensation, reading
         The config's ``panels:``, ``gating.compensation`` and the gating's other reading options
         (``unreadable_compensation``, ``acquisition``): the events drawn are those counted.
@@ -497,38 +504,52 @@ def run_review_pages(
     threads
         Processes drawing at once.
     out
-        The batch's table of pages (:data:`REVIEW_PAGE_COLUMNS`), in the order of ``qc``.
+        The table of pages (:data:`REVIEW_PAGE_COLUMNS`): batch by batch, each in the order of
+        ``qc``.
     pages
         Folder of the cached pages.
     """
-    members = read_batch(batch).set_index("sample_id", drop=False)
+    if len(batches) != len(gates):
+        raise ValueError("run_review_pages: one gate positions table per batch")
     table = pd.read_csv(qc, sep="\t", dtype=str, keep_default_na=False)
     chosen = set(review_selection(table, choice, per_batch=per_batch))
-    table = table[table["sample_id"].isin(chosen) & table["sample_id"].isin(members.index)]
-    rows: list[dict[str, Any]] = []
-    run = ReviewRun(drawn=[], kept=[], seconds=0.0)
+    table = table[table["sample_id"].isin(chosen)]
     key = _reading_key(panels=panels, compensation=compensation, reading=reading)
-    memo = _memo_path(Path(pages), out)
-    memo_key = (
-        _memo_key(batch=batch, gates=gates, strategies=strategies, table=table, reading_key=key)
-        if len(table)
-        else None
-    )
-    remembered = _remembered(memo, memo_key)
-    if remembered is not None:
-        rows = remembered
-        run.kept = [row["sample_id"] for row in rows]
-    elif len(table):
-        from ..gating import compensation_matrix, load_panel_gating, read_gate_positions
+    run = ReviewRun(drawn=[], kept=[], seconds=0.0)
+    gatings: dict[str, PanelGating] = {}
+    planned: list[tuple[Path, str | None, list[dict[str, Any]], bool]] = []
+    tasks: list[_Task] = []
+    for batch, batch_gates in zip(batches, gates):
+        members = read_batch(batch).set_index("sample_id", drop=False)
+        mine = table[table["sample_id"].isin(members.index)]
+        memo = _memo_path(Path(pages), batch)
+        memo_key = (
+            _memo_key(batch=batch, gates=batch_gates, strategies=strategies, table=mine,
+                      reading_key=key)
+            if len(mine)
+            else None
+        )  # fmt: skip
+        remembered = _remembered(memo, memo_key)
+        if remembered is not None:
+            planned.append((memo, memo_key, remembered, False))
+            continue
+        if not len(mine):
+            planned.append((memo, None, [], False))
+            continue
+        from ..gating import load_panel_gating, read_gate_positions
 
-        gatings = {
-            panel: load_panel_gating(panel, strategies[panel], panels=panels)
-            for panel in sorted(set(table["panel"]))
-        }
-        positions = read_gate_positions([gates])
-        rows, tasks = _plan_pages(
-            members, table, gatings, positions, reading_key=key, pages=Path(pages)
+        for panel in sorted(set(mine["panel"]) - set(gatings)):
+            gatings[panel] = load_panel_gating(panel, strategies[panel], panels=panels)
+        positions = read_gate_positions([batch_gates])
+        rows, todo = _plan_pages(
+            members, mine, gatings, positions, reading_key=key, pages=Path(pages)
         )
+        planned.append((memo, memo_key, rows, True))
+        tasks += todo
+    done: dict[str, tuple[list[str], float]] = {}
+    if tasks:
+        from ..gating import compensation_matrix
+
         _SHARED.update(
             gatings=gatings,
             panels=panels,
@@ -539,6 +560,12 @@ def run_review_pages(
             done = _run_tasks(tasks, threads)
         finally:
             _SHARED.clear()
+    every: list[dict[str, Any]] = []
+    for memo, memo_key, rows, planned_now in planned:
+        every += rows
+        if not planned_now:
+            run.kept += [row["sample_id"] for row in rows]
+            continue
         for row in rows:
             if row["sample_id"] in done:
                 pngs, seconds = done[row["sample_id"]]
@@ -549,5 +576,5 @@ def run_review_pages(
                 run.kept.append(row["sample_id"])
             _stale(Path(row["pdf"]).parent, {row["fingerprint"]})
         write_keyed(memo, memo_key, rows)
-    write_tsv(pd.DataFrame(rows, columns=REVIEW_PAGE_COLUMNS), out)
+    write_tsv(pd.DataFrame(every, columns=REVIEW_PAGE_COLUMNS), out)
     return run

@@ -1,6 +1,6 @@
 """The ``gating_review`` rule: the review's pages assembled, a PDF per panel, the flagged ones apart.
 
-Every batch's table of pages (``review_pages``, :func:`run_review_pages`) names each drawn
+The table of pages (``review_pages``, :func:`run_review_pages`; one or more) names each drawn
 sample's cached page; here they become
 
 * ``results/review/<panel>.pdf``: a page per drawn sample of the panel, in the sample sheet's
@@ -47,7 +47,7 @@ def _choice_text(choice: str | Sequence[str], per_batch: int) -> str:
 
 
 def _pages_table(tables: Sequence[str | Path], order: Sequence[str]) -> pd.DataFrame:
-    """Every batch's table of pages, in the sample sheet's order."""
+    """The tables of pages as one, in the sample sheet's order."""
     frames = [pd.read_csv(t, sep="\t", dtype=str, keep_default_na=False) for t in tables]
     pages = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if pages.empty:
@@ -137,7 +137,7 @@ def run_gating_review(
     sheet
         The sample sheet (the order of the pages).
     tables
-        Every batch's table of pages (:func:`run_review_pages`).
+        The tables of pages (:func:`run_review_pages`).
     panels
         The config's panels (a PDF each, a placeholder page for one without drawn samples).
     choice, per_batch
