@@ -726,6 +726,24 @@ def test_the_review_assembles_a_pdf_per_panel_in_sheet_order_and_the_flagged_png
     html = (out / "review.html").read_text()
     assert html.count("<img ") == 1 and "S1" in html
 
+    # each page is its sample's cached page, as the cached PDF's own text reads
+    table = pd.read_csv(tmp_path / "batch_all.tsv", sep="\t", keep_default_na=False)
+    cached = table.set_index("sample_id")["pdf"]
+    for sample_id, page in zip(order, blood.pages):
+        assert page.extract_text() == PdfReader(cached[sample_id]).pages[0].extract_text()
+    # assembled again: the same bytes (no random document ID)
+    first = (out / "blood.pdf").read_bytes()
+    (out / "blood.pdf").unlink()
+    run_gating_review(
+        sheet=tmp_path / "samples_sheet.tsv", tables=[tmp_path / "batch_all.tsv"],
+        panels=["blood", "tumor"], choice="all", per_batch=0,
+        pdfs={"blood": out / "blood.pdf", "tumor": out / "tumor.pdf"},
+        flagged=out / "flagged", page=out / "review.html",
+    )  # fmt: skip
+    assert (out / "blood.pdf").read_bytes() == first
+    assert b"/ID[<" in first or b"/ID [<" in first
+    assert b"CreationDate" not in first  # not dated: the same pages, whenever assembled
+
 
 # ---------------------------------------------------------------------------------------------
 # which samples
