@@ -424,8 +424,12 @@ def _memo_key(
     strategies: Mapping[str, Mapping],
     table: pd.DataFrame,
     reading_key: Mapping[str, Any],
+    code: Any,
 ) -> str | None:
-    """The SHA-256 of everything a batch's table of pages depends on; ``None`` if unknowable."""
+    """The SHA-256 of everything a batch's table of pages depends on; ``None`` if unknowable.
+
+    ``code``: the package's :func:`code_stamp`, taken once for every batch of a run.
+    """
     panels = sorted(set(table["panel"]))
     try:
         payload = {
@@ -440,7 +444,7 @@ def _memo_key(
             },
             "qc": table[_HEADER_COLUMNS].astype(str).values.tolist(),
             "reading": _plain(dict(reading_key)),
-            "code": code_stamp(),
+            "code": code,
         }
     except (OSError, KeyError):
         return None
@@ -515,26 +519,26 @@ def run_review_pages(
     chosen = set(review_selection(table, choice, per_batch=per_batch))
     table = table[table["sample_id"].isin(chosen)]
     key = _reading_key(panels=panels, compensation=compensation, reading=reading)
+    code = code_stamp()
     run = ReviewRun(drawn=[], kept=[], seconds=0.0)
     gatings: dict[str, PanelGating] = {}
-    planned: list[tuple[Path, str | None, list[dict[str, Any]], bool]] = []
+    every: list[dict[str, Any]] = []  # the table, batch by batch
+    planned: list[tuple[Path, str | None, list[dict[str, Any]]]] = []  # batches planned anew
     tasks: list[_Task] = []
     for batch, batch_gates in zip(batches, gates):
         members = read_batch(batch).set_index("sample_id", drop=False)
         mine = table[table["sample_id"].isin(members.index)]
+        if not len(mine):
+            continue
         memo = _memo_path(Path(pages), batch)
-        memo_key = (
-            _memo_key(batch=batch, gates=batch_gates, strategies=strategies, table=mine,
-                      reading_key=key)
-            if len(mine)
-            else None
+        memo_key = _memo_key(
+            batch=batch, gates=batch_gates, strategies=strategies, table=mine, reading_key=key,
+            code=code,
         )  # fmt: skip
         remembered = _remembered(memo, memo_key)
         if remembered is not None:
-            planned.append((memo, memo_key, remembered, False))
-            continue
-        if not len(mine):
-            planned.append((memo, None, [], False))
+            every += remembered
+            run.kept += [row["sample_id"] for row in remembered]
             continue
         from ..gating import load_panel_gating, read_gate_positions
 
@@ -544,7 +548,8 @@ def run_review_pages(
         rows, todo = _plan_pages(
             members, mine, gatings, positions, reading_key=key, pages=Path(pages)
         )
-        planned.append((memo, memo_key, rows, True))
+        every += rows  # the same rows, completed below once their pages are drawn
+        planned.append((memo, memo_key, rows))
         tasks += todo
     done: dict[str, tuple[list[str], float]] = {}
     if tasks:
@@ -560,12 +565,7 @@ def run_review_pages(
             done = _run_tasks(tasks, threads)
         finally:
             _SHARED.clear()
-    every: list[dict[str, Any]] = []
-    for memo, memo_key, rows, planned_now in planned:
-        every += rows
-        if not planned_now:
-            run.kept += [row["sample_id"] for row in rows]
-            continue
+    for memo, memo_key, rows in planned:
         for row in rows:
             if row["sample_id"] in done:
                 pngs, seconds = done[row["sample_id"]]
