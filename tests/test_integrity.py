@@ -152,6 +152,92 @@ def test_a_changed_file_rewrites_its_batch_membership_only(tmp_path, settled, mo
     )
 
 
+def _gate_as_a_job_would(members: dict[str, pd.DataFrame], gated: str) -> None:
+    """What a gating job records of its files: it hashes them (cached) and writes their digests."""
+    for batch, rows in members.items():
+        found = verify_checksums(rows.to_dict("records"), cache=CHECKSUM_CACHE)
+        table = pd.DataFrame({"sample_id": list(found), "sha256": list(found.values())})
+        table.to_csv(gated.format(batch=batch), sep="\t", index=False)
+
+
+def test_files_not_gated_yet_are_hashed_by_their_job_and_a_later_change_still_regates(
+    tmp_path, settled, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    for i in range(6):
+        Path(f"s{i}.fcs").write_bytes(bytes([i]) * 1000)
+    samples = pd.DataFrame(
+        {"sample_id": [f"s{i}" for i in range(6)], "panel": "blood",
+         "fcs": [f"s{i}.fcs" for i in range(6)]}
+    )  # fmt: skip
+    pattern, gated = "batches/batch_{batch}.tsv", "batch_{batch}.qc.tsv"
+    hashed: list[str] = []
+    real = checksums._sha256
+    monkeypatch.setattr(checksums, "_sha256", lambda p: hashed.append(p) or real(p))
+
+    # a first run: no file is read before the jobs; each job hashes its own files
+    members = form_batches(samples, batch_size=3, pattern=pattern, gated=gated)
+    assert hashed == [] and len(members) >= 2
+    assert all(set(rows["sha256"]) == {""} for rows in members.values())
+    files = {batch: Path(pattern.format(batch=batch)) for batch in members}
+    _gate_as_a_job_would(members, gated)
+    assert sorted(hashed) == sorted(samples["fcs"])
+    for path in files.values():
+        os.utime(path, ns=(10**18, 10**18))
+
+    # the next run: every digest is cached and is the one its gating recorded; nothing rewritten
+    hashed.clear()
+    again = form_batches(samples, batch_size=3, pattern=pattern, gated=gated)
+    assert hashed == [] and all(p.stat().st_mtime_ns == 10**18 for p in files.values())
+    assert {b: r["sha256"].tolist() for b, r in again.items()} == {
+        b: r["sha256"].tolist() for b, r in members.items()
+    }
+
+    # a lost cache: the files are hashed to compare with what their gating recorded; unchanged
+    Path(CHECKSUM_CACHE).unlink()
+    form_batches(samples, batch_size=3, pattern=pattern, gated=gated)
+    assert sorted(hashed) == sorted(samples["fcs"])
+    assert all(p.stat().st_mtime_ns == 10**18 for p in files.values())
+
+    # a file replaced with its old timestamp: hashed, and only its batch's membership rewritten
+    hashed.clear()
+    replace_keeping_mtime(Path("s4.fcs"), b"\xfe" * 1000)
+    changed = form_batches(samples, batch_size=3, pattern=pattern, gated=gated)
+    assert hashed == ["s4.fcs"]
+    of_s4 = next(b for b, rows in changed.items() if "s4" in set(rows["sample_id"]))
+    assert files[of_s4].stat().st_mtime_ns != 10**18
+    assert all(p.stat().st_mtime_ns == 10**18 for b, p in files.items() if b != of_s4)
+    digests = read_batch(files[of_s4]).set_index("sample_id")["sha256"]
+    assert digests["s4"] == sha256(Path("s4.fcs"))
+    assert set(digests.drop("s4")) == {""}
+    # the job of that batch finds the file as the membership says (no "changed during the run")
+    rows = changed[of_s4].to_dict("records")
+    assert verify_checksums(rows, cache=CHECKSUM_CACHE)["s4"] == sha256(Path("s4.fcs"))
+
+
+def _hash_into_cache(cache: str, files: list[str]) -> None:
+    file_checksums(files, cache=cache, jobs=1)
+
+
+def test_jobs_hashing_at_once_keep_each_others_digests(tmp_path, settled):
+    import multiprocessing
+
+    files = []
+    for i in range(400):
+        path = tmp_path / f"f{i:03d}.fcs"
+        path.write_bytes(os.urandom(4096))
+        files.append(str(path))
+    cache = str(tmp_path / "checksums.tsv")
+    context = multiprocessing.get_context("fork")
+    jobs = [context.Process(target=_hash_into_cache, args=(cache, files[i::4])) for i in range(4)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(60)
+        assert job.exitcode == 0
+    assert sorted(checksums._read_cache(Path(cache))) == sorted(files)
+
+
 def test_a_file_changed_during_the_run_stops_its_gating_job(tmp_path):
     path = tmp_path / "a.fcs"
     path.write_bytes(b"x" * 10)

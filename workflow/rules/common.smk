@@ -86,7 +86,8 @@ def sample_fcs_files(wildcards=None):
 def batches():
     """Batch name -> its samples (sample_id, panel, fcs, sha256); each batch's membership file is
     written here, and only when its content changes, so an unchanged batch keeps its file's
-    timestamp and a file whose content changed re-gates its batch, whatever its timestamp.
+    timestamp and a file whose content changed re-gates its batch, whatever its timestamp. A file
+    its batch has not gated yet is hashed by the gating job, not here (an empty sha256).
     """
     if "batches" not in _cache:
         table = samples()[["sample_id", "panel"]].copy()
@@ -96,6 +97,7 @@ def batches():
                 table,
                 batch_size=config["gating"]["batch_size"],
                 pattern=BATCH_FILE,
+                gated="results/gating/batch_{batch}.qc.tsv",
             )
         except CytotrialError as error:
             _fail(error)

@@ -11,7 +11,10 @@ keep their members, their membership files and their outputs.
 
 Each membership file also holds the sha256 of each member's FCS file, so a file whose content
 changes rewrites its batch's membership file and its batch is gated again, whatever the file's
-timestamp says.
+timestamp says. A file is not hashed before its batch's first gating (that job hashes it, reading
+it once from disk, and records the digest in its QC table): its digest stays empty in the
+membership file for as long as the file is the one its gating recorded, and becomes the file's
+digest, which re-gates the batch, once it is not.
 """
 
 from __future__ import annotations
@@ -134,14 +137,37 @@ def write_batch(members: pd.DataFrame, path: str | Path) -> bool:
     return True
 
 
+def _earlier(path: Path) -> dict[str, tuple[str, str]]:
+    """An existing membership file: sample id -> (fcs, sha256); empty when absent or unreadable."""
+    try:
+        table = read_batch(path)
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+        return {}
+    return dict(zip(table["sample_id"], zip(table["fcs"], table["sha256"])))
+
+
+def _gated_digests(path: Path) -> dict[str, str]:
+    """Sample id -> the sha256 its gating job recorded (a batch's QC table); empty when absent."""
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        return dict(zip(table["sample_id"], table["sha256"]))
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+        return {}
+
+
 def form_batches(
     samples: pd.DataFrame,
     *,
     batch_size: int,
     pattern: str,
     checksum_cache: str | Path | None = CHECKSUM_CACHE,
+    gated: str | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Assign samples to batches and write each batch's membership file (only when it changed).
+
+    A file is hashed now only where its batch's membership file (or, for a digest left empty
+    there, the batch's QC table) holds a digest to compare it with and the checksum cache has none
+    for the file as it is; the others are hashed by their gating job (an empty digest here).
 
     Parameters
     ----------
@@ -153,6 +179,9 @@ def form_batches(
         The membership file of batch ``{batch}`` (``results/gating/batches/batch_{batch}.tsv``).
     checksum_cache
         Where the FCS digests are cached (see :func:`file_checksums`); ``None``: hash every file.
+    gated
+        The QC table of batch ``{batch}``'s gating job, with the ``sha256`` of each file it gated
+        (``results/gating/batch_{batch}.qc.tsv``); ``None``: every digest is taken now.
 
     Returns
     -------
@@ -167,11 +196,39 @@ def form_batches(
         A membership file or the checksum cache cannot be written.
     """
     table = samples[["sample_id", "panel", "fcs"]].copy()
-    digests = file_checksums(table["fcs"], cache=checksum_cache, prune=True)
-    table["sha256"] = table["fcs"].map(digests)
     table["batch"] = table["sample_id"].map(
         assign_batches(table["sample_id"], batch_size=batch_size, panels=table["panel"])
     )
+    table["fcs"] = table["fcs"].astype(str)
+    earlier: dict[str, tuple[str, str]] = {}  # sample -> (fcs, sha256) in its batch's file now
+    recorded: dict[str, str] = {}  # sample -> sha256 its batch's gating recorded
+    for batch in sorted(set(table["batch"])):
+        before = _earlier(Path(pattern.format(batch=batch)))
+        earlier.update(before)
+        if gated is not None and any(not digest for _, digest in before.values()):
+            recorded.update(_gated_digests(Path(gated.format(batch=batch))))
+    if gated is None:
+        defer: set[str] = set()
+    else:
+        # a digest to compare with: the membership file's, or the gating's where that is empty
+        compare = {
+            str(fcs)
+            for sid, fcs in zip(table["sample_id"], table["fcs"])
+            if sid in earlier and earlier[sid][0] == fcs and (earlier[sid][1] or recorded.get(sid))
+        }
+        defer = set(table["fcs"]) - compare
+    digests = file_checksums(table["fcs"], cache=checksum_cache, prune=True, defer=defer)
+    values = []
+    for sid, fcs in zip(table["sample_id"], table["fcs"]):
+        digest = digests[fcs]
+        fcs_then, then = earlier.get(sid, ("", ""))
+        if digest is None:
+            values.append("")  # not hashed yet: its gating job hashes it
+        elif fcs_then == fcs and not then and digest == recorded.get(sid):
+            values.append("")  # the file its gating recorded: the membership stays as it is
+        else:
+            values.append(digest)
+    table["sha256"] = values
     members = {
         batch: rows[BATCH_COLUMNS].sort_values("sample_id").reset_index(drop=True)
         for batch, rows in table.groupby("batch", sort=True)

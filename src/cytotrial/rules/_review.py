@@ -383,7 +383,8 @@ def _plan_pages(
         fallbacks = sorted(set(mine.loc[mine["status"] != "adapted", "gate_path"].astype(str)))
         flagged = header.status == "flagged"
         fingerprint = page_fingerprint(
-            file_sha256=str(member["sha256"]),
+            # the file as its gating found it (a membership file's digest can be empty)
+            file_sha256=str(getattr(row, "sha256", "") or member["sha256"]),
             header=header,
             strategy_sha256=tree,
             placements=placements,
@@ -442,7 +443,9 @@ def _memo_key(
                 }
                 for panel in panels
             },
-            "qc": table[_HEADER_COLUMNS].astype(str).values.tolist(),
+            "qc": table[[c for c in (*_HEADER_COLUMNS, "sha256") if c in table]]
+            .astype(str)
+            .values.tolist(),
             "reading": _plain(dict(reading_key)),
             "code": code,
         }
