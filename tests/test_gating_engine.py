@@ -494,6 +494,64 @@ def test_one_engine_across_calls_gives_each_calls_own_values(blood_file, blood_s
         transformed_events(other, blood_strategy, ["FITC-A"], engine=engine)
 
 
+def test_drawn_values_from_the_gating_engine_are_within_tolerance_of_flowkit(
+    blood_file, blood_strategy
+):
+    """The review draws from the engine that gated the file, through a table of each transform."""
+    import flowkit as fk
+
+    from cytotrial.gating import _values
+
+    data = read_fcs(blood_file)
+    assert data.n_events >= _values._TABLE_FROM  # the table, not the exact transform, is used
+    engine = Engine(data, blood_strategy, None)
+    engine.run()
+    sample = fk.Sample(str(blood_file), sample_id="s")
+    gs = copy.deepcopy(blood_strategy.gating_strategy)
+    tabled = 0
+    for gate in blood_strategy.gates:
+        dims = list(getattr(gate.fk_gate, "dimensions", None) or [])
+        if not dims:
+            continue
+        reference = gs._preprocess_sample_events(sample, gs.get_gate(gate.name)).to_numpy()
+        drawn = transformed_events(data, blood_strategy, dims, engine=engine, exact=False)
+        assert drawn.shape == reference.shape
+        assert np.max(np.abs(drawn - reference)) <= _values.PLOT_TOLERANCE, gate.path
+        tabled += sum(
+            type(blood_strategy.gating_strategy.transformations.get(d.transformation_ref)).__name__
+            == "LogicleTransform"
+            for d in dims
+        )
+    assert tabled  # logicle axes were among them
+
+
+@pytest.mark.parametrize("kind", ["logicle", "hyperlog"])
+def test_a_tabled_transform_is_within_tolerance_everywhere_and_exact_beyond_its_table(kind):
+    import flowkit as fk
+
+    from cytotrial.gating._transforms import apply_transform
+    from cytotrial.gating._values import PLOT_TOLERANCE, tabled_transform
+
+    if kind == "logicle":
+        xform = fk.transforms.LogicleTransform(param_t=262144, param_w=0.5, param_m=4.5, param_a=0)
+    else:
+        xform = fk.transforms.HyperlogTransform(param_t=262144, param_w=0.5, param_m=4.5, param_a=0)
+    rng = np.random.default_rng(3)
+    raw = np.concatenate(
+        [
+            rng.normal(0, 300, 20_000),  # the linear region about zero
+            10 ** rng.uniform(1, 5.4, 20_000),  # every decade up to the top of the scale
+            -(10 ** rng.uniform(1, 3.5, 2_000)),
+            [1e9, -1e9, np.nan, np.inf, -np.inf],  # beyond the table: the exact transform
+        ]
+    )
+    drawn, exact = tabled_transform(xform, raw), apply_transform(xform, raw)
+    both = np.isfinite(exact)
+    assert np.max(np.abs(drawn[both] - exact[both])) <= PLOT_TOLERANCE
+    assert np.array_equal(np.isnan(drawn), np.isnan(exact))
+    assert np.array_equal(drawn[-5:], exact[-5:], equal_nan=True)
+
+
 def test_fast_compensation_within_bound_and_exact_rows(blood_file, blood_strategy):
     from flowutils.compensate import compensate
 

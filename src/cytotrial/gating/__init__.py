@@ -42,6 +42,7 @@ from ._samples import (
     GatedBatch,
     compensation_matrix,
     gate_samples,
+    gated_engine,
     read_and_gate,
     read_for_gating,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "gate_events",
     "gate_population_model",
     "gate_samples",
+    "gated_engine",
     "load_panel_gating",
     "marker_channels",
     "panel_gating",

@@ -288,6 +288,7 @@ def transformed_events(
     channel_map: Mapping[str, str] | None = None,
     events: np.ndarray | None = None,
     engine: Engine | None = None,
+    exact: bool = True,
 ) -> np.ndarray:
     """Values of some dimensions as the gates see them (compensated, transformed), for plotting.
 
@@ -308,11 +309,16 @@ def transformed_events(
     engine
         An :class:`Engine` of this data set and strategy to compute with (and cache in), so that
         several calls for one sample compensate each event once; ``None``: a new one.
+    exact
+        FlowKit's values to the last bit; ``False``: values to draw, within
+        :data:`~cytotrial.gating._values.PLOT_TOLERANCE` of them on the transformed scale, from the
+        engine's compensated values and a table of the transform (:meth:`Values.plotted`).
 
     Returns
     -------
     numpy.ndarray
-        ``(events, len(dimensions))`` float64, equal to FlowKit's values for the same gate.
+        ``(events, len(dimensions))`` float64, equal to FlowKit's values for the same gate (or,
+        not ``exact``, within the tolerance of them).
     """
     _check_data(data)
     if engine is None:
@@ -338,7 +344,9 @@ def transformed_events(
                 f"{strategy.path.name}: no gate reads dimension {item if isinstance(item, str) else _dimension_key(item)!r}; "
                 f"gated dimensions: {', '.join(by_name) or '(none)'}"
             )
-        columns.append(engine.values.exact(dim, rows))
+        columns.append(
+            engine.values.exact(dim, rows) if exact else engine.values.plotted(dim, rows)
+        )
     if not columns:
         return np.empty((rows.size, 0))
     return np.column_stack(columns)

@@ -23,7 +23,7 @@ import pandas as pd
 from ..errors import CytotrialError
 from ._acquisition import REMOVED_STRETCH_COLUMNS, acquisition_qc, removed_stretches, time_channel
 from ._checks import check_file_spill, leave_out_non_finite
-from ._engine import engine_for, gate_events
+from ._engine import Engine, engine_for
 from ._mfi import MFI_COLUMNS, marker_channels, mfi_rows
 from ._placement import GATE_POSITION_COLUMNS, Position
 from ._populations import PanelGating, population_masks
@@ -37,6 +37,7 @@ __all__ = [
     "GatedBatch",
     "compensation_matrix",
     "gate_samples",
+    "gated_engine",
     "read_and_gate",
     "read_for_gating",
 ]
@@ -154,6 +155,31 @@ def read_and_gate(
         As :func:`read_for_gating`, or acquisition QC removed too much of the file; or (a
         FlowJo sample group) the file's own tree cannot gate it (:meth:`PanelGating.for_file`).
     """
+    data, channel_map, memberships, _ = gated_engine(
+        fcs,
+        gating,
+        panels=panels,
+        compensation=compensation,
+        unreadable_compensation=unreadable_compensation,
+        acquisition=acquisition,
+    )
+    return data, channel_map, memberships
+
+
+def gated_engine(
+    fcs: str | Path,
+    gating: PanelGating,
+    *,
+    panels: Mapping[str, Sequence[str]] | None = None,
+    compensation: pd.DataFrame | None = None,
+    unreadable_compensation: str = "exclude",
+    acquisition: Mapping[str, Any] | None = None,
+) -> tuple[FCSData, dict[str, str], dict[str, np.ndarray], Engine]:
+    """:func:`read_and_gate`, and the :class:`Engine` that gated the file.
+
+    The engine holds the compensated (and some transformed) values the gates read: drawing the
+    sample's events from it (:func:`transformed_events`) compensates no event again.
+    """
     gating = gating.for_file(fcs)
     data, channel_map = read_for_gating(
         fcs,
@@ -163,10 +189,8 @@ def read_and_gate(
         unreadable_compensation=unreadable_compensation,
     )
     data = _acquisition_checked(data, acquisition, {"notes": "", "flags": ""})
-    memberships = gate_events(
-        data, gating.strategy, channel_map=channel_map, adaptive=gating.adaptive
-    )
-    return data, channel_map, memberships
+    engine = engine_for(data, gating.strategy, channel_map=channel_map, adaptive=gating.adaptive)
+    return data, channel_map, engine.run(), engine
 
 
 def _acquisition_checked(

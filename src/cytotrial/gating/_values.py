@@ -27,7 +27,64 @@ from ._transforms import (
     raw_threshold,
 )
 
-__all__ = ["Values"]
+__all__ = ["PLOT_TOLERANCE", "Values", "tabled_transform"]
+
+
+#: Most a drawn value (:meth:`Values.plotted`) may differ from FlowKit's, in transformed units.
+PLOT_TOLERANCE = 1e-6
+_TABLE_SPAN = (-0.5, 1.5)  # the table's reach on the transformed scale (the axis is 0 to 1)
+_TABLE_SIZE = 16_385  # nodes of a transform's table: linear between them, well within tolerance
+_TABLE_FROM = 2_000  # fewer values than this are transformed exactly (as fast as a table)
+_TABLES: dict[int, tuple[Any, np.ndarray, np.ndarray] | None] = {}  # id -> (transform, x, y)
+
+
+def _table(xform: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """A transform's table (untransformed and transformed nodes), made and checked once.
+
+    The nodes are evenly spaced on the transformed scale over :data:`_TABLE_SPAN`, at the
+    untransformed values the exact inverse gives. Interpolating linearly between them errs most
+    halfway between nodes: the table is used only if there it is within :data:`PLOT_TOLERANCE`
+    of the exact transform (``None`` otherwise).
+    """
+    kept = _TABLES.get(id(xform))
+    if kept is not None and kept[0] is xform:
+        return kept[1], kept[2]
+    if kept is None and id(xform) in _TABLES:
+        return None
+    nodes_y = np.linspace(*_TABLE_SPAN, _TABLE_SIZE)
+    with np.errstate(all="ignore"):
+        nodes_x = np.asarray(xform.inverse(nodes_y.reshape(-1, 1)), dtype=np.float64).reshape(-1)
+    table = None
+    if np.all(np.isfinite(nodes_x)) and np.all(np.diff(nodes_x) > 0):
+        middle = (nodes_x[:-1] + nodes_x[1:]) / 2
+        error = np.abs(np.interp(middle, nodes_x, nodes_y) - apply_transform(xform, middle))
+        # a table in the transform's own terms: the nodes themselves come back as they went
+        ends = apply_transform(xform, nodes_x[[0, -1]])
+        if float(np.max(error)) <= PLOT_TOLERANCE and np.allclose(
+            ends, nodes_y[[0, -1]], rtol=0, atol=PLOT_TOLERANCE
+        ):
+            table = (nodes_x, nodes_y)
+    _TABLES[id(xform)] = None if table is None else (xform, *table)
+    return table
+
+
+def tabled_transform(xform: Any, raw: np.ndarray) -> np.ndarray:
+    """A strictly increasing transform (logicle, hyperlog) of ``raw`` from a table of its values.
+
+    Within :data:`PLOT_TOLERANCE` of the exact transform (:func:`_table`). Values beyond the
+    table's reach, non-finite values, small arrays and a transform whose table would err more
+    are transformed exactly.
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    table = _table(xform) if raw.size >= _TABLE_FROM else None
+    if table is None:
+        return apply_transform(xform, raw)
+    nodes_x, nodes_y = table
+    out = np.interp(raw, nodes_x, nodes_y)
+    beyond = ~((raw >= nodes_x[0]) & (raw <= nodes_x[-1]))  # NaN too
+    if beyond.any():
+        out[beyond] = apply_transform(xform, raw[beyond])
+    return out
 
 
 def _compare(values: np.ndarray, op: str, threshold: float) -> np.ndarray:
@@ -116,6 +173,24 @@ class Values:
             store[todo] = self.apply(dim, raw)
             done[todo] = True
         return store[rows]
+
+    def plotted(self, dim: Dim, rows: np.ndarray) -> np.ndarray:
+        """Values of ``dim`` for ``rows`` to draw: within :data:`PLOT_TOLERANCE` of :meth:`exact`.
+
+        The compensated values the gating computed for every event (no row compensated again),
+        and a logicle or hyperlog transform read from a table of its exact values
+        (:func:`tabled_transform`) instead of finding each value's root.
+        """
+        if dim.ratio is None and dim.comp is None and dim.xform is None:
+            return self.events[rows, dim.column]
+        try:
+            raw = self.raw_fast(dim)[0][rows]
+        except KeyError:  # a detector no gate compensates fast
+            return self.exact(dim, rows)
+        xform = self.xform(dim)
+        if kind_of(xform) in INVERTIBLE:
+            return tabled_transform(xform, raw)
+        return self.apply(dim, raw)
 
     def finite(self, dim: Dim, raw: np.ndarray) -> bool:
         """Whether every untransformed value of ``dim`` is finite (cached per dimension)."""

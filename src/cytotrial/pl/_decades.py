@@ -48,6 +48,7 @@ _MINOR_GAP = 0.02  # minor ticks closer than this fraction of the axis to the la
 _DECADES = range(0, 10)  # 10^0 .. 10^9: every decade a cytometer can record
 _MIN_GAP = 0.07  # labelled ticks closer than this fraction of the axis are thinned
 _LOW, _HIGH, _PAD = 0.5, 99.5, 0.06  # percentiles of the data range and padding on each side
+_PERCENTILE_FROM = 20_000  # above this many values, the percentiles of an even subset of them
 
 
 def decade_label(value: float) -> str:
@@ -287,7 +288,9 @@ def data_limits(values: np.ndarray, *, extra: np.ndarray | None = None) -> tuple
     wanted = np.asarray(extra if extra is not None else [], dtype=np.float64).reshape(-1)
     wanted = wanted[np.isfinite(wanted)]
     if finite.size:
-        lo, hi = (float(v) for v in np.percentile(finite, [_LOW, _HIGH]))
+        # every k-th value of a large set: the same percentiles to a fraction of the axis
+        step = max(1, finite.size // _PERCENTILE_FROM)
+        lo, hi = (float(v) for v in np.percentile(finite[::step], [_LOW, _HIGH]))
     elif wanted.size:
         lo, hi = float(wanted.min()), float(wanted.max())
     else:

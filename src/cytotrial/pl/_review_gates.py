@@ -139,6 +139,21 @@ def _ellipse(ax: Axes, shape: GateShape, style: Mapping[str, Any]) -> None:
     ax.add_patch(Ellipse(tuple(shape.centre), width, height, angle=angle, fill=False, **style))
 
 
+def _across(ax: Axes, which: str, value: float, style: Mapping[str, Any]) -> None:
+    """A line across the panel at ``value`` on its ``x`` (vertical) or ``y`` axis.
+
+    What ``axvline`` and ``axhline`` draw, without their update of the data limits (the panel's
+    limits are set already).
+    """
+    from matplotlib.lines import Line2D
+
+    if which == "x":
+        line = Line2D([value, value], [0, 1], transform=ax.get_xaxis_transform(), **style)
+    else:
+        line = Line2D([0, 1], [value, value], transform=ax.get_yaxis_transform(), **style)
+    ax.add_artist(line)
+
+
 def _range(ax: Axes, shape: GateShape, style: Mapping[str, Any], *, shade: bool) -> None:
     """A 1-D range as lines at its finite bounds (the inside shaded); a 2-D one as a rectangle."""
     from matplotlib.patches import Rectangle
@@ -148,7 +163,7 @@ def _range(ax: Axes, shape: GateShape, style: Mapping[str, Any], *, shade: bool)
         low, high = shape.bounds[0]
         for value in (low, high):
             if value is not None:
-                ax.axvline(value, **style)
+                _across(ax, "x", value, style)
         if shade:
             left = x0 if low is None else max(low, x0)
             right = x1 if high is None else min(high, x1)
@@ -199,7 +214,7 @@ def draw_shape(
         _ellipse(ax, shape, style)
     elif shape.kind == "dividers":
         for value in shape.dividers[0]:
-            ax.axvline(value, **style)
+            _across(ax, "x", value, style)
         if len(shape.dividers) > 1:
             for value in shape.dividers[1]:
-                ax.axhline(value, **style)
+                _across(ax, "y", value, style)
