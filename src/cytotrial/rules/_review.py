@@ -219,7 +219,7 @@ def _write_pages(figures: list, pdf: str, png: str | None) -> list[str]:
         path = Path(png) if i == 0 else Path(png).with_suffix(f".{i + 1}.png")
         part = path.with_name(f".{path.name}.{os.getpid()}.partial.png")
         with writing(path):
-            image.save(part, format="PNG")
+            image.save(part, format="PNG", compress_level=3)  # half the time of 6, 11% larger
             os.replace(part, path)
         written.append(str(path))
     return written
