@@ -46,6 +46,39 @@ def test_the_demo_passes_and_resolves_as_check_config(demo_project: Path) -> Non
     check_inputs(findings.config, base=demo_project)  # the demo's sheet and patients agree
 
 
+def test_the_checked_sheet_is_kept_for_the_run_only_when_it_has_no_problem(
+    demo_project: Path,
+) -> None:
+    """The workflow reads a big sheet once: the check hands over the table it read."""
+    import pandas as pd
+
+    from cytotrial.io import read_sample_sheet
+
+    config = _demo_config()
+    kept: dict = {}
+    resolved = check_before_run(config, base=demo_project, keep=kept)
+    expected = read_sample_sheet(
+        demo_project / config["samples"],
+        arms=list(resolved["arms"]),
+        panels=list(resolved["strategies"]),
+    )
+    pd.testing.assert_frame_equal(kept["samples"], expected)
+    again: dict = {}
+    check_inputs(resolved, base=demo_project, keep=again)
+    pd.testing.assert_frame_equal(again["samples"], expected)
+
+    # a sheet with a problem: an error, and nothing kept
+    sheet = demo_project / "bad_samples.tsv"
+    table = pd.read_csv(demo_project / config["samples"], sep="\t", dtype=str)
+    table.loc[0, "arm"] = "placebo"
+    table.to_csv(sheet, sep="\t", index=False)
+    bad = {**config, "samples": str(sheet)}
+    nothing: dict = {}
+    with pytest.raises(CytotrialError, match="placebo"):
+        check_before_run(bad, base=demo_project, keep=nothing, stream=io.StringIO())
+    assert nothing == {}
+
+
 def test_inputs_are_left_alone_when_asked(
     demo_project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

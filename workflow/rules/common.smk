@@ -30,10 +30,14 @@ def _fail(message):
 # checks found is kept between runs while nothing they read changes (loading the strategies is
 # most of the seconds before the first job).
 PREFLIGHT_CACHE = ".snakemake/cytotrial/preflight.json"
+# What the set-up reads once: the checked sample sheet (kept by the check), the FCS files, batches.
+_cache = {}
 try:
     if workflow.is_main_process:
         config.update(
-            check_before_run(config, inputs="demo" not in config, cache=PREFLIGHT_CACHE)
+            check_before_run(
+                config, inputs="demo" not in config, cache=PREFLIGHT_CACHE, keep=_cache
+            )
         )
     else:
         config.update(check_config(config))
@@ -46,8 +50,6 @@ DEMO_DIR = Path(config["samples"]).parent
 PATIENTS = config["patients"]
 BATCH_FILE = "results/gating/batches/batch_{batch}.tsv"
 
-_cache = {}
-
 
 def samples():
     """The checked sample sheet (after the demo is simulated, in demo mode)."""
@@ -56,12 +58,14 @@ def samples():
             checkpoints.simulate_demo.get()
         try:
             if DEMO and workflow.is_main_process:
-                check_inputs(config)  # the demo's sheet and patients, once simulated
-            _cache["samples"] = read_sample_sheet(
-                config["samples"],
-                arms=list(config["arms"]),
-                panels=list(config["strategies"]),
-            )
+                # the demo's sheet and patients, once simulated
+                check_inputs(config, keep=_cache)
+            if "samples" not in _cache:
+                _cache["samples"] = read_sample_sheet(
+                    config["samples"],
+                    arms=list(config["arms"]),
+                    panels=list(config["strategies"]),
+                )
         except CytotrialError as error:
             _fail(error)
     return _cache["samples"]

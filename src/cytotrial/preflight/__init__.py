@@ -47,11 +47,15 @@ class Findings:
         One line per thing a user should know that does not stop the run.
     config
         The config with its defaults filled in (``None`` when it is too broken to resolve).
+    sheet
+        The sample sheet as :func:`cytotrial.io.read_sample_sheet` reads it, when the inputs were
+        checked and it has no problem (``None`` otherwise): the run needs not read it again.
     """
 
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     config: dict[str, Any] | None = None
+    sheet: Any = field(default=None, compare=False, repr=False)
 
 
 def preflight(
@@ -107,9 +111,10 @@ def preflight(
     findings.errors += kept["errors"]
     findings.warnings += kept["warnings"]
     if inputs:
-        problems, warnings = input_findings(resolved, base=base)
+        problems, warnings, sheet = input_findings(resolved, base=base)
         findings.errors += problems
         findings.warnings += warnings
+        findings.sheet = sheet if not problems else None
     return findings
 
 
@@ -130,8 +135,12 @@ def check_before_run(
     panels: Iterable[str] | None = None,
     stream: TextIO | None = None,
     cache: str | Path | None = None,
+    keep: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """:func:`preflight`, its warnings written to ``stream`` (stderr), its errors raised.
+
+    ``keep`` (a dict) gets the checked sample sheet under ``"samples"``, when the inputs were
+    checked (:attr:`Findings.sheet`).
 
     Returns
     -------
@@ -146,18 +155,26 @@ def check_before_run(
     findings = preflight(config, base=base, inputs=inputs, panels=panels, cache=cache)
     _report(findings, stream)
     assert findings.config is not None  # no errors: the config resolved
+    if keep is not None and findings.sheet is not None:
+        keep["samples"] = findings.sheet
     return findings.config
 
 
 def check_inputs(
-    config: Mapping, *, base: str | Path | None = None, stream: TextIO | None = None
+    config: Mapping,
+    *,
+    base: str | Path | None = None,
+    stream: TextIO | None = None,
+    keep: dict[str, Any] | None = None,
 ) -> None:
     """The sample sheet and patients table of a checked config (the demo's, once simulated).
 
     Warnings go to ``stream`` (stderr); errors are raised as one :class:`CytotrialError`, one
-    line each.
+    line each. ``keep`` (a dict) gets the checked sample sheet under ``"samples"``.
     """
     from ._inputs import input_findings
 
-    errors, warnings = input_findings(config, base=Path(base or "."))
+    errors, warnings, sheet = input_findings(config, base=Path(base or "."))
     _report(Findings(errors=errors, warnings=warnings), stream)
+    if keep is not None and sheet is not None and not errors:
+        keep["samples"] = sheet

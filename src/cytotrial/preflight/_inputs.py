@@ -156,8 +156,10 @@ def _patient_findings(
     return errors, warnings
 
 
-def input_findings(config: Mapping, *, base: Path) -> tuple[list[str], list[str]]:
-    """Every problem of the sample sheet and the patients table, and the warnings about them.
+def input_findings(
+    config: Mapping, *, base: Path
+) -> tuple[list[str], list[str], pd.DataFrame | None]:
+    """Every problem of the sample sheet and the patients table, the warnings, the typed sheet.
 
     Parameters
     ----------
@@ -169,7 +171,8 @@ def input_findings(config: Mapping, *, base: Path) -> tuple[list[str], list[str]
     Returns
     -------
     tuple
-        Errors and warnings, one line each.
+        Errors and warnings, one line each; the sheet as read (typed), or ``None`` when it could
+        not be read.
     """
     from ..io import read_patients
 
@@ -180,13 +183,13 @@ def input_findings(config: Mapping, *, base: Path) -> tuple[list[str], list[str]
         errors += figure_problems(config, sheet)
     warnings: list[str] = []
     if not config["patients"]:
-        return errors, warnings
+        return errors, warnings, sheet
     label = str(config["patients"])
     try:
         patients = read_patients(located(label, base), arms=list(config["arms"]))
     except SampleSheetError as error:
-        return errors + _lines(error), warnings
+        return errors + _lines(error), warnings, sheet
     if sheet is not None:
         found, warnings = _patient_findings(patients, sheet, label=label, sheet_label=sheet_label)
         errors += found
-    return errors, warnings
+    return errors, warnings, sheet

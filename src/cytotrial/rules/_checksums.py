@@ -194,7 +194,7 @@ def file_checksums(
 
 
 def verify_checksums(
-    samples: Sequence[Mapping[str, str]], *, cache: str | Path | None = None
+    samples: Sequence[Mapping[str, str]], *, cache: str | Path | None = None, jobs: int = 4
 ) -> dict[str, str]:
     """The sha256 of each sample's file as a gating job finds it, checked against its batch's.
 
@@ -205,6 +205,8 @@ def verify_checksums(
         ("" or absent: not checked).
     cache
         The checksum cache (see :func:`file_checksums`); ``None``: hash every file.
+    jobs
+        Files hashed at once (``1``: one after the other, in the order of ``samples``).
 
     Returns
     -------
@@ -216,7 +218,7 @@ def verify_checksums(
     cytotrial.errors.CytotrialError
         A file changed since its batch was formed (the run began): one line naming it.
     """
-    digests = file_checksums([row["fcs"] for row in samples], cache=cache)
+    digests = file_checksums([row["fcs"] for row in samples], cache=cache, jobs=jobs)
     found: dict[str, str] = {}
     for row in samples:
         now, then = digests[str(row["fcs"])], row.get("sha256", "")

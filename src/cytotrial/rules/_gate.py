@@ -70,26 +70,35 @@ def run_gate_batch(
     checksum_cache
         The FCS checksum cache (see :func:`file_checksums`); ``None``: every file is hashed.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     samples = list(samples)
-    sha256 = verify_checksums(samples, cache=checksum_cache)
     table = pd.DataFrame(list(samples), columns=["sample_id", "panel", "fcs"])
     model = population_model({"populations": populations or {}, "strategies": strategies})
     mfi = mfi or {"markers": {}, "min_events": 0}
-    gatings = {
-        panel: load_panel_gating(
-            panel, strategies[panel], model=model, mfi_markers=mfi["markers"], panels=panels
+    # The files are hashed by a thread running ahead of the gating, in the order the gating reads
+    # them (by sample id): a file not hashed before the run is read from disk once, and the
+    # gating finds it in the page cache. A file that changed since its batch was formed stops the
+    # job before any table is written.
+    ordered = sorted(samples, key=lambda row: str(row["sample_id"]))
+    with ThreadPoolExecutor(max_workers=1) as hasher:
+        hashing = hasher.submit(verify_checksums, ordered, cache=checksum_cache, jobs=1)
+        gatings = {
+            panel: load_panel_gating(
+                panel, strategies[panel], model=model, mfi_markers=mfi["markers"], panels=panels
+            )
+            for panel in sorted(set(table["panel"]))
+        }
+        result = gate_samples(
+            table,
+            gatings,
+            panels=panels,
+            compensation=compensation_matrix(compensation),
+            unreadable_compensation=unreadable_compensation,
+            mfi_min_events=int(mfi["min_events"]),
+            acquisition=acquisition,
         )
-        for panel in sorted(set(table["panel"]))
-    }
-    result = gate_samples(
-        table,
-        gatings,
-        panels=panels,
-        compensation=compensation_matrix(compensation),
-        unreadable_compensation=unreadable_compensation,
-        mfi_min_events=int(mfi["min_events"]),
-        acquisition=acquisition,
-    )
+        sha256 = hashing.result()
     result = result._replace(qc=result.qc.assign(sha256=result.qc["sample_id"].map(sha256)))
     write_tsv(result.counts, counts_out)
     write_tsv(result.qc, qc_out)
