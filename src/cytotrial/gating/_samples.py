@@ -170,24 +170,16 @@ def gated_engine(
     fcs: str | Path,
     gating: PanelGating,
     *,
-    panels: Mapping[str, Sequence[str]] | None = None,
-    compensation: pd.DataFrame | None = None,
-    unreadable_compensation: str = "exclude",
     acquisition: Mapping[str, Any] | None = None,
+    **reading: Any,
 ) -> tuple[FCSData, dict[str, str], dict[str, np.ndarray], Engine]:
-    """:func:`read_and_gate`, and the :class:`Engine` that gated the file.
+    """:func:`read_and_gate` (the same arguments), and the :class:`Engine` that gated the file.
 
     The engine holds the compensated (and some transformed) values the gates read: drawing the
     sample's events from it (:func:`transformed_events`) compensates no event again.
     """
     gating = gating.for_file(fcs)
-    data, channel_map = read_for_gating(
-        fcs,
-        gating,
-        panels=panels,
-        compensation=compensation,
-        unreadable_compensation=unreadable_compensation,
-    )
+    data, channel_map = read_for_gating(fcs, gating, **reading)
     data = _acquisition_checked(data, acquisition, {"notes": "", "flags": ""})
     engine = engine_for(data, gating.strategy, channel_map=channel_map, adaptive=gating.adaptive)
     return data, channel_map, engine.run(), engine
