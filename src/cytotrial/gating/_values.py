@@ -35,7 +35,8 @@ PLOT_TOLERANCE = 1e-6
 _TABLE_SPAN = (-0.5, 1.5)  # the table's reach on the transformed scale (the axis is 0 to 1)
 _TABLE_SIZE = 16_385  # nodes of a transform's table: linear between them, well within tolerance
 _TABLE_FROM = 2_000  # fewer values than this are transformed exactly (as fast as a table)
-_TABLES: dict[int, tuple[Any, np.ndarray, np.ndarray] | None] = {}  # id -> (transform, x, y)
+# id of a transform -> (the transform, its table or None): made and checked once per transform
+_TABLES: dict[int, tuple[Any, tuple[np.ndarray, np.ndarray] | None]] = {}
 
 
 def _table(xform: Any) -> tuple[np.ndarray, np.ndarray] | None:
@@ -48,9 +49,7 @@ def _table(xform: Any) -> tuple[np.ndarray, np.ndarray] | None:
     """
     kept = _TABLES.get(id(xform))
     if kept is not None and kept[0] is xform:
-        return kept[1], kept[2]
-    if kept is None and id(xform) in _TABLES:
-        return None
+        return kept[1]
     nodes_y = np.linspace(*_TABLE_SPAN, _TABLE_SIZE)
     with np.errstate(all="ignore"):
         nodes_x = np.asarray(xform.inverse(nodes_y.reshape(-1, 1)), dtype=np.float64).reshape(-1)
@@ -64,7 +63,7 @@ def _table(xform: Any) -> tuple[np.ndarray, np.ndarray] | None:
             ends, nodes_y[[0, -1]], rtol=0, atol=PLOT_TOLERANCE
         ):
             table = (nodes_x, nodes_y)
-    _TABLES[id(xform)] = None if table is None else (xform, *table)
+    _TABLES[id(xform)] = (xform, table)
     return table
 
 
