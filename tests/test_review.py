@@ -28,7 +28,14 @@ from cytotrial.config import check_config
 from cytotrial.errors import ConfigError
 from cytotrial.gating import gate_samples, load_panel_gating, read_gate_positions
 from cytotrial.pl import ReviewCanvas, ReviewHeader, draw_sample_review, review_panels
-from cytotrial.pl._decades import axis_scale, data_limits, decade_label, draw_ticks, tick_labels
+from cytotrial.pl._decades import (
+    axis_scale,
+    data_limits,
+    decade_label,
+    draw_ticks,
+    tick_labels,
+    tick_texts,
+)
 from cytotrial.preflight._figures import figure_problems, figure_warnings
 from cytotrial.rules import (
     REVIEW_PAGE_COLUMNS,
@@ -154,7 +161,7 @@ def test_ticks_drawn_as_a_few_artists_sit_where_matplotlibs_own_ticks_do(directi
 
     from cytotrial.pl._layout import theme
 
-    ticks = [(0.1, "10²"), (0.45, "10³"), (0.8, "10⁴")]
+    ticks = [(0.1, "0"), (0.45, "50K"), (0.8, "100K")]
     extents = {}
     with mpl.rc_context({**theme(), "xtick.direction": direction, "ytick.direction": direction}):
         for how in ("matplotlib", "ours"):
@@ -190,6 +197,103 @@ def test_ticks_drawn_as_a_few_artists_sit_where_matplotlibs_own_ticks_do(directi
     differ = extents["ours"]["ink"] != extents["matplotlib"]["ink"]
     assert differ.mean() < 0.002, differ.mean()
     assert len(marks) == 4 and all(len(segments) in (1, 3) for segments in marks)
+
+
+@pytest.mark.parametrize("direction", ["out", "in"])
+def test_a_power_of_ten_is_its_base_and_a_raised_exponent_where_one_label_would_be(direction):
+    """``10⁴`` as ``10`` and a smaller ``4`` beside its top, read back whole.
+
+    On the x axis the base is centred on the tick; on the y axis the label ends where a plain
+    label ends, on its tick's line.
+    """
+    import matplotlib as mpl
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from cytotrial.pl._layout import theme
+
+    ticks = [(0.1, "-10²"), (0.45, "0"), (0.8, "10⁴")]
+    with mpl.rc_context({**theme(), "xtick.direction": direction, "ytick.direction": direction}):
+        fig = Figure(figsize=(4, 3), dpi=200)
+        canvas = FigureCanvasAgg(fig)
+        ax = fig.add_axes((0.3, 0.3, 0.6, 0.6))
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        for which in "xy":
+            draw_ticks(ax, which, ticks)
+        canvas.draw()
+        renderer = canvas.get_renderer()
+    for which in "xy":
+        assert tick_texts(ax, which) == [text for _, text in ticks]
+        bases = {t.get_text(): t.get_window_extent(renderer) for t in tick_labels(ax, which)}
+        exponents = [t for t in ax.texts if t.get_gid() == f"{which}tickexponent"]
+        assert sorted(t.get_text() for t in exponents) == ["2", "4"]
+        for exponent in exponents:
+            box = exponent.get_window_extent(renderer)
+            base = bases["-10" if exponent.get_text() == "2" else "10"]
+            assert abs(box.x0 - base.x1) <= 1.0  # right after the base
+            assert box.height < 0.85 * base.height  # smaller
+            assert abs(box.y1 - base.y1) <= 2.0 and box.y0 > base.y0 + 0.25 * base.height  # raised
+    tick = ax.transData.transform([(0.8, 0.8)])[0]
+    assert abs((bases_x := {t.get_text(): t for t in tick_labels(ax, "x")})["10"]
+               .get_window_extent(renderer).x0 + bases_x["10"].get_window_extent(renderer).width / 2
+               - tick[0]) <= 1.0  # fmt: skip
+    plain = next(t for t in tick_labels(ax, "y") if t.get_text() == "0").get_window_extent(renderer)
+    for exponent in (t for t in ax.texts if t.get_gid() == "ytickexponent"):
+        assert abs(exponent.get_window_extent(renderer).x1 - plain.x1) <= 1.0
+    ten = next(t for t in tick_labels(ax, "y") if t.get_text() == "10").get_window_extent(renderer)
+    assert ten.y0 < tick[1] < ten.y1
+
+
+def _saved_page(fig, path: Path) -> tuple[bytes, str]:
+    import pypdfium2
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    from cytotrial.pl import save_review_page
+
+    with PdfPages(path) as document:
+        save_review_page(document, fig)
+    document = pypdfium2.PdfDocument(str(path))
+    try:
+        text = document[0].get_textpage().get_text_range()
+    finally:
+        document.close()
+    return path.read_bytes(), text
+
+
+@pytest.mark.parametrize("marker", ["CD3 · µ", "TCRγδ"])
+def test_a_page_is_written_in_a_standard_pdf_font_unless_a_character_is_not_in_it(marker, tmp_path):
+    """Helvetica, not embedded, for text of its character set; else DejaVu Sans, embedded.
+
+    Either way a PDF reader finds every character of the page's text.
+    """
+    import logging
+
+    import matplotlib as mpl
+    from matplotlib.figure import Figure
+
+    from cytotrial.pl._review import REVIEW_FONTS
+
+    with mpl.rc_context(REVIEW_FONTS):
+        fig = Figure(figsize=(4, 3))
+        ax = fig.add_axes((0.3, 0.3, 0.6, 0.6))
+        ax.set_xlabel(f"{marker} (FITC-A)")
+        draw_ticks(ax, "x", [(0.2, "0"), (0.6, "10³"), (0.9, "10⁴")])
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("matplotlib").addHandler(handler)
+    try:
+        data, text = _saved_page(fig, tmp_path / "page.pdf")
+    finally:
+        logging.getLogger("matplotlib").removeHandler(handler)
+    standard = marker.isascii() or marker == "CD3 · µ"
+    assert (b"/BaseFont /Helvetica" in data) == standard
+    assert (b"DejaVu" in data) != standard
+    assert (b"/Type3" in data) != standard  # glyphs embedded only when needed
+    assert f"{marker} (FITC-A)" in text
+    assert "103" in text.replace(" ", "") and "104" in text.replace(" ", "")
+    assert not [r for r in records if r.levelno >= logging.WARNING], records
 
 
 def _k(text: str) -> float:
@@ -345,7 +449,7 @@ def test_the_page_shows_every_gate_with_its_percent_of_parent_and_the_heading(tr
     assert texts[0] == "S0  ·  panel blood  ·  batch B01  ·  ok"
     _assert_laid_out(fig)
     # logicle axes in decades, scatter in thousands
-    labels = [t.get_text() for t in tick_labels(_panel(fig, "cd3"), "x")]
+    labels = tick_texts(_panel(fig, "cd3"), "x")
     assert "10³" in labels
     assert any(t.get_text().endswith("K") for t in tick_labels(_panel(fig, "lymphocytes"), "x"))
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         draw_sample_review,
         message_page,
         review_panels,
+        save_review_page,
     )
     from ._style import (
         arm_palette,
@@ -97,6 +98,7 @@ _EXPORTS = {
     "plot_waterfall": "._response",
     "read_stat_tables": "._figures",
     "review_panels": "._review",
+    "save_review_page": "._review",
     "save_figure": "._style",
     "write_crosscheck_figures": "._crosscheck",
     "write_figures": "._figures",
@@ -146,6 +148,7 @@ __all__ = [
     "read_stat_tables",
     "review_panels",
     "save_figure",
+    "save_review_page",
     "write_crosscheck_figures",
     "write_figures",
     "write_gate_positions",

@@ -11,6 +11,7 @@ robust range of the events drawn (:func:`data_limits`), not the whole range of t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ __all__ = [
     "draw_ticks",
     "place_label",
     "tick_labels",
+    "tick_texts",
 ]
 
 #: FlowKit transforms whose axis is labelled in decades of the raw scale (by class name).
@@ -44,6 +46,10 @@ DECADE_TRANSFORMS = frozenset(
     }
 )
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+_PLAIN = str.maketrans("⁻⁰¹²³⁴⁵⁶⁷⁸⁹", "-0123456789")
+_POWER = re.compile(r"(-?10)([⁻⁰¹²³⁴⁵⁶⁷⁸⁹]+)")
+_EXPONENT_SIZE = 0.7  # an exponent's font size, of its tick label's
+_EXPONENT_RISE = 0.36  # how far up from the tick an exponent's top is, in tick label font sizes
 _MINOR_GAP = 0.02  # minor ticks closer than this fraction of the axis to the last are left out
 _DECADES = range(0, 10)  # 10^0 .. 10^9: every decade a cytometer can record
 _MIN_GAP = 0.07  # labelled ticks closer than this fraction of the axis are thinned
@@ -111,8 +117,15 @@ def draw_ticks(
     half of its time). Set the axis limits first: ticks outside them are left out. The labels
     carry the gid ``"<which>ticklabel"`` (:func:`tick_labels`); matplotlib's own ticks are
     switched off and the axis label is placed beside the labels (:func:`place_label`).
+
+    A power of ten (``10⁴``, ``-10³``) is written as its base and a smaller, raised exponent in
+    plain digits (gid ``"<which>tickexponent"``), set beside the base when the page is drawn: a
+    PDF can then write every tick label in a standard font (superscript digits but ¹²³ are not
+    in it), and :func:`tick_texts` reads the labels back as ``10⁴``. On the x axis the base is
+    centred on its tick; on the y axis the exponent ends where the other labels end.
     """
     from matplotlib.collections import LineCollection
+    from matplotlib.font_manager import FontProperties
     from matplotlib.ticker import NullLocator
     from matplotlib.transforms import offset_copy
 
@@ -158,17 +171,52 @@ def draw_ticks(
     else:
         shifted = offset_copy(transform, fig=ax.figure, x=-pad, y=0.0, units="points")
         place = {"ha": "right", "va": "center_baseline"}
+    size = FontProperties(size=rc[f"{which}tick.labelsize"]).get_size_in_points()
+    style = {"color": label_colour, "clip_on": False}
     for position, text in ticks:
         xy = (position, 0.0) if which == "x" else (0.0, position)
-        ax.text(
-            *xy, text, transform=shifted, fontsize=rc[f"{which}tick.labelsize"],
-            color=label_colour, clip_on=False, gid=f"{which}ticklabel", **place,
-        )  # fmt: skip
+        power = _POWER.fullmatch(text)
+        if power is None:
+            ax.text(*xy, text, transform=shifted, fontsize=size, gid=f"{which}ticklabel",
+                    **place, **style)  # fmt: skip
+            continue
+        base, exponent = power.group(1), power.group(2).translate(_PLAIN)
+        small = {"fontsize": size * _EXPONENT_SIZE, "gid": f"{which}tickexponent", **style}
+        if which == "x":  # the base centred on the tick, the exponent after it, tops level
+            anchor = ax.text(*xy, base, transform=shifted, fontsize=size,
+                             gid="xticklabel", **place, **style)  # fmt: skip
+            ax.annotate(exponent, xy=(1.0, 0.0), xycoords=(anchor, shifted), ha="left",
+                        va="top", **small)  # fmt: skip
+        else:  # the exponent ends where the labels end, the base before it on the tick's line
+            raised = offset_copy(
+                transform, fig=ax.figure, x=-pad, y=_EXPONENT_RISE * size, units="points"
+            )
+            anchor = ax.text(*xy, exponent, transform=raised, ha="right", va="top", **small)
+            ax.annotate(base, xy=(0.0, position), xycoords=(anchor, shifted), ha="right",
+                        va="center_baseline", fontsize=size, gid="yticklabel",
+                        **style)  # fmt: skip
 
 
 def tick_labels(ax: Axes, which: str) -> list:
-    """The tick labels :func:`draw_ticks` drew on ``ax``'s ``x`` or ``y`` axis (Text artists)."""
+    """The tick labels :func:`draw_ticks` drew on ``ax``'s ``x`` or ``y`` axis (Text artists).
+
+    A power of ten's label is its base (``10``); :func:`tick_texts` gives whole labels.
+    """
     return [t for t in ax.texts if t.get_gid() == f"{which}ticklabel"]
+
+
+def tick_texts(ax: Axes, which: str) -> list[str]:
+    """The labels :func:`draw_ticks` wrote on ``ax``'s ``x`` or ``y`` axis, as ``10⁴`` is read."""
+    exponents = {}
+    for text in ax.texts:  # each exponent, by the base it is set beside (or the other way)
+        if text.get_gid() == f"{which}tickexponent" and which == "x":
+            exponents[id(text.xycoords[0])] = text.get_text()
+        elif which == "y" and text.get_gid() == "yticklabel" and hasattr(text, "xycoords"):
+            exponents[id(text)] = text.xycoords[0].get_text()
+    return [
+        t.get_text() + exponents.get(id(t), "").translate(_SUPERSCRIPT)
+        for t in tick_labels(ax, which)
+    ]
 
 
 def place_label(ax: Axes, which: str, ticks: Sequence[str]) -> None:

@@ -203,6 +203,8 @@ def _write_pages(figures: list, pdf: str, png: str | None) -> list[str]:
     """
     from matplotlib.backends.backend_pdf import PdfPages
 
+    from ..pl import save_review_page
+
     metadata = {"CreationDate": None, "ModDate": None}
     target = Path(pdf)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -210,7 +212,7 @@ def _write_pages(figures: list, pdf: str, png: str | None) -> list[str]:
     with writing(target):
         with PdfPages(partial, metadata=metadata) as document:
             for fig in figures:
-                document.savefig(fig)
+                save_review_page(document, fig)
         os.replace(partial, target)
     if png is None:
         return []
@@ -288,18 +290,37 @@ def _run_tasks(tasks: list[_Task], threads: int) -> dict[str, tuple[list[str], f
     """Draw the pages, in ``threads`` processes when there are several.
 
     The processes are forked: they inherit the loaded strategies instead of loading them again.
+    Meanwhile a thread of this process reads the files of the next pages from disk
+    (:class:`cytotrial.io.ReadAhead`), so a process drawing a page seldom waits for its file.
     """
+    import contextlib
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from ..io import ReadAhead
+
     workers = max(1, min(int(threads), len(tasks)))
-    if workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return {sid: (pngs, s) for sid, pngs, s in map(_draw, tasks)}
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_one_blas_thread
-    ) as pool:
-        return {sid: (pngs, s) for sid, pngs, s in pool.map(_draw, tasks, chunksize=1)}
+    done: dict[str, tuple[list[str], float]] = {}
+    reads = [task.header.status != "excluded" for task in tasks]
+    with contextlib.ExitStack() as stack:
+        if workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
+            drawn = map(_draw, tasks)
+        else:
+            pool = stack.enter_context(
+                ProcessPoolExecutor(
+                    max_workers=workers,
+                    mp_context=multiprocessing.get_context("fork"),
+                    initializer=_one_blas_thread,
+                )
+            )
+            drawn = pool.map(_draw, tasks, chunksize=1)  # the processes start (fork) here
+        files = [task.fcs for task, read in zip(tasks, reads) if read]
+        ahead = stack.enter_context(ReadAhead(files, ahead=2 * workers + 2))
+        for read, (sample_id, pngs, seconds) in zip(reads, drawn):
+            done[sample_id] = (pngs, seconds)
+            if read:
+                ahead.used()
+    return done
 
 
 def _header(row: Any) -> ReviewHeader:

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ..io import ReadAhead
+
 if TYPE_CHECKING:
     from anndata import AnnData
     from flowkit import Dimension
@@ -246,22 +248,24 @@ def subsample_events(
     quotas = event_quotas(len(table), per_sample=per_sample, max_events=cap)
     parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, list[str]]] = []
     skipped: list[str] = []
-    for position, row in enumerate(table.itertuples(index=False)):
-        part = _sample_draw(
-            row,
-            gatings[row.panel],
-            size=int(quotas[position]),
-            panels=panels,
-            compensation=compensation,
-            seed=seed,
-            within=within,
-            labels=labels,
-            reading=reading,
-        )
-        if part is None:
-            skipped.append(str(row.sample_id))
-        elif part[0].size:
-            parts.append((position, *part))
+    with ReadAhead(list(table["fcs"])) as ahead:  # the next files load while one is gated
+        for position, row in enumerate(table.itertuples(index=False)):
+            part = _sample_draw(
+                row,
+                gatings[row.panel],
+                size=int(quotas[position]),
+                panels=panels,
+                compensation=compensation,
+                seed=seed,
+                within=within,
+                labels=labels,
+                reading=reading,
+            )
+            ahead.used()
+            if part is None:
+                skipped.append(str(row.sample_id))
+            elif part[0].size:
+                parts.append((position, *part))
     if not parts:
         raise ValueError("no sample could be read for the event-level cross-check")
     events = _assemble(table, parts, [c for c in obs_columns if c in table.columns])
