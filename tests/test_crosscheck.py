@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import ARM_A, ARM_B, planned_jobs, run_snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
+PANELS = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["panels"]
 COLOURS = {ARM_A: "#C8102E", ARM_B: "#1F77B4"}
 # clinical order differs from the alphabet's (which puts C10D1 first and C1D15 last)
 VISITS = [("C1D1", 1, 1), ("C1D15", 1, 15), ("C10D1", 10, 1)]
@@ -167,7 +168,14 @@ def test_the_draw_is_capped_per_sample_and_in_all_and_each_sample_draws_its_own(
     assert events.n_obs == 675 and set(per_sample) == {225}
     assert events.uns["skipped_samples"] == ["bad"]
     assert {"arm", "visit", "cycle", "day", "compartment"} <= set(events.obs.columns)
-    assert events.var_names.tolist()[:3] == ["CD3", "CD4", "CD8"]
+    # markers by the channels' names (no panels:), the viability dye left out; with panels:, as
+    # they name them. Never a file's own $PnS label (here CD3, CD4...: not shown either way).
+    assert events.var_names.tolist()[:3] == ["FITC-A", "PerCP-Cy5-5-A", "APC-H7-A"]
+    named = stats.subsample_events(
+        samples, gatings, per_sample=400, max_events=900, panels=PANELS, **options
+    )
+    assert named.var_names.tolist()[:3] == ["CD3", "CD4", "CD8"]
+    np.testing.assert_array_equal(named.X, events.X)
     # a sample's draw is its own: the same events whether or not the others are read
     alone = stats.subsample_events(samples.iloc[[1]], gatings, per_sample=225, **options)
     together = events[events.obs["sample_id"] == "s1"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cytotrial.errors import ConfigError, MissingMarkerError
-from cytotrial.io import resolve_channels, shown_channel_names
+from cytotrial.io import panel_marker, resolve_channels, shown_channel_names
 
 PANELS = {"CD8": ["APC-H7-A", "CD8 APC-H7", "Comp-APC-H7-A"], "CD3": ["FITC-A", "CD3 FITC"]}
 
@@ -123,3 +123,21 @@ def test_labels_that_agree_or_that_no_marker_lists_are_not_refused():
     }
     # without panels: nothing to check against
     assert resolve_channels(["FITC-A"], ["CD8"], ["FITC-A"]) == {"FITC-A": "FITC-A"}
+
+
+@pytest.mark.parametrize(
+    ("channel", "label", "expected"),
+    [
+        ("FITC-A", "CD3", "CD3"),  # the channel is one of the marker's names
+        ("Comp-APC-H7-A", "", "CD8"),  # FlowJo's prefix ignored
+        ("fitc-a ", "Jane Doe 1961", "CD3"),  # the label never shown, whatever it says
+        ("B1-A", "cd8 apc-h7", "CD8"),  # the label one of a marker's names: that marker
+        ("B1-A", "Jane Doe 1961", ""),  # neither known: no marker
+        ("B1-A", "CD3 FITC PHIQX", ""),
+    ],
+)
+def test_an_output_names_a_channels_marker_as_panels_does_never_by_the_files_label(
+    channel, label, expected
+):
+    assert panel_marker(channel, label, panels=PANELS) == expected
+    assert panel_marker(channel, label, panels=None) == ""

@@ -136,6 +136,22 @@ def _decoded(content: bytes) -> Iterator[bytes]:
                 yield zlib.decompress(match.group(1))
             except zlib.error:
                 continue
+        yield _pdf_text(content)
+
+
+def _pdf_text(content: bytes) -> bytes:
+    """The text a PDF reader finds on every page (PDFium).
+
+    An embedded font's glyph codes are not the characters: a PDF's bytes alone can hide a text
+    drawn on its pages.
+    """
+    import pypdfium2
+
+    document = pypdfium2.PdfDocument(content)
+    try:
+        return "\n".join(page.get_textpage().get_text_range() for page in document).encode()
+    finally:
+        document.close()
 
 
 def files_under(project: Path, folders: Iterable[str]) -> Iterator[Path]:

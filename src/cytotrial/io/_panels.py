@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from ..errors import ConfigError, MissingMarkerError
 
-__all__ = ["alias_groups", "resolve_channels", "shown_channel_names"]
+__all__ = ["alias_groups", "panel_marker", "resolve_channels", "shown_channel_names"]
 
 
 def _norm(name: str) -> str:
@@ -82,6 +82,26 @@ def shown_channel_names(
         channel if _norm(channel) in known or _norm(_strip_comp(channel)) in known else f"$P{k}N"
         for k, channel in enumerate(channels, start=1)
     ]
+
+
+def panel_marker(
+    channel: str, label: str = "", *, panels: Mapping[str, Sequence[str]] | None = None
+) -> str:
+    """The marker an output names beside a channel: one of ``panels:``, never the file's own text.
+
+    The ``panels:`` marker whose names hold the channel's ``$PnN`` (FlowJo's ``Comp-`` prefix
+    ignored), else the one whose names hold its ``$PnS`` ``label``; ``""`` when neither does. A
+    ``$PnS`` is a value of the file's TEXT, free text that may carry anything a site typed (a
+    patient's name among them): it chooses between the config's markers and is never shown
+    itself.
+    """
+    groups = alias_groups(panels)
+    for name in (channel, _strip_comp(channel), label):
+        if name:
+            for marker, names in groups:
+                if _norm(name) in names:
+                    return marker
+    return ""
 
 
 def resolve_channels(

@@ -174,10 +174,21 @@ def _flag_name(name: str) -> str:
     return " ".join(str(name).replace(",", " ").split())
 
 
-def _axis_label(dim: Any, channel_map: Mapping[str, str], markers: Mapping[str, str]) -> str:
+def _axis_label(
+    dim: Any,
+    channel_map: Mapping[str, str],
+    labels: Mapping[str, str],
+    panels: Mapping[str, Sequence[str]] | None,
+) -> str:
+    """``marker (channel)``, the marker as ``panels:`` names it, or the channel alone.
+
+    A file's own ``$PnS`` label is never written (:func:`cytotrial.io.panel_marker`).
+    """
+    from ..io import panel_marker
+
     name = _dimension_key(dim)[0]
     channel = channel_map.get(name, name)
-    marker = markers.get(channel)
+    marker = panel_marker(channel, labels.get(channel, ""), panels=panels)
     return f"{marker} ({channel})" if marker and marker != channel else channel
 
 
@@ -203,6 +214,7 @@ class _Sample:
     placements: Mapping[str, Mapping[str, Any]]
     fallbacks: set[str]
     gated_by: Any = None  # the Engine that gated the sample, if given
+    panels: Mapping[str, Sequence[str]] | None = None  # the config's panels: (axis labels)
 
     def parent(self, panel: ReviewPanel) -> np.ndarray:
         if panel.parent_path is None:
@@ -321,9 +333,9 @@ def _draw_panel(ax: Axes, sample: _Sample, panel: ReviewPanel) -> None:
         limits.append(data_limits(values[:, axis], extra=np.concatenate(extra)))
     _draw_events(ax, values, limits)
     ax.set_xlim(*limits[0])
-    markers = dict(zip(sample.data.channels, sample.data.markers))
+    labels = dict(zip(sample.data.channels, sample.data.markers))
     for axis, (which, dim) in enumerate(zip("xy", panel.dimensions)):
-        label = _axis_label(dim, sample.channel_map, markers)
+        label = _axis_label(dim, sample.channel_map, labels, sample.panels)
         axis_scale(label, _transform(strategy, dim), limits[axis]).apply(ax, which)
     drawn: set[int] = set()
     for gate, shape, template in zip(panel.gates, shapes, templates):
@@ -500,6 +512,7 @@ def draw_review_pages(
     fallbacks: Sequence[str] = (),
     canvas: ReviewCanvas | None = None,
     engine: Any = None,
+    panels: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Figure]:
     """The pages of one gated sample (one, unless the strategy has more than 16 panels).
 
@@ -523,12 +536,15 @@ def draw_review_pages(
     engine
         The :class:`cytotrial.gating.Engine` that gated ``data`` (:func:`cytotrial.gating.gated_engine`):
         its compensated values are drawn; ``None``: compensated again.
+    panels
+        The config's ``panels:``: an axis names a channel's marker as they name it (never the
+        file's own ``$PnS`` label, which may hold anything a site typed).
     """
     from ._layout import theme
 
     sample = _Sample(
         header, gating, data, channel_map, memberships, dict(placements or {}), set(fallbacks),
-        gated_by=engine,
+        gated_by=engine, panels=panels,
     )  # fmt: skip
     panels = review_panels(gating.strategy)
     per_page = MAX_COLUMNS * MAX_ROWS
@@ -606,4 +622,5 @@ def draw_sample_review(
         fallbacks=fallbacks,
         canvas=canvas,
         engine=engine,
+        panels=panels,
     )

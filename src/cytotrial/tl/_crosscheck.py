@@ -121,10 +121,19 @@ def _panel_labels(
 
 
 def _marker_dimensions(
-    strategy: Strategy, data: FCSData, channel_map: Mapping[str, str]
+    strategy: Strategy,
+    data: FCSData,
+    channel_map: Mapping[str, str],
+    panels: Mapping[str, Sequence[str]] | None = None,
 ) -> list[tuple[Dimension, str]]:
-    """(flowkit dimension, marker label) of each fluorescence channel the strategy gates on, once."""
-    markers = dict(zip(data.channels, data.markers))
+    """(flowkit dimension, marker label) of each fluorescence channel the strategy gates on, once.
+
+    The label is the marker as ``panels:`` names it, else the channel: never the file's own
+    ``$PnS``, which may hold anything a site typed (:func:`cytotrial.io.panel_marker`).
+    """
+    from ..io import panel_marker
+
+    labels = dict(zip(data.channels, data.markers))
     seen: dict[str, tuple[Dimension, str]] = {}
     for gate in strategy.gates:
         for dim in getattr(gate.fk_gate, "dimensions", []) or []:
@@ -132,8 +141,10 @@ def _marker_dimensions(
             if name is None or name in seen or name.casefold().startswith(_SCATTER):
                 continue
             channel = channel_map.get(name, name)
-            label = markers.get(channel) or channel
-            if "viab" in label.casefold() or "live" in label.casefold():
+            label = panel_marker(channel, labels.get(channel, ""), panels=panels) or channel
+            # a viability dye is no marker: by its shown name or, unshown, the file's own label
+            if any(word in text.casefold() for text in (label, labels.get(channel, ""))
+                   for word in ("viab", "live")):  # fmt: skip
                 continue
             seen[name] = (dim, label)
     return list(seen.values())
@@ -309,7 +320,7 @@ def _sample_draw(
         pick.size,
         labels=_panel_labels(gating, within, labels),
     )
-    dims = _marker_dimensions(gating.strategy, data, channel_map)
+    dims = _marker_dimensions(gating.strategy, data, channel_map, panels)
     values = _marker_values(data, gating.strategy, channel_map, dims, pick)
     return pick, names, values, [marker for _, marker in dims]
 
