@@ -152,12 +152,23 @@ def test_axis_labels_sit_beside_their_tick_labels_without_touching_them(transfor
             assert 0 < gap < 12 * fig.dpi / 72
 
 
+def _unit_axes():
+    """An Agg canvas (4 x 3 in, 200 dpi) and its one axes, 0 to 1 on both axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 3), dpi=200)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.3, 0.3, 0.6, 0.6))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    return canvas, ax
+
+
 @pytest.mark.parametrize("direction", ["out", "in", "inout"])
 def test_ticks_drawn_as_a_few_artists_sit_where_matplotlibs_own_ticks_do(direction):
     """Tick marks and labels alike to matplotlib's tick objects, to the pixel, in the theme."""
     import matplotlib as mpl
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     from cytotrial.pl._layout import theme
 
@@ -165,11 +176,7 @@ def test_ticks_drawn_as_a_few_artists_sit_where_matplotlibs_own_ticks_do(directi
     extents = {}
     with mpl.rc_context({**theme(), "xtick.direction": direction, "ytick.direction": direction}):
         for how in ("matplotlib", "ours"):
-            fig = Figure(figsize=(4, 3), dpi=200)
-            canvas = FigureCanvasAgg(fig)
-            ax = fig.add_axes((0.3, 0.3, 0.6, 0.6))
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1)
+            canvas, ax = _unit_axes()
             for which in "xy":
                 if how == "ours":
                     draw_ticks(ax, which, ticks + [(1.5, "out of view")], minor=[0.2, 2.0])
@@ -207,18 +214,12 @@ def test_a_power_of_ten_is_its_base_and_a_raised_exponent_where_one_label_would_
     label ends, on its tick's line.
     """
     import matplotlib as mpl
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     from cytotrial.pl._layout import theme
 
     ticks = [(0.1, "-10²"), (0.45, "0"), (0.8, "10⁴")]
     with mpl.rc_context({**theme(), "xtick.direction": direction, "ytick.direction": direction}):
-        fig = Figure(figsize=(4, 3), dpi=200)
-        canvas = FigureCanvasAgg(fig)
-        ax = fig.add_axes((0.3, 0.3, 0.6, 0.6))
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
+        canvas, ax = _unit_axes()
         for which in "xy":
             draw_ticks(ax, which, ticks)
         canvas.draw()
@@ -235,9 +236,9 @@ def test_a_power_of_ten_is_its_base_and_a_raised_exponent_where_one_label_would_
             assert box.height < 0.85 * base.height  # smaller
             assert abs(box.y1 - base.y1) <= 2.0 and box.y0 > base.y0 + 0.25 * base.height  # raised
     tick = ax.transData.transform([(0.8, 0.8)])[0]
-    assert abs((bases_x := {t.get_text(): t for t in tick_labels(ax, "x")})["10"]
-               .get_window_extent(renderer).x0 + bases_x["10"].get_window_extent(renderer).width / 2
-               - tick[0]) <= 1.0  # fmt: skip
+    ten = next(t for t in tick_labels(ax, "x") if t.get_text() == "10")
+    centre = ten.get_window_extent(renderer)
+    assert abs(centre.x0 + centre.width / 2 - tick[0]) <= 1.0
     plain = next(t for t in tick_labels(ax, "y") if t.get_text() == "0").get_window_extent(renderer)
     for exponent in (t for t in ax.texts if t.get_gid() == "ytickexponent"):
         assert abs(exponent.get_window_extent(renderer).x1 - plain.x1) <= 1.0

@@ -301,7 +301,6 @@ def _run_tasks(tasks: list[_Task], threads: int) -> dict[str, tuple[list[str], f
 
     workers = max(1, min(int(threads), len(tasks)))
     done: dict[str, tuple[list[str], float]] = {}
-    reads = [task.header.status != "excluded" for task in tasks]
     with contextlib.ExitStack() as stack:
         if workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
             drawn = map(_draw, tasks)
@@ -314,12 +313,10 @@ def _run_tasks(tasks: list[_Task], threads: int) -> dict[str, tuple[list[str], f
                 )
             )
             drawn = pool.map(_draw, tasks, chunksize=1)  # the processes start (fork) here
-        files = [task.fcs for task, read in zip(tasks, reads) if read]
-        ahead = stack.enter_context(ReadAhead(files, ahead=2 * workers + 2))
-        for read, (sample_id, pngs, seconds) in zip(reads, drawn):
+        ahead = stack.enter_context(ReadAhead([task.fcs for task in tasks], ahead=2 * workers + 2))
+        for sample_id, pngs, seconds in drawn:
             done[sample_id] = (pngs, seconds)
-            if read:
-                ahead.used()
+            ahead.used()
     return done
 
 

@@ -141,10 +141,10 @@ def _marker_dimensions(
             if name is None or name in seen or name.casefold().startswith(_SCATTER):
                 continue
             channel = channel_map.get(name, name)
-            label = panel_marker(channel, labels.get(channel, ""), panels=panels) or channel
+            own = labels.get(channel, "")
+            label = panel_marker(channel, own, panels=panels) or channel
             # a viability dye is no marker: by its shown name or, unshown, the file's own label
-            if any(word in text.casefold() for text in (label, labels.get(channel, ""))
-                   for word in ("viab", "live")):  # fmt: skip
+            if any(word in f"{label} {own}".casefold() for word in ("viab", "live")):
                 continue
             seen[name] = (dim, label)
     return list(seen.values())
